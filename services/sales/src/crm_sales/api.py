@@ -1,0 +1,135 @@
+"""REST API of sales: the same payloads as the ingest topic, plus reads."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Response, status
+from pydantic import BaseModel, Field
+
+from crm_sales import domain, handlers, repository
+from crm_shared.api import Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.consumer import Rejected
+from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
+from crm_shared.service import Problem, StoreDep
+from crm_shared.store import AlreadyApplied
+
+router = APIRouter(prefix="/v1", tags=["orders"])
+
+
+class OrderView(BaseModel):
+    order_id: str
+    customer_id: str
+    status: domain.OrderStatus
+    currency: str | None
+    total: Decimal | None
+    paid: Decimal
+    refunded: Decimal
+    placed_at: datetime | None
+    channel: str | None
+    lines: list[OrderLine]
+
+    @classmethod
+    def of(cls, order: domain.Order) -> "OrderView":
+        placed = order.placed
+        return cls(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            status=order.status,
+            currency=placed.currency if placed else None,
+            total=placed.total if placed else None,
+            paid=order.paid,
+            refunded=order.refunded,
+            placed_at=order.placed_at,
+            channel=placed.channel if placed else None,
+            lines=list(placed.lines) if placed else [],
+        )
+
+
+class Accepted(BaseModel):
+    id: str = Field(description="The event id.")
+    status: str = Field(description="'applied', or 'duplicate' when this event id was applied before.")
+
+
+ORDER_EXAMPLE = {
+    "order_id": "O-5001",
+    "customer_id": "C-1001",
+    "currency": "EUR",
+    "total": "1250.00",
+    "lines": [{"sku": "ATM-200", "quantity": 1, "unit_price": "1250.00"}],
+    "channel": "web",
+}
+
+
+@router.post(
+    "/orders",
+    response_model=OrderView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Place an order (same payload as crm.order.placed.v1 data)",
+    responses={200: {"description": "Already placed with this content"}, 409: {"description": "Conflict"}},
+)
+async def place_order(
+    store: StoreDep,
+    response: Response,
+    order: Annotated[OrderPlaced, Body(examples=[ORDER_EXAMPLE])],
+    idempotency_key: IdempotencyKey = None,
+) -> OrderView:
+    event = OrderPlacedEvent.create(
+        order, source="/crm/sales/api", id=command_event_id("sales/orders", idempotency_key)
+    )
+    try:
+        placed = await handlers.apply_order_event(store, event)
+    except AlreadyApplied:
+        existing = await handlers.find_order(store, order.order_id)
+        if existing is None or existing.placed != order:
+            raise Problem(
+                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different order"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return OrderView.of(existing)
+    except Rejected as exc:
+        raise Problem(409, "Order conflict", str(exc)) from exc
+    if placed.placed_at is not None and placed.placed_at != event.time:
+        response.status_code = status.HTTP_200_OK
+    return OrderView.of(placed)
+
+
+@router.post(
+    "/events",
+    response_model=Accepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Submit an order CloudEvent, exactly as on crm.ingest.orders",
+    responses={409: {"description": "The event contradicts a known order"}},
+)
+async def submit_event(store: StoreDep, event: Annotated[OrderIngest, Body()]) -> Accepted:
+    try:
+        await handlers.apply_order_event(store, event)
+    except AlreadyApplied:
+        return Accepted(id=event.id, status="duplicate")
+    except Rejected as exc:
+        raise Problem(409, "Event rejected", str(exc)) from exc
+    return Accepted(id=event.id, status="applied")
+
+
+@router.get("/orders/{order_id}", response_model=OrderView, summary="One order and its status")
+async def get_order(store: StoreDep, order_id: str) -> OrderView:
+    order = await handlers.find_order(store, order_id)
+    if order is None:
+        raise Problem(404, "Order not found", f"no order {order_id}")
+    return OrderView.of(order)
+
+
+@router.get(
+    "/customers/{customer_id}/orders",
+    response_model=Page[OrderView],
+    summary="A customer's orders, newest first",
+)
+async def customer_orders(store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None) -> Page[OrderView]:
+    query: dict[str, Any] = {"customer_id": customer_id}
+    after = decode_cursor(cursor)
+    if after is not None:
+        query["_id"] = {"$lt": str(after.get("order_id", ""))}
+    docs = await store.db[repository.ORDERS].find(query).sort("_id", -1).limit(limit + 1).to_list(limit + 1)
+    orders = [OrderView.of(repository.from_document(d)) for d in docs[:limit]]
+    next_cursor = encode_cursor({"order_id": orders[-1].order_id}) if len(docs) > limit else None
+    return Page[OrderView](items=orders, next_cursor=next_cursor)

@@ -1,0 +1,113 @@
+"""Orders as the facts sales has seen about them. Pure: no I/O, no framework.
+
+An order is kept as the facts that arrived (placed, payments, refunds, cancellation), so the facts
+can arrive in any order: a payment that comes before its order is kept and counts once the order
+is there. The status is derived from the facts, never stored on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
+
+OrderStatus = Literal["awaiting_order", "placed", "paid", "refunded", "cancelled"]
+
+
+class OrderRejected(Exception):
+    """The fact contradicts what sales already knows about the order."""
+
+
+@dataclass(frozen=True)
+class MoneyFact:
+    event_id: str
+    amount: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    customer_id: str
+    placed: OrderPlaced | None = None
+    placed_at: datetime | None = None
+    payments: tuple[MoneyFact, ...] = field(default_factory=tuple)
+    refunds: tuple[MoneyFact, ...] = field(default_factory=tuple)
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def total(self) -> Decimal | None:
+        return self.placed.total if self.placed else None
+
+    @property
+    def paid(self) -> Decimal:
+        return sum((p.amount for p in self.payments), Decimal(0))
+
+    @property
+    def refunded(self) -> Decimal:
+        return sum((r.amount for r in self.refunds), Decimal(0))
+
+    @property
+    def status(self) -> OrderStatus:
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if self.placed is None:
+            return "awaiting_order"
+        if self.refunds and self.refunded >= self.placed.total:
+            return "refunded"
+        if self.payments and self.paid >= self.placed.total:
+            return "paid"
+        return "placed"
+
+
+def _check_customer(order: Order, customer_id: str) -> None:
+    if order.customer_id != customer_id:
+        raise OrderRejected(
+            f"order {order.order_id} belongs to customer {order.customer_id}, not {customer_id}"
+        )
+
+
+def place(order: Order | None, fact: OrderPlaced, at: datetime) -> Order:
+    """Record the order. Placing the same order again with the same content is a no-op."""
+    if order is None:
+        order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
+    _check_customer(order, fact.customer_id)
+    if order.placed is not None:
+        if order.placed != fact:
+            raise OrderRejected(f"order {fact.order_id} was already placed with different content")
+        return order
+    if order.refunds and sum((r.amount for r in order.refunds), Decimal(0)) > fact.total:
+        raise OrderRejected(f"order {fact.order_id}: refunds already recorded exceed its total {fact.total}")
+    return replace(order, placed=fact, placed_at=at)
+
+
+def pay(order: Order | None, fact: OrderPaid, event_id: str, at: datetime) -> Order:
+    if order is None:
+        order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
+    _check_customer(order, fact.customer_id)
+    return replace(order, payments=(*order.payments, MoneyFact(event_id, fact.amount, at)))
+
+
+def refund(order: Order | None, fact: OrderRefunded, event_id: str, at: datetime) -> Order:
+    if order is None:
+        order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
+    _check_customer(order, fact.customer_id)
+    if order.placed is not None and order.refunded + fact.amount > order.placed.total:
+        raise OrderRejected(
+            f"refund of {fact.amount} on order {fact.order_id} would exceed its total {order.placed.total}"
+            f" (already refunded {order.refunded})"
+        )
+    return replace(order, refunds=(*order.refunds, MoneyFact(event_id, fact.amount, at)))
+
+
+def cancel(order: Order | None, fact: OrderCancelled, at: datetime) -> Order:
+    if order is None:
+        order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
+    _check_customer(order, fact.customer_id)
+    if order.cancelled_at is not None:
+        return order
+    return replace(order, cancelled_at=at, cancel_reason=fact.reason)

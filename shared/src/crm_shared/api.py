@@ -1,0 +1,53 @@
+"""Small pieces every service's REST API shares: cursor pagination and the Idempotency-Key header."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Header, Query
+from pydantic import BaseModel, Field
+
+from crm_shared.events import derived_event_id, new_event_id
+from crm_shared.service import Problem
+
+ItemT = TypeVar("ItemT")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Repeat a POST with the same key and it is applied once; the answer is the same.",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=500, description="`next_cursor` of the previous page.")]
+
+
+class Page(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position, default=str).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError) as exc:
+        raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
+    if not isinstance(value, dict):
+        raise Problem(400, "Invalid cursor", "the cursor is not one this API returned")
+    return value
+
+
+def command_event_id(scope: str, idempotency_key: str | None) -> str:
+    """The id of the event a POST becomes: stable for a repeated Idempotency-Key, fresh otherwise."""
+    return derived_event_id(scope, idempotency_key) if idempotency_key else new_event_id()

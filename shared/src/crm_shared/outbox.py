@@ -1,0 +1,90 @@
+"""The outbox relay: publishes committed outbox records to Kafka, in order, and marks them sent.
+
+A record is marked sent only after the broker acknowledged it, so a crash or a broker outage
+between the two publishes it again later: at-least-once, and consumers deduplicate on the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from crm_shared.events import utc_now
+from crm_shared.logging import get_logger
+from crm_shared.store import OUTBOX, Store
+
+log = get_logger(__name__)
+
+BATCH = 200
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class OutboxRelay:
+    def __init__(self, store: Store, broker: KafkaBroker, *, poll_seconds: float = 0.5) -> None:
+        self._store = store
+        self._broker = broker
+        self._poll_seconds = poll_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.healthy = True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, *, flush_timeout: float = 10.0) -> None:
+        """Publish what is committed (within `flush_timeout`), then stop."""
+        self._stopping.set()
+        self._store.outbox_written.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, flush_timeout)
+            except TimeoutError:
+                log.warning("outbox_flush_timeout", timeout_s=flush_timeout)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+
+    async def publish_pending(self) -> int:
+        """Publish every unsent record in commit order; returns how many were sent."""
+        sent = 0
+        while True:
+            cursor = self._store.db[OUTBOX].find({"sent_at": None}).sort("seq", 1).limit(BATCH)
+            records: list[dict[str, Any]] = await cursor.to_list(BATCH)
+            if not records:
+                return sent
+            for record in records:
+                await self._broker.publish(
+                    bytes(record["value"]),
+                    record["topic"],
+                    key=record["key"].encode(),
+                    headers={"content-type": "application/cloudevents+json; charset=UTF-8"},
+                )
+                await self._store.db[OUTBOX].update_one({"_id": record["_id"]}, {"$set": {"sent_at": utc_now()}})
+                sent += 1
+
+    async def _run(self) -> None:
+        backoff = self._poll_seconds
+        while True:
+            # Cleared before reading, so a commit during the publish wakes the next round at once.
+            self._store.outbox_written.clear()
+            try:
+                sent = await self.publish_pending()
+                if sent:
+                    log.debug("outbox_published", count=sent)
+                self.healthy = True
+                backoff = self._poll_seconds
+            except Exception as exc:  # the broker or the database is down: keep the records, try again
+                self.healthy = False
+                log.warning("outbox_publish_failed", error=str(exc)[:300], retry_in_s=backoff)
+                if self._stopping.is_set():
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._store.outbox_written.wait(), self._poll_seconds)

@@ -1,0 +1,74 @@
+"""Settings from environment variables, refused at start-up when they are wrong.
+
+Shared settings use the `CRM_` prefix (`CRM_KAFKA_BOOTSTRAP`, `CRM_MONGO_URI`, `CRM_LOG_LEVEL`);
+each service's own use `CRM_<SERVICE>_` (`CRM_SALES_PORT`, `CRM_SALES_DB`, ...).
+"""
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: dict[str, int] = {
+    "customer": 8001,
+    "sales": 8002,
+    "support": 8003,
+    "scoring": 8004,
+    "marketing": 8005,
+}
+"""Every service and its default HTTP port."""
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(f"CRM_{name}")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs. Subclass it with `env_prefix="CRM_<SERVICE>_"`."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str = "crm"
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=_shared("KAFKA_BOOTSTRAP"),
+        description="Comma-separated host:port list of the Kafka brokers.",
+    )
+    mongo_uri: str = Field(
+        default="mongodb://127.0.0.1:27017/?replicaSet=rs0",
+        validation_alias=_shared("MONGO_URI"),
+        description="MongoDB URI; a replica set, because writes use transactions.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_shared("LOG_LEVEL")
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    db: str = Field(default="", description="This service's own MongoDB database; defaults to crm_<service>.")
+    relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    consumer_retry_attempts: int = Field(default=5, ge=1, le=20)
+    consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=30)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_is_host_port(cls, value: str) -> str:
+        for part in value.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(f"expected a mongodb:// or mongodb+srv:// URI, got {value!r}")
+        return value
+
+    @property
+    def database_name(self) -> str:
+        return self.db or f"crm_{self.service_name}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"crm-{self.service_name}"

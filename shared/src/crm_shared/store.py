@@ -1,0 +1,205 @@
+"""A service's own MongoDB database, and the unit of work that makes delivery safe.
+
+One transaction holds the state change, the events it emits (the `outbox` collection) and, for a
+consumer, the record that the upstream event was applied (`processed_events`, unique on its id).
+So an event is never published for a change that was rolled back, never lost when the broker is
+down, and a redelivered event changes nothing: exactly-once processing over at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from bson.codec_options import TypeCodec, TypeRegistry
+from bson.decimal128 import Decimal128
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from crm_shared.events import CloudEvent, utc_now
+from crm_shared.logging import get_logger
+
+T = TypeVar("T")
+
+
+class DecimalCodec(TypeCodec):
+    """Money is Decimal in Python and Decimal128 in MongoDB, never float."""
+
+    python_type = Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Decimal) -> Decimal128:
+        return Decimal128(value)
+
+    def transform_bson(self, value: Decimal128) -> Decimal:
+        return value.to_decimal()
+
+
+MONEY_TYPES = TypeRegistry([DecimalCodec()])
+log = get_logger(__name__)
+
+OUTBOX = "outbox"
+PROCESSED = "processed_events"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index declared in code, created at start-up."""
+
+    collection: str
+    model: IndexModel
+
+
+BASE_INDEXES: tuple[IndexSpec, ...] = (
+    IndexSpec(OUTBOX, IndexModel([("sent_at", ASCENDING), ("seq", ASCENDING)], name="unsent_in_order")),
+    # Sent events are kept a week for inspection, then MongoDB removes them.
+    IndexSpec(OUTBOX, IndexModel([("sent_at", ASCENDING)], expireAfterSeconds=7 * 24 * 3600, name="sent_ttl")),
+)
+
+
+class AlreadyApplied(Exception):
+    """The event was applied before: a redelivery or a duplicate. Nothing changed."""
+
+
+class TransientFailure(Exception):
+    """The database stayed unreachable through every retry."""
+
+
+class UnitOfWork:
+    """Collects a handler's writes and emitted events inside one MongoDB transaction."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], session: AsyncClientSession) -> None:
+        self.db = db
+        self.session = session
+        self._outbox: list[dict[str, Any]] = []
+
+    def emit(self, event: CloudEvent[Any], topic: str) -> None:
+        """Publish `event` on `topic` once the transaction commits (keyed by the customer id)."""
+        self._outbox.append(
+            {
+                "_id": event.id,
+                "topic": topic,
+                "key": event.subject,
+                "value": event.to_bytes(),
+                "type": event.type,
+                "created_at": utc_now(),
+                "sent_at": None,
+            }
+        )
+
+    @property
+    def emitted(self) -> Sequence[dict[str, Any]]:
+        return tuple(self._outbox)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionFailure):
+        return True
+    if isinstance(exc, PyMongoError):
+        return exc.has_error_label("TransientTransactionError") or exc.has_error_label("RetryableWriteError")
+    return False
+
+
+@dataclass
+class Store:
+    """The service's database plus the wake-up signal of its outbox relay."""
+
+    client: AsyncMongoClient[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]]
+    retry_attempts: int = 5
+    retry_base_seconds: float = 0.5
+    outbox_written: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def connect(cls, uri: str, database: str, *, retry_attempts: int = 5, retry_base_seconds: float = 0.5) -> Store:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            type_registry=MONEY_TYPES,
+            serverSelectionTimeoutMS=5000,
+            connectTimeoutMS=5000,
+        )
+        return cls(client, client[database], retry_attempts, retry_base_seconds)
+
+    async def ensure_indexes(self, specs: Iterable[IndexSpec]) -> None:
+        by_collection: dict[str, list[IndexModel]] = {}
+        for spec in (*BASE_INDEXES, *specs):
+            by_collection.setdefault(spec.collection, []).append(spec.model)
+        for name, models in by_collection.items():
+            await self.db[name].create_indexes(models)
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def transaction(
+        self,
+        work: Callable[[UnitOfWork], Awaitable[T]],
+        *,
+        applies: str | None = None,
+    ) -> T:
+        """Run `work` in one transaction with its outbox records.
+
+        `applies` names the upstream event this applies ("<consumer>:<event id>"); when it was applied
+        before, raises AlreadyApplied and writes nothing. Transient database failures are retried with
+        exponential backoff, a bounded number of times, then raised as TransientFailure.
+        """
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                result = await self._run_once(work, applies)
+            except DuplicateKeyError as exc:
+                # A concurrent delivery of the same event committed first.
+                if applies is not None and await self.db[PROCESSED].find_one({"_id": applies}):
+                    raise AlreadyApplied(applies) from exc
+                raise
+            except PyMongoError as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt == self.retry_attempts:
+                    raise TransientFailure(f"database unavailable after {attempt} attempts: {exc}") from exc
+                delay = self.retry_base_seconds * 2 ** (attempt - 1)
+                log.warning("transaction_retry", attempt=attempt, delay_s=delay, error=str(exc)[:300])
+                await asyncio.sleep(delay)
+            else:
+                self.outbox_written.set()
+                return result
+        raise AssertionError("unreachable")
+
+    async def _run_once(self, work: Callable[[UnitOfWork], Awaitable[T]], applies: str | None) -> T:
+        async with self.client.start_session() as session:
+
+            async def callback(s: AsyncClientSession) -> T:
+                uow = UnitOfWork(self.db, s)
+                if applies is not None and await self.db[PROCESSED].find_one({"_id": applies}, session=s):
+                    raise AlreadyApplied(applies)
+                result = await work(uow)
+                if uow.emitted:
+                    # Publish order = commit order within a process: a clock reading, then the position.
+                    stamp = time.time_ns()
+                    await self.db[OUTBOX].insert_many(
+                        [{**r, "seq": f"{stamp:020d}-{i:05d}"} for i, r in enumerate(uow.emitted)], session=s
+                    )
+                if applies is not None:
+                    await self.db[PROCESSED].insert_one({"_id": applies, "applied_at": utc_now()}, session=s)
+                return result
+
+            return await session.with_transaction(callback)
+
+
+async def insert_or_get(
+    uow: UnitOfWork, collection: str, document: dict[str, Any]
+) -> tuple[bool, dict[str, Any] | None]:
+    """Insert `document` unless one with its `_id` exists; returns (inserted, existing)."""
+    existing = await uow.db[collection].find_one({"_id": document["_id"]}, session=uow.session)
+    if existing is not None:
+        return False, existing
+    await uow.db[collection].insert_one(document, session=uow.session)
+    return True, None

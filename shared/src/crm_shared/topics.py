@@ -1,0 +1,26 @@
+"""The topic catalog of the public event contract (BRIEF.md section 5)."""
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    # Written by channel systems (web shop, POS, call centre).
+    INGEST_ORDERS = "crm.ingest.orders"
+    INGEST_TICKETS = "crm.ingest.tickets"
+    INGEST_INTERACTIONS = "crm.ingest.interactions"
+    INGEST_CUSTOMERS = "crm.ingest.customers"
+    # Written by the services, read by anyone.
+    CUSTOMER_EVENTS = "crm.customer.events"
+    SALES_EVENTS = "crm.sales.events"
+    SUPPORT_EVENTS = "crm.support.events"
+    MARKETING_EVENTS = "crm.marketing.events"
+    SCORING_SEGMENTS = "crm.scoring.segments"
+    # Every record a service rejects.
+    DEADLETTER = "crm.deadletter"
+
+
+ALL_TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)
+
+# Three partitions keep one customer's events in order (key = customer id) while letting
+# a service run up to three consumers per group; enough for the embedded default.
+DEFAULT_PARTITIONS = 3
