@@ -43,7 +43,7 @@ EntityId = Annotated[
 ]
 
 
-def _two_places_at_most(value: Decimal) -> Decimal:
+def _at_most_four_decimal_places(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("amount must be a finite number")
     exponent = value.as_tuple().exponent
@@ -55,7 +55,7 @@ def _two_places_at_most(value: Decimal) -> Decimal:
 Money = Annotated[
     Decimal,
     Field(ge=0, le=Decimal("1000000000"), description="A non-negative amount, as a JSON string or number.", examples=["129.90"]),
-    AfterValidator(_two_places_at_most),
+    AfterValidator(_at_most_four_decimal_places),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])]
 Channel = Literal["web", "pos", "call_centre", "email", "phone", "sms", "face_to_face", "partner"]
