@@ -30,11 +30,12 @@ def _containers() -> Iterator[Backend]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.mongodb import MongoDbContainer
 
-    with KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as kafka, MongoDbContainer(
-        "mongo:7.0"
-    ).with_command("--replSet rs0 --bind_ip_all") as mongo:
+    with (
+        KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as kafka,
+        MongoDbContainer("mongo:7.0").with_command("--replSet rs0 --bind_ip_all") as mongo,
+    ):
         host, port = mongo.get_container_host_ip(), mongo.get_exposed_port(27017)
-        mongo.exec('mongosh --quiet --eval "rs.initiate({_id:\'rs0\',members:[{_id:0,host:\'localhost:27017\'}]})"')
+        mongo.exec("mongosh --quiet --eval \"rs.initiate({_id:'rs0',members:[{_id:0,host:'localhost:27017'}]})\"")
         bootstrap = kafka.get_bootstrap_server()
         asyncio.run(ensure_topics(bootstrap))
         yield Backend(bootstrap, f"mongodb://{host}:{port}/?directConnection=true")

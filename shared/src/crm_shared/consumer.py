@@ -83,9 +83,7 @@ def _envelope_hints(body: bytes) -> dict[str, str]:
     return {k: v for k, v in hints.items() if isinstance(v, str)}
 
 
-def build_dead_letter(
-    msg: StreamMessage[Any], reason: str, *, service: str, consumer_group: str | None
-) -> DeadLetter:
+def build_dead_letter(msg: StreamMessage[Any], reason: str, *, service: str, consumer_group: str | None) -> DeadLetter:
     raw = msg.raw_message
     value: bytes = raw.value or b""
     key: bytes | None = raw.key

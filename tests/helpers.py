@@ -1,0 +1,61 @@
+"""Helpers the tests share: poll until a condition holds, read a topic from the beginning."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class TopicReader:
+    """Reads a topic from the beginning, so a test can find what a service published."""
+
+    def __init__(self, bootstrap: str, *topics: str) -> None:
+        self._topics = topics
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.records: list[Any] = []
+
+    async def __aenter__(self) -> TopicReader:
+        # Explicit assignment from offset 0: no consumer group, no rebalance to wait for.
+        await self._consumer.start()
+        await self._consumer.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self._topics
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def find(self, predicate: Callable[[Any], bool], timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.records:
+                if predicate(record):
+                    return record
+            batch = await self._consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                self.records.extend(messages)
+        raise AssertionError(f"no matching record after {timeout}s among {len(self.records)} read")

@@ -1,0 +1,63 @@
+"""An order accepted while the broker is down is published once the broker is back.
+
+Runs the sales service in-process against a broker of its own (so stopping it disturbs no other
+test) and the session's real database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from crm_sales.app import create_service
+from crm_sales.settings import SalesSettings
+from crm_shared.embedded import EmbeddedServers, ensure_topics, free_port
+from crm_shared.store import OUTBOX
+from crm_shared.topics import Topic
+from helpers import TopicReader, eventually
+
+
+async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it_returns(
+    backend: Any, tmp_path: Path
+) -> None:
+    broker = EmbeddedServers(tmp_path, kafka_port=free_port(), mongo_port=0)
+    broker.start_broker()
+    try:
+        await ensure_topics(broker.kafka_bootstrap)
+        settings = SalesSettings(
+            CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
+            CRM_MONGO_URI=backend.mongo_uri,
+            db=f"sales_outage_{free_port()}",
+            relay_poll_seconds=0.2,
+        )
+        app = create_service(settings)
+        async with app.router.lifespan_context(app):
+            store = app.state.runtime.require_store()
+            broker.stop_broker()
+
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sales") as api:
+                response = await api.post(
+                    "/v1/orders",
+                    json={"order_id": "O-OUT-1", "customer_id": "C-OUT", "currency": "EUR", "total": "75.00"},
+                )
+            assert response.status_code == 201, response.text
+            assert await store.db[OUTBOX].count_documents({"sent_at": None}) == 1
+
+            broker.start_broker()
+            await ensure_topics(broker.kafka_bootstrap)
+
+            async def relayed() -> bool:
+                return await store.db[OUTBOX].count_documents({"sent_at": None}) == 0
+
+            await eventually(relayed, timeout=60, what="the outbox relay to publish after the broker returned")
+
+        async with TopicReader(broker.kafka_bootstrap, Topic.SALES_EVENTS) as reader:
+            record = await reader.find(lambda r: r.key == b"C-OUT")
+        event = json.loads(record.value)
+        assert event["type"] == "crm.order.placed.v1"
+        assert event["data"]["order_id"] == "O-OUT-1"
+    finally:
+        broker.stop()
