@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from helpers import TopicReader, eventually
 
 from crm_shared.platform import Platform
 from crm_shared.topics import Topic
+
+from helpers import TopicReader, eventually
 
 Publish = Callable[[str, Any, str], Awaitable[None]]
 

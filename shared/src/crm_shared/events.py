@@ -23,7 +23,6 @@ from pydantic import (
     model_validator,
 )
 
-SPEC_VERSION = "1.0"
 # Namespace for ids derived from other ids, so a retry derives the same id again.
 _ID_NAMESPACE = uuid.UUID("6f1c2d1e-8c44-4d8e-9a57-4c3b3f0b6a10")
 
@@ -243,7 +242,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    specversion: Literal["1.0"] = SPEC_VERSION
+    specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=200, description="Unique per event; a retry reuses it.")
     source: str = Field(min_length=1, max_length=500, examples=["/channels/webshop"])
     type: str

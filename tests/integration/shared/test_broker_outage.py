@@ -17,6 +17,7 @@ from crm_sales.settings import SalesSettings
 from crm_shared.embedded import EmbeddedServers, ensure_topics, free_port
 from crm_shared.store import OUTBOX
 from crm_shared.topics import Topic
+
 from helpers import TopicReader, eventually
 
 

@@ -124,7 +124,9 @@ async def get_order(store: StoreDep, order_id: str) -> OrderView:
     response_model=Page[OrderView],
     summary="A customer's orders, newest first",
 )
-async def customer_orders(store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None) -> Page[OrderView]:
+async def customer_orders(
+    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+) -> Page[OrderView]:
     query: dict[str, Any] = {"customer_id": customer_id}
     after = decode_cursor(cursor)
     if after is not None:

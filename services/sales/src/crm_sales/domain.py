@@ -66,9 +66,7 @@ class Order:
 
 def _check_customer(order: Order, customer_id: str) -> None:
     if order.customer_id != customer_id:
-        raise OrderRejected(
-            f"order {order.order_id} belongs to customer {order.customer_id}, not {customer_id}"
-        )
+        raise OrderRejected(f"order {order.order_id} belongs to customer {order.customer_id}, not {customer_id}")
 
 
 def place(order: Order | None, fact: OrderPlaced, at: datetime) -> Order:

@@ -10,9 +10,7 @@ from crm_shared.store import IndexSpec, UnitOfWork
 
 ORDERS = "orders"
 
-INDEXES = (
-    IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("placed_at", DESCENDING)], name="by_customer")),
-)
+INDEXES = (IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("placed_at", DESCENDING)], name="by_customer")),)
 
 
 def _money_facts(facts: tuple[MoneyFact, ...]) -> list[dict[str, Any]]:
