@@ -1,0 +1,77 @@
+"""Orders as facts: any arrival order gives the same order, contradictions are refused."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from crm_sales import domain
+from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+PLACED = OrderPlaced(order_id="O-1", customer_id="C-1", currency="EUR", total=Decimal("100.00"))
+PAID = OrderPaid(order_id="O-1", customer_id="C-1", currency="EUR", amount=Decimal("100.00"))
+REFUND = OrderRefunded(order_id="O-1", customer_id="C-1", currency="EUR", amount=Decimal("40.00"))
+
+
+def test_a_placed_order_is_placed_then_paid() -> None:
+    order = domain.place(None, PLACED, T0)
+    assert order.status == "placed" and order.total == Decimal("100.00")
+    order = domain.pay(order, PAID, "e-pay", T0 + timedelta(minutes=5))
+    assert order.status == "paid" and order.paid == Decimal("100.00")
+
+
+def test_placing_the_same_order_twice_changes_nothing() -> None:
+    order = domain.place(None, PLACED, T0)
+    assert domain.place(order, PLACED, T0 + timedelta(days=1)) == order
+
+
+def test_placing_an_order_id_again_with_other_content_is_refused() -> None:
+    order = domain.place(None, PLACED, T0)
+    other = PLACED.model_copy(update={"total": Decimal("99.00")})
+    with pytest.raises(domain.OrderRejected, match="already placed with different content"):
+        domain.place(order, other, T0)
+
+
+def test_an_order_of_another_customer_is_refused() -> None:
+    order = domain.place(None, PLACED, T0)
+    with pytest.raises(domain.OrderRejected, match="belongs to customer C-1, not C-2"):
+        domain.pay(order, PAID.model_copy(update={"customer_id": "C-2"}), "e", T0)
+
+
+def test_refunds_may_not_exceed_the_total() -> None:
+    order = domain.refund(domain.place(None, PLACED, T0), REFUND, "r1", T0)
+    order = domain.refund(order, REFUND, "r2", T0)
+    with pytest.raises(domain.OrderRejected, match=r"would exceed its total 100\.00"):
+        domain.refund(order, REFUND, "r3", T0)
+
+
+def test_a_full_refund_makes_the_order_refunded_and_cancel_wins() -> None:
+    full = REFUND.model_copy(update={"amount": Decimal("100.00")})
+    order = domain.refund(domain.place(None, PLACED, T0), full, "r", T0)
+    assert order.status == "refunded"
+    cancelled = domain.cancel(order, OrderCancelled(order_id="O-1", customer_id="C-1"), T0)
+    assert cancelled.status == "cancelled"
+
+
+def test_facts_in_any_order_give_the_same_order() -> None:
+    steps = [
+        lambda o: domain.place(o, PLACED, T0),
+        lambda o: domain.pay(o, PAID, "e-pay", T0 + timedelta(hours=1)),
+        lambda o: domain.refund(o, REFUND, "e-ref", T0 + timedelta(hours=2)),
+    ]
+    results = set()
+    for permutation in itertools.permutations(steps):
+        order = None
+        for step in permutation:
+            order = step(order)
+        assert order is not None
+        results.add((order.status, order.paid, order.refunded, order.placed_at))
+    assert results == {("paid", Decimal("100.00"), Decimal("40.00"), T0)}
+
+
+def test_a_payment_before_its_order_waits_for_it() -> None:
+    early = domain.pay(None, PAID, "e-pay", T0)
+    assert early.status == "awaiting_order"
+    assert domain.place(early, PLACED, T0).status == "paid"
