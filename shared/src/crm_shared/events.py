@@ -7,6 +7,7 @@ is the customer id, which is also the envelope's `subject` and the payload's `cu
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -291,7 +292,12 @@ class CloudEvent(BaseModel, Generic[DataT]):
         )
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode()
+        """The structured-mode JSON: absent optional attributes are left out; `data` is kept whole,
+        since a payload field that is required but nullable must travel as null."""
+        envelope = self.model_dump(mode="json")
+        return json.dumps(
+            {k: v for k, v in envelope.items() if v is not None or k == "data"}, separators=(",", ":")
+        ).encode()
 
 
 class OrderPlacedEvent(CloudEvent[OrderPlaced]):

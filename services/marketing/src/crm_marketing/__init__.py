@@ -1,0 +1,1 @@
+"""The marketing service: triggered journeys now; segments, budgets, results, holdouts and frequency caps to come."""

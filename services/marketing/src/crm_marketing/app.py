@@ -1,0 +1,20 @@
+"""Composition of the marketing service."""
+
+from fastapi import FastAPI
+
+from crm_marketing import api, consumers, repository
+from crm_marketing.settings import MarketingSettings
+from crm_shared.service import Runtime, build_broker, create_app
+
+
+def create_service(settings: MarketingSettings | None = None) -> FastAPI:
+    settings = settings or MarketingSettings()
+    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    consumers.register(runtime)
+    return create_app(
+        runtime,
+        title="CRM marketing",
+        description="Triggered journeys on segment changes, within each customer's channel consents; "
+        "publishes crm.marketing.events.",
+        routers=[api.router],
+    )

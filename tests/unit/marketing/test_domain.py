@@ -1,0 +1,162 @@
+"""Journeys trigger on the right segment changes; the channel respects consent and preference."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, get_args
+
+import pytest
+
+from crm_marketing import domain
+from crm_shared.events import Channel, ChannelConsent, CustomerRegistered, ScoreSnapshot, SegmentChanged
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def scores(**overrides: Any) -> ScoreSnapshot:
+    values: dict[str, Any] = {
+        "recency_days": 3,
+        "frequency": 1,
+        "monetary": Decimal("1500.00"),
+        "average_order_value": Decimal("1500.00"),
+        "value_tier": "high_value",
+        "lifecycle_stage": "first_time_buyer",
+        "churn_risk": 0.1,
+        "churn_risk_band": "low",
+        "satisfaction": None,
+    }
+    return ScoreSnapshot(**{**values, **overrides})
+
+
+def change(dimension: Any, old: str | None, new: str, **score_overrides: Any) -> SegmentChanged:
+    return SegmentChanged(
+        customer_id="C-1",
+        dimension=dimension,
+        old=old,
+        new=new,
+        scores=scores(**score_overrides),
+        model_version="v1",
+        changed_at=T0,
+        caused_by="e-order",
+    )
+
+
+def names(journeys: list[domain.Journey]) -> list[str]:
+    return [j.name for j in journeys]
+
+
+def registered(consents: dict[Channel, bool], preferred: Channel | None = None) -> CustomerRegistered:
+    return CustomerRegistered(
+        customer_id="C-1",
+        name="Test Person",
+        consents=[ChannelConsent(channel=c, granted=g) for c, g in consents.items()],
+        preferred_channel=preferred,
+    )
+
+
+def prefs(consents: dict[Channel, bool], preferred: Channel | None = None) -> domain.ContactPreferences:
+    return domain.record_registration(None, registered(consents, preferred), "e-reg", T0)
+
+
+# ---------------------------------------------------------------- journeys
+
+
+def test_the_first_order_triggers_the_welcome_journey() -> None:
+    triggered = domain.journeys_triggered(
+        change("lifecycle_stage", "prospect", "first_time_buyer"), domain.DEFAULT_JOURNEYS
+    )
+    assert names(triggered) == ["welcome"]
+
+
+def test_becoming_high_value_triggers_the_thank_you() -> None:
+    triggered = domain.journeys_triggered(change("value_tier", "potential", "high_value"), domain.DEFAULT_JOURNEYS)
+    assert names(triggered) == ["high-value-thank-you"]
+
+
+def test_a_high_value_customer_at_high_churn_risk_gets_service_recovery() -> None:
+    at_risk = change("churn_risk_band", "low", "high", value_tier="high_value", churn_risk_band="high")
+    assert names(domain.journeys_triggered(at_risk, domain.DEFAULT_JOURNEYS)) == ["service-recovery"]
+
+
+@pytest.mark.parametrize("tier", ["potential", "low_value"])
+def test_service_recovery_is_only_for_high_value_customers(tier: str) -> None:
+    at_risk = change("churn_risk_band", "medium", "high", value_tier=tier, churn_risk_band="high")
+    assert domain.journeys_triggered(at_risk, domain.DEFAULT_JOURNEYS) == []
+
+
+@pytest.mark.parametrize(
+    ("dimension", "old", "new"),
+    [
+        ("value_tier", "high_value", "low_value"),
+        ("churn_risk_band", "low", "medium"),
+        ("lifecycle_stage", "first_time_buyer", "repeat"),
+        ("rfm_segment", "new", "champions"),
+        ("value_tier", "high_value", "high_value"),
+    ],
+)
+def test_other_changes_trigger_nothing(dimension: str, old: str, new: str) -> None:
+    assert domain.journeys_triggered(change(dimension, old, new), domain.DEFAULT_JOURNEYS) == []
+
+
+def test_journeys_are_data_and_names_must_be_unique() -> None:
+    vip = domain.Journey("vip", "vip-2026", "value_tier", "high_value", None, "A VIP programme.")
+    triggered = domain.journeys_triggered(change("value_tier", None, "high_value"), (*domain.DEFAULT_JOURNEYS, vip))
+    assert names(triggered) == ["high-value-thank-you", "vip"]
+    with pytest.raises(ValueError, match="repeated: vip"):
+        domain.check_journeys(vip, vip)
+
+
+# ---------------------------------------------------------------- channel choice
+
+
+def test_the_preferred_channel_is_used_when_granted() -> None:
+    assert domain.choose_channel(prefs({"email": True, "sms": True}, preferred="sms")) == domain.ChannelChoice("sms")
+
+
+def test_a_refused_preference_falls_back_to_the_first_granted_channel() -> None:
+    choice = domain.choose_channel(prefs({"sms": False, "phone": True, "email": True}, preferred="sms"))
+    assert choice == domain.ChannelChoice("email")
+
+
+def test_only_sms_granted_means_sms() -> None:
+    assert domain.choose_channel(prefs({"email": False, "sms": True})) == domain.ChannelChoice("sms")
+
+
+def test_no_record_means_no_contact() -> None:
+    assert domain.choose_channel(None) == domain.ChannelChoice(None, "no consent on record")
+    assert domain.choose_channel(prefs({})) == domain.ChannelChoice(None, "no consent on record")
+
+
+def test_refusing_every_channel_means_no_contact() -> None:
+    choice = domain.choose_channel(prefs({"email": False, "phone": False}, preferred="email"))
+    assert choice == domain.ChannelChoice(None, "customer refused every channel")
+
+
+def test_every_channel_has_a_place_in_the_fallback_order() -> None:
+    assert sorted(domain.CHANNEL_FALLBACK_ORDER) == sorted(get_args(Channel))
+
+
+def test_the_newest_consent_wins_whatever_the_arrival_order() -> None:
+    facts = [
+        (registered({"email": True, "sms": True}, preferred="email"), "e1", T0),
+        (registered({"email": False}, preferred="sms"), "e2", T0 + timedelta(days=2)),
+        (registered({"phone": True}), "e3", T0 + timedelta(days=1)),
+    ]
+    results = set()
+    for order in itertools.permutations(facts):
+        state = None
+        for fact, event_id, at in order:
+            state = domain.record_registration(state, fact, event_id, at)
+        assert state is not None
+        results.add((state.granted, state.refused, state.preferred_channel))
+    assert results == {(("sms", "phone"), ("email",), "sms")}
+
+
+def test_enrolment_is_skipped_with_the_reason_and_keyed_by_episode() -> None:
+    journey = domain.DEFAULT_JOURNEYS[0]
+    skipped = domain.enrol(journey, "C-1", "seg-1", "seg-1", None, T0)
+    assert (skipped.status, skipped.channel, skipped.reason) == ("skipped", None, "no consent on record")
+    contacted = domain.enrol(journey, "C-1", "seg-1", "seg-1", prefs({"email": True}), T0)
+    assert (contacted.status, contacted.channel, contacted.reason) == ("contacted", "email", None)
+    assert contacted.enrolment_id == skipped.enrolment_id
+    assert domain.enrol(journey, "C-1", "seg-2", "seg-2", None, T0).enrolment_id != skipped.enrolment_id
