@@ -8,6 +8,7 @@ topics). SecantusDB keeps its data on disk under the folder it is given.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -16,14 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from crm_shared.topics import ALL_TOPICS, DEFAULT_PARTITIONS
+
+T = TypeVar("T")
 
 
 class EmbeddedError(RuntimeError):
@@ -121,7 +125,13 @@ class EmbeddedServers:
         # SecantusDB advertises itself as the primary of the single-node replica set "secantus".
         return f"mongodb://{self.host}:{self.mongo_port}/?replicaSet=secantus"
 
-    def start_broker(self) -> ManagedProcess:
+    def start_broker(self, topics: Iterable[str] = ALL_TOPICS) -> ManagedProcess:
+        """Start Tansu and create `topics` before returning.
+
+        Tansu keeps topics in memory and a producer may write to a topic it does not know, so the
+        topics are created before control returns to any event loop of the caller: a client that
+        reconnects after a restart then finds the broker as a real Kafka would come back, topics and all.
+        """
         url = f"tcp://{self.host}:{self.kafka_port}"
         proc = spawn(
             "kafka",
@@ -139,6 +149,7 @@ class EmbeddedServers:
         )
         self.processes.append(proc)
         wait_for_port(self.host, self.kafka_port, 30, proc.process)
+        _run_blocking(ensure_topics(self.kafka_bootstrap, topics))
         return proc
 
     def start_database(self) -> ManagedProcess:
@@ -166,8 +177,7 @@ class EmbeddedServers:
     def start(self, topics: Iterable[str] = ALL_TOPICS) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.start_database()
-        self.start_broker()
-        asyncio.run(ensure_topics(self.kafka_bootstrap, topics))
+        self.start_broker(topics)
 
     def stop_broker(self) -> None:
         for proc in [p for p in self.processes if p.name == "kafka"]:
@@ -185,6 +195,12 @@ class EmbeddedServers:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to completion on a loop of its own, in a thread, blocking the caller (and its loop)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def ensure_topics(
