@@ -39,6 +39,24 @@ SUBSCRIBER_DEFAULTS: dict[str, Any] = {
 }
 
 
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+
+
+async def decode_cloudevent(msg: StreamMessage[Any], default: Callable[[StreamMessage[Any]], Awaitable[Any]]) -> Any:
+    """JSON-decode structured-mode CloudEvents as well as plain JSON.
+
+    The outbox relay labels records `application/cloudevents+json`, which faststream leaves as bytes
+    (it decodes only `application/json` and unlabelled bodies), and an event model cannot validate
+    bytes. A body that is not JSON stays bytes, so validation fails and it is dead-lettered as such.
+    """
+    if not (msg.content_type or "").startswith(CLOUDEVENTS_JSON):
+        return await default(msg)
+    try:
+        return json.loads(msg.body)
+    except (ValueError, UnicodeDecodeError):
+        return msg.body
+
+
 class Rejected(Exception):
     """The record is well-formed but the domain refuses it (e.g. an order id reused with other content)."""
 

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crm_shared.consumer import dead_letter_middleware
+from crm_shared.consumer import dead_letter_middleware, decode_cloudevent
 from crm_shared.logging import configure_logging, get_logger
 from crm_shared.outbox import OutboxRelay
 from crm_shared.settings import ServiceSettings
@@ -79,6 +79,7 @@ def build_broker(settings: ServiceSettings) -> KafkaBroker:
         # Tansu has no idempotent producer (InitProducerId); consumers deduplicate instead.
         enable_idempotence=False,
         graceful_timeout=GRACEFUL_TIMEOUT_SECONDS,
+        decoder=decode_cloudevent,
         middlewares=[
             dead_letter_middleware(current, service=settings.service_name, consumer_group=settings.consumer_group)
         ],
