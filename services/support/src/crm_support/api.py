@@ -1,0 +1,262 @@
+"""REST API of support: the same payloads as the ingest topic, plus reads."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response, status
+from pydantic import BaseModel, Field
+
+from crm_shared.api import Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.consumer import Rejected
+from crm_shared.events import (
+    Channel,
+    ComplaintFiled,
+    ComplaintFiledEvent,
+    Dimension,
+    SurveyAnswered,
+    SurveyAnsweredEvent,
+    TicketIngest,
+    utc_now,
+)
+from crm_shared.service import Problem, StoreDep
+from crm_shared.store import AlreadyApplied, Store
+from crm_support import domain, handlers, repository
+
+router = APIRouter(prefix="/v1", tags=["support"])
+
+
+def _sla_targets(request: Request) -> domain.SlaTargets:
+    return request.app.state.sla_targets  # type: ignore[no-any-return]
+
+
+SlaTargetsDep = Annotated[domain.SlaTargets, Depends(_sla_targets)]
+
+
+def _command_time() -> datetime:
+    # MongoDB keeps milliseconds: so what a POST answers is what a later GET reads.
+    now = utc_now()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class ComplaintView(BaseModel):
+    complaint_id: str
+    customer_id: str
+    dimension: Dimension
+    severity: domain.Severity
+    summary: str
+    channel: Channel
+    order_id: str | None
+    status: domain.ComplaintStatus
+    filed_at: datetime
+    sla_due_at: datetime
+    sla_state: domain.SlaState = Field(description="'breached' once the response target has passed.")
+
+    @classmethod
+    def of(cls, complaint: domain.Complaint) -> "ComplaintView":
+        filed = complaint.filed
+        return cls(
+            complaint_id=filed.complaint_id,
+            customer_id=filed.customer_id,
+            dimension=filed.dimension,
+            severity=filed.severity,
+            summary=filed.summary,
+            channel=filed.channel,
+            order_id=filed.order_id,
+            status=complaint.status,
+            filed_at=complaint.filed_at,
+            sla_due_at=complaint.sla_due_at,
+            sla_state=domain.sla_state(complaint, utc_now()),
+        )
+
+
+class SurveyView(BaseModel):
+    survey_id: str
+    customer_id: str
+    kind: str
+    score: int
+    dimension: Dimension
+    comment: str | None
+    answered_at: datetime
+
+    @classmethod
+    def of(cls, answer: domain.SurveyAnswer) -> "SurveyView":
+        data = answer.answered
+        return cls(
+            survey_id=data.survey_id,
+            customer_id=data.customer_id,
+            kind=data.kind,
+            score=data.score,
+            dimension=data.dimension,
+            comment=data.comment,
+            answered_at=answer.answered_at,
+        )
+
+
+class Accepted(BaseModel):
+    id: str = Field(description="The event id.")
+    status: str = Field(description="'applied', or 'duplicate' when this event id was applied before.")
+
+
+COMPLAINT_EXAMPLE = {
+    "complaint_id": "T-77",
+    "customer_id": "C-2001",
+    "dimension": "service",
+    "severity": "high",
+    "summary": "The engineer did not come.",
+}
+SURVEY_EXAMPLE = {"survey_id": "S-12", "customer_id": "C-2001", "kind": "csat", "score": 2, "dimension": "service"}
+CREATED_OR_SAME: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Already recorded with this content"},
+    409: {"description": "Conflict"},
+}
+
+
+@router.post(
+    "/complaints",
+    response_model=ComplaintView,
+    status_code=status.HTTP_201_CREATED,
+    summary="File a complaint (same payload as crm.complaint.filed.v1 data)",
+    responses=CREATED_OR_SAME,
+)
+async def file_complaint(
+    store: StoreDep,
+    targets: SlaTargetsDep,
+    response: Response,
+    complaint: Annotated[ComplaintFiled, Body(examples=[COMPLAINT_EXAMPLE])],
+    idempotency_key: IdempotencyKey = None,
+) -> ComplaintView:
+    event = ComplaintFiledEvent.create(
+        complaint,
+        source="/crm/support/api",
+        id=command_event_id("support/complaints", idempotency_key),
+        time=_command_time(),
+    )
+    try:
+        filed = await handlers.file_complaint(store, event, targets)
+    except AlreadyApplied:
+        existing = await handlers.find_complaint(store, complaint.complaint_id)
+        if existing is None or existing.filed != complaint:
+            raise Problem(
+                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different complaint"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return ComplaintView.of(existing)
+    except Rejected as exc:
+        raise Problem(409, "Complaint conflict", str(exc)) from exc
+    if filed.filed_at != event.time:
+        response.status_code = status.HTTP_200_OK
+    return ComplaintView.of(filed)
+
+
+@router.post(
+    "/surveys",
+    response_model=SurveyView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a survey answer (same payload as crm.survey.answered.v1 data)",
+    responses=CREATED_OR_SAME,
+)
+async def record_survey_answer(
+    store: StoreDep,
+    response: Response,
+    answer: Annotated[SurveyAnswered, Body(examples=[SURVEY_EXAMPLE])],
+    idempotency_key: IdempotencyKey = None,
+) -> SurveyView:
+    event = SurveyAnsweredEvent.create(
+        answer,
+        source="/crm/support/api",
+        id=command_event_id("support/surveys", idempotency_key),
+        time=_command_time(),
+    )
+    try:
+        recorded = await handlers.record_survey_answer(store, event)
+    except AlreadyApplied:
+        existing = await handlers.find_survey(store, answer.survey_id)
+        if existing is None or existing.answered != answer:
+            raise Problem(
+                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different survey answer"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return SurveyView.of(existing)
+    except Rejected as exc:
+        raise Problem(409, "Survey conflict", str(exc)) from exc
+    if recorded.answered_at != event.time:
+        response.status_code = status.HTTP_200_OK
+    return SurveyView.of(recorded)
+
+
+@router.post(
+    "/events",
+    response_model=Accepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Submit a ticket CloudEvent, exactly as on crm.ingest.tickets",
+    responses={409: {"description": "The event contradicts a known complaint or survey answer"}},
+)
+async def submit_event(store: StoreDep, targets: SlaTargetsDep, event: Annotated[TicketIngest, Body()]) -> Accepted:
+    try:
+        await handlers.apply_ticket_event(store, event, targets)
+    except AlreadyApplied:
+        return Accepted(id=event.id, status="duplicate")
+    except Rejected as exc:
+        raise Problem(409, "Event rejected", str(exc)) from exc
+    return Accepted(id=event.id, status="applied")
+
+
+@router.get(
+    "/complaints/{complaint_id}",
+    response_model=ComplaintView,
+    summary="One complaint, its SLA due time and whether it is breached",
+    responses={404: {"description": "No such complaint"}},
+)
+async def get_complaint(store: StoreDep, complaint_id: str) -> ComplaintView:
+    complaint = await handlers.find_complaint(store, complaint_id)
+    if complaint is None:
+        raise Problem(404, "Complaint not found", f"no complaint {complaint_id}")
+    return ComplaintView.of(complaint)
+
+
+async def _newest_first(
+    store: Store, collection: str, time_field: str, customer_id: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the customer's documents, newest first by (time, id): stable while new ones keep arriving."""
+    query: dict[str, Any] = {"customer_id": customer_id}
+    after = decode_cursor(cursor)
+    if after is not None:
+        try:
+            at = datetime.fromisoformat(str(after["at"]))
+            last_id = str(after["id"])
+        except (KeyError, ValueError) as exc:
+            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
+        query["$or"] = [{time_field: {"$lt": at}}, {time_field: at, "_id": {"$lt": last_id}}]
+    docs = (
+        await store.db[collection].find(query).sort([(time_field, -1), ("_id", -1)]).limit(limit + 1).to_list(limit + 1)
+    )
+    if len(docs) <= limit:
+        return docs, None
+    last = docs[limit - 1]
+    return docs[:limit], encode_cursor({"at": last[time_field].isoformat(), "id": last["_id"]})
+
+
+@router.get(
+    "/customers/{customer_id}/complaints",
+    response_model=Page[ComplaintView],
+    summary="A customer's complaints, newest first",
+)
+async def customer_complaints(
+    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+) -> Page[ComplaintView]:
+    docs, next_cursor = await _newest_first(store, repository.COMPLAINTS, "filed_at", customer_id, limit, cursor)
+    items = [ComplaintView.of(repository.complaint_from_document(d)) for d in docs]
+    return Page[ComplaintView](items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/customers/{customer_id}/surveys",
+    response_model=Page[SurveyView],
+    summary="A customer's survey answers, newest first",
+)
+async def customer_surveys(
+    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+) -> Page[SurveyView]:
+    docs, next_cursor = await _newest_first(store, repository.SURVEYS, "answered_at", customer_id, limit, cursor)
+    items = [SurveyView.of(repository.survey_from_document(d)) for d in docs]
+    return Page[SurveyView](items=items, next_cursor=next_cursor)

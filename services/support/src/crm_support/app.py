@@ -1,0 +1,21 @@
+"""Composition of the support service."""
+
+from fastapi import FastAPI
+
+from crm_shared.service import Runtime, build_broker, create_app
+from crm_support import api, consumers, repository
+from crm_support.settings import SupportSettings
+
+
+def create_service(settings: SupportSettings | None = None) -> FastAPI:
+    settings = settings or SupportSettings()
+    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    consumers.register(runtime, settings.sla_targets)
+    app = create_app(
+        runtime,
+        title="CRM support",
+        description="Complaints and their SLA, satisfaction surveys; publishes crm.support.events.",
+        routers=[api.router],
+    )
+    app.state.sla_targets = settings.sla_targets
+    return app

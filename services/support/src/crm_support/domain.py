@@ -1,0 +1,100 @@
+"""Complaints with their SLA, and survey answers, as support has seen them. Pure: no I/O, no framework.
+
+A complaint is open from the time the channel filed it until it is resolved; resolution and
+escalation come in a later issue, so today every complaint stays "open". Its SLA response target
+depends on its severity. A complaint or survey answer is filed once: the same fact again changes
+nothing, a different fact under the same id is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from crm_shared.events import ComplaintFiled, SurveyAnswered
+
+Severity = Literal["low", "medium", "high"]
+ComplaintStatus = Literal["open"]
+SlaState = Literal["within", "breached"]
+
+
+class ComplaintRejected(Exception):
+    """The fact contradicts what support already knows about the complaint or survey answer."""
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    """How long support has to respond, by severity."""
+
+    high: timedelta = timedelta(hours=4)
+    medium: timedelta = timedelta(hours=24)
+    low: timedelta = timedelta(hours=72)
+
+    def for_severity(self, severity: Severity) -> timedelta:
+        return {"high": self.high, "medium": self.medium, "low": self.low}[severity]
+
+
+DEFAULT_SLA = SlaTargets()
+
+
+@dataclass(frozen=True)
+class Complaint:
+    filed: ComplaintFiled
+    filed_at: datetime
+    sla_due_at: datetime
+    status: ComplaintStatus = "open"
+
+    @property
+    def complaint_id(self) -> str:
+        return self.filed.complaint_id
+
+    @property
+    def customer_id(self) -> str:
+        return self.filed.customer_id
+
+
+@dataclass(frozen=True)
+class SurveyAnswer:
+    answered: SurveyAnswered
+    answered_at: datetime
+
+    @property
+    def survey_id(self) -> str:
+        return self.answered.survey_id
+
+    @property
+    def customer_id(self) -> str:
+        return self.answered.customer_id
+
+
+def _check_same_fact(
+    subject: str, verb: str, known: ComplaintFiled | SurveyAnswered, fact: ComplaintFiled | SurveyAnswered
+) -> None:
+    if known.customer_id != fact.customer_id:
+        raise ComplaintRejected(f"{subject} belongs to customer {known.customer_id}, not {fact.customer_id}")
+    if known != fact:
+        raise ComplaintRejected(f"{subject} was already {verb} with different content")
+
+
+def file_complaint(
+    complaint: Complaint | None, fact: ComplaintFiled, at: datetime, targets: SlaTargets = DEFAULT_SLA
+) -> Complaint:
+    """Open the complaint, due by `at` plus the target of its severity. Filing it again as it was is a no-op."""
+    if complaint is None:
+        return Complaint(filed=fact, filed_at=at, sla_due_at=at + targets.for_severity(fact.severity))
+    _check_same_fact(f"complaint {complaint.complaint_id}", "filed", complaint.filed, fact)
+    return complaint
+
+
+def sla_state(complaint: Complaint, now: datetime) -> SlaState:
+    """Breached once `now` is past the due time; answering exactly at the due time is still within."""
+    return "breached" if now > complaint.sla_due_at else "within"
+
+
+def record_survey_answer(answer: SurveyAnswer | None, fact: SurveyAnswered, at: datetime) -> SurveyAnswer:
+    """Keep the answer. Recording the same answer again is a no-op."""
+    if answer is None:
+        return SurveyAnswer(answered=fact, answered_at=at)
+    _check_same_fact(f"survey {answer.survey_id}", "answered", answer.answered, fact)
+    return answer
