@@ -395,6 +395,10 @@ TicketIngest = Annotated[
     ComplaintFiledEvent | SurveyAnsweredEvent,
     Field(discriminator="type"),
 ]
+CustomerIngest = Annotated[
+    CustomerRegisteredEvent | InteractionLoggedEvent,
+    Field(discriminator="type"),
+]
 AnyEvent = Annotated[
     OrderPlacedEvent
     | OrderPaidEvent

@@ -1,0 +1,1 @@
+"""The customer service: profiles, channel consents, interactions and the customer 360 timeline."""

@@ -1,0 +1,300 @@
+"""REST API of the customer service: the same payloads as the ingest topics, plus reads."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+from pydantic import BaseModel, Field
+
+from crm_customer import domain, handlers, repository
+from crm_shared.api import Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.consumer import Rejected
+from crm_shared.events import (
+    EVENT_TYPES,
+    Channel,
+    CustomerIngest,
+    CustomerRegistered,
+    CustomerRegisteredEvent,
+    InteractionLogged,
+    InteractionLoggedEvent,
+)
+from crm_shared.service import Problem, StoreDep
+from crm_shared.store import AlreadyApplied
+
+router = APIRouter(prefix="/v1", tags=["customers"])
+
+API_SOURCE = "/crm/customer/api"
+
+
+class ProfileView(BaseModel):
+    customer_id: str
+    name: str
+    email: str | None
+    phone: str | None
+    channel: Channel = Field(description="The channel the customer signed up in.")
+    consents: dict[Channel, bool] = Field(examples=[{"email": True, "sms": False}])
+    preferred_channel: Channel | None
+    registered_at: datetime
+
+    @classmethod
+    def of(cls, profile: domain.Profile) -> "ProfileView":
+        d = profile.details
+        return cls(
+            customer_id=profile.customer_id,
+            name=d.name,
+            email=d.email,
+            phone=d.phone,
+            channel=d.channel,
+            consents=dict(d.consents),
+            preferred_channel=d.preferred_channel,
+            registered_at=profile.registered_at,
+        )
+
+
+class ConsentsView(BaseModel):
+    customer_id: str
+    granted: list[Channel]
+    refused: list[Channel]
+    preferred_channel: Channel | None
+
+    @classmethod
+    def of(cls, profile: domain.Profile) -> "ConsentsView":
+        return cls(
+            customer_id=profile.customer_id,
+            granted=profile.granted,
+            refused=profile.refused,
+            preferred_channel=profile.details.preferred_channel,
+        )
+
+
+class InteractionView(BaseModel):
+    interaction_id: str
+    customer_id: str
+    kind: str
+    channel: Channel
+    summary: str | None
+    logged_at: datetime
+
+    @classmethod
+    def of(cls, interaction: domain.Interaction) -> "InteractionView":
+        logged = interaction.logged
+        return cls(
+            interaction_id=logged.interaction_id,
+            customer_id=logged.customer_id,
+            kind=logged.kind,
+            channel=logged.channel,
+            summary=logged.summary,
+            logged_at=interaction.logged_at,
+        )
+
+
+class TimelineEntryView(BaseModel):
+    event_id: str
+    type: str = Field(examples=["crm.order.placed.v1"])
+    time: datetime = Field(description="The event's business time.")
+    source: str
+    summary: str = Field(examples=["Order O-77 placed: 1500.00 EUR"])
+    data: dict[str, Any] = Field(description="The event's payload; a sign-up's without name, email and phone.")
+
+    @classmethod
+    def of(cls, entry: domain.TimelineEntry) -> "TimelineEntryView":
+        return cls(
+            event_id=entry.event_id,
+            type=entry.type,
+            time=entry.time,
+            source=entry.source,
+            summary=entry.summary,
+            data=dict(entry.data),
+        )
+
+
+class Accepted(BaseModel):
+    id: str = Field(description="The event id.")
+    status: str = Field(description="'applied', or 'duplicate' when this event id was applied before.")
+
+
+CUSTOMER_EXAMPLE = {
+    "customer_id": "C-1001",
+    "name": "Ada Example",
+    "email": "ada@example.com",
+    "channel": "web",
+    "consents": [{"channel": "email", "granted": True}, {"channel": "sms", "granted": False}],
+    "preferred_channel": "email",
+}
+INTERACTION_EXAMPLE = {
+    "interaction_id": "I-3001",
+    "customer_id": "C-1001",
+    "kind": "call",
+    "channel": "phone",
+    "summary": "Asked about delivery times.",
+}
+EventType = Annotated[
+    str | None,
+    Query(
+        alias="type", max_length=100, description="Only entries of this event type.", examples=["crm.order.placed.v1"]
+    ),
+]
+
+
+@router.post(
+    "/customers",
+    response_model=ProfileView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a customer (same payload as crm.customer.registered.v1 data)",
+    responses={
+        200: {"description": "Already registered with these details"},
+        409: {"description": "Already registered with other details, or the Idempotency-Key was reused"},
+    },
+)
+async def register_customer(
+    store: StoreDep,
+    response: Response,
+    customer: Annotated[CustomerRegistered, Body(examples=[CUSTOMER_EXAMPLE])],
+    idempotency_key: IdempotencyKey = None,
+) -> ProfileView:
+    event = CustomerRegisteredEvent.create(
+        customer, source=API_SOURCE, id=command_event_id("customer/customers", idempotency_key)
+    )
+    try:
+        outcome = await handlers.register_customer(store, event)
+    except AlreadyApplied:
+        existing = await handlers.find_profile(store, customer.customer_id)
+        if existing is None or not _same_details(existing, customer):
+            raise Problem(
+                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different registration"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return ProfileView.of(existing)
+    except Rejected as exc:
+        raise Problem(409, "Registration refused", str(exc)) from exc
+    if not outcome.new:
+        response.status_code = status.HTTP_200_OK
+    return ProfileView.of(outcome.value)
+
+
+@router.post(
+    "/interactions",
+    response_model=InteractionView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Log an interaction (same payload as crm.interaction.logged.v1 data)",
+    responses={
+        200: {"description": "Already logged with this content"},
+        409: {"description": "Already logged with other content, or the Idempotency-Key was reused"},
+    },
+)
+async def log_interaction(
+    store: StoreDep,
+    response: Response,
+    interaction: Annotated[InteractionLogged, Body(examples=[INTERACTION_EXAMPLE])],
+    idempotency_key: IdempotencyKey = None,
+) -> InteractionView:
+    event = InteractionLoggedEvent.create(
+        interaction, source=API_SOURCE, id=command_event_id("customer/interactions", idempotency_key)
+    )
+    try:
+        outcome = await handlers.log_interaction(store, event)
+    except AlreadyApplied:
+        existing = await handlers.find_interaction(store, interaction.interaction_id)
+        if existing is None or existing.logged != interaction:
+            raise Problem(
+                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different interaction"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return InteractionView.of(existing)
+    except Rejected as exc:
+        raise Problem(409, "Interaction conflict", str(exc)) from exc
+    if not outcome.new:
+        response.status_code = status.HTTP_200_OK
+    return InteractionView.of(outcome.value)
+
+
+@router.post(
+    "/events",
+    response_model=Accepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Submit a sign-up or interaction CloudEvent, exactly as on crm.ingest.customers|interactions",
+    responses={409: {"description": "The event contradicts a known customer or interaction"}},
+)
+async def submit_event(store: StoreDep, event: Annotated[CustomerIngest, Body()]) -> Accepted:
+    try:
+        await handlers.apply_ingest(store, event)
+    except AlreadyApplied:
+        return Accepted(id=event.id, status="duplicate")
+    except Rejected as exc:
+        raise Problem(409, "Event rejected", str(exc)) from exc
+    return Accepted(id=event.id, status="applied")
+
+
+@router.get(
+    "/customers/{customer_id}",
+    response_model=ProfileView,
+    summary="A customer's profile",
+    responses={404: {"description": "No such customer"}},
+)
+async def get_customer(store: StoreDep, customer_id: str) -> ProfileView:
+    return ProfileView.of(await _profile(store, customer_id))
+
+
+@router.get(
+    "/customers/{customer_id}/consents",
+    response_model=ConsentsView,
+    summary="The channels the customer granted or refused, and the preferred one",
+    responses={404: {"description": "No such customer"}},
+)
+async def get_consents(store: StoreDep, customer_id: str) -> ConsentsView:
+    return ConsentsView.of(await _profile(store, customer_id))
+
+
+@router.get(
+    "/interactions/{interaction_id}",
+    response_model=InteractionView,
+    summary="One logged interaction",
+    responses={404: {"description": "No such interaction"}},
+)
+async def get_interaction(store: StoreDep, interaction_id: str) -> InteractionView:
+    interaction = await handlers.find_interaction(store, interaction_id)
+    if interaction is None:
+        raise Problem(404, "Interaction not found", f"no interaction {interaction_id}")
+    return InteractionView.of(interaction)
+
+
+@router.get(
+    "/customers/{customer_id}/timeline",
+    response_model=Page[TimelineEntryView],
+    summary="The customer 360 timeline: every service's events about the customer, oldest first",
+    responses={400: {"description": "Invalid cursor"}, 422: {"description": "Unknown event type"}},
+)
+async def timeline(
+    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None, event_type: EventType = None
+) -> Page[TimelineEntryView]:
+    if event_type is not None and event_type not in EVENT_TYPES:
+        raise Problem(422, "Unknown event type", f"type {event_type!r} is not one of: {', '.join(sorted(EVENT_TYPES))}")
+    after = decode_cursor(cursor)
+    position: tuple[datetime, str] | None = None
+    if after is not None:
+        try:
+            position = (datetime.fromisoformat(str(after["at"])), str(after["id"]))
+        except (KeyError, ValueError) as exc:
+            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
+    entries = await repository.timeline_page(
+        store.db, customer_id, limit=limit + 1, after=position, event_type=event_type
+    )
+    items = [TimelineEntryView.of(e) for e in entries[:limit]]
+    next_cursor = (
+        encode_cursor({"at": items[-1].time.isoformat(), "id": items[-1].event_id}) if len(entries) > limit else None
+    )
+    return Page[TimelineEntryView](items=items, next_cursor=next_cursor)
+
+
+def _same_details(profile: domain.Profile, registered: CustomerRegistered) -> bool:
+    try:
+        return profile.details == domain.Details.of(registered)
+    except domain.RegistrationRejected:
+        return False
+
+
+async def _profile(store: StoreDep, customer_id: str) -> domain.Profile:
+    profile = await handlers.find_profile(store, customer_id)
+    if profile is None:
+        raise Problem(404, "Customer not found", f"no customer {customer_id}")
+    return profile

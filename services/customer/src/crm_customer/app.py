@@ -1,0 +1,20 @@
+"""Composition of the customer service."""
+
+from fastapi import FastAPI
+
+from crm_customer import api, consumers, repository
+from crm_customer.settings import CustomerSettings
+from crm_shared.service import Runtime, build_broker, create_app
+
+
+def create_service(settings: CustomerSettings | None = None) -> FastAPI:
+    settings = settings or CustomerSettings()
+    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    consumers.register(runtime)
+    return create_app(
+        runtime,
+        title="CRM customer",
+        description="Customer profiles, channel consents and interactions; publishes crm.customer.events. "
+        "Keeps the customer 360 timeline from every service's events.",
+        routers=[api.router],
+    )

@@ -1,0 +1,238 @@
+"""Profiles, consents, interactions and the 360 timeline. Pure: no I/O, no framework.
+
+A registration states who the customer is and which channels they consented to. Registering the
+same customer again with the same details is a no-op; with other details it is refused, since
+profile updates are a separate use case (to come).
+
+The timeline is one entry per event of any service, readable by a person: its summary is built from
+the payload without personal data, and the stored payload of a sign-up leaves out name, email and
+phone, which only the profile holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from crm_shared.events import (
+    CampaignEnrolled,
+    Channel,
+    ChannelConsent,
+    CloudEvent,
+    ComplaintFiled,
+    CustomerRegistered,
+    InteractionLogged,
+    OrderCancelled,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    SegmentChanged,
+    SurveyAnswered,
+)
+
+PERSONAL_FIELDS = frozenset({"name", "email", "phone"})
+
+
+class RegistrationRejected(Exception):
+    """The registration contradicts the profile already on record."""
+
+
+class InteractionRejected(Exception):
+    """The interaction id is already logged with other content."""
+
+
+# ---------------------------------------------------------------- profiles and consents
+
+
+def consents_by_channel(consents: list[ChannelConsent]) -> dict[Channel, bool]:
+    """One answer per channel; the same channel stated twice with different answers is refused."""
+    by_channel: dict[Channel, bool] = {}
+    for consent in consents:
+        if by_channel.get(consent.channel, consent.granted) != consent.granted:
+            raise RegistrationRejected(f"the consent for {consent.channel} is stated twice with different answers")
+        by_channel[consent.channel] = consent.granted
+    return by_channel
+
+
+@dataclass(frozen=True)
+class Details:
+    """What a registration states about the customer; the order of the consents does not matter."""
+
+    name: str
+    email: str | None
+    phone: str | None
+    channel: Channel
+    consents: Mapping[Channel, bool]
+    preferred_channel: Channel | None
+
+    @classmethod
+    def of(cls, registered: CustomerRegistered) -> Details:
+        return cls(
+            name=registered.name,
+            email=registered.email,
+            phone=registered.phone,
+            channel=registered.channel,
+            consents=consents_by_channel(registered.consents),
+            preferred_channel=registered.preferred_channel,
+        )
+
+    def differing_fields(self, other: Details) -> list[str]:
+        """The names (never the values: they are personal data) of the fields that differ."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclass(frozen=True)
+class Profile:
+    customer_id: str
+    details: Details
+    registered_at: datetime
+    registered_by: str
+
+    @property
+    def granted(self) -> list[Channel]:
+        return sorted(c for c, granted in self.details.consents.items() if granted)
+
+    @property
+    def refused(self) -> list[Channel]:
+        return sorted(c for c, granted in self.details.consents.items() if not granted)
+
+
+def register(profile: Profile | None, registered: CustomerRegistered, at: datetime, event_id: str) -> Profile:
+    """The profile after this registration: new, or unchanged when the same details were registered before."""
+    details = Details.of(registered)
+    if profile is None:
+        return Profile(registered.customer_id, details, at, event_id)
+    differing = profile.details.differing_fields(details)
+    if differing:
+        raise RegistrationRejected(
+            f"customer {registered.customer_id} is already registered with a different {', '.join(differing)};"
+            " profile updates are not supported yet"
+        )
+    return profile
+
+
+# ---------------------------------------------------------------- interactions
+
+
+@dataclass(frozen=True)
+class Interaction:
+    logged: InteractionLogged
+    logged_at: datetime
+    event_id: str
+
+    @property
+    def interaction_id(self) -> str:
+        return self.logged.interaction_id
+
+
+def log_interaction(
+    interaction: Interaction | None, logged: InteractionLogged, at: datetime, event_id: str
+) -> Interaction:
+    """The interaction as recorded; logging the same one again with the same content is a no-op."""
+    if interaction is None:
+        return Interaction(logged, at, event_id)
+    if interaction.logged != logged:
+        raise InteractionRejected(f"interaction {logged.interaction_id} was already logged with different content")
+    return interaction
+
+
+# ---------------------------------------------------------------- the 360 timeline
+
+
+def _order_placed(d: OrderPlaced) -> str:
+    return f"Order {d.order_id} placed: {d.total} {d.currency}"
+
+
+def _order_paid(d: OrderPaid) -> str:
+    return f"Order {d.order_id} paid: {d.amount} {d.currency}"
+
+
+def _order_cancelled(d: OrderCancelled) -> str:
+    return f"Order {d.order_id} cancelled"
+
+
+def _order_refunded(d: OrderRefunded) -> str:
+    return f"Order {d.order_id} refunded: {d.amount} {d.currency}"
+
+
+def _complaint_filed(d: ComplaintFiled) -> str:
+    # The complaint's own summary is free text written about a person: it stays in the data.
+    return f"Complaint {d.complaint_id} ({d.dimension}, {d.severity})"
+
+
+def _survey_answered(d: SurveyAnswered) -> str:
+    top = 5 if d.kind == "csat" else 10
+    return f"{d.kind.upper()} survey {d.survey_id}: {d.score}/{top} ({d.dimension})"
+
+
+def _customer_registered(d: CustomerRegistered) -> str:
+    return f"Registered via {d.channel}"
+
+
+def _interaction_logged(d: InteractionLogged) -> str:
+    return f"Interaction {d.interaction_id}: {d.kind} via {d.channel}"
+
+
+def _segment_changed(d: SegmentChanged) -> str:
+    return f"{d.dimension}: {d.old or 'none'} → {d.new}"
+
+
+def _campaign_enrolled(d: CampaignEnrolled) -> str:
+    if d.status == "contacted":
+        return f"Enrolled in {d.journey} by {d.channel}" if d.channel else f"Enrolled in {d.journey}"
+    if d.status == "holdout":
+        return f"Held out of {d.journey}"
+    return f"Not contacted for {d.journey}: {d.reason}" if d.reason else f"Not contacted for {d.journey}"
+
+
+_SUMMARIES: Mapping[type, Callable[[Any], str]] = {
+    OrderPlaced: _order_placed,
+    OrderPaid: _order_paid,
+    OrderCancelled: _order_cancelled,
+    OrderRefunded: _order_refunded,
+    ComplaintFiled: _complaint_filed,
+    SurveyAnswered: _survey_answered,
+    CustomerRegistered: _customer_registered,
+    InteractionLogged: _interaction_logged,
+    SegmentChanged: _segment_changed,
+    CampaignEnrolled: _campaign_enrolled,
+}
+
+
+def summarize(event: CloudEvent[Any]) -> str:
+    """One short line for a person, without personal data; the event type for a payload not known here."""
+    describe = _SUMMARIES.get(type(event.data))
+    return describe(event.data) if describe else event.type
+
+
+def without_personal_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    event_id: str
+    customer_id: str
+    type: str
+    time: datetime
+    source: str
+    summary: str
+    data: Mapping[str, Any]
+
+
+def timeline_entry(event: CloudEvent[Any]) -> TimelineEntry:
+    """The entry for one event, at the event's own business time (not its arrival time)."""
+    data = event.data.model_dump(mode="python")
+    if isinstance(event.data, CustomerRegistered):
+        data = without_personal_data(data)
+    return TimelineEntry(
+        event_id=event.id,
+        customer_id=event.customer_id,
+        type=event.type,
+        time=event.time,
+        source=event.source,
+        summary=summarize(event),
+        data=data,
+    )

@@ -1,0 +1,96 @@
+"""Use cases of the customer service: register, log interactions, record the timeline, exactly once."""
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from crm_customer import domain, repository
+from crm_shared.consumer import Rejected
+from crm_shared.events import CloudEvent, CustomerRegisteredEvent, InteractionLoggedEvent, derived_event_id
+from crm_shared.logging import get_logger
+from crm_shared.store import Store, UnitOfWork
+from crm_shared.topics import Topic
+
+SOURCE = "/crm/customer"
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    value: T
+    new: bool = True
+
+
+def _applies(event: CloudEvent[Any]) -> str:
+    return f"customer:{event.id}"
+
+
+def _republished(event: CloudEvent[Any]) -> CloudEvent[Any]:
+    """The fact as the customer service publishes it: same business time, id derived so a retry emits it again."""
+    return type(event).create(
+        event.data, source=SOURCE, id=derived_event_id(SOURCE, event.id), time=event.time, cause=event
+    )
+
+
+async def register_customer(store: Store, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
+    """Store the profile and publish the sign-up; the same details again change nothing and emit nothing."""
+
+    async def work(uow: UnitOfWork) -> Outcome[domain.Profile]:
+        before = await repository.get_profile(uow, event.customer_id)
+        try:
+            after = domain.register(before, event.data, event.time, event.id)
+        except domain.RegistrationRejected as exc:
+            raise Rejected(str(exc)) from exc
+        if before is not None:
+            return Outcome(after, new=False)
+        stored = await repository.insert_profile(uow, after)
+        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        return Outcome(stored)
+
+    outcome = await store.transaction(work, applies=_applies(event))
+    if outcome.new:
+        log.info("customer_registered", customer_id=event.customer_id, event_id=event.id)
+    return outcome
+
+
+async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcome[domain.Interaction]:
+    """Store the interaction and publish it; the same interaction again changes nothing and emits nothing."""
+
+    async def work(uow: UnitOfWork) -> Outcome[domain.Interaction]:
+        before = await repository.get_interaction(uow, event.data.interaction_id)
+        try:
+            after = domain.log_interaction(before, event.data, event.time, event.id)
+        except domain.InteractionRejected as exc:
+            raise Rejected(str(exc)) from exc
+        if before is not None:
+            return Outcome(after, new=False)
+        stored = await repository.insert_interaction(uow, after)
+        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        return Outcome(stored)
+
+    return await store.transaction(work, applies=_applies(event))
+
+
+async def apply_ingest(store: Store, event: CloudEvent[Any]) -> None:
+    if isinstance(event, CustomerRegisteredEvent):
+        await register_customer(store, event)
+    elif isinstance(event, InteractionLoggedEvent):
+        await log_interaction(store, event)
+    else:
+        raise Rejected(f"the customer service does not ingest events of type {event.type}")
+
+
+async def record_timeline(store: Store, event: CloudEvent[Any]) -> bool:
+    """Put the event on its customer's timeline; True when it was not there yet."""
+    return await repository.record_entry(store.db, domain.timeline_entry(event))
+
+
+async def find_profile(store: Store, customer_id: str) -> domain.Profile | None:
+    doc = await store.db[repository.CUSTOMERS].find_one({"_id": customer_id})
+    return repository.profile_from_document(doc) if doc else None
+
+
+async def find_interaction(store: Store, interaction_id: str) -> domain.Interaction | None:
+    doc = await store.db[repository.INTERACTIONS].find_one({"_id": interaction_id})
+    return repository.interaction_from_document(doc) if doc else None

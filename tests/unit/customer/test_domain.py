@@ -1,0 +1,241 @@
+"""Profiles, interactions and the timeline: conflict rules, summaries, no personal data on the timeline."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from crm_customer import domain
+from crm_shared.events import (
+    EVENT_TYPES,
+    CampaignEnrolled,
+    ChannelConsent,
+    CloudEvent,
+    ComplaintFiled,
+    CustomerRegistered,
+    InteractionLogged,
+    OrderCancelled,
+    OrderLine,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    Payload,
+    ScoreSnapshot,
+    SegmentChanged,
+    SurveyAnswered,
+)
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+NAME, EMAIL, PHONE = "Ada Lovelace", "ada.lovelace@example.com", "+44 20 7946 0001"
+FREE_TEXT = "Spoke to Ada Lovelace about her order"
+REGISTERED = CustomerRegistered(
+    customer_id="C-1",
+    name=NAME,
+    email=EMAIL,
+    phone=PHONE,
+    channel="web",
+    consents=[ChannelConsent(channel="email", granted=True), ChannelConsent(channel="sms", granted=False)],
+    preferred_channel="email",
+)
+SCORES = ScoreSnapshot(
+    recency_days=0,
+    frequency=1,
+    monetary=Decimal("1500.00"),
+    average_order_value=Decimal("1500.00"),
+    value_tier="high_value",
+    lifecycle_stage="first_time_buyer",
+    churn_risk=0.1,
+    churn_risk_band="low",
+    satisfaction=None,
+)
+
+# One payload per catalog event type, with its expected summary.
+SAMPLES: dict[str, tuple[Payload, str]] = {
+    "crm.order.placed.v1": (
+        OrderPlaced(
+            customer_id="C-1",
+            order_id="O-77",
+            currency="EUR",
+            total=Decimal("1500.00"),
+            lines=[OrderLine(sku="ATM-1", quantity=2, unit_price=Decimal("750.00"))],
+        ),
+        "Order O-77 placed: 1500.00 EUR",
+    ),
+    "crm.order.paid.v1": (
+        OrderPaid(customer_id="C-1", order_id="O-77", currency="EUR", amount=Decimal("1500.00")),
+        "Order O-77 paid: 1500.00 EUR",
+    ),
+    "crm.order.cancelled.v1": (
+        OrderCancelled(customer_id="C-1", order_id="O-77", reason=FREE_TEXT),
+        "Order O-77 cancelled",
+    ),
+    "crm.order.refunded.v1": (
+        OrderRefunded(customer_id="C-1", order_id="O-77", currency="EUR", amount=Decimal("40.00"), reason=FREE_TEXT),
+        "Order O-77 refunded: 40.00 EUR",
+    ),
+    "crm.complaint.filed.v1": (
+        ComplaintFiled(customer_id="C-1", complaint_id="T-77", dimension="service", severity="high", summary=FREE_TEXT),
+        "Complaint T-77 (service, high)",
+    ),
+    "crm.survey.answered.v1": (
+        SurveyAnswered(customer_id="C-1", survey_id="S-9", kind="nps", score=9, comment=FREE_TEXT),
+        "NPS survey S-9: 9/10 (service)",
+    ),
+    "crm.customer.registered.v1": (REGISTERED, "Registered via web"),
+    "crm.interaction.logged.v1": (
+        InteractionLogged(customer_id="C-1", interaction_id="I-5", kind="call", channel="phone", summary=FREE_TEXT),
+        "Interaction I-5: call via phone",
+    ),
+    "crm.segment.changed.v1": (
+        SegmentChanged(
+            customer_id="C-1",
+            dimension="value_tier",
+            old="potential",
+            new="high_value",
+            scores=SCORES,
+            model_version="v1",
+            changed_at=T0,
+            caused_by="e-1",
+        ),
+        "value_tier: potential → high_value",
+    ),
+    "crm.campaign.enrolled.v1": (
+        CampaignEnrolled(
+            customer_id="C-1",
+            enrolment_id="EN-1",
+            campaign_id="welcome",
+            journey="welcome",
+            episode="e-1",
+            channel="email",
+            status="contacted",
+            trigger_event_id="e-1",
+        ),
+        "Enrolled in welcome by email",
+    ),
+}
+
+
+def event_of(type_: str, data: Payload, at: datetime = T0) -> CloudEvent[Any]:
+    return EVENT_TYPES[type_].create(data, source="/test", time=at)
+
+
+# ---------------------------------------------------------------- registration
+
+
+def test_a_first_registration_makes_a_profile_with_consents_by_channel() -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")
+    assert profile.customer_id == "C-1" and profile.registered_at == T0 and profile.registered_by == "e-1"
+    assert profile.details.consents == {"email": True, "sms": False}
+    assert (profile.granted, profile.refused) == (["email"], ["sms"])
+
+
+def test_registering_the_same_details_again_keeps_the_first_profile() -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")
+    reordered = REGISTERED.model_copy(update={"consents": list(reversed(REGISTERED.consents))})
+    assert domain.register(profile, reordered, T0 + timedelta(days=1), "e-2") == profile
+
+
+@pytest.mark.parametrize(
+    ("update", "field"),
+    [
+        ({"email": "other@example.com"}, "email"),
+        ({"name": "Someone Else"}, "name"),
+        ({"consents": [ChannelConsent(channel="email", granted=False)]}, "consents"),
+        ({"preferred_channel": "sms"}, "preferred_channel"),
+    ],
+)
+def test_registering_other_details_is_refused_naming_the_field_not_the_value(
+    update: dict[str, Any], field: str
+) -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")
+    with pytest.raises(domain.RegistrationRejected, match="already registered") as refused:
+        domain.register(profile, REGISTERED.model_copy(update=update), T0, "e-2")
+    assert field in str(refused.value)
+    for personal in (NAME, EMAIL, PHONE, "other@example.com", "Someone Else"):
+        assert personal not in str(refused.value)
+
+
+def test_a_channel_granted_and_refused_in_one_registration_is_refused() -> None:
+    both = REGISTERED.model_copy(
+        update={"consents": [ChannelConsent(channel="sms", granted=True), ChannelConsent(channel="sms", granted=False)]}
+    )
+    with pytest.raises(domain.RegistrationRejected, match="sms is stated twice"):
+        domain.register(None, both, T0, "e-1")
+
+
+def test_the_same_consent_stated_twice_counts_once() -> None:
+    twice = REGISTERED.model_copy(update={"consents": [*REGISTERED.consents, REGISTERED.consents[0]]})
+    assert domain.register(None, twice, T0, "e-1").details.consents == {"email": True, "sms": False}
+
+
+# ---------------------------------------------------------------- interactions
+
+
+def test_an_interaction_logged_twice_is_kept_once_and_other_content_is_refused() -> None:
+    logged = SAMPLES["crm.interaction.logged.v1"][0]
+    assert isinstance(logged, InteractionLogged)
+    first = domain.log_interaction(None, logged, T0, "e-1")
+    assert domain.log_interaction(first, logged, T0 + timedelta(hours=1), "e-2") == first
+    with pytest.raises(domain.InteractionRejected, match="I-5 was already logged with different content"):
+        domain.log_interaction(first, logged.model_copy(update={"kind": "visit"}), T0, "e-3")
+
+
+# ---------------------------------------------------------------- timeline
+
+
+def test_every_catalog_event_type_has_a_sample() -> None:
+    assert set(SAMPLES) == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("type_", sorted(SAMPLES))
+def test_every_event_type_gets_its_summary_without_personal_data(type_: str) -> None:
+    data, expected = SAMPLES[type_]
+    summary = domain.summarize(event_of(type_, data))
+    assert summary == expected
+    for personal in (NAME, EMAIL, PHONE, FREE_TEXT):
+        assert personal not in summary
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        ({"status": "holdout", "channel": None}, "Held out of welcome"),
+        (
+            {"status": "skipped", "channel": None, "reason": "customer refused every channel"},
+            "Not contacted for welcome: customer refused every channel",
+        ),
+    ],
+)
+def test_an_enrolment_that_did_not_contact_says_so(update: dict[str, Any], expected: str) -> None:
+    data = SAMPLES["crm.campaign.enrolled.v1"][0].model_copy(update=update)
+    assert domain.summarize(event_of("crm.campaign.enrolled.v1", data)) == expected
+
+
+def test_a_first_segment_value_reads_from_none() -> None:
+    data = SAMPLES["crm.segment.changed.v1"][0].model_copy(update={"old": None})
+    assert domain.summarize(event_of("crm.segment.changed.v1", data)) == "value_tier: none → high_value"
+
+
+def test_a_sign_up_on_the_timeline_keeps_no_name_email_or_phone() -> None:
+    event = event_of("crm.customer.registered.v1", REGISTERED)
+    entry = domain.timeline_entry(event)
+    assert (entry.event_id, entry.customer_id, entry.type, entry.time) == (event.id, "C-1", event.type, T0)
+    assert not domain.PERSONAL_FIELDS & entry.data.keys()
+    assert entry.data["consents"] == [{"channel": "email", "granted": True}, {"channel": "sms", "granted": False}]
+    assert entry.data["preferred_channel"] == "email"
+    for personal in (NAME, EMAIL, PHONE):
+        assert personal not in repr(entry)
+
+
+def test_other_payloads_are_kept_whole_on_the_timeline() -> None:
+    data, _ = SAMPLES["crm.order.placed.v1"]
+    entry = domain.timeline_entry(event_of("crm.order.placed.v1", data))
+    assert entry.data == data.model_dump(mode="python")
+    assert entry.data["total"] == Decimal("1500.00")
+
+
+def test_without_personal_data_drops_only_the_personal_keys() -> None:
+    assert domain.without_personal_data({"name": NAME, "email": EMAIL, "phone": PHONE, "channel": "web"}) == {
+        "channel": "web"
+    }
