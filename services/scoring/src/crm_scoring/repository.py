@@ -1,0 +1,127 @@
+"""The scoring database: `customers` (facts, scores and segments per customer), `segment_changes`, and
+`order_owners` (which customer each order id belongs to, so an order id reused by another customer is refused)."""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+
+from crm_scoring.domain import (
+    MODEL_VERSION,
+    Complaint,
+    CustomerFacts,
+    OrderFacts,
+    Paid,
+    Placed,
+    Refunded,
+    Scores,
+    Segments,
+    Survey,
+)
+from crm_shared.store import IndexSpec, UnitOfWork, insert_or_get
+
+CUSTOMERS = "customers"
+SEGMENT_CHANGES = "segment_changes"
+ORDER_OWNERS = "order_owners"
+
+INDEXES = (
+    IndexSpec(
+        SEGMENT_CHANGES,
+        IndexModel([("customer_id", ASCENDING), ("changed_at", ASCENDING), ("_id", ASCENDING)], name="by_customer"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CustomerScores:
+    """A customer's document: the facts, the scores computed from them and the segments last published."""
+
+    facts: CustomerFacts
+    scores: Scores
+    segments: Segments
+    scored_as_of: datetime
+    updated_at: datetime
+    model_version: str = MODEL_VERSION
+
+
+# Facts are stored as lists sorted by key: ids may contain '.', which MongoDB field names should not.
+def _order_to_document(order: OrderFacts) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "placed": asdict(order.placed) if order.placed else None,
+        "cancelled_at": order.cancelled_at,
+        "refunds": [asdict(order.refunds[k]) for k in sorted(order.refunds)],
+        "payments": [asdict(order.payments[k]) for k in sorted(order.payments)],
+    }
+
+
+def _order_from_document(doc: dict[str, Any]) -> OrderFacts:
+    return OrderFacts(
+        order_id=doc["order_id"],
+        placed=Placed(**doc["placed"]) if doc.get("placed") else None,
+        cancelled_at=doc.get("cancelled_at"),
+        refunds={r["refund_id"]: Refunded(**r) for r in doc.get("refunds", [])},
+        payments={p["payment_id"]: Paid(**p) for p in doc.get("payments", [])},
+    )
+
+
+def facts_to_document(facts: CustomerFacts) -> dict[str, Any]:
+    return {
+        "orders": [_order_to_document(facts.orders[k]) for k in sorted(facts.orders)],
+        "complaints": [asdict(facts.complaints[k]) for k in sorted(facts.complaints)],
+        "surveys": [asdict(facts.surveys[k]) for k in sorted(facts.surveys)],
+    }
+
+
+def facts_from_document(customer_id: str, doc: dict[str, Any]) -> CustomerFacts:
+    return CustomerFacts(
+        customer_id=customer_id,
+        orders={o["order_id"]: _order_from_document(o) for o in doc.get("orders", [])},
+        complaints={c["complaint_id"]: Complaint(**c) for c in doc.get("complaints", [])},
+        surveys={s["survey_id"]: Survey(**s) for s in doc.get("surveys", [])},
+    )
+
+
+def to_document(customer: CustomerScores) -> dict[str, Any]:
+    return {
+        "_id": customer.facts.customer_id,
+        "facts": facts_to_document(customer.facts),
+        "scores": asdict(customer.scores),
+        "segments": asdict(customer.segments),
+        "scored_as_of": customer.scored_as_of,
+        "updated_at": customer.updated_at,
+        "model_version": customer.model_version,
+    }
+
+
+def from_document(doc: dict[str, Any]) -> CustomerScores:
+    return CustomerScores(
+        facts=facts_from_document(doc["_id"], doc["facts"]),
+        scores=Scores(**doc["scores"]),
+        segments=Segments(**doc["segments"]),
+        scored_as_of=doc["scored_as_of"],
+        updated_at=doc["updated_at"],
+        model_version=doc.get("model_version", MODEL_VERSION),
+    )
+
+
+async def get_customer(uow: UnitOfWork, customer_id: str) -> CustomerScores | None:
+    doc = await uow.db[CUSTOMERS].find_one({"_id": customer_id}, session=uow.session)
+    return from_document(doc) if doc else None
+
+
+async def save_customer(uow: UnitOfWork, customer: CustomerScores) -> None:
+    await uow.db[CUSTOMERS].replace_one(
+        {"_id": customer.facts.customer_id}, to_document(customer), upsert=True, session=uow.session
+    )
+
+
+async def claim_order(uow: UnitOfWork, order_id: str, customer_id: str) -> str:
+    """Record that `order_id` belongs to `customer_id` unless it is known already; returns its owner."""
+    inserted, existing = await insert_or_get(uow, ORDER_OWNERS, {"_id": order_id, "customer_id": customer_id})
+    return customer_id if inserted or existing is None else str(existing["customer_id"])
+
+
+async def insert_segment_change(uow: UnitOfWork, change: dict[str, Any]) -> None:
+    await uow.db[SEGMENT_CHANGES].insert_one(change, session=uow.session)
