@@ -4,7 +4,7 @@ from faststream.kafka import KafkaBroker
 
 from crm_marketing import handlers
 from crm_shared.consumer import SUBSCRIBER_DEFAULTS
-from crm_shared.events import AnyEvent, CampaignEnrolledEvent, SegmentChangedEvent
+from crm_shared.events import AnyEvent, CampaignEnrolledEvent, DeadLetter, SegmentChangedEvent
 from crm_shared.service import Runtime
 from crm_shared.topics import Topic
 
@@ -44,4 +44,9 @@ def register(runtime: Runtime) -> None:
         "with the channel and the reason). Key: customer id.",
         schema=CampaignEnrolledEvent,
     )
-    broker.publisher(Topic.DEADLETTER, title="crm.deadletter:marketing", description="Records marketing rejected.")
+    broker.publisher(
+        Topic.DEADLETTER,
+        title="crm.deadletter:marketing",
+        description="Records marketing rejected, with the reason and the original bytes, topic, partition and offset.",
+        schema=DeadLetter,
+    )

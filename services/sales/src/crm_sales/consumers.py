@@ -4,7 +4,7 @@ from faststream.kafka import KafkaBroker
 
 from crm_sales import handlers
 from crm_shared.consumer import SUBSCRIBER_DEFAULTS
-from crm_shared.events import OrderIngest
+from crm_shared.events import DeadLetter, OrderIngest
 from crm_shared.service import Runtime
 from crm_shared.topics import Topic
 
@@ -30,4 +30,9 @@ def register(runtime: Runtime) -> None:
         description="Every order fact sales accepted: crm.order.placed|paid|cancelled|refunded.v1. Key: customer id.",
         schema=OrderIngest,
     )
-    broker.publisher(Topic.DEADLETTER, title="crm.deadletter:sales", description="Records sales rejected.")
+    broker.publisher(
+        Topic.DEADLETTER,
+        title="crm.deadletter:sales",
+        description="Records sales rejected, with the reason and the original bytes, topic, partition and offset.",
+        schema=DeadLetter,
+    )

@@ -1,0 +1,107 @@
+"""The published catalog (docs/) is what the code generates, and it accepts what the code emits."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from crm_shared import events
+from crm_shared.contract_docs import generate, stale_files
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ROOT / "docs"
+T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
+SNAPSHOT = events.ScoreSnapshot(
+    recency_days=None,
+    frequency=0,
+    monetary=Decimal(0),
+    average_order_value=Decimal(0),
+    value_tier="potential",
+    lifecycle_stage="prospect",
+    churn_risk=0.7,
+    churn_risk_band="high",
+    satisfaction=None,
+)
+SAMPLES: dict[str, events.Payload] = {
+    "crm.order.placed.v1": events.OrderPlaced(
+        customer_id="C-1",
+        order_id="O-1",
+        currency="EUR",
+        total=Decimal("20.00"),
+        lines=[events.OrderLine(sku="S-1", quantity=2, unit_price=Decimal("10.00"))],
+    ),
+    "crm.order.paid.v1": events.OrderPaid(customer_id="C-1", order_id="O-1", currency="EUR", amount=Decimal("20")),
+    "crm.order.cancelled.v1": events.OrderCancelled(customer_id="C-1", order_id="O-1"),
+    "crm.order.refunded.v1": events.OrderRefunded(customer_id="C-1", order_id="O-1", currency="EUR", amount=Decimal(5)),
+    "crm.complaint.filed.v1": events.ComplaintFiled(
+        customer_id="C-1", complaint_id="T-1", dimension="people", severity="high", summary="Rude."
+    ),
+    "crm.survey.answered.v1": events.SurveyAnswered(customer_id="C-1", survey_id="S-1", kind="nps", score=3),
+    "crm.customer.registered.v1": events.CustomerRegistered(
+        customer_id="C-1", name="A Person", consents=[events.ChannelConsent(channel="email", granted=False)]
+    ),
+    "crm.interaction.logged.v1": events.InteractionLogged(
+        customer_id="C-1", interaction_id="I-1", kind="visit", channel="face_to_face"
+    ),
+    "crm.segment.changed.v1": events.SegmentChanged(
+        customer_id="C-1",
+        dimension="churn_risk_band",
+        old=None,
+        new="high",
+        scores=SNAPSHOT,
+        model_version="rules-v1",
+        changed_at=T0,
+        caused_by="e-1",
+    ),
+    "crm.campaign.enrolled.v1": events.CampaignEnrolled(
+        customer_id="C-1",
+        enrolment_id="E-1",
+        campaign_id="welcome",
+        journey="welcome",
+        episode="e-1",
+        channel=None,
+        status="skipped",
+        reason="no consent on record",
+        trigger_event_id="e-1",
+    ),
+}
+
+
+def validator(type_: str) -> Draft202012Validator:
+    schema = json.loads((DOCS / "events" / f"{type_}.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def test_docs_are_current() -> None:
+    stale = stale_files(DOCS, generate())
+    assert not stale, f"run `make docs` and commit: {stale}"
+
+
+def test_every_event_type_has_a_sample() -> None:
+    assert set(SAMPLES) == set(events.EVENT_TYPES)
+
+
+@pytest.mark.parametrize("type_", sorted(events.EVENT_TYPES))
+def test_the_published_schema_accepts_what_the_code_emits(type_: str) -> None:
+    cls = events.EVENT_TYPES[type_]
+    emitted = json.loads(cls.create(SAMPLES[type_], source="/test", time=T0).to_bytes())
+    errors = [e.message for e in validator(type_).iter_errors(emitted)]
+    assert not errors
+
+
+@pytest.mark.parametrize("type_", sorted(events.EVENT_TYPES))
+def test_the_published_schema_refuses_what_the_code_refuses(type_: str) -> None:
+    cls = events.EVENT_TYPES[type_]
+    emitted: dict[str, Any] = json.loads(cls.create(SAMPLES[type_], source="/test", time=T0).to_bytes())
+    without_id = {k: v for k, v in emitted.items() if k != "id"}
+    wrong_type = {**emitted, "type": "crm.something.else.v1"}
+    unknown_field = {**emitted, "data": {**emitted["data"], "surprise": 1}}
+    for bad in (without_id, wrong_type, unknown_field):
+        assert not validator(type_).is_valid(bad)
