@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -194,3 +197,21 @@ async def test_a_malformed_record_is_dead_lettered_and_the_next_good_one_process
     assert letter["service"] == "sales"
     reason = json.loads(invalid.value)["reason"]
     assert "data.total" in reason and "greater than or equal to 0" in reason
+
+    # What an operator sees: `crm deadletters` prints both, with their reasons and without the raw bytes.
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crm_shared.cli",
+        "deadletters",
+        "--limit",
+        "1000",
+        env={**os.environ, "CRM_KAFKA_BOOTSTRAP": backend.kafka_bootstrap},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0
+    mine = [letter for line in stdout.decode().splitlines() if (letter := json.loads(line))["key"] == customer]
+    assert [letter["offset"] for letter in mine] == sorted([letter["offset"] for letter in mine])
+    assert {letter["event_id"] for letter in mine} == {None, bad_total["id"]}
+    assert all("original_value_base64" not in letter and letter["reason"] for letter in mine)

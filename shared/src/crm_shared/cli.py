@@ -4,6 +4,7 @@ crm run       start the broker and database (embedded unless CRM_KAFKA_BOOTSTRAP
               name real ones), create the topics, start the five services, load demo data
 crm topics    create the topics of the contract on CRM_KAFKA_BOOTSTRAP (idempotent)
 crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its subject
+crm deadletters  print the records the services rejected, with the reasons
 crm docs      regenerate docs/ (JSON Schemas and AsyncAPI); --check fails when they are stale
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from crm_shared.embedded import EmbeddedError, EmbeddedServers, ensure_topics
 from crm_shared.platform import Platform, http_json, service_port
 from crm_shared.settings import SERVICES
-from crm_shared.topics import ALL_TOPICS
+from crm_shared.topics import ALL_TOPICS, Topic
 
 DEFAULT_EMBEDDED_KAFKA_PORT = 19092
 DEFAULT_EMBEDDED_MONGO_PORT = 27019
@@ -151,36 +152,77 @@ def load_demo_data(platform: Platform) -> None:
 
 
 def cmd_topics(_: argparse.Namespace) -> int:
-    bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_EMBEDDED_KAFKA_PORT}")
+    bootstrap = _bootstrap()
     asyncio.run(ensure_topics(bootstrap, ALL_TOPICS))
     _say(f"topics present on {bootstrap}: {', '.join(ALL_TOPICS)}")
     return 0
+
+
+def _bootstrap() -> str:
+    return os.environ.get("CRM_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_EMBEDDED_KAFKA_PORT}")
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
     from pydantic import ValidationError
 
+    from crm_shared.consumer import describe_failure
     from crm_shared.events import parse_event
 
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    try:
-        event = parse_event(raw)
-    except ValidationError as exc:
-        _say(f"crm publish: not a valid event of the contract:\n{exc}")
+    key: str | None = args.key
+    if not args.raw:
+        try:
+            key = key or parse_event(raw).subject
+        except ValidationError as exc:
+            _say(f"crm publish: {describe_failure(exc, raw)} (--raw publishes it anyway)")
+            return 2
+    if key is None:
+        _say("crm publish: --raw needs --key (the customer id)")
         return 2
-    bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_EMBEDDED_KAFKA_PORT}")
 
     async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(), acks="all")
         await producer.start()
         try:
-            meta = await producer.send_and_wait(args.topic, raw, key=event.subject.encode())
-            _say(json.dumps({"topic": args.topic, "partition": meta.partition, "offset": meta.offset, "id": event.id}))
+            meta = await producer.send_and_wait(args.topic, raw, key=key.encode())
+            _say(json.dumps({"topic": args.topic, "partition": meta.partition, "offset": meta.offset, "key": key}))
         finally:
             await producer.stop()
 
     asyncio.run(publish())
+    return 0
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    """Print the dead-letter records, oldest first, one JSON object a line (the original bytes left out)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    async def read() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            known = consumer.partitions_for_topic(Topic.DEADLETTER) or set()
+            partitions = [TopicPartition(Topic.DEADLETTER, p) for p in sorted(known)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            letters: list[dict[str, object]] = []
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for record in records:
+                        letter = json.loads(record.value)
+                        letter.pop("original_value_base64", None)
+                        letters.append(letter)
+            letters.sort(key=lambda letter: str(letter.get("failed_at")))
+            for letter in letters[-args.limit :]:
+                _say(json.dumps(letter, ensure_ascii=False))
+        finally:
+            await consumer.stop()
+
+    asyncio.run(read())
     return 0
 
 
@@ -202,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish a CloudEvent JSON to a topic")
     publish.add_argument("topic", choices=ALL_TOPICS)
     publish.add_argument("file", help="a JSON file, or - for stdin")
+    publish.add_argument("--raw", action="store_true", help="publish the bytes unchecked (to try the dead-letter path)")
+    publish.add_argument("--key", help="the Kafka key (the customer id); by default the event's subject")
     publish.set_defaults(func=cmd_publish)
+    deadletters = sub.add_parser("deadletters", help="print the records the services rejected, with the reasons")
+    deadletters.add_argument("--limit", type=int, default=50, help="the newest N (default 50)")
+    deadletters.set_defaults(func=cmd_deadletters)
     docs = sub.add_parser("docs", help="regenerate docs/ from the code")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is not current")
     docs.set_defaults(func=cmd_docs)
