@@ -5,6 +5,7 @@ crm run       start the broker and database (embedded unless CRM_KAFKA_BOOTSTRAP
 crm topics    create the topics of the contract on CRM_KAFKA_BOOTSTRAP (idempotent)
 crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its subject
 crm deadletters  print the records the services rejected, with the reasons
+crm scoring backtest  fit the customer-base models on a purchase log and compare with a holdout period
 crm docs      regenerate docs/ (JSON Schemas and AsyncAPI); --check fails when they are stale
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import signal
@@ -232,6 +234,17 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return docs_main(["--check"] if args.check else [])
 
 
+def cmd_scoring(args: argparse.Namespace) -> int:
+    """Scoring's own operator tasks live in its package; the scoring service must be installed."""
+    try:
+        backtest = importlib.import_module("crm_scoring.backtest")
+    except ImportError as exc:
+        _say(f"crm scoring: the scoring service is not installed here ({exc}): pip install ./services/scoring")
+        return 2
+    status: int = backtest.main(args.task_args)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm", description="Operate the CRM platform.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     deadletters = sub.add_parser("deadletters", help="print the records the services rejected, with the reasons")
     deadletters.add_argument("--limit", type=int, default=50, help="the newest N (default 50)")
     deadletters.set_defaults(func=cmd_deadletters)
+    scoring = sub.add_parser("scoring", help="scoring tasks: backtest the customer-base models on a purchase log")
+    scoring_tasks = scoring.add_subparsers(dest="scoring_command", required=True)
+    backtest = scoring_tasks.add_parser(
+        "backtest",
+        add_help=False,
+        help="--log PATH --calibration-end DATE --holdout-end DATE --out DIR (--help for more)",
+    )
+    backtest.set_defaults(func=cmd_scoring)
     docs = sub.add_parser("docs", help="regenerate docs/ from the code")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is not current")
     docs.set_defaults(func=cmd_docs)
@@ -257,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # A task owned by a service package parses its own options.
+    args, task_args = parser.parse_known_args(argv)
+    if task_args and args.command != "scoring":
+        parser.error(f"unrecognized arguments: {' '.join(task_args)}")
+    args.task_args = task_args
     command: Callable[[argparse.Namespace], int] = args.func
     return command(args)
 
