@@ -1,14 +1,16 @@
-"""Small pieces every service's REST API shares: cursor pagination and the Idempotency-Key header."""
+"""Small pieces every service's REST API shares: cursor pagination, the Idempotency-Key header, the event answer."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from typing import Annotated, Any, Generic, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Header, Query
 from pydantic import BaseModel, Field
+from pymongo.asynchronous.collection import AsyncCollection
 
 from crm_shared.events import derived_event_id, new_event_id
 from crm_shared.service import Problem
@@ -51,3 +53,40 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
 def command_event_id(scope: str, idempotency_key: str | None) -> str:
     """The id of the event a POST becomes: stable for a repeated Idempotency-Key, fresh otherwise."""
     return derived_event_id(scope, idempotency_key) if idempotency_key else new_event_id()
+
+
+class Accepted(BaseModel):
+    """The answer to `POST /v1/events`."""
+
+    id: str = Field(description="The event id.")
+    status: Literal["applied", "duplicate"] = Field(
+        description="'applied', or 'duplicate' when this event id was applied before."
+    )
+
+
+async def keyset_page(
+    collection: AsyncCollection[dict[str, Any]],
+    query: dict[str, Any],
+    *,
+    time_field: str,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page ordered by (time, _id), and the cursor of the next: stable while new documents keep arriving."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        try:
+            at = datetime.fromisoformat(str(after["at"]))
+            last_id = str(after["id"])
+        except (KeyError, ValueError) as exc:
+            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
+        beyond = "$lt" if newest_first else "$gt"
+        query = {**query, "$or": [{time_field: {beyond: at}}, {time_field: at, "_id": {beyond: last_id}}]}
+    direction = -1 if newest_first else 1
+    ordered = collection.find(query).sort([(time_field, direction), ("_id", direction)])
+    docs = await ordered.limit(limit + 1).to_list(limit + 1)
+    if len(docs) <= limit:
+        return docs, None
+    last = docs[limit - 1]
+    return docs[:limit], encode_cursor({"at": last[time_field].isoformat(), "id": str(last["_id"])})

@@ -53,7 +53,8 @@ async def outbox(store: Store, customer: str) -> list[dict[str, Any]]:
 
 
 async def timeline(store: Store, customer: str, limit: int = 100) -> list[str]:
-    return [e.event_id for e in await repository.timeline_page(store.db, customer, limit=limit)]
+    entries, _ = await repository.timeline_page(store.db, customer, limit=limit)
+    return [e.event_id for e in entries]
 
 
 async def test_a_registration_stores_the_profile_and_emits_one_event_once(new_store: NewStore) -> None:
@@ -125,7 +126,7 @@ async def test_a_timeline_entry_is_written_once_per_event(new_store: NewStore) -
     assert await handlers.record_timeline(store, event) is True
     assert await handlers.record_timeline(store, event) is False
     assert await store.db[repository.TIMELINE].count_documents({"customer_id": customer}) == 1
-    [entry] = await repository.timeline_page(store.db, customer, limit=10)
+    [entry], _ = await repository.timeline_page(store.db, customer, limit=10)
     assert (entry.summary, entry.data["total"]) == ("Order O-1 placed: 10.00 EUR", Decimal("10.00"))
 
 

@@ -7,7 +7,14 @@ from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, Field
 
 from crm_customer import domain, handlers, repository
-from crm_shared.api import Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.api import (
+    Accepted,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    Page,
+    command_event_id,
+)
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     EVENT_TYPES,
@@ -106,11 +113,6 @@ class TimelineEntryView(BaseModel):
             summary=entry.summary,
             data=dict(entry.data),
         )
-
-
-class Accepted(BaseModel):
-    id: str = Field(description="The event id.")
-    status: str = Field(description="'applied', or 'duplicate' when this event id was applied before.")
 
 
 CUSTOMER_EXAMPLE = {
@@ -269,20 +271,10 @@ async def timeline(
 ) -> Page[TimelineEntryView]:
     if event_type is not None and event_type not in EVENT_TYPES:
         raise Problem(422, "Unknown event type", f"type {event_type!r} is not one of: {', '.join(sorted(EVENT_TYPES))}")
-    after = decode_cursor(cursor)
-    position: tuple[datetime, str] | None = None
-    if after is not None:
-        try:
-            position = (datetime.fromisoformat(str(after["at"])), str(after["id"]))
-        except (KeyError, ValueError) as exc:
-            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
-    entries = await repository.timeline_page(
-        store.db, customer_id, limit=limit + 1, after=position, event_type=event_type
+    entries, next_cursor = await repository.timeline_page(
+        store.db, customer_id, limit=limit, cursor=cursor, event_type=event_type
     )
-    items = [TimelineEntryView.of(e) for e in entries[:limit]]
-    next_cursor = (
-        encode_cursor({"at": items[-1].time.isoformat(), "id": items[-1].event_id}) if len(entries) > limit else None
-    )
+    items = [TimelineEntryView.of(e) for e in entries]
     return Page[TimelineEntryView](items=items, next_cursor=next_cursor)
 
 

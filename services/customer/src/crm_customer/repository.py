@@ -9,6 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from crm_customer.domain import Details, Interaction, Profile, TimelineEntry
+from crm_shared.api import keyset_page
 from crm_shared.events import InteractionLogged
 from crm_shared.store import IndexSpec, UnitOfWork
 
@@ -157,15 +158,14 @@ async def timeline_page(
     customer_id: str,
     *,
     limit: int,
-    after: tuple[datetime, str] | None = None,
+    cursor: str | None = None,
     event_type: str | None = None,
-) -> list[TimelineEntry]:
-    """Up to `limit` entries in event-time order (ties by event id), after the (time, id) position."""
+) -> tuple[list[TimelineEntry], str | None]:
+    """A page of entries in event-time order (ties by event id), and the cursor of the next page."""
     query: dict[str, Any] = {"customer_id": customer_id}
     if event_type is not None:
         query["type"] = event_type
-    if after is not None:
-        at, last_id = after
-        query["$or"] = [{"time": {"$gt": at}}, {"time": at, "_id": {"$gt": last_id}}]
-    docs = await db[TIMELINE].find(query).sort([("time", ASCENDING), ("_id", ASCENDING)]).limit(limit).to_list(limit)
-    return [entry_from_document(d) for d in docs]
+    docs, next_cursor = await keyset_page(
+        db[TIMELINE], query, time_field="time", limit=limit, cursor=cursor, newest_first=False
+    )
+    return [entry_from_document(d) for d in docs], next_cursor

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from crm_marketing import domain, repository
-from crm_shared.api import Cursor, Limit, Page, decode_cursor, encode_cursor
+from crm_shared.api import Cursor, Limit, Page, decode_cursor, encode_cursor, keyset_page
 from crm_shared.events import Channel, SegmentDimension
 from crm_shared.service import Problem, StoreDep
 from crm_shared.store import Store
@@ -112,28 +112,10 @@ async def campaigns(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -
 
 
 async def _enrolment_page(store: Store, query: dict[str, Any], limit: int, cursor: str | None) -> Page[EnrolmentView]:
-    """Newest first, by (enrolled_at, id): stable while enrolments keep arriving."""
-    after = decode_cursor(cursor)
-    if after is not None:
-        try:
-            at = datetime.fromisoformat(str(after["at"]))
-            last_id = str(after["id"])
-        except (KeyError, ValueError) as exc:
-            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
-        query = {**query, "$or": [{"enrolled_at": {"$lt": at}}, {"enrolled_at": at, "_id": {"$lt": last_id}}]}
-    docs = (
-        await store.db[repository.ENROLMENTS]
-        .find(query)
-        .sort([("enrolled_at", -1), ("_id", -1)])
-        .limit(limit + 1)
-        .to_list(limit + 1)
+    docs, next_cursor = await keyset_page(
+        store.db[repository.ENROLMENTS], query, time_field="enrolled_at", limit=limit, cursor=cursor, newest_first=True
     )
-    items = [EnrolmentView.of(repository.enrolment_from_document(d)) for d in docs[:limit]]
-    next_cursor = (
-        encode_cursor({"at": items[-1].enrolled_at.isoformat(), "id": items[-1].enrolment_id})
-        if len(docs) > limit
-        else None
-    )
+    items = [EnrolmentView.of(repository.enrolment_from_document(d)) for d in docs]
     return Page[EnrolmentView](items=items, next_cursor=next_cursor)
 
 

@@ -5,10 +5,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from crm_sales import domain, handlers, repository
-from crm_shared.api import Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.api import Accepted, Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
 from crm_shared.consumer import Rejected
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
 from crm_shared.service import Problem, StoreDep
@@ -44,11 +44,6 @@ class OrderView(BaseModel):
             channel=placed.channel if placed else None,
             lines=list(placed.lines) if placed else [],
         )
-
-
-class Accepted(BaseModel):
-    id: str = Field(description="The event id.")
-    status: str = Field(description="'applied', or 'duplicate' when this event id was applied before.")
 
 
 ORDER_EXAMPLE = {

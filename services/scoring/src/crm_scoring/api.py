@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from crm_scoring import domain, handlers, repository
 from crm_scoring.repository import CustomerScores
 from crm_scoring.settings import ScoringSettings
-from crm_shared.api import Cursor, Limit, Page, decode_cursor, encode_cursor
+from crm_shared.api import Cursor, Limit, Page, keyset_page
 from crm_shared.events import Dimension, ScoreSnapshot, SegmentDimension, utc_now
 from crm_shared.service import Problem, StoreDep, get_runtime
 
@@ -217,24 +217,13 @@ async def customer_scores(store: StoreDep, thresholds: ThresholdsDep, customer_i
 async def segment_changes(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[SegmentChangeView]:
-    query: dict[str, Any] = {"customer_id": customer_id}
-    after = decode_cursor(cursor)
-    if after is not None:
-        try:
-            at = datetime.fromisoformat(str(after["at"]))
-            last_id = str(after["id"])
-        except (KeyError, ValueError) as exc:
-            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
-        query["$or"] = [{"changed_at": {"$gt": at}}, {"changed_at": at, "_id": {"$gt": last_id}}]
-    docs = (
-        await store.db[repository.SEGMENT_CHANGES]
-        .find(query)
-        .sort([("changed_at", 1), ("_id", 1)])
-        .limit(limit + 1)
-        .to_list(limit + 1)
+    docs, next_cursor = await keyset_page(
+        store.db[repository.SEGMENT_CHANGES],
+        {"customer_id": customer_id},
+        time_field="changed_at",
+        limit=limit,
+        cursor=cursor,
+        newest_first=False,
     )
-    items = [SegmentChangeView.of(d) for d in docs[:limit]]
-    next_cursor = (
-        encode_cursor({"at": items[-1].changed_at.isoformat(), "id": items[-1].event_id}) if len(docs) > limit else None
-    )
+    items = [SegmentChangeView.of(d) for d in docs]
     return Page[SegmentChangeView](items=items, next_cursor=next_cursor)

@@ -6,7 +6,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
-from crm_shared.api import Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.api import (
+    Accepted,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    Page,
+    command_event_id,
+    keyset_page,
+)
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     Channel,
@@ -19,7 +27,7 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.service import Problem, StoreDep
-from crm_shared.store import AlreadyApplied, Store
+from crm_shared.store import AlreadyApplied
 from crm_support import domain, handlers, repository
 
 router = APIRouter(prefix="/v1", tags=["support"])
@@ -90,11 +98,6 @@ class SurveyView(BaseModel):
             comment=data.comment,
             answered_at=answer.answered_at,
         )
-
-
-class Accepted(BaseModel):
-    id: str = Field(description="The event id.")
-    status: str = Field(description="'applied', or 'duplicate' when this event id was applied before.")
 
 
 COMPLAINT_EXAMPLE = {
@@ -214,28 +217,6 @@ async def get_complaint(store: StoreDep, complaint_id: str) -> ComplaintView:
     return ComplaintView.of(complaint)
 
 
-async def _newest_first(
-    store: Store, collection: str, time_field: str, customer_id: str, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of the customer's documents, newest first by (time, id): stable while new ones keep arriving."""
-    query: dict[str, Any] = {"customer_id": customer_id}
-    after = decode_cursor(cursor)
-    if after is not None:
-        try:
-            at = datetime.fromisoformat(str(after["at"]))
-            last_id = str(after["id"])
-        except (KeyError, ValueError) as exc:
-            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
-        query["$or"] = [{time_field: {"$lt": at}}, {time_field: at, "_id": {"$lt": last_id}}]
-    docs = (
-        await store.db[collection].find(query).sort([(time_field, -1), ("_id", -1)]).limit(limit + 1).to_list(limit + 1)
-    )
-    if len(docs) <= limit:
-        return docs, None
-    last = docs[limit - 1]
-    return docs[:limit], encode_cursor({"at": last[time_field].isoformat(), "id": last["_id"]})
-
-
 @router.get(
     "/customers/{customer_id}/complaints",
     response_model=Page[ComplaintView],
@@ -244,7 +225,14 @@ async def _newest_first(
 async def customer_complaints(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ComplaintView]:
-    docs, next_cursor = await _newest_first(store, repository.COMPLAINTS, "filed_at", customer_id, limit, cursor)
+    docs, next_cursor = await keyset_page(
+        store.db[repository.COMPLAINTS],
+        {"customer_id": customer_id},
+        time_field="filed_at",
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+    )
     items = [ComplaintView.of(repository.complaint_from_document(d)) for d in docs]
     return Page[ComplaintView](items=items, next_cursor=next_cursor)
 
@@ -257,6 +245,13 @@ async def customer_complaints(
 async def customer_surveys(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[SurveyView]:
-    docs, next_cursor = await _newest_first(store, repository.SURVEYS, "answered_at", customer_id, limit, cursor)
+    docs, next_cursor = await keyset_page(
+        store.db[repository.SURVEYS],
+        {"customer_id": customer_id},
+        time_field="answered_at",
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
+    )
     items = [SurveyView.of(repository.survey_from_document(d)) for d in docs]
     return Page[SurveyView](items=items, next_cursor=next_cursor)
