@@ -206,6 +206,13 @@ class ScoreSnapshot(BaseModel):
     churn_risk: float = Field(ge=0, le=1)
     churn_risk_band: str
     satisfaction: float | None = Field(ge=0, le=1)
+    rfm_score: str | None = Field(
+        default=None, pattern=r"^[1-5]{3}$", description="Recency, frequency and monetary quintile scores, e.g. '545'."
+    )
+    rfm_segment: str | None = Field(default=None, description="The named RFM segment, e.g. 'champions'.")
+    loyalty_stage: str | None = Field(default=None, description="stranger, prospect, buyer, satisfied or advocate.")
+    probability_alive: float | None = Field(default=None, ge=0, le=1, description="BG/NBD P(still a customer).")
+    lifetime_value: Decimal | None = Field(default=None, description="Forecast discounted spend over the horizon.")
 
 
 class SegmentChanged(Payload):
