@@ -5,7 +5,7 @@ crm run       start the broker and database (embedded unless CRM_KAFKA_BOOTSTRAP
 crm topics    create the topics of the contract on CRM_KAFKA_BOOTSTRAP (idempotent)
 crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its subject
 crm deadletters  print the records the services rejected, with the reasons
-crm scoring backtest  fit the customer-base models on a purchase log and compare with a holdout period
+crm scoring   the scoring service's tasks (backtest, ...): crm scoring --help
 crm docs      regenerate docs/ (JSON Schemas and AsyncAPI); --check fails when they are stale
 """
 
@@ -235,13 +235,13 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_scoring(args: argparse.Namespace) -> int:
-    """Scoring's own operator tasks live in its package; the scoring service must be installed."""
+    """Scoring's operator tasks live in its own package (crm_scoring.cli); it must be installed here."""
     try:
-        backtest = importlib.import_module("crm_scoring.backtest")
+        tasks = importlib.import_module("crm_scoring.cli")
     except ImportError as exc:
         _say(f"crm scoring: the scoring service is not installed here ({exc}): pip install ./services/scoring")
         return 2
-    status: int = backtest.main(args.task_args)
+    status: int = tasks.main(args.task_args)
     return status
 
 
@@ -263,14 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     deadletters = sub.add_parser("deadletters", help="print the records the services rejected, with the reasons")
     deadletters.add_argument("--limit", type=int, default=50, help="the newest N (default 50)")
     deadletters.set_defaults(func=cmd_deadletters)
-    scoring = sub.add_parser("scoring", help="scoring tasks: backtest the customer-base models on a purchase log")
-    scoring_tasks = scoring.add_subparsers(dest="scoring_command", required=True)
-    backtest = scoring_tasks.add_parser(
-        "backtest",
-        add_help=False,
-        help="--log PATH --calibration-end DATE --holdout-end DATE --out DIR (--help for more)",
-    )
-    backtest.set_defaults(func=cmd_scoring)
+    scoring = sub.add_parser("scoring", help="the scoring service's tasks: crm scoring --help", add_help=False)
+    scoring.set_defaults(func=cmd_scoring)
     docs = sub.add_parser("docs", help="regenerate docs/ from the code")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is not current")
     docs.set_defaults(func=cmd_docs)
