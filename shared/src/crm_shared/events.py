@@ -240,6 +240,48 @@ class CampaignEnrolled(Payload):
     trigger_event_id: str
 
 
+class ConsentChanged(Payload):
+    """A customer granted or refused one channel; optionally it became the preferred channel."""
+
+    channel: Channel
+    granted: bool
+    preferred_channel: Channel | None = Field(default=None, description="None leaves the preferred channel as it was.")
+
+
+class CampaignContacted(Payload):
+    """Marketing asked for the customer to be contacted in a campaign, on a channel they granted."""
+
+    enrolment_id: str
+    campaign_id: str
+    journey: str
+    channel: Channel
+    cost: Money = Field(description="What the contact spent from the campaign's budget.")
+
+
+class CampaignConverted(Payload):
+    """An order by an enrolled customer (contacted or held out) within the campaign's attribution window."""
+
+    enrolment_id: str
+    campaign_id: str
+    journey: str
+    group: Literal["treated", "holdout"]
+    order_id: EntityId
+    currency: Currency
+    revenue: Money
+    enrolled_at: AwareDatetime
+    ordered_at: AwareDatetime
+
+
+class LeadQualified(Payload):
+    """Marketing hands a qualified lead to sales for follow-up: a member of a lead segment."""
+
+    lead_id: str
+    segment_id: str = Field(description="The marketing segment whose rules qualified the lead.")
+    reason: str = Field(max_length=500, description="The segment's name, for the sales person.")
+    value_tier: str | None = None
+    lifecycle_stage: str | None = None
+
+
 # ---------------------------------------------------------------- envelope
 
 DataT = TypeVar("DataT", bound=Payload)
@@ -377,6 +419,34 @@ class CampaignEnrolledEvent(CloudEvent[CampaignEnrolled]):
     type: Literal["crm.campaign.enrolled.v1"] = "crm.campaign.enrolled.v1"
 
 
+class ConsentChangedEvent(CloudEvent[ConsentChanged]):
+    """A customer changed a channel consent."""
+
+    TYPE: ClassVar[str] = "crm.customer.consent_changed.v1"
+    type: Literal["crm.customer.consent_changed.v1"] = "crm.customer.consent_changed.v1"
+
+
+class CampaignContactedEvent(CloudEvent[CampaignContacted]):
+    """A customer is to be contacted in a campaign."""
+
+    TYPE: ClassVar[str] = "crm.campaign.contacted.v1"
+    type: Literal["crm.campaign.contacted.v1"] = "crm.campaign.contacted.v1"
+
+
+class CampaignConvertedEvent(CloudEvent[CampaignConverted]):
+    """An enrolled customer ordered within the attribution window."""
+
+    TYPE: ClassVar[str] = "crm.campaign.converted.v1"
+    type: Literal["crm.campaign.converted.v1"] = "crm.campaign.converted.v1"
+
+
+class LeadQualifiedEvent(CloudEvent[LeadQualified]):
+    """Marketing handed a qualified lead to sales."""
+
+    TYPE: ClassVar[str] = "crm.lead.qualified.v1"
+    type: Literal["crm.lead.qualified.v1"] = "crm.lead.qualified.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -390,6 +460,10 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         InteractionLoggedEvent,
         SegmentChangedEvent,
         CampaignEnrolledEvent,
+        ConsentChangedEvent,
+        CampaignContactedEvent,
+        CampaignConvertedEvent,
+        LeadQualifiedEvent,
     )
 }
 
@@ -403,7 +477,7 @@ TicketIngest = Annotated[
     Field(discriminator="type"),
 ]
 CustomerIngest = Annotated[
-    CustomerRegisteredEvent | InteractionLoggedEvent,
+    CustomerRegisteredEvent | InteractionLoggedEvent | ConsentChangedEvent,
     Field(discriminator="type"),
 ]
 AnyEvent = Annotated[
@@ -416,7 +490,15 @@ AnyEvent = Annotated[
     | CustomerRegisteredEvent
     | InteractionLoggedEvent
     | SegmentChangedEvent
-    | CampaignEnrolledEvent,
+    | CampaignEnrolledEvent
+    | ConsentChangedEvent
+    | CampaignContactedEvent
+    | CampaignConvertedEvent
+    | LeadQualifiedEvent,
+    Field(discriminator="type"),
+]
+MarketingEvent = Annotated[
+    CampaignEnrolledEvent | CampaignContactedEvent | CampaignConvertedEvent | LeadQualifiedEvent,
     Field(discriminator="type"),
 ]
 ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -164,3 +164,36 @@ async def test_the_timeline_pages_in_event_time_order_and_filters_by_type(api: t
     assert unknown.status_code == 422 and unknown.headers["content-type"] == PROBLEM
     bad_cursor = await http.get(f"/v1/customers/{customer}/timeline", params={"cursor": "bm90LWpzb24="})
     assert bad_cursor.status_code == 400
+
+
+async def test_a_consent_change_updates_the_profile_and_is_published_once(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, store = api
+    customer = customer_id()
+    assert (await http.post("/v1/customers", json=sign_up(customer))).status_code == 201
+
+    refused = await http.put(f"/v1/customers/{customer}/consents/email", json={"granted": False})
+    assert refused.status_code == 200, refused.text
+    assert (refused.json()["granted"], refused.json()["refused"]) == ([], ["email", "sms"])
+    again = await http.put(f"/v1/customers/{customer}/consents/email", json={"granted": False})
+    assert again.json() == refused.json()
+    sms = await http.put(f"/v1/customers/{customer}/consents/sms", json={"granted": True, "preferred": True})
+    assert sms.json() == {"customer_id": customer, "granted": ["sms"], "refused": ["email"], "preferred_channel": "sms"}
+
+    records = await store.db[OUTBOX].find({"key": customer}).sort("seq", 1).to_list(None)
+    assert [r["type"] for r in records] == [
+        "crm.customer.registered.v1",
+        "crm.customer.consent_changed.v1",
+        "crm.customer.consent_changed.v1",
+    ]
+    assert all(r["topic"] == "crm.customer.events" for r in records)
+
+    missing = await http.put("/v1/customers/C-nobody/consents/email", json={"granted": True})
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    unknown_channel = await http.put(f"/v1/customers/{customer}/consents/pigeon", json={"granted": True})
+    assert unknown_channel.status_code == 422
+    contradiction = await http.put(
+        f"/v1/customers/{customer}/consents/phone", json={"granted": False, "preferred": True}
+    )
+    assert contradiction.status_code == 422

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import httpx
 
-from crm_marketing import handlers, repository
+from crm_marketing import domain, handlers, repository
 from crm_marketing.app import create_service
+from crm_marketing.journeys import DEFAULT_JOURNEYS
 from crm_shared.events import ScoreSnapshot, SegmentChanged, SegmentChangedEvent
 from crm_shared.store import Store
 
@@ -47,11 +48,19 @@ async def test_journeys_campaigns_and_enrolments_pages(new_store: NewStore) -> N
     app.state.runtime.store = store
     customers = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for i, customer in enumerate(customers):
-        await handlers.apply_segment_change(store, lifecycle_change(customer, T0 + timedelta(hours=i)))
+        await handlers.apply_segment_change(
+            store, lifecycle_change(customer, T0 + timedelta(hours=i)), DEFAULT_JOURNEYS, domain.Policy(holdout_share=0)
+        )
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
         journeys = (await http.get("/v1/journeys")).json()
-        assert [j["name"] for j in journeys] == ["welcome", "high-value-thank-you", "service-recovery"]
+        assert [j["name"] for j in journeys] == [
+            "welcome",
+            "high-value-thank-you",
+            "service-recovery",
+            "complaint-recovery",
+            "win-back",
+        ]
 
         campaigns = (await http.get("/v1/campaigns")).json()
         assert [c["campaign_id"] for c in campaigns["items"]] == ["welcome"]

@@ -11,6 +11,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from crm_marketing import domain, handlers, repository
+from crm_marketing.journeys import DEFAULT_JOURNEYS
 from crm_shared.events import (
     ChannelConsent,
     CustomerRegistered,
@@ -27,6 +28,7 @@ from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
+NO_HOLDOUT = domain.Policy(holdout_share=0)
 
 
 def customer_id() -> str:
@@ -81,20 +83,25 @@ async def test_a_segment_change_enrols_once_and_emits_once_even_applied_three_ti
     await register(store, customer, {"email": True})
     event = became_high_value(customer)
 
-    first = await handlers.apply_segment_change(store, event)
+    first = await handlers.apply_segment_change(store, event, DEFAULT_JOURNEYS, NO_HOLDOUT)
     for _ in range(2):
         with pytest.raises(AlreadyApplied):
-            await handlers.apply_segment_change(store, event)
+            await handlers.apply_segment_change(store, event, DEFAULT_JOURNEYS, NO_HOLDOUT)
 
     assert [(e.journey, e.status, e.channel) for e in first] == [("high-value-thank-you", "contacted", "email")]
     assert len(await enrolments(store, customer)) == 1
     records = await outbox(store, customer)
-    assert [(r["topic"], r["type"]) for r in records] == [(Topic.MARKETING_EVENTS, "crm.campaign.enrolled.v1")]
+    assert [(r["topic"], r["type"]) for r in records] == [
+        (Topic.MARKETING_EVENTS, "crm.campaign.enrolled.v1"),
+        (Topic.MARKETING_EVENTS, "crm.campaign.contacted.v1"),
+    ]
     emitted = parse_event(records[0]["value"])
+    contacted = parse_event(records[1]["value"])
+    assert (contacted.data.channel, contacted.data.enrolment_id) == ("email", emitted.data.enrolment_id)
     assert emitted.causationid == event.id and emitted.time == event.time and emitted.source == "/crm/marketing"
     assert emitted.data.episode == event.id and emitted.data.trigger_event_id == event.id
     campaign = await store.db[repository.CAMPAIGNS].find_one({"_id": "high-value-thank-you"})
-    assert campaign is not None and campaign["objective"] and campaign["channel_rules"]
+    assert campaign is not None and campaign["objective"] and campaign["kind"] == "journey"
 
 
 async def test_a_customer_who_granted_only_sms_is_contacted_by_sms(new_store: NewStore) -> None:
@@ -102,7 +109,7 @@ async def test_a_customer_who_granted_only_sms_is_contacted_by_sms(new_store: Ne
     customer = customer_id()
     await register(store, customer, {"email": False, "sms": True})
 
-    [enrolment] = await handlers.apply_segment_change(store, became_high_value(customer))
+    [enrolment] = await handlers.apply_segment_change(store, became_high_value(customer), DEFAULT_JOURNEYS, NO_HOLDOUT)
 
     assert (enrolment.status, enrolment.channel) == ("contacted", "sms")
     prefs = await store.db[repository.CONTACT_PREFERENCES].find_one({"_id": customer})
@@ -115,7 +122,7 @@ async def test_without_consent_the_enrolment_is_skipped_with_the_reason(new_stor
     store = await new_store("marketing", repository.INDEXES)
     customer = customer_id()
 
-    await handlers.apply_segment_change(store, became_high_value(customer))
+    await handlers.apply_segment_change(store, became_high_value(customer), DEFAULT_JOURNEYS, NO_HOLDOUT)
 
     [doc] = await enrolments(store, customer)
     assert (doc["status"], doc["channel"], doc["reason"]) == ("skipped", None, "no consent on record")
@@ -127,7 +134,7 @@ async def test_without_consent_the_enrolment_is_skipped_with_the_reason(new_stor
 async def test_a_skipped_enrolment_event_parses_as_published(new_store: NewStore) -> None:
     store = await new_store("marketing", repository.INDEXES)
     customer = customer_id()
-    await handlers.apply_segment_change(store, became_high_value(customer))
+    await handlers.apply_segment_change(store, became_high_value(customer), DEFAULT_JOURNEYS, NO_HOLDOUT)
     [record] = await outbox(store, customer)
     assert parse_event(record["value"]).data.channel is None
 
@@ -136,10 +143,10 @@ async def test_the_index_refuses_a_second_enrolment_in_the_same_episode(new_stor
     store = await new_store("marketing", repository.INDEXES)
     customer = customer_id()
     event = became_high_value(customer)
-    await handlers.apply_segment_change(store, event)
-    journey = domain.DEFAULT_JOURNEYS[1]
+    await handlers.apply_segment_change(store, event, DEFAULT_JOURNEYS, NO_HOLDOUT)
     # Same customer, journey and episode, reached through another upstream event.
-    again = domain.enrol(journey, customer, event.id, "another-upstream-event", None, T0)
+    skipped = domain.Decision("skipped", reason="no consent on record")
+    again = domain.enrol(customer, "high-value-thank-you", "high-value-thank-you", event.id, "another", skipped, T0)
     again = domain.Enrolment(**{**again.__dict__, "enrolment_id": "another-id"})
 
     async def work(uow: UnitOfWork) -> None:

@@ -9,12 +9,16 @@ import pytest
 from crm_customer import domain
 from crm_shared.events import (
     EVENT_TYPES,
+    CampaignContacted,
+    CampaignConverted,
     CampaignEnrolled,
     ChannelConsent,
     CloudEvent,
     ComplaintFiled,
+    ConsentChanged,
     CustomerRegistered,
     InteractionLogged,
+    LeadQualified,
     OrderCancelled,
     OrderLine,
     OrderPaid,
@@ -112,6 +116,40 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
             trigger_event_id="e-1",
         ),
         "Enrolled in welcome by email",
+    ),
+    "crm.customer.consent_changed.v1": (
+        ConsentChanged(customer_id="C-1", channel="sms", granted=True, preferred_channel="sms"),
+        "Consent for sms granted (now the preferred channel)",
+    ),
+    "crm.campaign.contacted.v1": (
+        CampaignContacted(
+            customer_id="C-1",
+            enrolment_id="EN-1",
+            campaign_id="win-back-q4",
+            journey="win-back",
+            channel="email",
+            cost=Decimal("0.40"),
+        ),
+        "Contacted by email for win-back (campaign win-back-q4)",
+    ),
+    "crm.campaign.converted.v1": (
+        CampaignConverted(
+            customer_id="C-1",
+            enrolment_id="EN-1",
+            campaign_id="win-back-q4",
+            journey="win-back",
+            group="treated",
+            order_id="O-7",
+            currency="EUR",
+            revenue=Decimal("80.00"),
+            enrolled_at=T0,
+            ordered_at=T0 + timedelta(days=3),
+        ),
+        "Order O-7 (80.00 EUR) attributed to campaign win-back-q4 (treated)",
+    ),
+    "crm.lead.qualified.v1": (
+        LeadQualified(customer_id="C-1", lead_id="L-1", segment_id="hot-prospects", reason="Hot prospects"),
+        "Handed to sales as a qualified lead (segment hot-prospects)",
     ),
 }
 
@@ -239,3 +277,27 @@ def test_without_personal_data_drops_only_the_personal_keys() -> None:
     assert domain.without_personal_data({"name": NAME, "email": EMAIL, "phone": PHONE, "channel": "web"}) == {
         "channel": "web"
     }
+
+
+# ---------------------------------------------------------------- consent changes
+
+
+def test_a_consent_change_updates_the_channel_and_the_newest_fact_wins_in_any_order() -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")
+    refuse_email = ConsentChanged(customer_id="C-1", channel="email", granted=False)
+    grant_email = ConsentChanged(customer_id="C-1", channel="email", granted=True, preferred_channel="email")
+    grant_sms = ConsentChanged(customer_id="C-1", channel="sms", granted=True, preferred_channel="sms")
+    facts = [
+        (refuse_email, T0 + timedelta(days=2)),
+        (grant_email, T0 + timedelta(days=1)),
+        (grant_sms, T0 + timedelta(days=3)),
+    ]
+    outcomes = set()
+    for order in (facts, facts[::-1], [facts[1], facts[0], facts[2]]):
+        state = profile
+        for fact, at in order:
+            state = domain.change_consent(state, fact, at)
+        outcomes.add((tuple(state.granted), tuple(state.refused)))
+    assert outcomes == {(("sms",), ("email",))}
+    assert domain.change_consent(profile, refuse_email, T0 - timedelta(days=1)) == profile
+    assert domain.change_consent(profile, grant_email.model_copy(update={"preferred_channel": None}), T0) == profile

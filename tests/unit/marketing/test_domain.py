@@ -8,6 +8,7 @@ from typing import Any, get_args
 import pytest
 
 from crm_marketing import domain
+from crm_marketing.journeys import DEFAULT_JOURNEYS, Journey, check_journeys, journeys_triggered
 from crm_shared.events import Channel, ChannelConsent, CustomerRegistered, ScoreSnapshot, SegmentChanged
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -41,7 +42,7 @@ def change(dimension: Any, old: str | None, new: str, **score_overrides: Any) ->
     )
 
 
-def names(journeys: list[domain.Journey]) -> list[str]:
+def names(journeys: list[Journey]) -> list[str]:
     return [j.name for j in journeys]
 
 
@@ -62,26 +63,24 @@ def prefs(consents: dict[Channel, bool], preferred: Channel | None = None) -> do
 
 
 def test_the_first_order_triggers_the_welcome_journey() -> None:
-    triggered = domain.journeys_triggered(
-        change("lifecycle_stage", "prospect", "first_time_buyer"), domain.DEFAULT_JOURNEYS
-    )
+    triggered = journeys_triggered(change("lifecycle_stage", "prospect", "first_time_buyer"), DEFAULT_JOURNEYS)
     assert names(triggered) == ["welcome"]
 
 
 def test_becoming_high_value_triggers_the_thank_you() -> None:
-    triggered = domain.journeys_triggered(change("value_tier", "potential", "high_value"), domain.DEFAULT_JOURNEYS)
+    triggered = journeys_triggered(change("value_tier", "potential", "high_value"), DEFAULT_JOURNEYS)
     assert names(triggered) == ["high-value-thank-you"]
 
 
 def test_a_high_value_customer_at_high_churn_risk_gets_service_recovery() -> None:
     at_risk = change("churn_risk_band", "low", "high", value_tier="high_value", churn_risk_band="high")
-    assert names(domain.journeys_triggered(at_risk, domain.DEFAULT_JOURNEYS)) == ["service-recovery"]
+    assert names(journeys_triggered(at_risk, DEFAULT_JOURNEYS)) == ["service-recovery"]
 
 
 @pytest.mark.parametrize("tier", ["potential", "low_value"])
 def test_service_recovery_is_only_for_high_value_customers(tier: str) -> None:
     at_risk = change("churn_risk_band", "medium", "high", value_tier=tier, churn_risk_band="high")
-    assert domain.journeys_triggered(at_risk, domain.DEFAULT_JOURNEYS) == []
+    assert journeys_triggered(at_risk, DEFAULT_JOURNEYS) == []
 
 
 @pytest.mark.parametrize(
@@ -95,15 +94,16 @@ def test_service_recovery_is_only_for_high_value_customers(tier: str) -> None:
     ],
 )
 def test_other_changes_trigger_nothing(dimension: str, old: str, new: str) -> None:
-    assert domain.journeys_triggered(change(dimension, old, new), domain.DEFAULT_JOURNEYS) == []
+    assert journeys_triggered(change(dimension, old, new), DEFAULT_JOURNEYS) == []
 
 
 def test_journeys_are_data_and_names_must_be_unique() -> None:
-    vip = domain.Journey("vip", "vip-2026", "value_tier", "high_value", None, "A VIP programme.")
-    triggered = domain.journeys_triggered(change("value_tier", None, "high_value"), (*domain.DEFAULT_JOURNEYS, vip))
+    vip = Journey(name="vip", campaign_id="vip-2026", dimension="value_tier", new_value="high_value")
+    triggered = journeys_triggered(change("value_tier", None, "high_value"), (*DEFAULT_JOURNEYS, vip))
     assert names(triggered) == ["high-value-thank-you", "vip"]
+    assert vip.campaign == "vip-2026" and DEFAULT_JOURNEYS[0].campaign == "welcome"
     with pytest.raises(ValueError, match="repeated: vip"):
-        domain.check_journeys(vip, vip)
+        check_journeys([vip, vip])
 
 
 # ---------------------------------------------------------------- channel choice
@@ -152,11 +152,8 @@ def test_the_newest_consent_wins_whatever_the_arrival_order() -> None:
     assert results == {(("sms", "phone"), ("email",), "sms")}
 
 
-def test_enrolment_is_skipped_with_the_reason_and_keyed_by_episode() -> None:
-    journey = domain.DEFAULT_JOURNEYS[0]
-    skipped = domain.enrol(journey, "C-1", "seg-1", "seg-1", None, T0)
-    assert (skipped.status, skipped.channel, skipped.reason) == ("skipped", None, "no consent on record")
-    contacted = domain.enrol(journey, "C-1", "seg-1", "seg-1", prefs({"email": True}), T0)
-    assert (contacted.status, contacted.channel, contacted.reason) == ("contacted", "email", None)
-    assert contacted.enrolment_id == skipped.enrolment_id
-    assert domain.enrol(journey, "C-1", "seg-2", "seg-2", None, T0).enrolment_id != skipped.enrolment_id
+def test_enrolment_ids_are_keyed_by_customer_journey_and_episode() -> None:
+    first = domain.enrolment_id("C-1", "welcome", "seg-1")
+    assert first == domain.enrolment_id("C-1", "welcome", "seg-1")
+    assert first != domain.enrolment_id("C-1", "welcome", "seg-2")
+    assert first != domain.enrolment_id("C-1", "win-back", "seg-1")

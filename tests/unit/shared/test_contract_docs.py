@@ -70,6 +70,25 @@ SAMPLES: dict[str, events.Payload] = {
         reason="no consent on record",
         trigger_event_id="e-1",
     ),
+    "crm.customer.consent_changed.v1": events.ConsentChanged(customer_id="C-1", channel="email", granted=False),
+    "crm.campaign.contacted.v1": events.CampaignContacted(
+        customer_id="C-1", enrolment_id="E-1", campaign_id="welcome", journey="welcome", channel="sms", cost=Decimal(0)
+    ),
+    "crm.campaign.converted.v1": events.CampaignConverted(
+        customer_id="C-1",
+        enrolment_id="E-1",
+        campaign_id="win-back-q4",
+        journey="win-back",
+        group="treated",
+        order_id="O-2",
+        currency="EUR",
+        revenue=Decimal("99.90"),
+        enrolled_at=T0,
+        ordered_at=T0,
+    ),
+    "crm.lead.qualified.v1": events.LeadQualified(
+        customer_id="C-1", lead_id="L-1", segment_id="hot-prospects", reason="Hot prospects", value_tier="potential"
+    ),
 }
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from crm_customer import domain, handlers, repository
 from crm_shared.api import (
@@ -19,6 +19,8 @@ from crm_shared.consumer import Rejected
 from crm_shared.events import (
     EVENT_TYPES,
     Channel,
+    ConsentChanged,
+    ConsentChangedEvent,
     CustomerIngest,
     CustomerRegistered,
     CustomerRegisteredEvent,
@@ -113,6 +115,15 @@ class TimelineEntryView(BaseModel):
             summary=entry.summary,
             data=dict(entry.data),
         )
+
+
+class ConsentUpdate(BaseModel):
+    """The customer's answer for one channel."""
+
+    model_config = {"extra": "forbid"}
+
+    granted: bool
+    preferred: bool = Field(default=False, description="Also make this the preferred channel (only when granted).")
 
 
 CUSTOMER_EXAMPLE = {
@@ -244,6 +255,42 @@ async def get_customer(store: StoreDep, customer_id: str) -> ProfileView:
     responses={404: {"description": "No such customer"}},
 )
 async def get_consents(store: StoreDep, customer_id: str) -> ConsentsView:
+    return ConsentsView.of(await _profile(store, customer_id))
+
+
+@router.put(
+    "/customers/{customer_id}/consents/{channel}",
+    response_model=ConsentsView,
+    summary="Grant or refuse one channel; publishes crm.customer.consent_changed.v1 when it changes",
+    responses={404: {"description": "No such customer"}, 422: {"description": "Unknown channel or invalid body"}},
+)
+async def change_consent(
+    store: StoreDep,
+    customer_id: str,
+    channel: Channel,
+    update: Annotated[ConsentUpdate, Body(examples=[{"granted": False}])],
+    idempotency_key: IdempotencyKey = None,
+) -> ConsentsView:
+    if update.preferred and not update.granted:
+        raise Problem(422, "Invalid consent", f"{channel} cannot be the preferred channel while refused")
+    try:
+        changed = ConsentChanged(
+            customer_id=customer_id,
+            channel=channel,
+            granted=update.granted,
+            preferred_channel=channel if update.preferred else None,
+        )
+    except ValidationError as exc:
+        raise Problem(404, "Customer not found", f"no customer {customer_id}") from exc
+    event = ConsentChangedEvent.create(
+        changed, source=API_SOURCE, id=command_event_id(f"customer/consents/{customer_id}/{channel}", idempotency_key)
+    )
+    try:
+        await handlers.change_consent(store, event)
+    except AlreadyApplied:
+        pass
+    except handlers.UnknownCustomer as exc:
+        raise Problem(404, "Customer not found", str(exc)) from exc
     return ConsentsView.of(await _profile(store, customer_id))
 
 

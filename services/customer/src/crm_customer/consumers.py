@@ -1,10 +1,20 @@
 """Kafka subscribers of the customer service: parse the envelope, call a handler."""
 
+from typing import Annotated
+
 from faststream.kafka import KafkaBroker
+from pydantic import Field
 
 from crm_customer import handlers
 from crm_shared.consumer import SUBSCRIBER_DEFAULTS
-from crm_shared.events import AnyEvent, CustomerIngest, CustomerRegisteredEvent, DeadLetter, InteractionLoggedEvent
+from crm_shared.events import (
+    AnyEvent,
+    ConsentChangedEvent,
+    CustomerIngest,
+    CustomerRegisteredEvent,
+    DeadLetter,
+    InteractionLoggedEvent,
+)
 from crm_shared.service import Runtime
 from crm_shared.topics import Topic
 
@@ -16,6 +26,9 @@ TIMELINE_TOPICS = (
     Topic.MARKETING_EVENTS,
 )
 
+# Sign-ups and profile updates (consent changes) share the customers ingest topic.
+CustomersIngest = Annotated[CustomerRegisteredEvent | ConsentChangedEvent, Field(discriminator="type")]
+
 
 def register(runtime: Runtime) -> None:
     broker: KafkaBroker = runtime.broker
@@ -25,12 +38,13 @@ def register(runtime: Runtime) -> None:
         Topic.INGEST_CUSTOMERS,
         group_id=group,
         title="crm.ingest.customers:customer",
-        description="Sign-ups from channel systems (crm.customer.registered.v1). A re-registration with other "
-        "details, or an invalid record, goes to crm.deadletter with the reason.",
+        description="Sign-ups (crm.customer.registered.v1) and consent changes (crm.customer.consent_changed.v1) "
+        "from channel systems. A re-registration with other details, a consent change for an unknown customer, "
+        "or an invalid record, goes to crm.deadletter with the reason.",
         **SUBSCRIBER_DEFAULTS,
     )
-    async def on_customer_ingest(event: CustomerRegisteredEvent) -> None:
-        await handlers.register_customer(runtime.require_store(), event)
+    async def on_customer_ingest(event: CustomersIngest) -> None:
+        await handlers.apply_ingest(runtime.require_store(), event)
 
     @broker.subscriber(
         Topic.INGEST_INTERACTIONS,
@@ -60,8 +74,8 @@ def register(runtime: Runtime) -> None:
     broker.publisher(
         Topic.CUSTOMER_EVENTS,
         title="crm.customer.events",
-        description="Sign-ups and interactions the customer service accepted: crm.customer.registered.v1 and "
-        "crm.interaction.logged.v1. Key: customer id.",
+        description="Sign-ups, consent changes and interactions the customer service accepted: "
+        "crm.customer.registered.v1, crm.customer.consent_changed.v1 and crm.interaction.logged.v1. Key: customer id.",
         schema=CustomerIngest,
     )
     broker.publisher(

@@ -12,18 +12,22 @@ phone, which only the profile holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from crm_shared.events import (
+    CampaignContacted,
+    CampaignConverted,
     CampaignEnrolled,
     Channel,
     ChannelConsent,
     CloudEvent,
     ComplaintFiled,
+    ConsentChanged,
     CustomerRegistered,
     InteractionLogged,
+    LeadQualified,
     OrderCancelled,
     OrderPaid,
     OrderPlaced,
@@ -89,6 +93,8 @@ class Profile:
     details: Details
     registered_at: datetime
     registered_by: str
+    # When each channel's consent last changed after sign-up; the newer fact (by its own time) wins.
+    consents_changed_at: Mapping[Channel, datetime] = field(default_factory=dict)
 
     @property
     def granted(self) -> list[Channel]:
@@ -111,6 +117,26 @@ def register(profile: Profile | None, registered: CustomerRegistered, at: dateti
             " profile updates are not supported yet"
         )
     return profile
+
+
+def change_consent(profile: Profile, changed: ConsentChanged, at: datetime) -> Profile:
+    """The profile with one channel's consent (and the preferred channel, when stated) changed.
+
+    A fact older than what is on record for that channel changes nothing, so facts in any order agree.
+    """
+    previous = profile.consents_changed_at.get(changed.channel, profile.registered_at)
+    if at < previous:
+        return profile
+    details = profile.details
+    consents = {**details.consents, changed.channel: changed.granted}
+    preferred = changed.preferred_channel or details.preferred_channel
+    if consents == dict(details.consents) and preferred == details.preferred_channel:
+        return profile
+    return replace(
+        profile,
+        details=replace(details, consents=consents, preferred_channel=preferred),
+        consents_changed_at={**profile.consents_changed_at, changed.channel: at},
+    )
 
 
 # ---------------------------------------------------------------- interactions
@@ -187,6 +213,24 @@ def _campaign_enrolled(d: CampaignEnrolled) -> str:
     return f"Not contacted for {d.journey}: {d.reason}" if d.reason else f"Not contacted for {d.journey}"
 
 
+def _consent_changed(d: ConsentChanged) -> str:
+    preferred = " (now the preferred channel)" if d.preferred_channel == d.channel else ""
+    other = f" (preferred channel now {d.preferred_channel})" if d.preferred_channel not in (None, d.channel) else ""
+    return f"Consent for {d.channel} {'granted' if d.granted else 'refused'}{preferred}{other}"
+
+
+def _campaign_contacted(d: CampaignContacted) -> str:
+    return f"Contacted by {d.channel} for {d.journey} (campaign {d.campaign_id})"
+
+
+def _campaign_converted(d: CampaignConverted) -> str:
+    return f"Order {d.order_id} ({d.revenue} {d.currency}) attributed to campaign {d.campaign_id} ({d.group})"
+
+
+def _lead_qualified(d: LeadQualified) -> str:
+    return f"Handed to sales as a qualified lead (segment {d.segment_id})"
+
+
 _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     OrderPlaced: _order_placed,
     OrderPaid: _order_paid,
@@ -198,6 +242,10 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     InteractionLogged: _interaction_logged,
     SegmentChanged: _segment_changed,
     CampaignEnrolled: _campaign_enrolled,
+    ConsentChanged: _consent_changed,
+    CampaignContacted: _campaign_contacted,
+    CampaignConverted: _campaign_converted,
+    LeadQualified: _lead_qualified,
 }
 
 

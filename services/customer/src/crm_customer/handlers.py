@@ -5,7 +5,13 @@ from typing import Any, Generic, TypeVar
 
 from crm_customer import domain, repository
 from crm_shared.consumer import Rejected
-from crm_shared.events import CloudEvent, CustomerRegisteredEvent, InteractionLoggedEvent, derived_event_id
+from crm_shared.events import (
+    CloudEvent,
+    ConsentChangedEvent,
+    CustomerRegisteredEvent,
+    InteractionLoggedEvent,
+    derived_event_id,
+)
 from crm_shared.logging import get_logger
 from crm_shared.store import Store, UnitOfWork
 from crm_shared.topics import Topic
@@ -72,11 +78,37 @@ async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcom
     return await store.transaction(work, applies=_applies(event))
 
 
+class UnknownCustomer(Rejected):
+    """The event is about a customer the customer service has no profile for."""
+
+
+async def change_consent(store: Store, event: ConsentChangedEvent) -> Outcome[domain.Profile]:
+    """Update the profile's consent and publish the change, in one transaction; no change emits nothing."""
+
+    async def work(uow: UnitOfWork) -> Outcome[domain.Profile]:
+        before = await repository.get_profile(uow, event.customer_id)
+        if before is None:
+            raise UnknownCustomer(f"no customer {event.customer_id}")
+        after = domain.change_consent(before, event.data, event.time)
+        if after == before:
+            return Outcome(after, new=False)
+        await repository.save_profile(uow, after)
+        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        return Outcome(after)
+
+    outcome = await store.transaction(work, applies=_applies(event))
+    if outcome.new:
+        log.info("consent_changed", customer_id=event.customer_id, channel=event.data.channel, event_id=event.id)
+    return outcome
+
+
 async def apply_ingest(store: Store, event: CloudEvent[Any]) -> None:
     if isinstance(event, CustomerRegisteredEvent):
         await register_customer(store, event)
     elif isinstance(event, InteractionLoggedEvent):
         await log_interaction(store, event)
+    elif isinstance(event, ConsentChangedEvent):
+        await change_consent(store, event)
     else:
         raise Rejected(f"the customer service does not ingest events of type {event.type}")
 

@@ -46,6 +46,7 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         "preferred_channel": details.preferred_channel,
         "registered_at": profile.registered_at,
         "registered_by": profile.registered_by,
+        "consents_changed_at": dict(profile.consents_changed_at),
     }
 
 
@@ -62,6 +63,7 @@ def profile_from_document(doc: dict[str, Any]) -> Profile:
         ),
         registered_at=doc["registered_at"],
         registered_by=doc["registered_by"],
+        consents_changed_at=dict(doc.get("consents_changed_at", {})),
     )
 
 
@@ -74,6 +76,10 @@ async def insert_profile(uow: UnitOfWork, profile: Profile) -> Profile:
     """Insert the profile; returns it as a later read will see it."""
     await uow.db[CUSTOMERS].insert_one(profile_to_document(profile), session=uow.session)
     return replace(profile, registered_at=as_stored(profile.registered_at))
+
+
+async def save_profile(uow: UnitOfWork, profile: Profile) -> None:
+    await uow.db[CUSTOMERS].replace_one({"_id": profile.customer_id}, profile_to_document(profile), session=uow.session)
 
 
 # ---------------------------------------------------------------- interactions

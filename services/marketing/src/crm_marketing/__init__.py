@@ -1,1 +1,1 @@
-"""The marketing service: triggered journeys now; segments, budgets, results, holdouts and frequency caps to come."""
+"""The marketing service: triggered journeys, campaigns with budgets and results, holdouts, frequency caps, segments."""

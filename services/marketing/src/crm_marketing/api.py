@@ -1,60 +1,121 @@
-"""REST API of marketing: journeys, campaigns, enrolments and the consents marketing knows."""
+"""REST API of marketing: journeys, campaigns and their results, segments, enrolments and consents."""
 
+import csv
+import io
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pymongo.errors import DuplicateKeyError
 
-from crm_marketing import domain, repository
+from crm_marketing import domain, handlers, repository
+from crm_marketing.journeys import Journey
+from crm_marketing.segments import Group, to_filter
+from crm_marketing.settings import MarketingSettings
 from crm_shared.api import Cursor, Limit, Page, decode_cursor, encode_cursor, keyset_page
-from crm_shared.events import Channel, SegmentDimension
-from crm_shared.service import Problem, StoreDep
+from crm_shared.events import Channel, Currency, EntityId, Money, utc_now
+from crm_shared.service import Problem, StoreDep, get_runtime
 from crm_shared.store import Store
 
 router = APIRouter(prefix="/v1", tags=["marketing"])
 
 
-class JourneyView(BaseModel):
-    name: str = Field(examples=["service-recovery"])
+def get_settings(request: Request) -> MarketingSettings:
+    settings = get_runtime(request).settings
+    assert isinstance(settings, MarketingSettings)
+    return settings
+
+
+SettingsDep = Annotated[MarketingSettings, Depends(get_settings)]
+
+
+class JourneyView(Journey):
     campaign_id: str
-    dimension: SegmentDimension
-    new_value: str = Field(examples=["high"])
-    requires_value_tier: str | None = Field(examples=["high_value"])
-    description: str
     channel_rules: str
 
     @classmethod
-    def of(cls, journey: domain.Journey) -> "JourneyView":
+    def of(cls, journey: Journey) -> "JourneyView":
+        order = ", ".join(domain.CHANNEL_FALLBACK_ORDER)
         return cls(
-            name=journey.name,
-            campaign_id=journey.campaign_id,
-            dimension=journey.dimension,
-            new_value=journey.new_value,
-            requires_value_tier=journey.requires_value_tier,
-            description=journey.description,
-            channel_rules=journey.channel_rules,
+            **{**journey.model_dump(), "campaign_id": journey.campaign},
+            channel_rules=f"the customer's preferred channel if granted, else the first granted of: {order}; "
+            "never a refused channel",
         )
 
 
-class CampaignTrigger(BaseModel):
-    dimension: SegmentDimension
-    new_value: str
-    requires_value_tier: str | None
+class CampaignPlan(BaseModel):
+    """A campaign with a budget, each contact spending cost_per_contact. Its audience is a journey (the
+    campaign takes the journey's enrolments between its dates) or a segment (launched on demand)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign_id: EntityId = Field(examples=["win-back-2026-q4"])
+    name: str = Field(min_length=1, max_length=200)
+    objective: str = Field(min_length=1, max_length=1000)
+    journey: str | None = Field(
+        default=None, description="Audience: the customers this configured journey enrols.", examples=["win-back"]
+    )
+    segment_id: EntityId | None = Field(
+        default=None, description="Audience: the segment's members when the campaign is launched."
+    )
+    channel: Channel | None = Field(
+        default=None, description="Only this channel, when the customer granted it; None: the journey's rules."
+    )
+    offer: str | None = Field(default=None, max_length=500, examples=["15% off the next order"])
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    currency: Currency = "EUR"
+    budget: Money
+    cost_per_contact: Money
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if (self.journey is None) == (self.segment_id is None):
+            raise ValueError("the audience is exactly one of journey or segment_id")
+        return self
+
+
+CAMPAIGN_EXAMPLE = {
+    "campaign_id": "win-back-2026-q4",
+    "name": "Win-back Q4",
+    "objective": "Bring lost customers back before the year ends.",
+    "journey": "win-back",
+    "channel": "email",
+    "offer": "15% off the next order",
+    "starts_at": "2026-10-01T00:00:00Z",
+    "ends_at": "2027-01-01T00:00:00Z",
+    "currency": "EUR",
+    "budget": "500.00",
+    "cost_per_contact": "0.40",
+}
 
 
 class CampaignView(BaseModel):
     campaign_id: str
+    kind: str = Field(default="journey", description="'journey' (a journey's own campaign, no budget) or 'planned'.")
     name: str
     objective: str
-    journey: str
-    trigger: CampaignTrigger
-    channel_rules: str
+    journey: str | None = None
+    segment_id: str | None = None
+    channel: Channel | None = None
+    offer: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    # Defaults for the journey campaigns marketing recorded before campaigns had budgets.
+    currency: str = "EUR"
+    budget: Decimal | None = None
+    cost_per_contact: Decimal = Decimal(0)
+    spent: Decimal = Decimal(0)
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> "CampaignView":
-        return cls(campaign_id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+        fields = cls.model_fields.keys()
+        return cls(campaign_id=doc["_id"], **{k: v for k, v in doc.items() if k in fields})
 
 
 class EnrolmentView(BaseModel):
@@ -62,16 +123,57 @@ class EnrolmentView(BaseModel):
     customer_id: str
     campaign_id: str
     journey: str
-    episode: str = Field(description="The segment-changed event that opened this journey episode.")
+    episode: str = Field(description="The segment-changed event or the complaint that opened this journey episode.")
     channel: Channel | None
     status: domain.EnrolmentStatus
-    reason: str | None = Field(examples=["customer refused every channel"])
+    reason: str | None = Field(examples=["customer refused every channel", "frequency cap", "budget exhausted"])
     trigger_event_id: str
     enrolled_at: datetime
+    cost: Decimal
+    frequency_capped: bool
 
     @classmethod
     def of(cls, enrolment: domain.Enrolment) -> "EnrolmentView":
         return cls(**asdict(enrolment))
+
+
+class GroupView(BaseModel):
+    enrolled: int = Field(description="Customers contacted (treated) or held out (holdout).")
+    converted: int = Field(description="Of those, customers with at least one attributed order.")
+    orders: int
+    revenue: Decimal = Field(description="Attributed order value in the campaign's currency.")
+    conversion_rate: float | None
+    revenue_per_customer: Decimal | None
+
+    @classmethod
+    def of(cls, group: domain.GroupOutcome) -> "GroupView":
+        return cls(
+            enrolled=group.enrolled,
+            converted=group.converted,
+            orders=group.orders,
+            revenue=group.revenue,
+            conversion_rate=group.conversion_rate,
+            revenue_per_customer=group.revenue_per_customer.quantize(Decimal("0.01"))
+            if group.revenue_per_customer is not None
+            else None,
+        )
+
+
+class ResultsView(BaseModel):
+    campaign_id: str
+    currency: str
+    attribution_days: int
+    contacted: int
+    holdout: int
+    skipped: int
+    treated_group: GroupView
+    holdout_group: GroupView
+    uplift: float | None = Field(description="Treated minus holdout conversion rate; null without a holdout.")
+    incremental_revenue: Decimal | None = Field(
+        description="(Treated - holdout revenue per customer) x contacted customers."
+    )
+    cost: Decimal
+    roi: float | None = Field(description="(incremental revenue - cost) / cost; null when nothing was spent.")
 
 
 class ContactPreferencesView(BaseModel):
@@ -90,15 +192,21 @@ class ContactPreferencesView(BaseModel):
         )
 
 
+# ---------------------------------------------------------------- journeys
+
+
 @router.get("/journeys", response_model=list[JourneyView], summary="The configured triggered journeys")
-async def journeys() -> list[JourneyView]:
-    return [JourneyView.of(j) for j in domain.DEFAULT_JOURNEYS]
+async def journeys(settings: SettingsDep) -> list[JourneyView]:
+    return [JourneyView.of(j) for j in settings.journeys]
+
+
+# ---------------------------------------------------------------- campaigns
 
 
 @router.get(
     "/campaigns",
     response_model=Page[CampaignView],
-    summary="Campaigns, by id (one per journey, created at its first enrolment)",
+    summary="Campaigns, by id: each journey's own (created at its first enrolment) and the planned ones",
 )
 async def campaigns(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[CampaignView]:
     query: dict[str, Any] = {}
@@ -109,6 +217,161 @@ async def campaigns(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -
     items = [CampaignView.of(d) for d in docs[:limit]]
     next_cursor = encode_cursor({"campaign_id": items[-1].campaign_id}) if len(docs) > limit else None
     return Page[CampaignView](items=items, next_cursor=next_cursor)
+
+
+def _plan_document(plan: CampaignPlan) -> dict[str, Any]:
+    return {"_id": plan.campaign_id, "kind": "planned", **plan.model_dump(exclude={"campaign_id"}), "spent": Decimal(0)}
+
+
+def _same_plan(doc: dict[str, Any], plan: CampaignPlan) -> bool:
+    wanted = _plan_document(plan)
+    return all(doc.get(k) == v for k, v in wanted.items() if k != "spent")
+
+
+@router.post(
+    "/campaigns",
+    response_model=CampaignView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Plan a campaign that runs a journey between two dates within a budget",
+    responses={
+        200: {"description": "Already planned with this content"},
+        409: {"description": "The campaign id is taken by another campaign"},
+        422: {"description": "Invalid plan, or an unknown journey"},
+    },
+)
+async def plan_campaign(
+    store: StoreDep,
+    settings: SettingsDep,
+    response: Response,
+    plan: Annotated[CampaignPlan, Body(examples=[CAMPAIGN_EXAMPLE])],
+) -> CampaignView:
+    names = [j.name for j in settings.journeys]
+    if plan.journey is not None and plan.journey not in names:
+        raise Problem(422, "Unknown journey", f"journey {plan.journey!r} is not one of: {', '.join(names)}")
+    if plan.segment_id is not None and await store.db[repository.SEGMENTS].find_one({"_id": plan.segment_id}) is None:
+        raise Problem(422, "Unknown segment", f"no segment {plan.segment_id}")
+    if plan.campaign_id in {j.campaign for j in settings.journeys}:
+        raise Problem(409, "Campaign id taken", f"{plan.campaign_id} is a journey's own campaign")
+    try:
+        await store.db[repository.CAMPAIGNS].insert_one(_plan_document(plan))
+    except DuplicateKeyError:
+        existing = await store.db[repository.CAMPAIGNS].find_one({"_id": plan.campaign_id})
+        if existing is None or not _same_plan(existing, plan):
+            raise Problem(409, "Campaign id taken", f"campaign {plan.campaign_id} exists with other content") from None
+        response.status_code = status.HTTP_200_OK
+        return CampaignView.of(existing)
+    return CampaignView.of(await _campaign(store, plan.campaign_id))
+
+
+async def _campaign(store: Store, campaign_id: str) -> dict[str, Any]:
+    doc = await store.db[repository.CAMPAIGNS].find_one({"_id": campaign_id})
+    if doc is None:
+        raise Problem(404, "Campaign not found", f"no campaign {campaign_id}")
+    return doc
+
+
+@router.get(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignView,
+    summary="One campaign, with what it has spent",
+    responses={404: {"description": "No such campaign"}},
+)
+async def get_campaign(store: StoreDep, campaign_id: str) -> CampaignView:
+    return CampaignView.of(await _campaign(store, campaign_id))
+
+
+@router.get(
+    "/campaigns/{campaign_id}/results",
+    response_model=ResultsView,
+    summary="Contacted vs holdout: conversions, revenue, conversion rates, uplift, cost and ROI",
+    responses={404: {"description": "No such campaign"}},
+)
+async def campaign_results(store: StoreDep, settings: SettingsDep, campaign_id: str) -> ResultsView:
+    campaign = await _campaign(store, campaign_id)
+    currency = campaign.get("currency", "EUR")
+    counts = {s: 0 for s in ("contacted", "holdout", "skipped")}
+    cost = Decimal(0)
+    async for row in await store.db[repository.ENROLMENTS].aggregate(
+        [
+            {"$match": {"campaign_id": campaign_id}},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}, "cost": {"$sum": "$cost"}}},
+        ]
+    ):
+        counts[row["_id"]] = row["n"]
+        cost += row["cost"] or Decimal(0)
+    by_group: dict[str, dict[str, Any]] = {}
+    async for row in await store.db[repository.CONVERSIONS].aggregate(
+        [
+            {"$match": {"campaign_id": campaign_id, "cancelled": {"$ne": True}}},
+            {
+                "$group": {
+                    "_id": "$group",
+                    "customers": {"$addToSet": "$enrolment_id"},
+                    "orders": {"$sum": 1},
+                    "revenue": {"$sum": {"$cond": [{"$eq": ["$currency", currency]}, "$revenue", 0]}},
+                }
+            },
+        ]
+    ):
+        by_group[row["_id"]] = row
+
+    def outcome(group: str, enrolled: int) -> domain.GroupOutcome:
+        row = by_group.get(group, {})
+        return domain.GroupOutcome(
+            enrolled=enrolled,
+            converted=len(row.get("customers", [])),
+            orders=row.get("orders", 0),
+            revenue=Decimal(row.get("revenue", 0)),
+        )
+
+    results = domain.CampaignResults(
+        outcome("treated", counts["contacted"]), outcome("holdout", counts["holdout"]), cost
+    )
+    return ResultsView(
+        campaign_id=campaign_id,
+        currency=currency,
+        attribution_days=settings.attribution_days,
+        contacted=counts["contacted"],
+        holdout=counts["holdout"],
+        skipped=counts["skipped"],
+        treated_group=GroupView.of(results.treated),
+        holdout_group=GroupView.of(results.holdout),
+        uplift=results.uplift,
+        incremental_revenue=results.incremental_revenue,
+        cost=cost,
+        roi=results.roi,
+    )
+
+
+class LaunchView(BaseModel):
+    campaign_id: str
+    enrolled: dict[domain.EnrolmentStatus, int] = Field(description="New enrolments of this launch, by status.")
+    already_enrolled: int = Field(description="Members enrolled by an earlier launch.")
+
+
+@router.post(
+    "/campaigns/{campaign_id}/launch",
+    response_model=LaunchView,
+    summary="Enrol the campaign segment's current members (once each; a relaunch enrols newcomers only)",
+    responses={
+        404: {"description": "No such campaign"},
+        409: {"description": "Not a segment campaign, or not running"},
+    },
+)
+async def launch_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> LaunchView:
+    campaign = await _campaign(store, campaign_id)
+    if campaign.get("segment_id") is None:
+        raise Problem(409, "Not a segment campaign", f"campaign {campaign_id} enrols as its journey triggers")
+    now = utc_now()
+    if not campaign["starts_at"] <= now < campaign["ends_at"]:
+        raise Problem(
+            409,
+            "Campaign not running",
+            f"campaign {campaign_id} runs from {campaign['starts_at']} to {campaign['ends_at']}",
+        )
+    segment = await _segment(store, campaign["segment_id"])
+    report = await handlers.launch_campaign(store, campaign, segment.definition, now, settings.policy)
+    return LaunchView(campaign_id=campaign_id, enrolled=report.enrolled, already_enrolled=report.already_enrolled)
 
 
 async def _enrolment_page(store: Store, query: dict[str, Any], limit: int, cursor: str | None) -> Page[EnrolmentView]:
@@ -126,12 +389,15 @@ async def _enrolment_page(store: Store, query: dict[str, Any], limit: int, curso
     responses={404: {"description": "No such campaign"}},
 )
 async def campaign_enrolments(
-    store: StoreDep, campaign_id: str, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep, settings: SettingsDep, campaign_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[EnrolmentView]:
-    configured = any(j.campaign_id == campaign_id for j in domain.DEFAULT_JOURNEYS)
-    if not configured and await store.db[repository.CAMPAIGNS].find_one({"_id": campaign_id}) is None:
-        raise Problem(404, "Campaign not found", f"no campaign {campaign_id}")
+    configured = any(j.campaign == campaign_id for j in settings.journeys)
+    if not configured:
+        await _campaign(store, campaign_id)
     return await _enrolment_page(store, {"campaign_id": campaign_id}, limit, cursor)
+
+
+# ---------------------------------------------------------------- customers
 
 
 @router.get(
@@ -156,3 +422,182 @@ async def contact_preferences(store: StoreDep, customer_id: str) -> ContactPrefe
     if doc is None:
         raise Problem(404, "No consent on record", f"marketing has no consent on record for {customer_id}")
     return ContactPreferencesView.of(repository.preferences_from_document(doc))
+
+
+# ---------------------------------------------------------------- segments
+
+
+SEGMENT_EXAMPLE = {
+    "segment_id": "high-value-email-at-risk",
+    "name": "High value, reachable by email, at risk",
+    "definition": {
+        "all": [
+            {"field": "value_tier", "op": "eq", "value": "high_value"},
+            {"field": "consent", "op": "contains", "value": "email"},
+            {
+                "any": [
+                    {"field": "churn_risk_band", "op": "in", "value": ["medium", "high"]},
+                    {"field": "last_order_at", "op": "not_within_days", "value": 90},
+                ]
+            },
+        ]
+    },
+}
+
+
+class SegmentDefinition(BaseModel):
+    """A named segment: a typed rule definition, evaluated on marketing's projection of every customer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment_id: EntityId
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+    definition: Group = Field(
+        description="{'all'|'any': [rules or groups]}; a rule is {field, op, value}. Fields: value_tier, "
+        "lifecycle_stage, rfm_segment, churn_risk_band (ops eq, ne, in, not_in); satisfaction 0-1 (eq, ne, gt, "
+        "gte, lt, lte); consent: the granted channels (contains, not_contains); preferred_channel, region (eq, ne, "
+        "in, not_in); last_order_at (gt, gte, lt, lte with a time; within_days, not_within_days with a number)."
+    )
+
+
+class SegmentView(SegmentDefinition):
+    count: int = Field(description="Customers in the segment now.")
+    as_of: datetime
+
+
+class MemberView(BaseModel):
+    customer_id: str
+    value_tier: str | None = None
+    lifecycle_stage: str | None = None
+    rfm_segment: str | None = None
+    churn_risk_band: str | None = None
+    satisfaction: float | None = None
+    granted: list[Channel] = Field(default_factory=list)
+    preferred_channel: Channel | None = None
+    region: str | None = None
+    last_order_at: datetime | None = None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> "MemberView":
+        fields = cls.model_fields.keys()
+        return cls(customer_id=doc["_id"], **{k: v for k, v in doc.items() if k in fields and v is not None})
+
+
+MEMBER_COLUMNS = list(MemberView.model_fields)
+
+
+def _segment_document(segment: SegmentDefinition) -> dict[str, Any]:
+    return {"_id": segment.segment_id, **segment.model_dump(mode="json", exclude={"segment_id"})}
+
+
+async def _segment(store: Store, segment_id: str) -> SegmentDefinition:
+    doc = await store.db[repository.SEGMENTS].find_one({"_id": segment_id})
+    if doc is None:
+        raise Problem(404, "Segment not found", f"no segment {segment_id}")
+    return SegmentDefinition(segment_id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+
+
+async def _segment_view(store: Store, segment: SegmentDefinition) -> SegmentView:
+    now = utc_now()
+    count = await store.db[repository.ATTRIBUTES].count_documents(to_filter(segment.definition, now))
+    return SegmentView(**segment.model_dump(), count=count, as_of=now)
+
+
+@router.post(
+    "/segments",
+    response_model=SegmentView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Define a named segment with the rule language",
+    responses={
+        200: {"description": "Already defined with this content"},
+        409: {"description": "The segment id is taken by another definition"},
+        422: {"description": "A rule names an unknown field, an operator the field does not take, or a bad value"},
+    },
+)
+async def define_segment(
+    store: StoreDep, response: Response, segment: Annotated[SegmentDefinition, Body(examples=[SEGMENT_EXAMPLE])]
+) -> SegmentView:
+    document = _segment_document(segment)
+    try:
+        await store.db[repository.SEGMENTS].insert_one(document)
+    except DuplicateKeyError:
+        existing = await _segment(store, segment.segment_id)
+        if _segment_document(existing) != document:
+            raise Problem(
+                409, "Segment id taken", f"segment {segment.segment_id} exists with another definition"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+    return await _segment_view(store, segment)
+
+
+@router.get(
+    "/segments/{segment_id}",
+    response_model=SegmentView,
+    summary="A segment's definition and how many customers are in it now",
+    responses={404: {"description": "No such segment"}},
+)
+async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
+    return await _segment_view(store, await _segment(store, segment_id))
+
+
+@router.get(
+    "/segments/{segment_id}/members",
+    response_model=Page[MemberView],
+    summary="The segment's members by customer id, a page at a time, as JSON or CSV",
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "JSON page, or CSV with the next page's cursor in the `Link` header (rel=next)",
+        },
+        404: {"description": "No such segment"},
+    },
+)
+async def segment_members(
+    store: StoreDep,
+    request: Request,
+    segment_id: str,
+    format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
+    limit: Annotated[int, Query(ge=1, le=5000, description="Page size.")] = 500,
+    cursor: Cursor = None,
+) -> Any:
+    segment = await _segment(store, segment_id)
+    query = to_filter(segment.definition, utc_now())
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = {"$and": [query, {"_id": {"$gt": str(after.get("customer_id", ""))}}]}
+    docs = await store.db[repository.ATTRIBUTES].find(query).sort("_id", 1).limit(limit + 1).to_list(limit + 1)
+    members = [MemberView.of(d) for d in docs[:limit]]
+    next_cursor = encode_cursor({"customer_id": members[-1].customer_id}) if len(docs) > limit else None
+    if format == "json":
+        return Page[MemberView](items=members, next_cursor=next_cursor)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=MEMBER_COLUMNS)
+    writer.writeheader()
+    for member in members:
+        row = member.model_dump(mode="json")
+        row["granted"] = " ".join(row["granted"])
+        writer.writerow(row)
+    headers = {}
+    if next_cursor is not None:
+        url = request.url.include_query_params(cursor=next_cursor)
+        headers["Link"] = f'<{url}>; rel="next"'
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+class HandOverView(BaseModel):
+    segment_id: str
+    handed_over: int = Field(description="Members handed to sales as qualified leads now.")
+    already_handed_over: int = Field(description="Members handed over from this segment before.")
+
+
+@router.post(
+    "/segments/{segment_id}/hand-over",
+    response_model=HandOverView,
+    summary="Hand the segment's current members to sales as qualified leads (crm.lead.qualified.v1), once each",
+    responses={404: {"description": "No such segment"}},
+)
+async def hand_over(store: StoreDep, segment_id: str) -> HandOverView:
+    segment = await _segment(store, segment_id)
+    new, already = await handlers.hand_over_leads(store, segment_id, segment.name, segment.definition, utc_now())
+    return HandOverView(segment_id=segment_id, handed_over=new, already_handed_over=already)

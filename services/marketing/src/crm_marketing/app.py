@@ -10,11 +10,12 @@ from crm_shared.service import Runtime, build_broker, create_app
 def create_service(settings: MarketingSettings | None = None) -> FastAPI:
     settings = settings or MarketingSettings()
     runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
-    consumers.register(runtime)
+    consumers.register(runtime, settings)
     return create_app(
         runtime,
         title="CRM marketing",
-        description="Triggered journeys on segment changes, within each customer's channel consents; "
+        description="Triggered journeys on segment changes and complaints, within each customer's channel "
+        "consents, a frequency cap, holdout groups and campaign budgets; campaign results with uplift; "
         "publishes crm.marketing.events.",
         routers=[api.router],
     )

@@ -1,27 +1,33 @@
-"""Triggered journeys, contact preferences and enrolments. Pure: no I/O, no framework.
-
-A journey is data: which segment change triggers it and which campaign it runs. Scoring publishes
-one segment-changed event per boundary crossing, so that event's id names the journey *episode*: a
-customer is enrolled at most once per (journey, episode), and a later crossing is a new episode.
+"""Contact preferences and how a customer takes part in a journey. Pure: no I/O, no framework.
 
 Contact preferences are marketing's own projection of the customer's channel consents (no name,
 email or phone): each channel keeps the newest fact about it, by the fact's own time, so the same
 facts in any order give the same preferences.
+
+An enrolment decides, in this order: the holdout group (a deterministic draw per customer and
+journey, so a redelivery decides the same), the channel (a refused channel is never used), the
+frequency cap across every capped journey, then the campaign budget (enforced by the repository,
+atomically). Only a contacted enrolment reaches the customer and spends the budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
-from crm_shared.events import Channel, CustomerRegistered, SegmentChanged, SegmentDimension, derived_event_id
+from crm_shared.events import Channel, ConsentChanged, CustomerRegistered, derived_event_id
 
 EnrolmentStatus = Literal["contacted", "holdout", "skipped"]
 
 NO_CONSENT_ON_RECORD = "no consent on record"
 EVERY_CHANNEL_REFUSED = "customer refused every channel"
+FREQUENCY_CAP = "frequency cap"
+BUDGET_EXHAUSTED = "budget exhausted"
+HOLDOUT = "holdout group"
 
 # Outbound channels first: when the preferred one is not granted, marketing reaches out where it may.
 CHANNEL_FALLBACK_ORDER: tuple[Channel, ...] = (
@@ -34,76 +40,6 @@ CHANNEL_FALLBACK_ORDER: tuple[Channel, ...] = (
     "web",
     "pos",
 )
-
-
-# ---------------------------------------------------------------- journeys
-
-
-@dataclass(frozen=True)
-class Journey:
-    """A campaign triggered when a customer's segment on `dimension` becomes `new_value`."""
-
-    name: str
-    campaign_id: str
-    dimension: SegmentDimension
-    new_value: str
-    requires_value_tier: str | None
-    description: str
-
-    @property
-    def channel_rules(self) -> str:
-        order = ", ".join(CHANNEL_FALLBACK_ORDER)
-        return f"the customer's preferred channel if granted, else the first granted of: {order}"
-
-
-def check_journeys(*journeys: Journey) -> tuple[Journey, ...]:
-    """Refuse a configuration where two journeys share a name (enrolments are unique per journey name)."""
-    names = [j.name for j in journeys]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"journey names must be unique, repeated: {', '.join(duplicates)}")
-    return journeys
-
-
-DEFAULT_JOURNEYS: tuple[Journey, ...] = check_journeys(
-    Journey(
-        name="welcome",
-        campaign_id="welcome",
-        dimension="lifecycle_stage",
-        new_value="first_time_buyer",
-        requires_value_tier=None,
-        description="Welcome a customer after the first order, the hard conversion, so a second one follows.",
-    ),
-    Journey(
-        name="high-value-thank-you",
-        campaign_id="high-value-thank-you",
-        dimension="value_tier",
-        new_value="high_value",
-        requires_value_tier=None,
-        description="Thank a customer who became high value and introduce their one-to-one follow-up.",
-    ),
-    Journey(
-        name="service-recovery",
-        campaign_id="service-recovery",
-        dimension="churn_risk_band",
-        new_value="high",
-        requires_value_tier="high_value",
-        description="Win back the trust of a high-value customer whose churn risk became high.",
-    ),
-)
-
-
-def journeys_triggered(change: SegmentChanged, journeys: Iterable[Journey]) -> list[Journey]:
-    """The journeys this segment change starts, in configuration order."""
-    if change.old == change.new:
-        return []
-    return [
-        j
-        for j in journeys
-        if j.dimension == change.dimension
-        and j.new_value == change.new
-        and (j.requires_value_tier is None or change.scores.value_tier == j.requires_value_tier)
-    ]
 
 
 # ---------------------------------------------------------------- contact preferences
@@ -167,22 +103,75 @@ def record_registration(
     return replace(prefs, consents=consents, preferred=preferred)
 
 
+def record_consent_change(
+    prefs: ContactPreferences | None, changed: ConsentChanged, event_id: str, at: datetime
+) -> ContactPreferences:
+    """Merge one channel's new consent (and the preferred channel, when stated); the newer fact wins."""
+    prefs = prefs or ContactPreferences(customer_id=changed.customer_id)
+    fact = Fact(at, event_id)
+    consents = dict(prefs.consents)
+    if fact.newer_than(k.fact if (k := consents.get(changed.channel)) else None):
+        consents[changed.channel] = Consent(changed.granted, fact)
+    preferred = prefs.preferred
+    if changed.preferred_channel is not None and fact.newer_than(preferred.fact if preferred else None):
+        preferred = Preferred(changed.preferred_channel, fact)
+    return replace(prefs, consents=consents, preferred=preferred)
+
+
 @dataclass(frozen=True)
 class ChannelChoice:
     channel: Channel | None
     reason: str | None = None
 
 
-def choose_channel(prefs: ContactPreferences | None) -> ChannelChoice:
-    """The preferred channel if granted, else the first granted in CHANNEL_FALLBACK_ORDER, else why not."""
+def choose_channel(prefs: ContactPreferences | None, only: Channel | None = None) -> ChannelChoice:
+    """The preferred channel if granted, else the first granted in CHANNEL_FALLBACK_ORDER, else why not.
+
+    `only` is a campaign's fixed channel: used when granted, never otherwise.
+    """
     if prefs is None or not prefs.consents:
         return ChannelChoice(None, NO_CONSENT_ON_RECORD)
     granted = prefs.granted
     if not granted:
         return ChannelChoice(None, EVERY_CHANNEL_REFUSED)
+    if only is not None:
+        return ChannelChoice(only) if only in granted else ChannelChoice(None, f"customer has not granted {only}")
     if prefs.preferred_channel in granted:
         return ChannelChoice(prefs.preferred_channel)
     return ChannelChoice(granted[0])
+
+
+# ---------------------------------------------------------------- holdout and frequency cap
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules every enrolment follows, from the settings."""
+
+    holdout_share: float = 0.10
+    max_contacts_per_period: int = 3
+    cap_period: timedelta = timedelta(days=7)
+    attribution_window: timedelta = timedelta(days=30)
+
+
+def holdout_draw(customer_id: str, journey: str) -> float:
+    """A number in [0, 1) that is the same every time for this customer and journey."""
+    digest = hashlib.sha256(f"holdout|{journey}|{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def in_holdout(customer_id: str, journey: str, share: float) -> bool:
+    return holdout_draw(customer_id, journey) < share
+
+
+def over_frequency_cap(recent_contacts: int, policy: Policy) -> bool:
+    """`recent_contacts`: capped contacts of this customer within the cap period before this enrolment."""
+    return recent_contacts >= policy.max_contacts_per_period
+
+
+def can_spend(budget: Decimal, spent: Decimal, cost: Decimal) -> bool:
+    """A budget is never overspent: what is left must cover the whole cost."""
+    return spent + cost <= budget
 
 
 # ---------------------------------------------------------------- enrolments
@@ -200,6 +189,8 @@ class Enrolment:
     reason: str | None
     trigger_event_id: str
     enrolled_at: datetime
+    cost: Decimal = Decimal(0)
+    frequency_capped: bool = True
 
 
 def enrolment_id(customer_id: str, journey: str, episode: str) -> str:
@@ -207,29 +198,114 @@ def enrolment_id(customer_id: str, journey: str, episode: str) -> str:
     return derived_event_id("/crm/marketing/enrolments", customer_id, journey, episode)
 
 
-def enrol(
-    journey: Journey,
+@dataclass(frozen=True)
+class Decision:
+    status: EnrolmentStatus
+    channel: Channel | None = None
+    reason: str | None = None
+
+
+def decide(
     customer_id: str,
+    journey: str,
+    prefs: ContactPreferences | None,
+    policy: Policy,
+    *,
+    recent_contacts: int,
+    frequency_capped: bool = True,
+    only_channel: Channel | None = None,
+) -> Decision:
+    """Holdout first (so both groups are drawn alike), then consent, then the frequency cap.
+
+    The budget comes last and is the repository's, since it must be enforced atomically.
+    """
+    if in_holdout(customer_id, journey, policy.holdout_share):
+        return Decision("holdout", reason=HOLDOUT)
+    choice = choose_channel(prefs, only_channel)
+    if choice.channel is None:
+        return Decision("skipped", reason=choice.reason)
+    if frequency_capped and over_frequency_cap(recent_contacts, policy):
+        return Decision("skipped", reason=FREQUENCY_CAP)
+    return Decision("contacted", channel=choice.channel)
+
+
+def enrol(
+    customer_id: str,
+    journey: str,
+    campaign_id: str,
     episode: str,
     trigger_event_id: str,
-    prefs: ContactPreferences | None,
+    decision: Decision,
     at: datetime,
+    cost: Decimal = Decimal(0),
+    frequency_capped: bool = True,
 ) -> Enrolment:
-    """Decide how the customer takes part in the journey's episode.
-
-    Issue #5 adds the holdout group (status "holdout"), campaign budgets and frequency caps: they
-    decide here, before the channel, since a held-out or capped customer is not contacted at all.
-    """
-    choice = choose_channel(prefs)
     return Enrolment(
-        enrolment_id=enrolment_id(customer_id, journey.name, episode),
+        enrolment_id=enrolment_id(customer_id, journey, episode),
         customer_id=customer_id,
-        campaign_id=journey.campaign_id,
-        journey=journey.name,
+        campaign_id=campaign_id,
+        journey=journey,
         episode=episode,
-        channel=choice.channel,
-        status="contacted" if choice.channel is not None else "skipped",
-        reason=choice.reason,
+        channel=decision.channel,
+        status=decision.status,
+        reason=decision.reason,
         trigger_event_id=trigger_event_id,
         enrolled_at=at,
+        cost=cost if decision.status == "contacted" else Decimal(0),
+        frequency_capped=frequency_capped,
     )
+
+
+# ---------------------------------------------------------------- attribution
+
+
+def attributed(enrolled_at: datetime, ordered_at: datetime, window: timedelta) -> bool:
+    """An order counts for an enrolment when placed after it and at most `window` later."""
+    return enrolled_at < ordered_at <= enrolled_at + window
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """How one group of a campaign did: enrolled customers, those who ordered, and what they spent."""
+
+    enrolled: int
+    converted: int
+    orders: int
+    revenue: Decimal
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.enrolled if self.enrolled else None
+
+    @property
+    def revenue_per_customer(self) -> Decimal | None:
+        return self.revenue / self.enrolled if self.enrolled else None
+
+
+@dataclass(frozen=True)
+class CampaignResults:
+    treated: GroupOutcome
+    holdout: GroupOutcome
+    cost: Decimal
+
+    @property
+    def uplift(self) -> float | None:
+        """Treated minus holdout conversion rate (absolute); None without both groups."""
+        t, h = self.treated.conversion_rate, self.holdout.conversion_rate
+        return t - h if t is not None and h is not None else None
+
+    @property
+    def incremental_revenue(self) -> Decimal | None:
+        """Revenue the contacts added: the revenue-per-customer gap times the contacted customers."""
+        t, h = self.treated.revenue_per_customer, self.holdout.revenue_per_customer
+        if t is None or h is None:
+            return None
+        return ((t - h) * self.treated.enrolled).quantize(Decimal("0.01"))
+
+    @property
+    def roi(self) -> float | None:
+        """(Incremental revenue - cost) / cost; None when nothing was spent or there is no holdout to compare."""
+        incremental = self.incremental_revenue
+        if incremental is None or self.cost == 0:
+            return None
+        return float((incremental - self.cost) / self.cost)

@@ -1,15 +1,33 @@
-"""The marketing database: `contact_preferences` (consents only, no personal data), `campaigns`, `enrolments`."""
+"""The marketing database.
 
+`contact_preferences` (consents only, no personal data), `campaigns` (one per journey, plus planned
+campaigns with a budget), `enrolments`, `contact_locks` (one per customer, written by every
+enrolment so two concurrent enrolments of one customer conflict and the frequency cap holds),
+`orders` (the order facts marketing needs for attribution), `conversions`, `segments` (named rule
+definitions), `customer_attributes` (what segment rules read: scores, consents, last order) and
+`leads` (the qualified leads handed to sales).
+"""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from crm_marketing.domain import Consent, ContactPreferences, Enrolment, Fact, Journey, Preferred
+from crm_marketing.domain import Consent, ContactPreferences, Enrolment, Fact, Preferred
+from crm_marketing.journeys import Journey
+from crm_shared.events import ScoreSnapshot
 from crm_shared.store import IndexSpec, UnitOfWork
 
 CONTACT_PREFERENCES = "contact_preferences"
 CAMPAIGNS = "campaigns"
 ENROLMENTS = "enrolments"
+CONTACT_LOCKS = "contact_locks"
+ORDERS = "orders"
+CONVERSIONS = "conversions"
+SEGMENTS = "segments"
+LEADS = "leads"
+ATTRIBUTES = "customer_attributes"
 
 INDEXES = (
     # Exactly once per customer, journey and episode, whatever path the enrolment came by.
@@ -29,8 +47,12 @@ INDEXES = (
         ENROLMENTS,
         IndexModel([("customer_id", ASCENDING), ("enrolled_at", DESCENDING), ("_id", DESCENDING)], name="by_customer"),
     ),
+    IndexSpec(CAMPAIGNS, IndexModel([("journey", ASCENDING), ("starts_at", DESCENDING)], name="by_journey_and_start")),
+    IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("ordered_at", ASCENDING)], name="by_customer")),
+    IndexSpec(CONVERSIONS, IndexModel([("campaign_id", ASCENDING), ("group", ASCENDING)], name="by_campaign")),
+    IndexSpec(ATTRIBUTES, IndexModel([("value_tier", ASCENDING)], name="by_value_tier")),
+    IndexSpec(ATTRIBUTES, IndexModel([("lifecycle_stage", ASCENDING)], name="by_lifecycle_stage")),
 )
-
 
 # ---------------------------------------------------------------- contact preferences
 
@@ -76,25 +98,53 @@ async def save_preferences(uow: UnitOfWork, prefs: ContactPreferences) -> None:
 # ---------------------------------------------------------------- campaigns
 
 
-def campaign_document(journey: Journey) -> dict[str, Any]:
+def journey_campaign_document(journey: Journey) -> dict[str, Any]:
     return {
+        "kind": "journey",
         "name": journey.name,
         "objective": journey.description,
         "journey": journey.name,
         "trigger": {
+            "type": journey.trigger,
             "dimension": journey.dimension,
             "new_value": journey.new_value,
             "requires_value_tier": journey.requires_value_tier,
         },
-        "channel_rules": journey.channel_rules,
     }
 
 
-async def ensure_campaign(uow: UnitOfWork, journey: Journey) -> None:
-    """The journey's campaign exists and describes the journey as configured now."""
+async def ensure_journey_campaign(uow: UnitOfWork, journey: Journey) -> None:
+    """The journey's own campaign exists and describes the journey as configured now."""
     await uow.db[CAMPAIGNS].update_one(
-        {"_id": journey.campaign_id}, {"$set": campaign_document(journey)}, upsert=True, session=uow.session
+        {"_id": journey.campaign},
+        {
+            "$set": journey_campaign_document(journey),
+            "$setOnInsert": {"spent": Decimal(0), "cost_per_contact": Decimal(0), "budget": None, "currency": "EUR"},
+        },
+        upsert=True,
+        session=uow.session,
     )
+
+
+async def active_campaign(uow: UnitOfWork, journey: str, at: datetime) -> dict[str, Any] | None:
+    """The planned campaign running this journey at `at` (the latest started, when several overlap)."""
+    return await uow.db[CAMPAIGNS].find_one(
+        {"kind": "planned", "journey": journey, "starts_at": {"$lte": at}, "ends_at": {"$gt": at}},
+        sort=[("starts_at", DESCENDING), ("_id", ASCENDING)],
+        session=uow.session,
+    )
+
+
+async def spend(uow: UnitOfWork, campaign: dict[str, Any], cost: Decimal) -> bool:
+    """Spend `cost` from the campaign's budget unless what is left is less: atomic, never overspent."""
+    if cost == 0:
+        return True
+    budget: Decimal | None = campaign.get("budget")
+    query: dict[str, Any] = {"_id": campaign["_id"]}
+    if budget is not None:
+        query["spent"] = {"$lte": budget - cost}
+    result = await uow.db[CAMPAIGNS].update_one(query, {"$inc": {"spent": cost}}, session=uow.session)
+    return result.modified_count == 1
 
 
 # ---------------------------------------------------------------- enrolments
@@ -112,6 +162,8 @@ def enrolment_to_document(enrolment: Enrolment) -> dict[str, Any]:
         "reason": enrolment.reason,
         "trigger_event_id": enrolment.trigger_event_id,
         "enrolled_at": enrolment.enrolled_at,
+        "cost": enrolment.cost,
+        "frequency_capped": enrolment.frequency_capped,
     }
 
 
@@ -127,9 +179,161 @@ def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
         reason=doc.get("reason"),
         trigger_event_id=doc["trigger_event_id"],
         enrolled_at=doc["enrolled_at"],
+        cost=doc.get("cost", Decimal(0)),
+        frequency_capped=doc.get("frequency_capped", True),
+    )
+
+
+async def enrolment_exists(uow: UnitOfWork, enrolment_id: str) -> bool:
+    return await uow.db[ENROLMENTS].find_one({"_id": enrolment_id}, {"_id": 1}, session=uow.session) is not None
+
+
+async def lock_contacts(uow: UnitOfWork, customer_id: str) -> None:
+    """Write the customer's lock document, so a concurrent enrolment of the same customer conflicts and retries."""
+    await uow.db[CONTACT_LOCKS].update_one(
+        {"_id": customer_id}, {"$inc": {"enrolments": 1}}, upsert=True, session=uow.session
+    )
+
+
+async def recent_capped_contacts(uow: UnitOfWork, customer_id: str, at: datetime, period: timedelta) -> int:
+    """Capped contacts of the customer in the period that ends at `at`."""
+    return await uow.db[ENROLMENTS].count_documents(
+        {
+            "customer_id": customer_id,
+            "status": "contacted",
+            "frequency_capped": {"$ne": False},
+            "enrolled_at": {"$gt": at - period, "$lte": at},
+        },
+        session=uow.session,
     )
 
 
 async def insert_enrolment(uow: UnitOfWork, enrolment: Enrolment) -> None:
     """Insert, never check first: the unique index refuses a second enrolment in the same episode."""
     await uow.db[ENROLMENTS].insert_one(enrolment_to_document(enrolment), session=uow.session)
+
+
+async def attributable_enrolments(
+    uow: UnitOfWork, customer_id: str, ordered_at: datetime, window: timedelta
+) -> list[Enrolment]:
+    docs = await (
+        uow.db[ENROLMENTS]
+        .find(
+            {
+                "customer_id": customer_id,
+                "status": {"$in": ["contacted", "holdout"]},
+                "enrolled_at": {"$gte": ordered_at - window, "$lt": ordered_at},
+            },
+            session=uow.session,
+        )
+        .to_list(None)
+    )
+    return [enrolment_from_document(d) for d in docs]
+
+
+# ---------------------------------------------------------------- orders and conversions
+
+
+async def record_order(
+    uow: UnitOfWork, order_id: str, customer_id: str, currency: str, total: Decimal, at: datetime
+) -> dict[str, Any]:
+    """The order as marketing knows it now (a cancellation may have arrived first)."""
+    await uow.db[ORDERS].update_one(
+        {"_id": order_id},
+        {"$set": {"customer_id": customer_id, "currency": currency, "total": total, "ordered_at": at}},
+        upsert=True,
+        session=uow.session,
+    )
+    doc = await uow.db[ORDERS].find_one({"_id": order_id}, session=uow.session)
+    assert doc is not None
+    return doc
+
+
+async def cancel_order(uow: UnitOfWork, order_id: str, customer_id: str, at: datetime) -> int:
+    """Mark the order cancelled, and its conversions with it; returns how many conversions it withdrew."""
+    await uow.db[ORDERS].update_one(
+        {"_id": order_id},
+        {"$set": {"cancelled_at": at}, "$setOnInsert": {"customer_id": customer_id}},
+        upsert=True,
+        session=uow.session,
+    )
+    result = await uow.db[CONVERSIONS].update_many(
+        {"order_id": order_id, "cancelled": {"$ne": True}}, {"$set": {"cancelled": True}}, session=uow.session
+    )
+    return result.modified_count
+
+
+async def orders_after(
+    uow: UnitOfWork, customer_id: str, enrolled_at: datetime, window: timedelta
+) -> list[dict[str, Any]]:
+    """Orders, not cancelled, placed in the attribution window after an enrolment."""
+    return await (
+        uow.db[ORDERS]
+        .find(
+            {
+                "customer_id": customer_id,
+                "ordered_at": {"$gt": enrolled_at, "$lte": enrolled_at + window},
+                "cancelled_at": None,
+            },
+            session=uow.session,
+        )
+        .to_list(None)
+    )
+
+
+async def insert_conversion(uow: UnitOfWork, conversion: dict[str, Any]) -> bool:
+    """True when the conversion is new; an upsert, so the order path and the enrolment path never both insert."""
+    result = await uow.db[CONVERSIONS].update_one(
+        {"_id": conversion["_id"]},
+        {"$setOnInsert": {k: v for k, v in conversion.items() if k != "_id"}},
+        upsert=True,
+        session=uow.session,
+    )
+    return result.upserted_id is not None
+
+
+# ---------------------------------------------------------------- customer attributes (what segments read)
+
+
+async def record_scores(uow: UnitOfWork, customer_id: str, scores: ScoreSnapshot, at: datetime) -> None:
+    """Keep the newest snapshot's segments, by the change's own time, so any arrival order agrees."""
+    doc = await uow.db[ATTRIBUTES].find_one({"_id": customer_id}, {"scores_at": 1}, session=uow.session)
+    if doc is not None and doc.get("scores_at") is not None and doc["scores_at"] > at:
+        return
+    await uow.db[ATTRIBUTES].update_one(
+        {"_id": customer_id},
+        {
+            "$set": {
+                "value_tier": scores.value_tier,
+                "lifecycle_stage": scores.lifecycle_stage,
+                "rfm_segment": scores.rfm_segment,
+                "churn_risk_band": scores.churn_risk_band,
+                "satisfaction": scores.satisfaction,
+                "scores_at": at,
+            }
+        },
+        upsert=True,
+        session=uow.session,
+    )
+
+
+async def record_consents(uow: UnitOfWork, prefs: ContactPreferences) -> None:
+    await uow.db[ATTRIBUTES].update_one(
+        {"_id": prefs.customer_id},
+        {"$set": {"granted": list(prefs.granted), "preferred_channel": prefs.preferred_channel}},
+        upsert=True,
+        session=uow.session,
+    )
+
+
+async def record_last_order(uow: UnitOfWork, customer_id: str, at: datetime) -> None:
+    await uow.db[ATTRIBUTES].update_one(
+        {"_id": customer_id}, {"$max": {"last_order_at": at}}, upsert=True, session=uow.session
+    )
+
+
+async def record_lead(uow: UnitOfWork, lead_id: str, customer_id: str, segment_id: str, at: datetime) -> None:
+    await uow.db[LEADS].insert_one(
+        {"_id": lead_id, "customer_id": customer_id, "segment_id": segment_id, "handed_over_at": at},
+        session=uow.session,
+    )

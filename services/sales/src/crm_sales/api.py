@@ -8,7 +8,17 @@ from fastapi import APIRouter, Body, Response, status
 from pydantic import BaseModel
 
 from crm_sales import domain, handlers, repository
-from crm_shared.api import Accepted, Cursor, IdempotencyKey, Limit, Page, command_event_id, decode_cursor, encode_cursor
+from crm_shared.api import (
+    Accepted,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    Page,
+    command_event_id,
+    decode_cursor,
+    encode_cursor,
+    keyset_page,
+)
 from crm_shared.consumer import Rejected
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
 from crm_shared.service import Problem, StoreDep
@@ -130,3 +140,40 @@ async def customer_orders(
     orders = [OrderView.of(repository.from_document(d)) for d in docs[:limit]]
     next_cursor = encode_cursor({"order_id": orders[-1].order_id}) if len(docs) > limit else None
     return Page[OrderView](items=orders, next_cursor=next_cursor)
+
+
+class LeadView(BaseModel):
+    lead_id: str
+    customer_id: str
+    segment_id: str
+    reason: str
+    value_tier: str | None
+    lifecycle_stage: str | None
+    qualified_at: datetime
+    status: str
+
+    @classmethod
+    def of(cls, lead: domain.Lead) -> "LeadView":
+        return cls(**lead.__dict__)
+
+
+leads_router = APIRouter(prefix="/v1", tags=["leads"])
+
+
+async def _lead_page(store: StoreDep, query: dict[str, Any], limit: int, cursor: str | None) -> Page[LeadView]:
+    docs, next_cursor = await keyset_page(
+        store.db[repository.LEADS], query, time_field="qualified_at", limit=limit, cursor=cursor, newest_first=True
+    )
+    return Page[LeadView](items=[LeadView.of(repository.lead_from_document(d)) for d in docs], next_cursor=next_cursor)
+
+
+@leads_router.get("/leads", response_model=Page[LeadView], summary="Qualified leads from marketing, newest first")
+async def leads(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[LeadView]:
+    return await _lead_page(store, {}, limit, cursor)
+
+
+@leads_router.get(
+    "/customers/{customer_id}/leads", response_model=Page[LeadView], summary="A customer's leads, newest first"
+)
+async def customer_leads(store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None) -> Page[LeadView]:
+    return await _lead_page(store, {"customer_id": customer_id}, limit, cursor)

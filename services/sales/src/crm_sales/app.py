@@ -14,6 +14,6 @@ def create_service(settings: SalesSettings | None = None) -> FastAPI:
     return create_app(
         runtime,
         title="CRM sales",
-        description="Orders from every channel; publishes crm.sales.events.",
-        routers=[api.router],
+        description="Orders from every channel and qualified leads from marketing; publishes crm.sales.events.",
+        routers=[api.router, api.leads_router],
     )

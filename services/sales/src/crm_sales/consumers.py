@@ -4,7 +4,7 @@ from faststream.kafka import KafkaBroker
 
 from crm_sales import handlers
 from crm_shared.consumer import SUBSCRIBER_DEFAULTS
-from crm_shared.events import DeadLetter, OrderIngest
+from crm_shared.events import AnyEvent, DeadLetter, OrderIngest
 from crm_shared.service import Runtime
 from crm_shared.topics import Topic
 
@@ -22,6 +22,18 @@ def register(runtime: Runtime) -> None:
     )
     async def on_order_ingest(event: OrderIngest) -> None:
         await handlers.apply_order_event(runtime.require_store(), event)
+
+    # Any catalog event is accepted: marketing's other events (enrolments, contacts, ...) are ignored.
+    @broker.subscriber(
+        Topic.MARKETING_EVENTS,
+        group_id=runtime.settings.consumer_group,
+        title="crm.marketing.events:sales",
+        description="Qualified leads handed over by marketing (crm.lead.qualified.v1), kept once each for "
+        "follow-up. Other event types are ignored.",
+        **SUBSCRIBER_DEFAULTS,
+    )
+    async def on_marketing_event(event: AnyEvent) -> None:
+        await handlers.apply_marketing_event(runtime.require_store(), event)
 
     # Documents what sales publishes (through its outbox relay) in the AsyncAPI.
     broker.publisher(

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
+from crm_shared.events import LeadQualified, OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
 
 OrderStatus = Literal["awaiting_order", "placed", "paid", "refunded", "cancelled"]
 
@@ -109,3 +109,32 @@ def cancel(order: Order | None, fact: OrderCancelled, at: datetime) -> Order:
     if order.cancelled_at is not None:
         return order
     return replace(order, cancelled_at=at, cancel_reason=fact.reason)
+
+
+# ---------------------------------------------------------------- leads
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A customer marketing qualified for a sales follow-up."""
+
+    lead_id: str
+    customer_id: str
+    segment_id: str
+    reason: str
+    value_tier: str | None
+    lifecycle_stage: str | None
+    qualified_at: datetime
+    status: Literal["new"] = "new"
+
+
+def take_lead(qualified: LeadQualified, at: datetime) -> Lead:
+    return Lead(
+        lead_id=qualified.lead_id,
+        customer_id=qualified.customer_id,
+        segment_id=qualified.segment_id,
+        reason=qualified.reason,
+        value_tier=qualified.value_tier,
+        lifecycle_stage=qualified.lifecycle_stage,
+        qualified_at=at,
+    )

@@ -1,4 +1,4 @@
-"""Use cases of sales: apply an order fact, from the ingest topic or the API, exactly once."""
+"""Use cases of sales: apply an order fact, from the ingest topic or the API, exactly once; take leads."""
 
 from typing import Any
 
@@ -6,6 +6,7 @@ from crm_sales import domain, repository
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
+    LeadQualifiedEvent,
     OrderCancelled,
     OrderCancelledEvent,
     OrderPaid,
@@ -68,6 +69,19 @@ async def apply_order_event(store: Store, event: CloudEvent[Any]) -> domain.Orde
             Topic.SALES_EVENTS,
         )
         return after
+
+    return await store.transaction(work, applies=f"sales:{event.id}")
+
+
+async def apply_marketing_event(store: Store, event: CloudEvent[Any]) -> domain.Lead | None:
+    """Take a qualified lead from marketing, once; other marketing events are not sales' concern."""
+    if not isinstance(event, LeadQualifiedEvent):
+        return None
+
+    async def work(uow: UnitOfWork) -> domain.Lead:
+        lead = domain.take_lead(event.data, event.time)
+        await repository.save_lead(uow, lead)
+        return lead
 
     return await store.transaction(work, applies=f"sales:{event.id}")
 

@@ -1,16 +1,24 @@
-"""The sales database: the `orders` collection (one document per order, its facts inside)."""
+"""The sales database: `orders` (one document per order, its facts inside) and `leads` (from marketing)."""
 
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from crm_sales.domain import MoneyFact, Order
+from crm_sales.domain import Lead, MoneyFact, Order
 from crm_shared.events import OrderPlaced
 from crm_shared.store import IndexSpec, UnitOfWork
 
 ORDERS = "orders"
+LEADS = "leads"
 
-INDEXES = (IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("placed_at", DESCENDING)], name="by_customer")),)
+INDEXES = (
+    IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("placed_at", DESCENDING)], name="by_customer")),
+    IndexSpec(LEADS, IndexModel([("qualified_at", DESCENDING), ("_id", DESCENDING)], name="newest_first")),
+    IndexSpec(
+        LEADS,
+        IndexModel([("customer_id", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_customer"),
+    ),
+)
 
 
 def _money_facts(facts: tuple[MoneyFact, ...]) -> list[dict[str, Any]]:
@@ -51,3 +59,40 @@ async def get_order(uow: UnitOfWork, order_id: str) -> Order | None:
 
 async def save_order(uow: UnitOfWork, order: Order) -> None:
     await uow.db[ORDERS].replace_one({"_id": order.order_id}, to_document(order), upsert=True, session=uow.session)
+
+
+def lead_to_document(lead: Lead) -> dict[str, Any]:
+    return {
+        "_id": lead.lead_id,
+        "customer_id": lead.customer_id,
+        "segment_id": lead.segment_id,
+        "reason": lead.reason,
+        "value_tier": lead.value_tier,
+        "lifecycle_stage": lead.lifecycle_stage,
+        "qualified_at": lead.qualified_at,
+        "status": lead.status,
+    }
+
+
+def lead_from_document(doc: dict[str, Any]) -> Lead:
+    return Lead(
+        lead_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        segment_id=doc["segment_id"],
+        reason=doc["reason"],
+        value_tier=doc.get("value_tier"),
+        lifecycle_stage=doc.get("lifecycle_stage"),
+        qualified_at=doc["qualified_at"],
+        status=doc.get("status", "new"),
+    )
+
+
+async def save_lead(uow: UnitOfWork, lead: Lead) -> bool:
+    """True when the lead is new; the same lead handed over again is kept once."""
+    result = await uow.db[LEADS].update_one(
+        {"_id": lead.lead_id},
+        {"$setOnInsert": {k: v for k, v in lead_to_document(lead).items() if k != "_id"}},
+        upsert=True,
+        session=uow.session,
+    )
+    return result.upserted_id is not None

@@ -1,0 +1,258 @@
+"""Segments on the real database: kept current from segment changes, consents and orders; counted and exported."""
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from crm_marketing import domain, handlers, repository
+from crm_marketing.app import create_service
+from crm_marketing.journeys import DEFAULT_JOURNEYS
+from crm_marketing.settings import MarketingSettings
+from crm_shared.events import (
+    ChannelConsent,
+    ConsentChanged,
+    ConsentChangedEvent,
+    CustomerRegistered,
+    CustomerRegisteredEvent,
+    OrderPlaced,
+    OrderPlacedEvent,
+    ScoreSnapshot,
+    SegmentChanged,
+    SegmentChangedEvent,
+    parse_event,
+    utc_now,
+)
+from crm_shared.store import OUTBOX, Store
+
+NewStore = Callable[..., Awaitable[Store]]
+NOW = utc_now()
+NO_HOLDOUT = domain.Policy(holdout_share=0)
+
+
+@pytest.fixture
+async def api(new_store: NewStore) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
+    store = await new_store("marketing_segments", repository.INDEXES)
+    app = create_service()
+    app.state.runtime.store = store
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+        yield http, store
+
+
+def tier_change(customer: str, old: str, new: str, at: datetime, churn: str = "low") -> SegmentChangedEvent:
+    scores = ScoreSnapshot(
+        recency_days=1,
+        frequency=2,
+        monetary=Decimal("100.00"),
+        average_order_value=Decimal("50.00"),
+        value_tier=new,
+        lifecycle_stage="repeat",
+        churn_risk=0.1,
+        churn_risk_band=churn,
+        satisfaction=0.8,
+        rfm_segment="loyal",
+    )
+    change = SegmentChanged(
+        customer_id=customer,
+        dimension="value_tier",
+        old=old,
+        new=new,
+        scores=scores,
+        model_version="v1",
+        changed_at=at,
+        caused_by="e-order",
+    )
+    return SegmentChangedEvent.create(change, source="/crm/scoring", time=at)
+
+
+async def register(store: Store, customer: str, consents: dict[str, bool]) -> None:
+    data = CustomerRegistered.model_validate(
+        {
+            "customer_id": customer,
+            "name": "Test Person",
+            "consents": [ChannelConsent.model_validate({"channel": c, "granted": g}) for c, g in consents.items()],
+        }
+    )
+    await handlers.apply_customer_event(
+        store, CustomerRegisteredEvent.create(data, source="/crm/customer", time=NOW - timedelta(days=60))
+    )
+
+
+DEFINITION: dict[str, Any] = {
+    "all": [
+        {"field": "value_tier", "op": "eq", "value": "high_value"},
+        {"field": "consent", "op": "contains", "value": "email"},
+        {"field": "last_order_at", "op": "within_days", "value": 30},
+    ]
+}
+
+
+async def test_a_segment_is_kept_current_counted_and_exported_in_pages(api: tuple[httpx.AsyncClient, Store]) -> None:
+    http, store = api
+    tag = uuid.uuid4().hex[:6]
+    customers = [f"C-{tag}-{i}" for i in range(5)]
+    for customer in customers:
+        await register(store, customer, {"email": True})
+        await handlers.apply_segment_change(
+            store,
+            tier_change(customer, "potential", "high_value", NOW - timedelta(days=3)),
+            DEFAULT_JOURNEYS,
+            NO_HOLDOUT,
+        )
+        placed = OrderPlaced(customer_id=customer, order_id=f"O-{customer}", currency="EUR", total=Decimal("10"))
+        await handlers.apply_sales_event(
+            store, OrderPlacedEvent.create(placed, source="/crm/sales", time=NOW - timedelta(days=4))
+        )
+    # One falls out by tier (a newer change), one by consent, one never ordered recently; an older change is ignored.
+    await handlers.apply_segment_change(
+        store, tier_change(customers[0], "high_value", "low_value", NOW - timedelta(days=1)), DEFAULT_JOURNEYS
+    )
+    await handlers.apply_segment_change(
+        store, tier_change(customers[0], "potential", "high_value", NOW - timedelta(days=2)), DEFAULT_JOURNEYS
+    )
+    revoked = ConsentChanged(customer_id=customers[1], channel="email", granted=False)
+    await handlers.apply_customer_event(store, ConsentChangedEvent.create(revoked, source="/crm/customer"))
+    await store.db[repository.ATTRIBUTES].update_one(
+        {"_id": customers[2]}, {"$set": {"last_order_at": NOW - timedelta(days=45)}}
+    )
+    expected = customers[3:]
+    segment_id = f"seg-{tag}"
+
+    created = await http.post("/v1/segments", json={"segment_id": segment_id, "name": "Hot", "definition": DEFINITION})
+    assert created.status_code == 201, created.text
+    assert created.json()["count"] == len(expected)
+    assert (await http.get(f"/v1/segments/{segment_id}")).json()["count"] == len(expected)
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get(f"/v1/segments/{segment_id}/members", params=params)).json()
+        seen += [m["customer_id"] for m in page["items"]]
+        assert all(m["value_tier"] == "high_value" and "email" in m["granted"] for m in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected
+
+    exported = await http.get(f"/v1/segments/{segment_id}/members", params={"format": "csv", "limit": 1})
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [r["customer_id"] for r in rows] == expected[:1]
+    assert rows[0]["granted"] == "email" and rows[0]["rfm_segment"] == "loyal"
+    assert 'rel="next"' in exported.headers["link"]
+    last = await http.get(f"/v1/segments/{segment_id}/members", params={"format": "csv", "limit": 10})
+    assert "link" not in last.headers and len(list(csv.DictReader(io.StringIO(last.text)))) == len(expected)
+
+
+async def test_a_segment_definition_is_refused_precisely_and_never_redefined(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, _ = api
+    segment_id = f"seg-{uuid.uuid4().hex[:6]}"
+    bad = await http.post(
+        "/v1/segments",
+        json={
+            "segment_id": segment_id,
+            "name": "Bad",
+            "definition": {"all": [{"field": "value_tier", "op": "gte", "value": "high_value"}]},
+        },
+    )
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert "definition.all.0.rule" in bad.json()["detail"]
+    assert "value_tier does not take op 'gte'" in bad.json()["detail"]
+    injected = await http.post(
+        "/v1/segments",
+        json={
+            "segment_id": segment_id,
+            "name": "Bad",
+            "definition": {"all": [{"field": "region", "op": "eq", "value": {"$where": "sleep(1000)"}}]},
+        },
+    )
+    assert injected.status_code == 422
+
+    body = {"segment_id": segment_id, "name": "Good", "definition": DEFINITION}
+    assert (await http.post("/v1/segments", json=body)).status_code == 201
+    assert (await http.post("/v1/segments", json=body)).status_code == 200
+    other = {**body, "definition": {"any": [{"field": "value_tier", "op": "eq", "value": "potential"}]}}
+    assert (await http.post("/v1/segments", json=other)).status_code == 409
+    assert (await http.get("/v1/segments/none-such")).status_code == 404
+    assert (await http.get("/v1/segments/none-such/members")).status_code == 404
+
+
+async def test_a_segment_campaign_launch_enrols_members_once_within_its_budget(new_store: NewStore) -> None:
+    store = await new_store("marketing_launch", repository.INDEXES)
+    app = create_service(MarketingSettings(holdout_share=0))
+    app.state.runtime.store = store
+    tag = uuid.uuid4().hex[:6]
+    members = [f"C-{tag}-{i}" for i in range(3)]
+    for customer in members:
+        await register(store, customer, {"email": True})
+        await handlers.apply_segment_change(
+            store,
+            tier_change(customer, "potential", "high_value", NOW - timedelta(days=3)),
+            DEFAULT_JOURNEYS,
+            NO_HOLDOUT,
+        )
+    definition = {"all": [{"field": "value_tier", "op": "eq", "value": "high_value"}]}
+    campaign = {
+        "campaign_id": f"vip-{tag}",
+        "name": "VIP evening",
+        "objective": "Invite high-value customers.",
+        "segment_id": f"seg-{tag}",
+        "channel": "email",
+        "starts_at": (NOW - timedelta(days=1)).isoformat(),
+        "ends_at": (NOW + timedelta(days=30)).isoformat(),
+        "budget": "1.00",
+        "cost_per_contact": "0.40",
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+        unknown = await http.post("/v1/campaigns", json=campaign)
+        assert unknown.status_code == 422 and "no segment" in unknown.json()["detail"]
+        both = await http.post("/v1/campaigns", json={**campaign, "journey": "win-back"})
+        assert both.status_code == 422 and "exactly one of journey or segment_id" in both.json()["detail"]
+        segment = {"segment_id": f"seg-{tag}", "name": "High value", "definition": definition}
+        assert (await http.post("/v1/segments", json=segment)).status_code == 201
+        assert (await http.post("/v1/campaigns", json=campaign)).status_code == 201
+
+        first = await http.post(f"/v1/campaigns/vip-{tag}/launch")
+        assert first.status_code == 200, first.text
+        assert first.json()["enrolled"] == {"contacted": 2, "holdout": 0, "skipped": 1}
+        again = (await http.post(f"/v1/campaigns/vip-{tag}/launch")).json()
+        assert (again["enrolled"], again["already_enrolled"]) == ({"contacted": 0, "holdout": 0, "skipped": 0}, 3)
+
+        spent = (await http.get(f"/v1/campaigns/vip-{tag}")).json()["spent"]
+        assert spent == "0.80"
+        enrolments = (await http.get(f"/v1/campaigns/vip-{tag}/enrolments")).json()["items"]
+        assert sorted(e["reason"] or "" for e in enrolments) == ["", "", "budget exhausted"]
+        assert (await http.post("/v1/campaigns/welcome/launch")).status_code in (404, 409)
+
+
+async def test_a_segments_members_are_handed_to_sales_as_leads_once(api: tuple[httpx.AsyncClient, Store]) -> None:
+    http, store = api
+    tag = uuid.uuid4().hex[:6]
+    prospects = [f"C-{tag}-{i}" for i in range(2)]
+    for customer in prospects:
+        await register(store, customer, {"email": True})
+    definition = {"all": [{"field": "consent", "op": "contains", "value": "email"}]}
+    segment = {"segment_id": f"leads-{tag}", "name": "Reachable prospects", "definition": definition}
+    assert (await http.post("/v1/segments", json=segment)).status_code == 201
+
+    first = (await http.post(f"/v1/segments/leads-{tag}/hand-over")).json()
+    again = (await http.post(f"/v1/segments/leads-{tag}/hand-over")).json()
+
+    assert (first["handed_over"], first["already_handed_over"]) == (2, 0)
+    assert (again["handed_over"], again["already_handed_over"]) == (0, 2)
+    records = await store.db[OUTBOX].find({"type": "crm.lead.qualified.v1"}).to_list(None)
+    leads = sorted((parse_event(r["value"]).data for r in records), key=lambda lead: lead.customer_id)
+    assert [(lead.customer_id, lead.segment_id, lead.reason) for lead in leads] == [
+        (c, f"leads-{tag}", "Reachable prospects") for c in prospects
+    ]
+    assert (await http.post("/v1/segments/none-such/hand-over")).status_code == 404
