@@ -22,13 +22,13 @@ test: install
 	$(BIN)/pytest; status=$$?; if [ $$status -eq 5 ]; then echo "pytest ran no tests"; exit 1; fi; exit $$status
 
 lint: install
-	$(BIN)/ruff check shared services tests
-	$(BIN)/ruff format --check shared services tests
+	$(BIN)/ruff check shared services tests benchmarks
+	$(BIN)/ruff format --check shared services tests benchmarks
 	$(BIN)/mypy shared/src
 
 format: install
-	$(BIN)/ruff format shared services tests
-	$(BIN)/ruff check --fix shared services tests
+	$(BIN)/ruff format shared services tests benchmarks
+	$(BIN)/ruff check --fix shared services tests benchmarks
 
 docs: install
 	$(BIN)/crm docs

@@ -30,6 +30,7 @@ from crm_shared.topics import ALL_TOPICS, Topic
 
 DEFAULT_EMBEDDED_KAFKA_PORT = 19092
 DEFAULT_EMBEDDED_MONGO_PORT = 27019
+DEADLETTER_QUIET_POLLS = 3
 
 
 def _say(message: str) -> None:
@@ -210,10 +211,13 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
             partitions = [TopicPartition(Topic.DEADLETTER, p) for p in sorted(known)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
             letters: list[dict[str, object]] = []
-            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
+            # Read until the topic stays quiet: the embedded broker's end offsets cannot be trusted.
+            quiet_polls = 0
+            while quiet_polls < DEADLETTER_QUIET_POLLS:
+                batch = await consumer.getmany(timeout_ms=500)
+                quiet_polls = 0 if batch else quiet_polls + 1
+                for records in batch.values():
                     for record in records:
                         letter = json.loads(record.value)
                         letter.pop("original_value_base64", None)
