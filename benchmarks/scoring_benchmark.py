@@ -128,6 +128,9 @@ async def stream_benchmarks(servers: EmbeddedServers, args: argparse.Namespace) 
         CRM_MONGO_URI=servers.mongo_uri,
         db="scoring_benchmark",
         relay_poll_seconds=0.2,
+        # Historical orders: the decay and population passes would re-score the base while it streams in.
+        decay_interval_seconds=3600,
+        population_interval_seconds=3600,
     )
     app = create_service(settings)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024)

@@ -83,6 +83,18 @@ async def test_scores_show_the_facts_and_thresholds_behind_them(new_store: NewSt
         ("T-1", "medium", "people")
     ]
     assert [(s["survey_id"], s["kind"], s["score"], s["bad"]) for s in inputs["surveys"]] == [("S-1", "nps", 9, False)]
+    # No population statistics yet, no fitted models: RFM and the model figures are absent, the fixed threshold holds.
+    assert (body["rfm_score"], body["rfm_segment"], body["value_quadrant"], body["population"]) == (None,) * 4
+    assert (body["probability_alive"], body["lifetime_value"], body["population_version"]) == (None, None, None)
+    # Satisfaction (0.25 + 0.9) / 2 < 0.7 with one order: a buyer on the loyalty ladder.
+    assert body["loyalty_stage"] == "buyer"
+    assert datetime.fromisoformat(body["next_review_at"]) == T0 + timedelta(days=90)
+    assert (limits["at_risk_days"], limits["lost_days"], limits["min_population"]) == (90, 180, 20)
+    # The default formula inputs: D = 10 x (100 + 50), F = 1 x D, G = D + F.
+    formula = body["formula_lifetime_value"]
+    assert formula["product_line"] == "default"
+    assert formula["inputs"] == {"A": "100", "B": "50", "C": "10", "E": "1"}
+    assert (formula["D"], formula["F"], formula["G"]) == ("1500", "1500", "3000")
 
 
 async def test_segment_changes_page_oldest_first_and_unknown_customers(new_store: NewStore) -> None:

@@ -133,6 +133,9 @@ async def test_the_cdnow_sample_replayed_gives_the_batch_frequency_monetary_and_
             service_name=f"scoring-cdnow-{run}",
             db=f"scoring_cdnow_{run}",
             relay_poll_seconds=0.2,
+            # Historical orders: the decay and population passes would re-score the base while it streams in.
+            decay_interval_seconds=3600,
+            population_interval_seconds=3600,
         )
         assert settings.consumer_group == f"crm-scoring-cdnow-{run}"
         app = create_service(settings)

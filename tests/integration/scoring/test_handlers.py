@@ -110,6 +110,7 @@ async def test_a_first_order_emits_tier_and_lifecycle_changes_once(new_store: Ne
         "value_tier": "high_value",
         "lifecycle_stage": "first_time_buyer",
         "churn_risk_band": "low",
+        "rfm_segment": None,
     }
     assert await store.db[repository.SEGMENT_CHANGES].count_documents({"customer_id": customer}) == 2
     assert await store.db[PROCESSED].find_one({"_id": f"scoring:{event.id}"}) is not None

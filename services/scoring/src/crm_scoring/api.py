@@ -1,15 +1,16 @@
 """REST API of scoring: a customer's scores with the facts and thresholds behind them, and their segment changes."""
 
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from crm_scoring import domain, handlers, repository
+from crm_scoring import domain, handlers, population, repository
 from crm_scoring.repository import CustomerScores
-from crm_scoring.settings import ScoringSettings
+from crm_scoring.settings import ClvInputs, ScoringSettings
 from crm_shared.api import Cursor, Limit, Page, keyset_page
 from crm_shared.events import Dimension, ScoreSnapshot, SegmentDimension, utc_now
 from crm_shared.service import Problem, StoreDep, get_runtime
@@ -22,7 +23,98 @@ def get_thresholds(request: Request) -> domain.Thresholds:
     return settings.thresholds if isinstance(settings, ScoringSettings) else handlers.DEFAULT_THRESHOLDS
 
 
+def get_settings(request: Request) -> ScoringSettings:
+    settings = get_runtime(request).settings
+    return settings if isinstance(settings, ScoringSettings) else ScoringSettings()
+
+
 ThresholdsDep = Annotated[domain.Thresholds, Depends(get_thresholds)]
+SettingsDep = Annotated[ScoringSettings, Depends(get_settings)]
+
+
+class BgNbdView(BaseModel):
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+
+
+class GammaGammaView(BaseModel):
+    p: float
+    q: float
+    v: float
+    log_likelihood: float
+
+
+class ModelsView(BaseModel):
+    """The fitted customer-base models (time unit: weeks)."""
+
+    model_version: str
+    fitted_at: datetime
+    customers: int = Field(description="Customers the models were fitted on.")
+    repeat_buyers: int = Field(description="Customers with a repeat purchase (the Gamma-Gamma fit's sample).")
+    bgnbd: BgNbdView
+    gamma_gamma: GammaGammaView
+
+    @classmethod
+    def of(cls, models: population.FittedModels) -> "ModelsView":
+        bg, gg = models.bgnbd, models.gamma_gamma
+        return cls(
+            model_version=models.model_version,
+            fitted_at=models.fitted_at,
+            customers=models.customers,
+            repeat_buyers=models.repeat_buyers,
+            bgnbd=BgNbdView(r=bg.r, alpha=bg.alpha, a=bg.a, b=bg.b, log_likelihood=bg.log_likelihood),
+            gamma_gamma=GammaGammaView(p=gg.p, q=gg.q, v=gg.v, log_likelihood=gg.log_likelihood),
+        )
+
+
+class PopulationThresholdsView(BaseModel):
+    """The population statistics in force: what RFM, the 80/20 value tier and the value quadrant compare with."""
+
+    version: str
+    computed_at: datetime | None
+    customers: int = Field(description="Customers with at least one counted order.")
+    in_force: bool = Field(description="Whether there are enough of them (CRM_SCORING_MIN_POPULATION).")
+    revenue_share: float
+    high_value_monetary: Decimal | None = Field(
+        description="80/20 threshold: the monetary value of the smallest set of top customers making revenue_share."
+    )
+    recency_cuts: list[datetime] = Field(description="Last-order times at the 20/40/60/80% quintile cuts.")
+    frequency_cuts: list[int]
+    monetary_cuts: list[Decimal]
+    median_frequency: int | None
+    median_average_order_value: Decimal | None
+    models: ModelsView | None
+
+    @classmethod
+    def of(cls, pop: population.Population, computed_at: datetime | None) -> "PopulationThresholdsView":
+        return cls(
+            version=pop.version,
+            computed_at=computed_at,
+            customers=pop.customers,
+            in_force=pop.in_force,
+            revenue_share=pop.revenue_share,
+            high_value_monetary=pop.high_value_monetary,
+            recency_cuts=list(pop.recency_cuts),
+            frequency_cuts=list(pop.frequency_cuts),
+            monetary_cuts=list(pop.monetary_cuts),
+            median_frequency=pop.median_frequency,
+            median_average_order_value=pop.median_average_order_value,
+            models=ModelsView.of(pop.models) if pop.models else None,
+        )
+
+
+class FormulaLifetimeValueView(BaseModel):
+    """The source's formula: D = C x (A + B), F = E x D, G = D + F (D's formula is our reading of a cut-off
+    source: C units each bringing margin A plus service revenue B)."""
+
+    product_line: str = Field(description="The product line whose inputs apply ('default' when none of its own).")
+    inputs: ClvInputs
+    D: Decimal = Field(description="Lifetime margin of the customer's own purchases.")
+    F: Decimal = Field(description="Value of the customers it may refer.")
+    G: Decimal = Field(description="Total: D + F.")
 
 
 class ChurnBaseView(BaseModel):
@@ -34,8 +126,15 @@ class ChurnBaseView(BaseModel):
 class ThresholdsView(BaseModel):
     """The rules the scores were computed with."""
 
-    high_value_monetary: Decimal = Field(description="Net order value from which a customer is high_value.")
+    high_value_monetary: Decimal = Field(
+        description="Net order value from which a customer is high_value while the population is not in force."
+    )
     stable_after_orders: int = Field(description="Orders from which a customer is stable rather than repeat.")
+    at_risk_days: int = Field(description="Days without an order from which a customer is at_risk.")
+    lost_days: int = Field(description="Days without an order from which a customer is lost.")
+    min_population: int = Field(description="Buyers needed before RFM and the 80/20 threshold apply.")
+    clv_horizon_weeks: float
+    annual_discount_rate: float
     churn_medium_from: float = Field(description="Churn risk from which the band is medium.")
     churn_high_from: float = Field(description="Churn risk from which the band is high.")
     churn_base: ChurnBaseView = Field(description="Churn risk before complaints and surveys, by order count.")
@@ -52,6 +151,11 @@ class ThresholdsView(BaseModel):
         return cls(
             high_value_monetary=thresholds.high_value_monetary,
             stable_after_orders=thresholds.stable_after_orders,
+            at_risk_days=thresholds.at_risk_days,
+            lost_days=thresholds.lost_days,
+            min_population=thresholds.min_population,
+            clv_horizon_weeks=thresholds.clv_horizon_weeks,
+            annual_discount_rate=thresholds.annual_discount_rate,
             churn_medium_from=domain.CHURN_MEDIUM_FROM,
             churn_high_from=domain.CHURN_HIGH_FROM,
             churn_base=ChurnBaseView(
@@ -150,6 +254,20 @@ class ScoresView(BaseModel):
     churn_risk_band: domain.ChurnRiskBand
     satisfaction: float | None = Field(description="In [0, 1]; None without any survey or complaint.")
     satisfaction_by_dimension: dict[Dimension, float | None]
+    rfm_score: str | None = Field(description="R, F and M quintiles (5 best); None until the population is in force.")
+    rfm_segment: population.RfmSegment | None
+    value_quadrant: population.ValueQuadrant | None = Field(
+        description="Corner of the average-order-value x frequency plane against the population's medians."
+    )
+    loyalty_stage: domain.LoyaltyStage
+    probability_alive: float | None = Field(description="BG/NBD P(alive); None without fitted models.")
+    expected_purchases_90d: float | None
+    expected_average_spend: Decimal | None = Field(description="Gamma-Gamma expected spend per purchase.")
+    lifetime_value: Decimal | None = Field(description="Discounted expected spend over the configured horizon.")
+    formula_lifetime_value: FormulaLifetimeValueView
+    next_review_at: datetime | None = Field(description="When time alone will move the lifecycle stage next.")
+    population_version: str | None
+    population: PopulationThresholdsView | None = Field(description="The population statistics in force.")
     model_version: str
     scored_as_of: datetime = Field(description="The newest fact's time: every score but recency is as of then.")
     updated_at: datetime
@@ -157,8 +275,16 @@ class ScoresView(BaseModel):
     inputs: Inputs
 
     @classmethod
-    def of(cls, customer: CustomerScores, thresholds: domain.Thresholds, now: datetime) -> "ScoresView":
+    def of(
+        cls,
+        customer: CustomerScores,
+        settings: ScoringSettings,
+        now: datetime,
+        pop: PopulationThresholdsView | None = None,
+    ) -> "ScoresView":
         scores = customer.scores
+        line, formula_inputs = settings.formula_inputs(domain.main_product_line(customer.facts))
+        formula = domain.formula_lifetime_value(formula_inputs)
         return cls(
             customer_id=customer.facts.customer_id,
             recency_days=domain.recency_days(scores.last_order_at, now),
@@ -173,10 +299,24 @@ class ScoresView(BaseModel):
             churn_risk_band=scores.churn_risk_band,
             satisfaction=scores.satisfaction,
             satisfaction_by_dimension=dict(scores.satisfaction_by_dimension),
+            rfm_score=scores.rfm_score,
+            rfm_segment=scores.rfm_segment,
+            value_quadrant=scores.value_quadrant,
+            loyalty_stage=scores.loyalty_stage,
+            probability_alive=scores.probability_alive,
+            expected_purchases_90d=scores.expected_purchases_90d,
+            expected_average_spend=scores.expected_average_spend,
+            lifetime_value=scores.lifetime_value,
+            formula_lifetime_value=FormulaLifetimeValueView(
+                product_line=line, inputs=settings.clv_inputs[line], D=formula.own, F=formula.referred, G=formula.total
+            ),
+            next_review_at=scores.next_review_at,
+            population_version=customer.population_version,
+            population=pop,
             model_version=customer.model_version,
             scored_as_of=customer.scored_as_of,
             updated_at=customer.updated_at,
-            thresholds=ThresholdsView.of(thresholds),
+            thresholds=ThresholdsView.of(settings.thresholds),
             inputs=Inputs.of(customer.facts),
         )
 
@@ -202,11 +342,13 @@ class SegmentChangeView(BaseModel):
     summary="A customer's scores, with the facts and thresholds behind them",
     responses={404: {"description": "Scoring has seen no order or ticket of this customer"}},
 )
-async def customer_scores(store: StoreDep, thresholds: ThresholdsDep, customer_id: str) -> ScoresView:
+async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: str) -> ScoresView:
     customer = await handlers.find_customer(store, customer_id)
     if customer is None:
         raise Problem(404, "Customer not scored", f"scoring has seen no order or ticket of customer {customer_id}")
-    return ScoresView.of(customer, thresholds, utc_now())
+    found = await handlers.current_population(store)
+    pop = PopulationThresholdsView.of(found[0], found[1].get("computed_at")) if found else None
+    return ScoresView.of(customer, settings, utc_now(), pop)
 
 
 @router.get(
@@ -227,3 +369,136 @@ async def segment_changes(
     )
     items = [SegmentChangeView.of(d) for d in docs]
     return Page[SegmentChangeView](items=items, next_cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- population
+
+population_router = APIRouter(prefix="/v1", tags=["population"])
+
+
+class RefreshedView(BaseModel):
+    population: PopulationThresholdsView
+    rescored: int = Field(description="Customers rescored because they were scored under other statistics.")
+    segment_changes: int = Field(description="Segment changes published by the rescoring.")
+
+
+@population_router.post(
+    "/population/refresh",
+    response_model=RefreshedView,
+    summary="Recompute the population statistics now (and fit the models when there are enough customers)",
+)
+async def refresh_population(store: StoreDep, thresholds: ThresholdsDep) -> RefreshedView:
+    result = await handlers.refresh_population(store, thresholds, utc_now())
+    return RefreshedView(
+        population=PopulationThresholdsView.of(result.population, result.computed_at),
+        rescored=result.rescored,
+        segment_changes=len(result.changes),
+    )
+
+
+@population_router.post(
+    "/models/fit",
+    response_model=ModelsView,
+    summary="Fit BG/NBD and Gamma-Gamma on every customer's orders now, and rescore with them",
+    responses={409: {"description": "Too few customers (or no repeat buyer) to fit on; the reason is in detail"}},
+)
+async def fit_models(store: StoreDep, thresholds: ThresholdsDep) -> ModelsView:
+    now = utc_now()
+    try:
+        models = await handlers.fit_models(store, thresholds, now)
+    except handlers.NotEnoughCustomers as exc:
+        raise Problem(409, "Not enough customers to fit the models", str(exc)) from exc
+    await handlers.refresh_population(store, thresholds, now, fit=False)
+    return ModelsView.of(models)
+
+
+class DistributionView(BaseModel):
+    """How many customers are in each segment of each dimension."""
+
+    customers: int
+    value_tier: dict[str, int]
+    lifecycle_stage: dict[str, int]
+    rfm_segment: dict[str, int] = Field(description="Customers without an RFM segment are counted as 'none'.")
+    churn_risk_band: dict[str, int]
+    loyalty_stage: dict[str, int]
+    population: PopulationThresholdsView | None
+
+
+@population_router.get("/population", response_model=DistributionView, summary="Customers by segment")
+async def population_distribution(store: StoreDep) -> DistributionView:
+    docs = await store.db[repository.CUSTOMERS].find({}, {"segments": 1, "scores.loyalty_stage": 1}).to_list(None)
+    counts: dict[str, Counter[str]] = {
+        k: Counter() for k in ("value_tier", "lifecycle_stage", "rfm_segment", "churn_risk_band", "loyalty_stage")
+    }
+    for doc in docs:
+        segments = doc["segments"]
+        for key in ("value_tier", "lifecycle_stage", "churn_risk_band"):
+            counts[key][segments[key]] += 1
+        counts["rfm_segment"][segments.get("rfm_segment") or "none"] += 1
+        counts["loyalty_stage"][doc["scores"].get("loyalty_stage", "stranger")] += 1
+    found = await handlers.current_population(store)
+    return DistributionView(
+        customers=len(docs),
+        **{k: dict(sorted(v.items())) for k, v in counts.items()},
+        population=PopulationThresholdsView.of(found[0], found[1].get("computed_at")) if found else None,
+    )
+
+
+class ParetoPoint(BaseModel):
+    customer_share: float
+    revenue_share: float
+
+
+class ParetoView(BaseModel):
+    customers: int = Field(description="Customers with at least one counted order.")
+    revenue: Decimal
+    top_20_percent_revenue_share: float | None
+    curve: list[ParetoPoint] = Field(description="Revenue share of the top customers at each 5% of customers.")
+
+
+@population_router.get(
+    "/population/pareto", response_model=ParetoView, summary="The revenue share of the top customers (80/20)"
+)
+async def pareto(store: StoreDep) -> ParetoView:
+    docs = store.db[repository.CUSTOMERS].find({"scores.frequency": {"$gte": 1}}, {"scores.monetary": 1})
+    monetary = [d["scores"]["monetary"] for d in await docs.to_list(None)]
+    curve = population.pareto_curve(monetary)
+    top = next((share for at, share in curve if at == 0.2), None)
+    return ParetoView(
+        customers=len(monetary),
+        revenue=sum(monetary, Decimal(0)),
+        top_20_percent_revenue_share=top,
+        curve=[ParetoPoint(customer_share=a, revenue_share=b) for a, b in curve],
+    )
+
+
+class MovementView(BaseModel):
+    period: str = Field(examples=["2026-11"])
+    new: int = Field(description="Customers who placed their first order (prospect to first_time_buyer).")
+    lost: int
+    reactivated: int
+
+
+@population_router.get(
+    "/population/movements",
+    response_model=list[MovementView],
+    summary="New, lost and reactivated customers per period, from the lifecycle changes",
+)
+async def movements(
+    store: StoreDep,
+    period: Annotated[Literal["day", "week", "month"], Query(description="The period to count by.")] = "month",
+) -> list[MovementView]:
+    query = {"dimension": "lifecycle_stage", "new": {"$in": ["first_time_buyer", "lost", "reactivated"]}}
+    docs = await store.db[repository.SEGMENT_CHANGES].find(query, {"old": 1, "new": 1, "changed_at": 1}).to_list(None)
+    rows: dict[str, Counter[str]] = {}
+    for doc in docs:
+        at: datetime = doc["changed_at"]
+        if doc["new"] == "first_time_buyer" and doc["old"] != "prospect":
+            continue
+        key = {"day": f"{at:%Y-%m-%d}", "week": f"{at:%G-W%V}", "month": f"{at:%Y-%m}"}[period]
+        kind = "new" if doc["new"] == "first_time_buyer" else doc["new"]
+        rows.setdefault(key, Counter())[kind] += 1
+    return [
+        MovementView(period=k, new=v["new"], lost=v["lost"], reactivated=v["reactivated"])
+        for k, v in sorted(rows.items())
+    ]

@@ -6,10 +6,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from crm_scoring import backtest
+from crm_scoring import backtest, rebuild
 
 TASKS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "backtest": ("fit the customer-base models on a purchase log and compare with a holdout period", backtest.main),
+    "rebuild": ("recompute every customer's scores from the stored facts and count those that differ", rebuild.main),
 }
 
 

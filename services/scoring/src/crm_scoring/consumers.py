@@ -40,8 +40,11 @@ def register(runtime: Runtime, thresholds: domain.Thresholds) -> None:
         Topic.SCORING_SEGMENTS,
         title="crm.scoring.segments",
         description="One crm.segment.changed.v1 each time a customer crosses a boundary on a dimension "
-        "(value_tier, lifecycle_stage, churn_risk_band), with the old and new segment, the scores behind the "
-        "decision and the id of the event that caused it; never published when nothing changed. Marketing "
+        "(value_tier, lifecycle_stage, rfm_segment, churn_risk_band), with the old and new segment, the scores "
+        "behind the decision and what caused it: the id of an order or ticket event, 'decay:<date>' when time "
+        "alone moved the lifecycle stage (at_risk, lost), or 'population:<version>' when recomputed population "
+        "statistics (80/20 threshold, RFM quintiles, fitted models) moved it; never published when nothing "
+        "changed. Marketing "
         "automation triggers journeys on these (welcome, high-value thank-you, service recovery). "
         "Key: customer id.",
         schema=SegmentChangedEvent,

@@ -5,23 +5,32 @@ by their own id) and merged with a rule that is commutative and idempotent: the 
 no-op, and when only its time differs the earliest time is kept. So the same set of events, in any
 order and with duplicates, gives the same facts and hence the same scores. A fact that contradicts
 one already known under its key is refused.
+
+Scores are computed as of a given time (the newest fact's for events, the wall clock for the decay pass) and
+relative to the population statistics in force (population.py): the same facts, time and statistics always give
+the same scores, which is what `crm scoring rebuild` checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal, TypeVar
 
+from crm_scoring import lifetime
+from crm_scoring.population import CustomerValue, Population, rfm_scores, rfm_segment, value_quadrant
 from crm_shared.events import Dimension, SegmentDimension
 
 MODEL_VERSION = "rules-v1"
 
 ValueTier = Literal["potential", "low_value", "high_value"]
 LifecycleStage = Literal["prospect", "first_time_buyer", "repeat", "stable", "at_risk", "lost", "reactivated"]
+LoyaltyStage = Literal["stranger", "prospect", "buyer", "satisfied", "advocate"]
 ChurnRiskBand = Literal["low", "medium", "high"]
 Severity = Literal["low", "medium", "high"]
 SurveyKind = Literal["csat", "nps"]
@@ -47,6 +56,8 @@ BAD_CSAT_AT_MOST = 2
 BAD_NPS_AT_MOST = 6
 CHURN_MEDIUM_FROM = 0.3
 CHURN_HIGH_FROM = 0.6
+SATISFIED_FROM = 0.7
+EXPECTED_PURCHASES_DAYS = 90
 
 _CENT = Decimal("0.01")
 
@@ -61,12 +72,27 @@ class Thresholds:
 
     high_value_monetary: Decimal = Decimal(1000)
     stable_after_orders: int = 9
+    at_risk_days: int = 90
+    lost_days: int = 180
+    clv_horizon_weeks: float = 52.0
+    annual_discount_rate: float = 0.1
+    high_value_revenue_share: float = 0.8
+    min_population: int = 20
+    min_fit_customers: int = 50
 
     def __post_init__(self) -> None:
         if not self.high_value_monetary.is_finite() or self.high_value_monetary <= 0:
             raise ValueError(f"high_value_monetary must be a positive amount, got {self.high_value_monetary}")
         if self.stable_after_orders < 2:
             raise ValueError(f"stable_after_orders must be at least 2, got {self.stable_after_orders}")
+        if not 1 <= self.at_risk_days < self.lost_days:
+            raise ValueError(f"need 1 <= at_risk_days < lost_days, got {self.at_risk_days} and {self.lost_days}")
+        if not self.clv_horizon_weeks > 0 or not 0 <= self.annual_discount_rate <= 1:
+            raise ValueError("clv_horizon_weeks must be positive and annual_discount_rate in [0, 1]")
+        if not 0 < self.high_value_revenue_share <= 1:
+            raise ValueError(f"high_value_revenue_share must be in (0, 1], got {self.high_value_revenue_share}")
+        if self.min_population < 1 or self.min_fit_customers < 2:
+            raise ValueError("min_population must be at least 1 and min_fit_customers at least 2")
 
 
 # ---------------------------------------------------------------- facts
@@ -78,6 +104,7 @@ class Placed:
     total: Decimal
     currency: str
     at: datetime
+    product_line: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +241,7 @@ class Segments:
     value_tier: ValueTier
     lifecycle_stage: LifecycleStage
     churn_risk_band: ChurnRiskBand
+    rfm_segment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,10 +258,19 @@ class Scores:
     satisfaction_by_dimension: Mapping[Dimension, float | None]
     churn_risk: float
     churn_risk_band: ChurnRiskBand
+    rfm_score: str | None = None
+    rfm_segment: str | None = None
+    value_quadrant: str | None = None
+    loyalty_stage: LoyaltyStage = "stranger"
+    probability_alive: float | None = None
+    expected_purchases_90d: float | None = None
+    expected_average_spend: Decimal | None = None
+    lifetime_value: Decimal | None = None
+    next_review_at: datetime | None = None
 
     @property
     def segments(self) -> Segments:
-        return Segments(self.value_tier, self.lifecycle_stage, self.churn_risk_band)
+        return Segments(self.value_tier, self.lifecycle_stage, self.churn_risk_band, self.rfm_segment)
 
 
 def recency_days(last_order_at: datetime | None, as_of: datetime) -> int | None:
@@ -243,20 +280,53 @@ def recency_days(last_order_at: datetime | None, as_of: datetime) -> int | None:
     return max(0, (as_of - last_order_at).days)
 
 
-def value_tier(frequency: int, monetary: Decimal, thresholds: Thresholds) -> ValueTier:
-    """The customer's value tier. A threshold on net value for now; the 80/20 rule will replace it here."""
+def value_tier(
+    frequency: int, monetary: Decimal, thresholds: Thresholds, population: Population | None = None
+) -> ValueTier:
+    """potential without an order; high_value from the population's 80/20 threshold (the monetary value of the
+    smallest set of top customers making the configured revenue share); low_value otherwise. While the
+    population is not in force (too few buyers) the fixed `high_value_monetary` stands in for the 80/20 one."""
     if frequency == 0:
         return "potential"
-    return "high_value" if monetary >= thresholds.high_value_monetary else "low_value"
+    threshold = thresholds.high_value_monetary
+    if population is not None and population.in_force and population.high_value_monetary is not None:
+        threshold = population.high_value_monetary
+    return "high_value" if monetary >= threshold else "low_value"
 
 
-def lifecycle_stage(frequency: int, thresholds: Thresholds) -> LifecycleStage:
-    """The stage by order count. at_risk, lost and reactivated need time decay and are not computed yet."""
-    if frequency == 0:
+def lifecycle_stage(order_times: Sequence[datetime], as_of: datetime, thresholds: Thresholds) -> LifecycleStage:
+    """The stage from the counted orders' times (sorted) as of `as_of`:
+
+    prospect (no order); lost when the last order is `lost_days` or more before as-of, else at_risk when it is
+    `at_risk_days` or more before (both boundaries inclusive); reactivated when the last order came `lost_days`
+    or more after the one before it, i.e. after the customer had been lost, and it stays reactivated until the
+    next order, which makes it repeat or stable again by its total order count; otherwise first_time_buyer
+    (one order), repeat, or stable from `stable_after_orders` orders.
+    """
+    if not order_times:
         return "prospect"
-    if frequency == 1:
+    idle = as_of - order_times[-1]
+    if idle >= timedelta(days=thresholds.lost_days):
+        return "lost"
+    if idle >= timedelta(days=thresholds.at_risk_days):
+        return "at_risk"
+    if len(order_times) >= 2 and order_times[-1] - order_times[-2] >= timedelta(days=thresholds.lost_days):
+        return "reactivated"
+    if len(order_times) == 1:
         return "first_time_buyer"
-    return "repeat" if frequency < thresholds.stable_after_orders else "stable"
+    return "repeat" if len(order_times) < thresholds.stable_after_orders else "stable"
+
+
+def next_review_at(order_times: Sequence[datetime], as_of: datetime, thresholds: Thresholds) -> datetime | None:
+    """The first time after `as_of` at which the lifecycle stage changes with no new event (at_risk, then lost);
+    None when none can (no order yet, or lost already)."""
+    if not order_times:
+        return None
+    for days in (thresholds.at_risk_days, thresholds.lost_days):
+        boundary = order_times[-1] + timedelta(days=days)
+        if boundary > as_of:
+            return boundary
+    return None
 
 
 def _survey_signal(survey: Survey) -> Fraction:
@@ -265,6 +335,11 @@ def _survey_signal(survey: Survey) -> Fraction:
 
 def is_bad(survey: Survey) -> bool:
     return survey.score <= (BAD_CSAT_AT_MOST if survey.kind == "csat" else BAD_NPS_AT_MOST)
+
+
+def is_promoter(survey: Survey) -> bool:
+    """An NPS promoter (9-10) or a top CSAT (5)."""
+    return survey.score >= 9 if survey.kind == "nps" else survey.score == 5
 
 
 def _mean(signals: list[Fraction]) -> float | None:
@@ -281,8 +356,30 @@ def satisfaction(facts: CustomerFacts, dimension: Dimension | None = None) -> fl
     return _mean(signals)
 
 
-def churn_risk(facts: CustomerFacts, frequency: int, thresholds: Thresholds) -> float:
-    if frequency < 2:
+def loyalty_stage(facts: CustomerFacts, frequency: int, overall_satisfaction: float | None) -> LoyaltyStage:
+    """The loyalty ladder (BRIEF section 2): advocate = a promoter answer (NPS 9-10 or CSAT 5) and at least 2
+    orders; satisfied = satisfaction >= 0.7 and at least 1 order; buyer = at least 1 order; prospect = no
+    counted order yet but trust shown: an order placed (even if cancelled) or a survey answer that is not bad;
+    stranger otherwise."""
+    if frequency >= 2 and any(is_promoter(s) for s in facts.surveys.values()):
+        return "advocate"
+    if frequency >= 1 and overall_satisfaction is not None and overall_satisfaction >= SATISFIED_FROM:
+        return "satisfied"
+    if frequency >= 1:
+        return "buyer"
+    if any(o.placed is not None for o in facts.orders.values()) or any(not is_bad(s) for s in facts.surveys.values()):
+        return "prospect"
+    return "stranger"
+
+
+def churn_risk(
+    facts: CustomerFacts, frequency: int, thresholds: Thresholds, probability_alive: float | None = None
+) -> float:
+    """1 - P(alive) when the models are fitted, else a base by order count; plus the complaint and survey
+    penalties; capped at 1."""
+    if probability_alive is not None:
+        risk = Decimal(1) - Decimal(str(round(probability_alive, 4)))
+    elif frequency < 2:
         risk = CHURN_BASE_FEW_ORDERS
     elif frequency < thresholds.stable_after_orders:
         risk = CHURN_BASE_REPEAT
@@ -290,7 +387,7 @@ def churn_risk(facts: CustomerFacts, frequency: int, thresholds: Thresholds) -> 
         risk = CHURN_BASE_STABLE
     risk += sum((CHURN_PER_COMPLAINT[c.severity] for c in facts.complaints.values()), Decimal(0))
     risk += CHURN_PER_BAD_SURVEY * sum(1 for s in facts.surveys.values() if is_bad(s))
-    return round(float(min(risk, Decimal(1))), 4)
+    return round(float(max(Decimal(0), min(risk, Decimal(1)))), 4)
 
 
 def churn_risk_band(risk: float) -> ChurnRiskBand:
@@ -299,13 +396,64 @@ def churn_risk_band(risk: float) -> ChurnRiskBand:
     return "medium" if risk >= CHURN_MEDIUM_FROM else "low"
 
 
-def score(facts: CustomerFacts, as_of: datetime, thresholds: Thresholds) -> Scores:
+@dataclass(frozen=True)
+class ModelScores:
+    probability_alive: float
+    expected_purchases_90d: float
+    expected_average_spend: Decimal
+    lifetime_value: Decimal
+
+
+def _money(value: float) -> Decimal | None:
+    return Decimal(f"{value:.2f}") if math.isfinite(value) else None
+
+
+def model_scores(
+    counted: Sequence[OrderFacts], as_of: datetime, thresholds: Thresholds, population: Population
+) -> ModelScores | None:
+    """P(alive), expected purchases in the next 90 days, expected spend per purchase and the discounted lifetime
+    value from the fitted models; None without fitted models or orders. Time in weeks from the first order."""
+    models = population.models
+    if models is None or not counted:
+        return None
+    summaries = lifetime.summarise(
+        [("c", o.placed.at, o.net_value) for o in counted if o.placed is not None],
+        lifetime.purchase_day(max(as_of, max(o.placed.at for o in counted if o.placed is not None))),
+    )
+    s = next(iter(summaries))
+    bg, gg = models.bgnbd, models.gamma_gamma
+    alive = float(lifetime.probability_alive(bg, s.x, s.t_x, s.T))
+    purchases = float(lifetime.expected_purchases(bg, EXPECTED_PURCHASES_DAYS / 7, s.x, s.t_x, s.T))
+    spend = float(lifetime.expected_spend(gg, s.x, s.mean_repeat_spend))
+    value = float(
+        lifetime.discounted_lifetime_value(
+            bg, gg, s.x, s.t_x, s.T, s.mean_repeat_spend, thresholds.clv_horizon_weeks, thresholds.annual_discount_rate
+        )
+    )
+    spend_money, value_money = _money(spend), _money(value)
+    if not math.isfinite(alive) or not math.isfinite(purchases) or spend_money is None or value_money is None:
+        return None
+    return ModelScores(round(alive, 4), round(purchases, 4), spend_money, value_money)
+
+
+def score(
+    facts: CustomerFacts, as_of: datetime, thresholds: Thresholds, population: Population | None = None
+) -> Scores:
+    """The scores as of `as_of`, relative to the population statistics when there are any."""
     counted = [o for o in facts.orders.values() if o.counts and o.placed is not None]
     times = sorted(o.placed.at for o in counted if o.placed is not None)
     frequency = len(counted)
     monetary = sum((o.net_value for o in counted), Decimal(0))
     average = (monetary / frequency).quantize(_CENT) if frequency else Decimal(0).quantize(_CENT)
-    risk = churn_risk(facts, frequency, thresholds)
+    models = model_scores(counted, as_of, thresholds, population) if population is not None else None
+    risk = churn_risk(facts, frequency, thresholds, models.probability_alive if models else None)
+    overall = satisfaction(facts)
+    rfm: tuple[int, int, int] | None = None
+    quadrant: str | None = None
+    if population is not None and population.in_force and times:
+        value = CustomerValue(times[-1], frequency, monetary, average)
+        rfm = rfm_scores(population, value)
+        quadrant = value_quadrant(population, value)
     return Scores(
         recency_days=recency_days(times[-1] if times else None, as_of),
         frequency=frequency,
@@ -313,12 +461,21 @@ def score(facts: CustomerFacts, as_of: datetime, thresholds: Thresholds) -> Scor
         average_order_value=average,
         first_order_at=times[0] if times else None,
         last_order_at=times[-1] if times else None,
-        value_tier=value_tier(frequency, monetary, thresholds),
-        lifecycle_stage=lifecycle_stage(frequency, thresholds),
-        satisfaction=satisfaction(facts),
+        value_tier=value_tier(frequency, monetary, thresholds, population),
+        lifecycle_stage=lifecycle_stage(times, as_of, thresholds),
+        satisfaction=overall,
         satisfaction_by_dimension={d: satisfaction(facts, d) for d in DIMENSIONS},
         churn_risk=risk,
         churn_risk_band=churn_risk_band(risk),
+        rfm_score="".join(str(v) for v in rfm) if rfm else None,
+        rfm_segment=rfm_segment(*rfm) if rfm else None,
+        value_quadrant=quadrant,
+        loyalty_stage=loyalty_stage(facts, frequency, overall),
+        probability_alive=models.probability_alive if models else None,
+        expected_purchases_90d=models.expected_purchases_90d if models else None,
+        expected_average_spend=models.expected_average_spend if models else None,
+        lifetime_value=models.lifetime_value if models else None,
+        next_review_at=next_review_at(times, as_of, thresholds),
     )
 
 
@@ -327,16 +484,62 @@ def initial_segments(thresholds: Thresholds) -> Segments:
     empty = CustomerFacts(customer_id="")
     return Segments(
         value_tier(0, Decimal(0), thresholds),
-        lifecycle_stage(0, thresholds),
+        lifecycle_stage((), datetime.min, thresholds),
         churn_risk_band(churn_risk(empty, 0, thresholds)),
     )
 
 
-def segment_changes(before: Segments, after: Segments) -> list[tuple[SegmentDimension, str, str]]:
-    """(dimension, old, new) for every dimension that changed, in a fixed order; empty when none did."""
-    pairs: list[tuple[SegmentDimension, str, str]] = [
+def segment_changes(before: Segments, after: Segments) -> list[tuple[SegmentDimension, str | None, str]]:
+    """(dimension, old, new) for every dimension that changed to a value, in a fixed order; empty when none did.
+    A segment that disappears (rfm_segment while the population is not in force) is not announced."""
+    pairs: list[tuple[SegmentDimension, str | None, str | None]] = [
         ("value_tier", before.value_tier, after.value_tier),
         ("lifecycle_stage", before.lifecycle_stage, after.lifecycle_stage),
+        ("rfm_segment", before.rfm_segment, after.rfm_segment),
         ("churn_risk_band", before.churn_risk_band, after.churn_risk_band),
     ]
-    return [(dimension, old, new) for dimension, old, new in pairs if old != new]
+    return [(dimension, old, new) for dimension, old, new in pairs if old != new and new is not None]
+
+
+def main_product_line(facts: CustomerFacts) -> str | None:
+    """The product line of most of the customer's counted orders (ties: the first by name); None if none says."""
+    lines = Counter(
+        o.placed.product_line for o in facts.orders.values() if o.counts and o.placed and o.placed.product_line
+    )
+    if not lines:
+        return None
+    return min(lines, key=lambda line: (-lines[line], line))
+
+
+# ---------------------------------------------------------------- the source's formula lifetime value
+
+
+@dataclass(frozen=True)
+class FormulaInputs:
+    """The ATM example's inputs per product line (BRIEF section 2): A gross margin per unit, B service and
+    spare-parts revenue per unit over the years, C units the customer may buy in its lifetime, E customers
+    it may refer."""
+
+    margin_per_unit: Decimal
+    service_revenue_per_unit: Decimal
+    lifetime_units: Decimal
+    referrals: Decimal
+
+
+@dataclass(frozen=True)
+class FormulaLifetimeValue:
+    own: Decimal
+    referred: Decimal
+    total: Decimal
+
+
+def formula_lifetime_value(inputs: FormulaInputs) -> FormulaLifetimeValue:
+    """D = C x (A + B), F = E x D, G = D + F.
+
+    The source breaks off after "C x (A x"; D = C x (A + B) is read as the lifetime margin of C units, each
+    bringing its gross margin A plus its service and parts revenue B, which is the only reading that keeps A
+    and B in the same unit (money per unit).
+    """
+    own = inputs.lifetime_units * (inputs.margin_per_unit + inputs.service_revenue_per_unit)
+    referred = inputs.referrals * own
+    return FormulaLifetimeValue(own=own, referred=referred, total=own + referred)

@@ -1,10 +1,16 @@
 """Use cases of scoring: apply an order or ticket event to the customer's facts, rescore, and publish
-every segment change, exactly once."""
+every segment change, exactly once; recompute the population statistics, pass over the customers due for
+time decay, fit the customer-base models, and rebuild every customer's scores from the stored facts."""
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from crm_scoring import domain, repository
+from pymongo.errors import DuplicateKeyError
+
+from crm_scoring import domain, lifetime, population, repository
 from crm_scoring.repository import CustomerScores
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
@@ -43,7 +49,7 @@ def fact_of(event: CloudEvent[Any]) -> domain.Fact:
     """The domain fact an event carries, at the event's own time."""
     data, at = event.data, event.time
     if isinstance(data, OrderPlaced):
-        return domain.Placed(data.order_id, data.total, data.currency, at)
+        return domain.Placed(data.order_id, data.total, data.currency, at, data.product_line)
     if isinstance(data, OrderCancelled):
         return domain.Cancelled(data.order_id, at)
     if isinstance(data, OrderRefunded):
@@ -68,6 +74,11 @@ def snapshot(scores: domain.Scores) -> ScoreSnapshot:
         churn_risk=scores.churn_risk,
         churn_risk_band=scores.churn_risk_band,
         satisfaction=scores.satisfaction,
+        rfm_score=scores.rfm_score,
+        rfm_segment=scores.rfm_segment,
+        loyalty_stage=scores.loyalty_stage,
+        probability_alive=scores.probability_alive,
+        lifetime_value=scores.lifetime_value,
     )
 
 
@@ -107,10 +118,15 @@ async def apply_event(
             raise Rejected(str(exc)) from exc
         if before is not None and facts == known:
             return Scored(before, [])
-        # The newest fact's time, not the wall clock: replaying the same events gives the same scores.
-        as_of = facts.latest_at or event.time
-        scores = domain.score(facts, as_of, thresholds)
-        customer = CustomerScores(facts, scores, scores.segments, as_of, utc_now())
+        # The newest fact's time, not the wall clock: replaying the same events gives the same scores. Never
+        # before the time the customer was last scored as of (a decay pass), so a stage is not undone by a
+        # late event that is older than the pass.
+        as_of = max(facts.latest_at or event.time, before.scored_as_of if before else event.time)
+        pop = await repository.get_population(uow)
+        scores = domain.score(facts, as_of, thresholds, pop)
+        customer = CustomerScores(
+            facts, scores, scores.segments, as_of, utc_now(), population_version=pop.version if pop else None
+        )
         await repository.save_customer(uow, customer)
         old_segments = before.segments if before else domain.initial_segments(thresholds)
         changes = []
@@ -146,6 +162,242 @@ async def apply_event(
             new=change.data.new,
         )
     return result
+
+
+async def _rescore(
+    store: Store,
+    customer_id: str,
+    thresholds: domain.Thresholds,
+    *,
+    as_of_for: Callable[[CustomerScores], datetime],
+    caused_by: str,
+    changed_at: datetime,
+    id_parts: Callable[[str, str], tuple[str, ...]],
+    only_if: Callable[[CustomerScores], bool] = lambda _: True,
+) -> list[SegmentChangedEvent]:
+    """Rescore one customer from their stored facts in one transaction; emit a change per segment that moved,
+    with ids derived from `id_parts(dimension, new)` so a rerun cannot publish a change twice."""
+
+    async def work(uow: UnitOfWork) -> list[SegmentChangedEvent]:
+        before = await repository.get_customer(uow, customer_id)
+        if before is None or not only_if(before):
+            return []
+        pop = await repository.get_population(uow)
+        as_of = as_of_for(before)
+        scores = domain.score(before.facts, as_of, thresholds, pop)
+        version = pop.version if pop else None
+        if scores == before.scores and as_of == before.scored_as_of and version == before.population_version:
+            return []
+        await repository.save_customer(
+            uow, CustomerScores(before.facts, scores, scores.segments, as_of, utc_now(), population_version=version)
+        )
+        changes = []
+        for dimension, old, new in domain.segment_changes(before.segments, scores.segments):
+            change = SegmentChangedEvent.create(
+                SegmentChanged(
+                    customer_id=customer_id,
+                    dimension=dimension,
+                    old=old,
+                    new=new,
+                    scores=snapshot(scores),
+                    model_version=domain.MODEL_VERSION,
+                    changed_at=changed_at,
+                    caused_by=caused_by,
+                ),
+                source=SOURCE,
+                id=derived_event_id(SOURCE, customer_id, *id_parts(dimension, new)),
+                time=changed_at,
+            )
+            await repository.insert_segment_change(uow, _change_document(change))
+            uow.emit(change, Topic.SCORING_SEGMENTS)
+            changes.append(change)
+        return changes
+
+    try:
+        changes = await store.transaction(work)
+    except DuplicateKeyError:
+        # A concurrent pass published the same change (same derived id) first.
+        return []
+    for change in changes:
+        log.info(
+            "segment_changed",
+            customer_id=customer_id,
+            dimension=change.data.dimension,
+            old=change.data.old,
+            new=change.data.new,
+            caused_by=caused_by,
+        )
+    return changes
+
+
+async def decay_pass(store: Store, thresholds: domain.Thresholds, now: datetime) -> list[SegmentChangedEvent]:
+    """Rescore as of `now` the customers whose next review is due (a lifecycle boundary crossed with no event):
+    caused_by "decay:<date>", ids from (customer, dimension, new value, date), so a rerun emits nothing new."""
+    day = f"{now:%Y-%m-%d}"
+    due = store.db[repository.CUSTOMERS].find({"next_review_at": {"$lte": now}}, {"_id": 1}).sort("next_review_at", 1)
+    changes: list[SegmentChangedEvent] = []
+    for doc in await due.to_list(None):
+        changes += await _rescore(
+            store,
+            str(doc["_id"]),
+            thresholds,
+            as_of_for=lambda c: max(now, c.scored_as_of),
+            caused_by=f"decay:{day}",
+            changed_at=now,
+            id_parts=lambda dimension, new: ("decay", dimension, new, day),
+            only_if=lambda c: c.scores.next_review_at is not None and c.scores.next_review_at <= now,
+        )
+    return changes
+
+
+class NotEnoughCustomers(Exception):
+    """The models cannot be fitted on the customers scoring knows (too few, or no repeat buyer)."""
+
+
+async def _buyers(store: Store) -> list[dict[str, Any]]:
+    query = {"scores.frequency": {"$gte": 1}}
+    return await store.db[repository.CUSTOMERS].find(query, {"scores": 1}).to_list(None)
+
+
+async def fit_models(store: Store, thresholds: domain.Thresholds, now: datetime) -> population.FittedModels:
+    """Fit BG/NBD and Gamma-Gamma on every customer's counted orders (time in weeks, calibration up to the newest
+    order's day) and store the parameters in `model_params`. Raises NotEnoughCustomers with the reason."""
+    docs = await store.db[repository.CUSTOMERS].find({"scores.frequency": {"$gte": 1}}, {"facts": 1}).to_list(None)
+    if len(docs) < thresholds.min_fit_customers:
+        raise NotEnoughCustomers(
+            f"{len(docs)} customers have ordered; fitting needs at least {thresholds.min_fit_customers} "
+            "(CRM_SCORING_MIN_FIT_CUSTOMERS)"
+        )
+    transactions: list[lifetime.Transaction] = []
+    for doc in docs:
+        facts = repository.facts_from_document(str(doc["_id"]), doc["facts"])
+        for order in facts.orders.values():
+            if order.counts and order.placed is not None:
+                transactions.append((facts.customer_id, order.placed.at, order.net_value))
+    end = max(lifetime.purchase_day(t[1]) for t in transactions)
+
+    def fit() -> population.FittedModels:
+        s = lifetime.summarise(transactions, end)
+        repeat = (s.x > 0) & (s.mean_repeat_spend > 0)
+        if not repeat.any():
+            raise NotEnoughCustomers("no customer has a repeat purchase with a positive amount: nothing to fit on")
+        try:
+            bg = lifetime.fit_bgnbd(s.x, s.t_x, s.T)
+            gg = lifetime.fit_gamma_gamma(s.x * repeat, s.mean_repeat_spend)
+        except ValueError as exc:
+            raise NotEnoughCustomers(str(exc)) from exc
+        return population.FittedModels(
+            lifetime.model_version(bg, gg, now.date()), bg, gg, now, len(s), int(repeat.sum())
+        )
+
+    models = await asyncio.to_thread(fit)
+    document = repository.models_to_document(models)
+    await store.db[repository.MODEL_PARAMS].replace_one({"_id": document["_id"]}, document, upsert=True)
+    log.info("models_fitted", model_version=models.model_version, customers=models.customers)
+    return models
+
+
+async def latest_models(store: Store) -> population.FittedModels | None:
+    doc = await store.db[repository.MODEL_PARAMS].find_one({}, sort=[("fitted_at", -1)])
+    return repository.models_from_document(doc) if doc else None
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    population: population.Population
+    computed_at: datetime
+    rescored: int
+    changes: list[SegmentChangedEvent]
+
+
+async def refresh_population(
+    store: Store, thresholds: domain.Thresholds, now: datetime, *, fit: bool = True
+) -> Refreshed:
+    """Recompute the population statistics (fitting the models first when `fit` and enough customers), store
+    them, and rescore every customer scored under other statistics: a segment change is caused_by
+    "population:<version>", with ids derived from that version, so a rerun emits nothing new."""
+    models: population.FittedModels | None = None
+    if fit:
+        try:
+            models = await fit_models(store, thresholds, now)
+        except NotEnoughCustomers as exc:
+            log.info("models_not_fitted", reason=str(exc))
+    models = models or await latest_models(store)
+    values = [
+        population.CustomerValue(
+            d["scores"]["last_order_at"],
+            d["scores"]["frequency"],
+            d["scores"]["monetary"],
+            d["scores"]["average_order_value"],
+        )
+        for d in await _buyers(store)
+    ]
+    pop = population.compute(
+        values,
+        revenue_share=thresholds.high_value_revenue_share,
+        min_population=thresholds.min_population,
+        models=models,
+    )
+    version = pop.version
+    current = await store.db[repository.POPULATION].find_one({"_id": repository.CURRENT}, {"version": 1})
+    document = repository.population_to_document(pop, now)
+    await store.db[repository.POPULATION].replace_one({"_id": repository.CURRENT}, document, upsert=True)
+    if current is None or current.get("version") != version:
+        log.info("population_changed", version=version, customers=pop.customers, in_force=pop.in_force)
+    stale = store.db[repository.CUSTOMERS].find({"population_version": {"$ne": version}}, {"_id": 1})
+    changes: list[SegmentChangedEvent] = []
+    ids = [str(d["_id"]) for d in await stale.to_list(None)]
+    for customer_id in ids:
+        changes += await _rescore(
+            store,
+            customer_id,
+            thresholds,
+            as_of_for=lambda c: c.scored_as_of,
+            caused_by=f"population:{version}",
+            changed_at=now,
+            id_parts=lambda dimension, new: ("population", version, dimension, new),
+        )
+    return Refreshed(pop, now, len(ids), changes)
+
+
+async def current_population(store: Store) -> tuple[population.Population, dict[str, Any]] | None:
+    doc = await store.db[repository.POPULATION].find_one({"_id": repository.CURRENT})
+    return (repository.population_from_document(doc), doc) if doc else None
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    customers: int
+    different: list[str]
+
+
+async def rebuild(store: Store, thresholds: domain.Thresholds) -> Rebuilt:
+    """Recompute every customer's scores from their stored facts, as of the time they were scored, under the
+    population in force; the ids of those whose live scores or segments differ."""
+    found = await current_population(store)
+    pop = found[0] if found else None
+    different: list[str] = []
+    count = 0
+    async for doc in store.db[repository.CUSTOMERS].find({}):
+        count += 1
+        live = repository.from_document(doc)
+        scores = domain.score(live.facts, live.scored_as_of, thresholds, pop)
+        if scores != live.scores or scores.segments != live.segments:
+            different.append(live.facts.customer_id)
+    return Rebuilt(count, different)
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[Any]], name: str, *, first_after: float) -> None:
+    """Run `job` every `seconds` until cancelled; a failing run is logged and the next one still happens."""
+    await asyncio.sleep(first_after)
+    while True:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("job_failed", job=name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        await asyncio.sleep(seconds)
 
 
 async def find_customer(store: Store, customer_id: str) -> CustomerScores | None:

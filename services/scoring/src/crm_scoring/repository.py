@@ -1,11 +1,12 @@
-"""The scoring database: `customers` (facts, scores and segments per customer), `segment_changes`, and
-`order_owners` (which customer each order id belongs to, so an order id reused by another customer is refused)."""
+"""The scoring database: `customers` (facts, scores and segments per customer), `segment_changes`,
+`order_owners` (which customer each order id belongs to, so an order id reused by another customer is refused),
+`population` (the statistics in force, one document) and `model_params` (every model fit)."""
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from crm_scoring.domain import (
     MODEL_VERSION,
@@ -19,17 +20,26 @@ from crm_scoring.domain import (
     Segments,
     Survey,
 )
+from crm_scoring.lifetime import BgNbdParams, GammaGammaParams
+from crm_scoring.population import FittedModels, Population
 from crm_shared.store import IndexSpec, UnitOfWork, insert_or_get
 
 CUSTOMERS = "customers"
 SEGMENT_CHANGES = "segment_changes"
 ORDER_OWNERS = "order_owners"
+POPULATION = "population"
+MODEL_PARAMS = "model_params"
+CURRENT = "current"
 
 INDEXES = (
     IndexSpec(
         SEGMENT_CHANGES,
         IndexModel([("customer_id", ASCENDING), ("changed_at", ASCENDING), ("_id", ASCENDING)], name="by_customer"),
     ),
+    IndexSpec(SEGMENT_CHANGES, IndexModel([("dimension", ASCENDING), ("changed_at", ASCENDING)], name="by_dimension")),
+    # The decay pass reads only the customers that are due.
+    IndexSpec(CUSTOMERS, IndexModel([("next_review_at", ASCENDING)], name="due_for_review", sparse=True)),
+    IndexSpec(MODEL_PARAMS, IndexModel([("fitted_at", DESCENDING)], name="newest_first")),
 )
 
 
@@ -43,6 +53,7 @@ class CustomerScores:
     scored_as_of: datetime
     updated_at: datetime
     model_version: str = MODEL_VERSION
+    population_version: str | None = None
 
 
 # Facts are stored as lists sorted by key: ids may contain '.', which MongoDB field names should not.
@@ -92,6 +103,8 @@ def to_document(customer: CustomerScores) -> dict[str, Any]:
         "scored_as_of": customer.scored_as_of,
         "updated_at": customer.updated_at,
         "model_version": customer.model_version,
+        "population_version": customer.population_version,
+        "next_review_at": customer.scores.next_review_at,
     }
 
 
@@ -103,6 +116,7 @@ def from_document(doc: dict[str, Any]) -> CustomerScores:
         scored_as_of=doc["scored_as_of"],
         updated_at=doc["updated_at"],
         model_version=doc.get("model_version", MODEL_VERSION),
+        population_version=doc.get("population_version"),
     )
 
 
@@ -125,3 +139,55 @@ async def claim_order(uow: UnitOfWork, order_id: str, customer_id: str) -> str:
 
 async def insert_segment_change(uow: UnitOfWork, change: dict[str, Any]) -> None:
     await uow.db[SEGMENT_CHANGES].insert_one(change, session=uow.session)
+
+
+def models_to_document(models: FittedModels) -> dict[str, Any]:
+    return {
+        "_id": models.model_version,
+        "model_version": models.model_version,
+        "bgnbd": asdict(models.bgnbd),
+        "gamma_gamma": asdict(models.gamma_gamma),
+        "fitted_at": models.fitted_at,
+        "customers": models.customers,
+        "repeat_buyers": models.repeat_buyers,
+        "time_unit": "weeks",
+    }
+
+
+def models_from_document(doc: dict[str, Any]) -> FittedModels:
+    return FittedModels(
+        model_version=doc["model_version"],
+        bgnbd=BgNbdParams(**doc["bgnbd"]),
+        gamma_gamma=GammaGammaParams(**doc["gamma_gamma"]),
+        fitted_at=doc["fitted_at"],
+        customers=doc["customers"],
+        repeat_buyers=doc["repeat_buyers"],
+    )
+
+
+def population_to_document(population: Population, computed_at: datetime) -> dict[str, Any]:
+    doc = asdict(population)
+    doc["models"] = models_to_document(population.models) if population.models else None
+    for key in ("recency_cuts", "frequency_cuts", "monetary_cuts"):
+        doc[key] = list(doc[key])
+    return {**doc, "_id": CURRENT, "version": population.version, "computed_at": computed_at}
+
+
+def population_from_document(doc: dict[str, Any]) -> Population:
+    return Population(
+        customers=doc["customers"],
+        in_force=doc["in_force"],
+        revenue_share=doc["revenue_share"],
+        recency_cuts=tuple(doc["recency_cuts"]),
+        frequency_cuts=tuple(doc["frequency_cuts"]),
+        monetary_cuts=tuple(doc["monetary_cuts"]),
+        high_value_monetary=doc["high_value_monetary"],
+        median_frequency=doc["median_frequency"],
+        median_average_order_value=doc["median_average_order_value"],
+        models=models_from_document(doc["models"]) if doc.get("models") else None,
+    )
+
+
+async def get_population(uow: UnitOfWork) -> Population | None:
+    doc = await uow.db[POPULATION].find_one({"_id": CURRENT}, session=uow.session)
+    return population_from_document(doc) if doc else None

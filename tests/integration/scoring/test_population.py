@@ -1,0 +1,122 @@
+"""The population job on the real database: the 80/20 tier and RFM applied to every customer, changes once."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+
+from crm_scoring import handlers, repository
+from crm_scoring.app import create_service
+from crm_scoring.domain import Thresholds
+from crm_scoring.settings import ScoringSettings
+from crm_shared.events import OrderPlaced, OrderPlacedEvent
+from crm_shared.store import OUTBOX, Store
+
+NewStore = Callable[..., Awaitable[Store]]
+T0 = datetime(2026, 9, 1, 10, tzinfo=UTC)
+THRESHOLDS = Thresholds()
+
+
+def order(customer: str, order_id: str, total: str, at: datetime) -> OrderPlacedEvent:
+    data = OrderPlaced(customer_id=customer, order_id=order_id, currency="EUR", total=Decimal(total))
+    return OrderPlacedEvent.create(data, source="/channels/web", time=at)
+
+
+async def seed(store: Store, top: int = 5, rest: int = 20) -> tuple[list[str], list[str]]:
+    """`top` customers of 900.00 (low value under the fixed 1000 threshold) and `rest` of 50.00."""
+    prefix = uuid.uuid4().hex[:6]
+    tops = [f"C-{prefix}-top-{i}" for i in range(top)]
+    others = [f"C-{prefix}-low-{i}" for i in range(rest)]
+    for i, customer in enumerate([*tops, *others]):
+        total = "900.00" if customer in tops else "50.00"
+        await handlers.apply_event(store, order(customer, f"O-{customer}", total, T0 + timedelta(hours=i)), THRESHOLDS)
+    return tops, others
+
+
+async def test_the_refresh_makes_the_top_spenders_high_value_once(new_store: NewStore) -> None:
+    store = await new_store("scoring_pop", repository.INDEXES)
+    tops, others = await seed(store)
+    now = datetime.now(UTC)
+
+    first = await handlers.refresh_population(store, THRESHOLDS, now)
+
+    pop = first.population
+    # 5 x 900 + 20 x 50 = 5500; 80% is 4400, reached by the five 900s.
+    assert (pop.customers, pop.in_force, pop.high_value_monetary) == (25, True, Decimal("900.00"))
+    assert pop.models is None  # fewer than 50 customers: no fit
+    assert first.rescored == 25
+    tier_changes = [c for c in first.changes if c.data.dimension == "value_tier"]
+    assert sorted((c.data.customer_id, c.data.old, c.data.new) for c in tier_changes) == [
+        (c, "low_value", "high_value") for c in sorted(tops)
+    ]
+    assert {c.data.caused_by for c in first.changes} == {f"population:{pop.version}"}
+    assert {c.data.customer_id for c in first.changes if c.data.dimension == "rfm_segment"} == {*tops, *others}
+    for change in tier_changes:
+        assert change.data.scores.rfm_score is not None and change.data.scores.rfm_score[2] == "5"
+
+    second = await handlers.refresh_population(store, THRESHOLDS, now + timedelta(minutes=5))
+    assert (second.population.version, second.rescored, second.changes) == (pop.version, 0, [])
+    outbox = await store.db[OUTBOX].count_documents({"key": {"$in": tops}, "type": "crm.segment.changed.v1"})
+    # Per top customer: the first order's tier and lifecycle changes, then the tier and RFM changes.
+    assert outbox == 4 * len(tops)
+
+    doc = await store.db[repository.CUSTOMERS].find_one({"_id": tops[0]})
+    assert doc is not None
+    assert (doc["segments"]["value_tier"], doc["population_version"]) == ("high_value", pop.version)
+
+
+async def test_a_new_order_is_scored_against_the_population_in_force(new_store: NewStore) -> None:
+    store = await new_store("scoring_pop", repository.INDEXES)
+    await seed(store)
+    await handlers.refresh_population(store, THRESHOLDS, datetime.now(UTC))
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+
+    result = await handlers.apply_event(store, order(customer, "O-1", "950.00", T0 + timedelta(days=2)), THRESHOLDS)
+
+    assert result.customer is not None
+    scores = result.customer.scores
+    assert (scores.value_tier, scores.rfm_score, scores.rfm_segment) == ("high_value", "515", "potential_loyalists")
+    assert [(c.data.dimension, c.data.new) for c in result.changes] == [
+        ("value_tier", "high_value"),
+        ("lifecycle_stage", "first_time_buyer"),
+        ("rfm_segment", "potential_loyalists"),
+    ]
+
+
+async def test_population_endpoints(new_store: NewStore) -> None:
+    store = await new_store("scoring_pop", repository.INDEXES)
+    tops, _ = await seed(store)
+    app = create_service(ScoringSettings())
+    app.state.runtime.store = store
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+        refreshed = await http.post("/v1/population/refresh")
+        distribution = await http.get("/v1/population")
+        pareto = await http.get("/v1/population/pareto")
+        movements = await http.get("/v1/population/movements", params={"period": "month"})
+        scores = await http.get(f"/v1/customers/{tops[0]}/scores")
+        bad = await http.get("/v1/population/movements", params={"period": "year"})
+
+    assert refreshed.status_code == 200, refreshed.text
+    assert (refreshed.json()["rescored"], refreshed.json()["population"]["high_value_monetary"]) == (25, "900.00")
+    body = distribution.json()
+    assert body["customers"] == 25
+    assert body["value_tier"] == {"high_value": 5, "low_value": 20}
+    assert body["lifecycle_stage"] == {"first_time_buyer": 25}
+    assert sum(body["rfm_segment"].values()) == 25 and "none" not in body["rfm_segment"]
+    curve = pareto.json()
+    assert (curve["customers"], curve["revenue"]) == (25, "5500.00")
+    assert curve["top_20_percent_revenue_share"] == round(4500 / 5500, 4)
+    assert len(curve["curve"]) == 20 and curve["curve"][-1] == {"customer_share": 1.0, "revenue_share": 1.0}
+    assert movements.json() == [{"period": "2026-09", "new": 25, "lost": 0, "reactivated": 0}]
+    view = scores.json()
+    assert (view["value_tier"], view["rfm_score"][2], view["population"]["high_value_monetary"]) == (
+        "high_value",
+        "5",
+        "900.00",
+    )
+    assert view["population"]["monetary_cuts"] == ["50.00", "50.00", "50.00", "50.00"]
+    assert view["value_quadrant"] == "big_occasional"
+    assert bad.status_code == 422

@@ -1,0 +1,202 @@
+"""Time decay, the loyalty ladder and the formula lifetime value, by hand at the exact boundaries."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm_scoring import domain, lifetime, population
+from crm_scoring.domain import Complaint, CustomerFacts, Placed, Survey, Thresholds
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+DEFAULT = Thresholds()  # at risk from 90 days, lost from 180, stable from 9 orders
+DAY = timedelta(days=1)
+SECOND = timedelta(seconds=1)
+
+
+def at(days: float) -> datetime:
+    return T0 + timedelta(days=days)
+
+
+@pytest.mark.parametrize(
+    ("order_days", "as_of", "stage"),
+    [
+        ([], at(0), "prospect"),
+        ([0], at(0), "first_time_buyer"),
+        ([0], at(90) - SECOND, "first_time_buyer"),
+        ([0], at(90), "at_risk"),
+        ([0], at(180) - SECOND, "at_risk"),
+        ([0], at(180), "lost"),
+        ([0, 10], at(99), "repeat"),
+        ([0, 10], at(100), "at_risk"),
+        ([0, 180], at(180), "reactivated"),  # the second order came exactly lost_days after the first
+        ([0, 180], at(180) - SECOND, "at_risk"),  # as of just before it, a second short of lost
+        ([0, 180 - 1 / 86400], at(180), "repeat"),  # a second earlier and it never was lost
+        ([0, 180], at(270), "at_risk"),  # reactivated customers decay again
+        ([0, 200, 210], at(210), "repeat"),  # the next order ends the reactivation, by count
+        ([*range(8), 300], at(300), "reactivated"),
+        ([*range(8), 300, 301], at(301), "stable"),  # 10 orders in all: stable again
+        ([*range(9)], at(8), "stable"),
+    ],
+)
+def test_lifecycle_at_the_boundaries(order_days: list[float], as_of: datetime, stage: str) -> None:
+    times = [at(d) for d in order_days if at(d) <= as_of]
+    assert domain.lifecycle_stage(times, as_of, DEFAULT) == stage
+
+
+@pytest.mark.parametrize(
+    ("order_days", "as_of", "review"),
+    [
+        ([], at(0), None),
+        ([0], at(0), at(90)),
+        ([0], at(90) - SECOND, at(90)),
+        ([0], at(90), at(180)),
+        ([0], at(180) - SECOND, at(180)),
+        ([0], at(180), None),
+        ([0, 30], at(31), at(120)),
+    ],
+)
+def test_next_review_is_the_next_boundary_time_alone_crosses(
+    order_days: list[float], as_of: datetime, review: datetime | None
+) -> None:
+    assert domain.next_review_at([at(d) for d in order_days], as_of, DEFAULT) == review
+
+
+def test_lifecycle_follows_configured_days() -> None:
+    thresholds = Thresholds(at_risk_days=10, lost_days=20)
+    assert domain.lifecycle_stage([T0], at(10), thresholds) == "at_risk"
+    assert domain.lifecycle_stage([T0], at(20), thresholds) == "lost"
+    assert domain.next_review_at([T0], at(1), thresholds) == at(10)
+    with pytest.raises(ValueError, match="at_risk_days < lost_days"):
+        Thresholds(at_risk_days=20, lost_days=20)
+
+
+def placed(order_id: str, days: float = 0, total: str = "10.00") -> Placed:
+    return Placed(order_id, Decimal(total), "EUR", at(days))
+
+
+def survey(survey_id: str, kind: domain.SurveyKind, score: int) -> Survey:
+    return Survey(survey_id, kind, score, "service", T0)
+
+
+def loyalty(*facts: domain.Fact) -> str:
+    customer = domain.record_all(CustomerFacts("C-1"), facts)
+    return domain.score(customer, customer.latest_at or T0, DEFAULT).loyalty_stage
+
+
+def test_the_loyalty_ladder() -> None:
+    assert loyalty() == "stranger"
+    assert loyalty(survey("S-1", "nps", 3)) == "stranger"  # a detractor has not built trust
+    assert loyalty(survey("S-1", "nps", 7)) == "prospect"
+    assert loyalty(placed("O-1"), domain.Cancelled("O-1", T0)) == "prospect"
+    assert loyalty(placed("O-1")) == "buyer"
+    # Satisfaction from 0.7 with an order: CSAT 4 is (4 - 1) / 4 = 0.75; NPS 7 is 0.7 exactly; 6 is 0.6.
+    assert loyalty(placed("O-1"), survey("S-1", "csat", 4)) == "satisfied"
+    assert loyalty(placed("O-1"), survey("S-1", "nps", 7)) == "satisfied"
+    assert loyalty(placed("O-1"), survey("S-1", "nps", 6)) == "buyer"
+    # A promoter with one order is satisfied; with two, an advocate.
+    assert loyalty(placed("O-1"), survey("S-1", "nps", 9)) == "satisfied"
+    assert loyalty(placed("O-1"), placed("O-2", 1), survey("S-1", "nps", 9)) == "advocate"
+    assert loyalty(placed("O-1"), placed("O-2", 1), survey("S-1", "csat", 5)) == "advocate"
+    assert loyalty(placed("O-1"), placed("O-2", 1), survey("S-1", "csat", 4)) == "satisfied"
+    high = Complaint("T-1", "high", "service", T0)
+    assert loyalty(placed("O-1"), placed("O-2", 1), survey("S-1", "csat", 4), high) == "buyer"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "c", "e", "d", "f", "g"),
+    [
+        ("800", "1200", "30", "2", "60000", "120000", "180000"),
+        ("100", "50", "10", "0", "1500", "0", "1500"),
+        ("0", "0", "5", "3", "0", "0", "0"),
+        ("10.5", "0.25", "4", "1.5", "43.00", "64.500", "107.500"),
+    ],
+)
+def test_the_formula_lifetime_value(a: str, b: str, c: str, e: str, d: str, f: str, g: str) -> None:
+    value = domain.formula_lifetime_value(domain.FormulaInputs(Decimal(a), Decimal(b), Decimal(c), Decimal(e)))
+    assert (value.own, value.referred, value.total) == (Decimal(d), Decimal(f), Decimal(g))
+
+
+def test_the_main_product_line_is_the_most_ordered_then_the_first_by_name() -> None:
+    facts = domain.record_all(
+        CustomerFacts("C-1"),
+        [
+            Placed("O-1", Decimal(1), "EUR", T0, "printers"),
+            Placed("O-2", Decimal(1), "EUR", T0, "atm"),
+            Placed("O-3", Decimal(1), "EUR", T0, None),
+        ],
+    )
+    assert domain.main_product_line(facts) == "atm"
+    assert domain.main_product_line(CustomerFacts("C-2")) is None
+
+
+# ---------------------------------------------------------------- order-insensitivity with a population
+
+
+POPULATION = population.compute(
+    [
+        population.CustomerValue(at(d), 1 + d % 4, Decimal(10 * (d + 1)), Decimal(10 * (d + 1)) / (1 + d % 4))
+        for d in range(25)
+    ],
+    revenue_share=0.8,
+    min_population=20,
+)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> list[domain.Fact]:
+    """Orders, cancellations and surveys with consistent content per key, some repeated at another time."""
+    pool: list[domain.Fact] = []
+    for i in range(draw(st.integers(0, 5))):
+        total = draw(st.decimals(min_value=0, max_value=500, places=2))
+        day = draw(st.integers(0, 400))
+        pool += [Placed(f"O-{i}", total, "EUR", at(day + k)) for k in range(draw(st.integers(1, 2)))]
+        if draw(st.booleans()):
+            pool.append(domain.Cancelled(f"O-{i}", at(draw(st.integers(0, 400)))))
+    for i in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["csat", "nps"]))
+        score = draw(st.integers(1, 5) if kind == "csat" else st.integers(0, 10))
+        pool += [Survey(f"S-{i}", kind, score, "service", at(draw(st.integers(0, 400)))) for _ in range(2)]
+    return pool
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), pool=events())
+def test_any_permutation_with_duplicates_gives_the_same_scores(data: st.DataObject, pool: list[domain.Fact]) -> None:
+    shuffled = data.draw(st.permutations(pool))
+    duplicated = shuffled + data.draw(st.lists(st.sampled_from(pool), max_size=4)) if pool else shuffled
+    first = domain.record_all(CustomerFacts("C-1"), pool)
+    second = domain.record_all(CustomerFacts("C-1"), duplicated)
+    as_of = max(first.latest_at or T0, second.latest_at or T0)
+    assert first.latest_at == second.latest_at
+    assert domain.score(first, as_of, DEFAULT, POPULATION) == domain.score(second, as_of, DEFAULT, POPULATION)
+
+
+def test_churn_risk_starts_from_one_minus_p_alive_when_the_models_are_fitted() -> None:
+    customer = domain.record_all(CustomerFacts("C-1"), [placed("O-1"), Complaint("T-1", "medium", "service", T0)])
+    assert domain.churn_risk(customer, 1, DEFAULT, probability_alive=0.8) == 0.45  # 0.2 + 0.25
+    assert domain.churn_risk(customer, 1, DEFAULT, probability_alive=0.12345) == 1.0  # capped
+    assert domain.churn_risk(customer, 1, DEFAULT) == 0.45  # without models: the base for one order, 0.2
+    assert domain.churn_risk(CustomerFacts("C-2"), 3, DEFAULT, probability_alive=1.0) == 0.0
+
+
+def test_model_scores_summarise_the_orders_in_weeks_from_the_first() -> None:
+    bg = lifetime.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0.0)
+    gg = lifetime.GammaGammaParams(p=6.25, q=3.74, v=15.44, log_likelihood=0.0)
+    models = population.FittedModels("bgnbd-gg-test", bg, gg, T0, 100, 40)
+    pop = population.Population(0, False, 0.8, (), (), (), None, None, None, models)
+    # Orders in weeks 0, 10 and 20 (the first is not a repeat), scored at week 39: x = 2, t_x = 20, T = 39.
+    facts = domain.record_all(
+        CustomerFacts("C-1"), [placed("O-1", 0, "30.00"), placed("O-2", 70, "40.00"), placed("O-3", 140, "60.00")]
+    )
+    scores = domain.score(facts, at(273), DEFAULT, pop)
+    alive = float(lifetime.probability_alive(bg, 2, 20, 39))
+    assert scores.probability_alive == round(alive, 4)
+    assert scores.expected_purchases_90d == round(float(lifetime.expected_purchases(bg, 90 / 7, 2, 20, 39)), 4)
+    assert scores.expected_average_spend == Decimal(f"{float(lifetime.expected_spend(gg, 2, 50.0)):.2f}")
+    value = lifetime.discounted_lifetime_value(bg, gg, 2, 20, 39, 50.0, 52, 0.1)
+    assert scores.lifetime_value == Decimal(f"{float(value):.2f}")
+    assert scores.churn_risk == round(1 - round(alive, 4), 4)
+    assert domain.score(CustomerFacts("C-2"), at(0), DEFAULT, pop).probability_alive is None
