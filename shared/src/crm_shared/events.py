@@ -273,11 +273,19 @@ class CampaignConverted(Payload):
 
 
 class LeadQualified(Payload):
-    """Marketing hands a qualified lead to sales for follow-up: a member of a lead segment."""
+    """Marketing hands a qualified lead to sales for follow-up: a member of a lead segment, or a prospect
+    whose logged interactions reached marketing's engagement threshold."""
 
     lead_id: str
-    segment_id: str = Field(description="The marketing segment whose rules qualified the lead.")
-    reason: str = Field(max_length=500, description="The segment's name, for the sales person.")
+    segment_id: str = Field(
+        description="The marketing segment whose rules qualified the lead, or 'engagement' when the prospect's "
+        "engagement score qualified it.",
+        examples=["hot-prospects", "engagement"],
+    )
+    reason: str = Field(
+        max_length=500,
+        description="For the sales person: the segment's name, or the engagement score and the interactions behind it.",
+    )
     value_tier: str | None = None
     lifecycle_stage: str | None = None
 

@@ -1,4 +1,4 @@
-"""REST API of marketing: journeys, campaigns and their results, segments, enrolments and consents."""
+"""REST API of marketing: journeys, campaigns and their results, segments, enrolments, consents and engagement."""
 
 import csv
 import io
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pymongo.errors import DuplicateKeyError
 
-from crm_marketing import domain, handlers, repository
+from crm_marketing import domain, engagement, handlers, repository
 from crm_marketing.journeys import Journey
 from crm_marketing.segments import Group, to_filter
 from crm_marketing.settings import MarketingSettings
@@ -424,6 +424,59 @@ async def contact_preferences(store: StoreDep, customer_id: str) -> ContactPrefe
     return ContactPreferencesView.of(repository.preferences_from_document(doc))
 
 
+class InteractionView(BaseModel):
+    interaction_id: str
+    kind: engagement.InteractionKind
+    at: datetime
+    points: int = Field(description="What the interaction kind weighs now.")
+
+
+class EngagementView(BaseModel):
+    customer_id: str
+    score: int = Field(description="Points of the interactions within window_days before the latest one.")
+    threshold: int = Field(description="The score that hands a prospect to sales as a qualified lead.")
+    window_days: int
+    interactions_counted: int
+    interactions: list[InteractionView] = Field(description="The interactions counted, oldest first.")
+    latest_interaction_at: datetime | None
+    qualified_at: datetime | None = Field(
+        description="When the engagement reached the threshold and the prospect was handed to sales; null before."
+    )
+    lead_id: str | None = None
+
+
+@router.get(
+    "/customers/{customer_id}/engagement",
+    response_model=EngagementView,
+    summary="The customer's engagement score from logged interactions, and when it qualified them as a lead",
+    responses={200: {"description": "A customer with no interaction logged has score 0"}},
+)
+async def customer_engagement(store: StoreDep, settings: SettingsDep, customer_id: str) -> EngagementView:
+    rule = settings.engagement
+    latest = await repository.latest_interaction_at(store.db, customer_id)
+    facts = (
+        await repository.interactions_between(store.db, customer_id, latest - rule.window, latest)
+        if latest is not None
+        else []
+    )
+    current = engagement.current_engagement(facts, rule)
+    lead = await store.db[repository.LEADS].find_one({"_id": engagement.lead_id(customer_id)})
+    return EngagementView(
+        customer_id=customer_id,
+        score=current.score,
+        threshold=rule.threshold,
+        window_days=settings.lead_engagement_days,
+        interactions_counted=len(current.counted),
+        interactions=[
+            InteractionView(interaction_id=i.interaction_id, kind=i.kind, at=i.at, points=rule.weight(i.kind))
+            for i in current.counted
+        ],
+        latest_interaction_at=latest,
+        qualified_at=lead["handed_over_at"] if lead else None,
+        lead_id=lead["_id"] if lead else None,
+    )
+
+
 # ---------------------------------------------------------------- segments
 
 
@@ -518,6 +571,10 @@ async def _segment_view(store: Store, segment: SegmentDefinition) -> SegmentView
 async def define_segment(
     store: StoreDep, response: Response, segment: Annotated[SegmentDefinition, Body(examples=[SEGMENT_EXAMPLE])]
 ) -> SegmentView:
+    if segment.segment_id == engagement.ENGAGEMENT_SEGMENT:
+        raise Problem(
+            409, "Segment id taken", f"{engagement.ENGAGEMENT_SEGMENT} names the leads qualified by engagement"
+        )
     document = _segment_document(segment)
     try:
         await store.db[repository.SEGMENTS].insert_one(document)

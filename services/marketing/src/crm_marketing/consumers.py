@@ -12,7 +12,7 @@ from crm_shared.topics import Topic
 
 def register(runtime: Runtime, settings: MarketingSettings) -> None:
     broker: KafkaBroker = runtime.broker
-    journeys, policy = settings.journeys, settings.policy
+    journeys, policy, engagement = settings.journeys, settings.policy, settings.engagement
 
     @broker.subscriber(
         Topic.SCORING_SEGMENTS,
@@ -32,11 +32,13 @@ def register(runtime: Runtime, settings: MarketingSettings) -> None:
         group_id=settings.consumer_group,
         title="crm.customer.events:marketing",
         description="Sign-ups and consent changes, for marketing's projection of channel consents and the "
-        "preferred channel (no name, email or phone is kept). Other event types are ignored.",
+        "preferred channel (no name, email or phone is kept); logged interactions (crm.interaction.logged.v1), "
+        "counted toward each prospect's engagement score, which hands the prospect to sales as a qualified lead "
+        "once it reaches the threshold. Other event types are ignored.",
         **SUBSCRIBER_DEFAULTS,
     )
     async def on_customer_event(event: AnyEvent) -> None:
-        await handlers.apply_customer_event(runtime.require_store(), event)
+        await handlers.apply_customer_event(runtime.require_store(), event, engagement)
 
     @broker.subscriber(
         Topic.SUPPORT_EVENTS,
@@ -67,7 +69,8 @@ def register(runtime: Runtime, settings: MarketingSettings) -> None:
         description="crm.campaign.enrolled.v1 once per customer and journey episode (contacted, holdout or "
         "skipped, with the channel and the reason); crm.campaign.contacted.v1 for each contact; "
         "crm.campaign.converted.v1 for each order attributed to an enrolment; crm.lead.qualified.v1 for each "
-        "customer handed to sales. Key: customer id.",
+        "customer handed to sales (from a segment on demand, or once per prospect whose engagement reached the "
+        "threshold, segment_id 'engagement'). Key: customer id.",
         schema=MarketingEvent,
     )
     broker.publisher(

@@ -2,7 +2,8 @@
 
 Learn consents from customer events; enrol on segment changes and complaints, exactly once per
 (customer, journey, episode); attribute orders to enrolments as conversions, whichever arrives first;
-launch segment campaigns; hand a segment's members to sales as qualified leads.
+launch segment campaigns; hand a segment's members to sales as qualified leads, and a prospect whose
+logged interactions reach the engagement threshold, once.
 """
 
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from crm_marketing import domain, repository
+from crm_marketing import domain, engagement, repository
 from crm_marketing.journeys import DEFAULT_JOURNEYS, Journey, journeys_for_complaint, journeys_triggered
 from crm_marketing.segments import Group, to_filter
 from crm_shared.events import (
@@ -25,6 +26,7 @@ from crm_shared.events import (
     ComplaintFiledEvent,
     ConsentChangedEvent,
     CustomerRegisteredEvent,
+    InteractionLoggedEvent,
     LeadQualified,
     LeadQualifiedEvent,
     OrderCancelledEvent,
@@ -38,6 +40,7 @@ from crm_shared.topics import Topic
 
 SOURCE = "/crm/marketing"
 DEFAULT_POLICY = domain.Policy()
+DEFAULT_ENGAGEMENT = engagement.EngagementRule()
 
 log = get_logger(__name__)
 
@@ -49,8 +52,14 @@ def _applies(event: CloudEvent[Any]) -> str:
 # ---------------------------------------------------------------- consents
 
 
-async def apply_customer_event(store: Store, event: CloudEvent[Any]) -> domain.ContactPreferences | None:
-    """Keep marketing's consent projection; other customer events are not marketing's concern."""
+async def apply_customer_event(
+    store: Store, event: CloudEvent[Any], rule: engagement.EngagementRule = DEFAULT_ENGAGEMENT
+) -> domain.ContactPreferences | None:
+    """Keep marketing's consent projection and count interactions toward engagement; other customer events
+    are not marketing's concern."""
+    if isinstance(event, InteractionLoggedEvent):
+        await apply_interaction(store, event, rule)
+        return None
     if not isinstance(event, CustomerRegisteredEvent | ConsentChangedEvent):
         log.debug("customer_event_not_used", event_type=event.type)
         return None
@@ -414,3 +423,62 @@ async def hand_over_leads(
         last = docs[-1]["_id"]
     log.info("leads_handed_over", segment_id=segment_id, new=new, already=already)
     return new, already
+
+
+async def apply_interaction(
+    store: Store, event: InteractionLoggedEvent, rule: engagement.EngagementRule = DEFAULT_ENGAGEMENT
+) -> LeadQualified | None:
+    """Keep the interaction; a prospect whose engagement reaches the threshold is handed to sales, once ever.
+
+    Returns the lead handed over now, if any.
+    """
+    logged = event.data
+    interaction = engagement.Interaction(logged.interaction_id, logged.kind, event.time)
+
+    async def work(uow: UnitOfWork) -> LeadQualified | None:
+        if not await repository.record_interaction(uow, logged.customer_id, interaction, logged.channel, event.id):
+            return None
+        standing = await repository.customer_standing(uow, logged.customer_id)
+        if not engagement.is_prospect(standing.get("lifecycle_stage"), standing.get("last_order_at") is not None):
+            return None
+        # Only windows holding this interaction can have changed; others were judged when they filled.
+        nearby = await repository.interactions_between(
+            uow.db, logged.customer_id, event.time - rule.window, event.time + rule.window, uow.session
+        )
+        qualifying = engagement.first_qualifying(nearby, rule)
+        if qualifying is None or qualifying.ends_at is None:
+            return None
+        lead = LeadQualified(
+            customer_id=logged.customer_id,
+            lead_id=engagement.lead_id(logged.customer_id),
+            segment_id=engagement.ENGAGEMENT_SEGMENT,
+            reason=engagement.lead_reason(qualifying, rule),
+            value_tier=standing.get("value_tier"),
+            lifecycle_stage=standing.get("lifecycle_stage"),
+        )
+        handed_over = await repository.insert_engagement_lead(
+            uow,
+            lead.lead_id,
+            lead.customer_id,
+            qualifying.ends_at,
+            qualifying.score,
+            [i.interaction_id for i in qualifying.counted],
+        )
+        if not handed_over:
+            return None
+        uow.emit(
+            LeadQualifiedEvent.create(
+                lead,
+                source=SOURCE,
+                id=derived_event_id(SOURCE, "lead", lead.lead_id),
+                time=qualifying.ends_at,
+                cause=event,
+            ),
+            Topic.MARKETING_EVENTS,
+        )
+        return lead
+
+    lead = await store.transaction(work, applies=_applies(event))
+    if lead is not None:
+        log.info("lead_qualified_by_engagement", customer_id=lead.customer_id, lead_id=lead.lead_id)
+    return lead

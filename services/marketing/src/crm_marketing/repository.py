@@ -4,8 +4,10 @@
 campaigns with a budget), `enrolments`, `contact_locks` (one per customer, written by every
 enrolment so two concurrent enrolments of one customer conflict and the frequency cap holds),
 `orders` (the order facts marketing needs for attribution), `conversions`, `segments` (named rule
-definitions), `customer_attributes` (what segment rules read: scores, consents, last order) and
-`leads` (the qualified leads handed to sales).
+definitions), `customer_attributes` (what segment rules read: scores, consents, last order),
+`leads` (the qualified leads handed to sales), `interactions` (the logged interactions engagement
+counts, one per customer and interaction id) and `engagement` (one per customer, written with each
+new interaction so two concurrent interactions of one customer conflict and neither is missed).
 """
 
 from datetime import datetime, timedelta
@@ -13,8 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_marketing.domain import Consent, ContactPreferences, Enrolment, Fact, Preferred
+from crm_marketing.engagement import ENGAGEMENT_SEGMENT, Interaction
 from crm_marketing.journeys import Journey
 from crm_shared.events import ScoreSnapshot
 from crm_shared.store import IndexSpec, UnitOfWork
@@ -28,6 +33,8 @@ CONVERSIONS = "conversions"
 SEGMENTS = "segments"
 LEADS = "leads"
 ATTRIBUTES = "customer_attributes"
+INTERACTIONS = "interactions"
+ENGAGEMENT = "engagement"
 
 INDEXES = (
     # Exactly once per customer, journey and episode, whatever path the enrolment came by.
@@ -52,6 +59,7 @@ INDEXES = (
     IndexSpec(CONVERSIONS, IndexModel([("campaign_id", ASCENDING), ("group", ASCENDING)], name="by_campaign")),
     IndexSpec(ATTRIBUTES, IndexModel([("value_tier", ASCENDING)], name="by_value_tier")),
     IndexSpec(ATTRIBUTES, IndexModel([("lifecycle_stage", ASCENDING)], name="by_lifecycle_stage")),
+    IndexSpec(INTERACTIONS, IndexModel([("customer_id", ASCENDING), ("at", ASCENDING)], name="by_customer")),
 )
 
 # ---------------------------------------------------------------- contact preferences
@@ -337,3 +345,96 @@ async def record_lead(uow: UnitOfWork, lead_id: str, customer_id: str, segment_i
         {"_id": lead_id, "customer_id": customer_id, "segment_id": segment_id, "handed_over_at": at},
         session=uow.session,
     )
+
+
+# ---------------------------------------------------------------- engagement
+
+
+def _interaction_key(customer_id: str, interaction_id: str) -> str:
+    # Neither id may contain '|', so the key is unambiguous.
+    return f"{customer_id}|{interaction_id}"
+
+
+async def record_interaction(
+    uow: UnitOfWork, customer_id: str, interaction: Interaction, channel: str, event_id: str
+) -> bool:
+    """Keep the interaction as a fact; False when it was kept before (a duplicate counts once)."""
+    result = await uow.db[INTERACTIONS].update_one(
+        {"_id": _interaction_key(customer_id, interaction.interaction_id)},
+        {
+            "$setOnInsert": {
+                "customer_id": customer_id,
+                "interaction_id": interaction.interaction_id,
+                "kind": interaction.kind,
+                "channel": channel,
+                "at": interaction.at,
+                "event_id": event_id,
+            }
+        },
+        upsert=True,
+        session=uow.session,
+    )
+    if result.upserted_id is None:
+        return False
+    await uow.db[ENGAGEMENT].update_one(
+        {"_id": customer_id},
+        {"$inc": {"interactions": 1}, "$max": {"latest_at": interaction.at}},
+        upsert=True,
+        session=uow.session,
+    )
+    return True
+
+
+def interaction_from_document(doc: dict[str, Any]) -> Interaction:
+    return Interaction(interaction_id=doc["interaction_id"], kind=doc["kind"], at=doc["at"])
+
+
+async def interactions_between(
+    db: AsyncDatabase[dict[str, Any]],
+    customer_id: str,
+    start: datetime,
+    end: datetime,
+    session: AsyncClientSession | None = None,
+) -> list[Interaction]:
+    """The customer's interactions from `start` to `end`, both included, oldest first."""
+    docs = await (
+        db[INTERACTIONS]
+        .find({"customer_id": customer_id, "at": {"$gte": start, "$lte": end}}, session=session)
+        .sort([("at", ASCENDING), ("interaction_id", ASCENDING)])
+        .to_list(None)
+    )
+    return [interaction_from_document(d) for d in docs]
+
+
+async def latest_interaction_at(db: AsyncDatabase[dict[str, Any]], customer_id: str) -> datetime | None:
+    doc = await db[ENGAGEMENT].find_one({"_id": customer_id}, {"latest_at": 1})
+    return doc.get("latest_at") if doc else None
+
+
+async def customer_standing(uow: UnitOfWork, customer_id: str) -> dict[str, Any]:
+    """What marketing knows of the customer's lifecycle: scoring's stage and the last order, if any."""
+    doc = await uow.db[ATTRIBUTES].find_one(
+        {"_id": customer_id}, {"lifecycle_stage": 1, "value_tier": 1, "last_order_at": 1}, session=uow.session
+    )
+    return doc or {}
+
+
+async def insert_engagement_lead(
+    uow: UnitOfWork, lead_id: str, customer_id: str, at: datetime, score: int, interaction_ids: list[str]
+) -> bool:
+    """True when the lead is new: one atomic insert-if-absent, so a customer is handed over once."""
+    result = await uow.db[LEADS].update_one(
+        {"_id": lead_id},
+        {
+            "$setOnInsert": {
+                "customer_id": customer_id,
+                "segment_id": ENGAGEMENT_SEGMENT,
+                "handed_over_at": at,
+                "engagement_score": score,
+                "interaction_ids": interaction_ids,
+            }
+        },
+        upsert=True,
+        session=uow.session,
+    )
+    return result.upserted_id is not None
