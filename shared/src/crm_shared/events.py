@@ -189,6 +189,20 @@ class InteractionLogged(Payload):
     summary: str | None = Field(default=None, max_length=2000)
 
 
+class CustomerReferred(Payload):
+    """A customer referred someone: `customer_id` is the referrer (and the Kafka key)."""
+
+    referral_id: EntityId
+    referred_customer_id: CustomerId = Field(description="The customer who was referred.")
+    channel: Channel | None = None
+
+    @model_validator(mode="after")
+    def _not_oneself(self) -> Self:
+        if self.referred_customer_id == self.customer_id:
+            raise ValueError(f"customer {self.customer_id} cannot refer themselves")
+        return self
+
+
 SegmentDimension = Literal["value_tier", "lifecycle_stage", "rfm_segment", "churn_risk_band"]
 
 
@@ -455,6 +469,13 @@ class LeadQualifiedEvent(CloudEvent[LeadQualified]):
     type: Literal["crm.lead.qualified.v1"] = "crm.lead.qualified.v1"
 
 
+class CustomerReferredEvent(CloudEvent[CustomerReferred]):
+    """A customer referred someone."""
+
+    TYPE: ClassVar[str] = "crm.customer.referred.v1"
+    type: Literal["crm.customer.referred.v1"] = "crm.customer.referred.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -472,6 +493,7 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         CampaignContactedEvent,
         CampaignConvertedEvent,
         LeadQualifiedEvent,
+        CustomerReferredEvent,
     )
 }
 
@@ -485,7 +507,7 @@ TicketIngest = Annotated[
     Field(discriminator="type"),
 ]
 CustomerIngest = Annotated[
-    CustomerRegisteredEvent | InteractionLoggedEvent | ConsentChangedEvent,
+    CustomerRegisteredEvent | InteractionLoggedEvent | ConsentChangedEvent | CustomerReferredEvent,
     Field(discriminator="type"),
 ]
 AnyEvent = Annotated[
@@ -502,7 +524,8 @@ AnyEvent = Annotated[
     | ConsentChangedEvent
     | CampaignContactedEvent
     | CampaignConvertedEvent
-    | LeadQualifiedEvent,
+    | LeadQualifiedEvent
+    | CustomerReferredEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

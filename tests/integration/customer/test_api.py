@@ -122,6 +122,38 @@ async def test_interactions_and_events_endpoints(api: tuple[httpx.AsyncClient, S
     assert rejected.status_code == 409 and rejected.headers["content-type"] == PROBLEM
 
 
+async def test_referrals_endpoint_and_referral_events(api: tuple[httpx.AsyncClient, Store]) -> None:
+    http, store = api
+    customer = customer_id()
+    referral = {"referral_id": f"R-{customer}", "customer_id": customer, "referred_customer_id": "C-friend"}
+    key = {"Idempotency-Key": f"r-{customer}"}
+    created = await http.post("/v1/referrals", json=referral, headers=key)
+    assert created.status_code == 201 and created.json()["referred_customer_id"] == "C-friend"
+    assert (await http.post("/v1/referrals", json=referral, headers=key)).status_code == 200
+    assert (await http.post("/v1/referrals", json=referral)).status_code == 200
+    conflict = await http.post("/v1/referrals", json={**referral, "referred_customer_id": "C-other"})
+    assert conflict.status_code == 409 and conflict.headers["content-type"] == PROBLEM
+    reused_key = await http.post("/v1/referrals", json={**referral, "referral_id": f"R2-{customer}"}, headers=key)
+    assert reused_key.status_code == 409
+    oneself = await http.post("/v1/referrals", json={**referral, "referred_customer_id": customer})
+    assert oneself.status_code == 422
+    assert await store.db[OUTBOX].count_documents({"key": customer}) == 1
+
+    event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/channels/shop",
+        "type": "crm.customer.referred.v1",
+        "time": "2026-11-20T10:00:00Z",
+        "subject": customer,
+        "data": {**referral, "referral_id": f"R3-{customer}", "channel": "partner"},
+    }
+    assert (await http.post("/v1/events", json=event)).json() == {"id": event["id"], "status": "applied"}
+    clash = {**event, "id": str(uuid.uuid4()), "data": {**event["data"], "channel": "web"}}
+    assert (await http.post("/v1/events", json=clash)).status_code == 409
+    assert await store.db[OUTBOX].count_documents({"key": customer}) == 2
+
+
 async def test_the_timeline_pages_in_event_time_order_and_filters_by_type(api: tuple[httpx.AsyncClient, Store]) -> None:
     http, store = api
     customer = customer_id()

@@ -12,6 +12,8 @@ from crm_customer import handlers, repository
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     ChannelConsent,
+    CustomerReferred,
+    CustomerReferredEvent,
     CustomerRegistered,
     CustomerRegisteredEvent,
     InteractionLogged,
@@ -116,6 +118,35 @@ async def test_an_interaction_is_stored_and_emitted_once_and_a_reused_id_is_reje
 
     records = await outbox(store, customer)
     assert [parse_event(r["value"]).type for r in records] == ["crm.interaction.logged.v1"]
+
+
+async def test_a_referral_is_stored_and_emitted_once_and_a_conflicting_one_is_rejected(new_store: NewStore) -> None:
+    store = await new_store("customer", repository.INDEXES)
+    customer = customer_id()
+    referred = CustomerReferred(customer_id=customer, referral_id=f"R-{customer}", referred_customer_id="C-friend")
+    event = CustomerReferredEvent.create(referred, source="/channels/shop", time=T0)
+
+    await handlers.apply_ingest(store, event)
+    stored = await handlers.find_referral(store, referred.referral_id)
+    assert stored is not None and stored.referred == referred and stored.referred_at == T0
+    with pytest.raises(AlreadyApplied):
+        await handlers.apply_ingest(store, event)
+    again = CustomerReferredEvent.create(referred, source="/channels/shop", time=T0)
+    assert not (await handlers.record_referral(store, again)).new
+    with pytest.raises(Rejected, match="already recorded with different content"):
+        other = referred.model_copy(update={"referred_customer_id": "C-someone-else"})
+        await handlers.apply_ingest(store, CustomerReferredEvent.create(other, source="/x", time=T0))
+
+    records = await outbox(store, customer)
+    assert [(r["topic"], r["key"]) for r in records] == [(Topic.CUSTOMER_EVENTS, customer)]
+    published = parse_event(records[0]["value"])
+    assert isinstance(published, CustomerReferredEvent)
+    assert published.type == "crm.customer.referred.v1"
+    assert (published.id, published.causationid, published.data) == (
+        derived_event_id("/crm/customer", event.id),
+        event.id,
+        referred,
+    )
 
 
 async def test_a_timeline_entry_is_written_once_per_event(new_store: NewStore) -> None:

@@ -13,6 +13,10 @@ from crm_scoring.settings import ScoringSettings
 from crm_shared.events import (
     ComplaintFiled,
     ComplaintFiledEvent,
+    CustomerReferred,
+    CustomerReferredEvent,
+    InteractionLogged,
+    InteractionLoggedEvent,
     OrderCancelled,
     OrderCancelledEvent,
     OrderPlaced,
@@ -94,7 +98,37 @@ async def test_scores_show_the_facts_and_thresholds_behind_them(new_store: NewSt
     formula = body["formula_lifetime_value"]
     assert formula["product_line"] == "default"
     assert formula["inputs"] == {"A": "100", "B": "50", "C": "10", "E": "1"}
+    assert formula["referrals_from"] == "settings"
     assert (formula["D"], formula["F"], formula["G"]) == ("1500", "1500", "3000")
+    assert (body["interactions"], body["last_interaction_at"], body["referrals"], body["referral_ids"]) == (
+        0,
+        None,
+        0,
+        [],
+    )
+
+
+async def test_scores_show_interactions_and_referrals_and_e_from_own_referrals(new_store: NewStore) -> None:
+    store = await new_store("scoring_api", repository.INDEXES)
+    app = create_service()
+    app.state.runtime.store = store
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+    await handlers.apply_event(store, order(customer, "O-1", "50.00", T0))
+    logged = InteractionLogged(customer_id=customer, interaction_id="I-1", kind="visit", channel="face_to_face")
+    await handlers.apply_customer_event(store, InteractionLoggedEvent.create(logged, source="/x", time=T0))
+    for referral_id in ("R-2", "R-1"):
+        data = CustomerReferred(customer_id=customer, referral_id=referral_id, referred_customer_id=f"C-{referral_id}")
+        await handlers.apply_customer_event(store, CustomerReferredEvent.create(data, source="/x", time=T0))
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+        body = (await http.get(f"/v1/customers/{customer}/scores")).json()
+
+    assert (body["interactions"], body["last_interaction_at"]) == (1, "2026-11-20T10:00:00Z")
+    assert (body["referrals"], body["referral_ids"], body["loyalty_stage"]) == (2, ["R-1", "R-2"], "advocate")
+    formula = body["formula_lifetime_value"]
+    # E = the 2 referrals instead of the configured 1: D = 10 x (100 + 50), F = 2 x D.
+    assert (formula["referrals_from"], formula["inputs"]["E"]) == ("own_referrals", "2")
+    assert (formula["D"], formula["F"], formula["G"]) == ("1500", "3000", "4500")
 
 
 async def test_segment_changes_page_oldest_first_and_unknown_customers(new_store: NewStore) -> None:

@@ -14,11 +14,19 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ComplaintFiledEvent,
+    CustomerReferred,
+    CustomerReferredEvent,
+    CustomerRegistered,
+    CustomerRegisteredEvent,
+    InteractionLogged,
+    InteractionLoggedEvent,
     OrderPlaced,
     OrderPlacedEvent,
     OrderRefunded,
     OrderRefundedEvent,
     SegmentChangedEvent,
+    SurveyAnswered,
+    SurveyAnsweredEvent,
     derived_event_id,
     parse_event,
 )
@@ -198,3 +206,75 @@ async def test_contradicting_orders_are_rejected_and_change_nothing(new_store: N
     assert await store.db[PROCESSED].find_one({"_id": f"scoring:{conflicting.id}"}) is None
     assert len(await published(store, customer)) == 2
     assert await published(store, other) == []
+
+
+# ---------------------------------------------------------------- crm.customer.events
+
+
+def referred(customer: str, referral_id: str, at: datetime = T0) -> CustomerReferredEvent:
+    data = CustomerReferred(customer_id=customer, referral_id=referral_id, referred_customer_id=f"C-by-{customer}")
+    return CustomerReferredEvent.create(data, source="/crm/customer", time=at)
+
+
+def csat(customer: str, survey_id: str, score: int, at: datetime = T0) -> SurveyAnsweredEvent:
+    data = SurveyAnswered(customer_id=customer, survey_id=survey_id, kind="csat", score=score)
+    return SurveyAnsweredEvent.create(data, source="/crm/support", time=at)
+
+
+async def test_a_referral_counts_once_and_makes_a_satisfied_buyer_an_advocate(new_store: NewStore) -> None:
+    store = await new_store("scoring", repository.INDEXES)
+    customer = customer_id()
+    await handlers.apply_event(store, order(customer, f"O-{customer}", "100.00"))
+    await handlers.apply_event(store, csat(customer, f"S-{customer}", 4, T0 + timedelta(hours=1)))
+    satisfied = await handlers.find_customer(store, customer)
+    assert satisfied is not None and satisfied.scores.loyalty_stage == "satisfied"
+    before = len(await published(store, customer))
+
+    event = referred(customer, f"R-{customer}", T0 + timedelta(hours=2))
+    result = await handlers.apply_customer_event(store, event)
+    assert result is not None and result.changes == []  # the loyalty stage is not a segment dimension
+    with pytest.raises(AlreadyApplied):
+        await handlers.apply_customer_event(store, event)
+    # The same referral under another event id (e.g. sent again by a channel) changes nothing either.
+    again = referred(customer, f"R-{customer}", T0 + timedelta(hours=3))
+    await handlers.apply_customer_event(store, again)
+
+    scored = await handlers.find_customer(store, customer)
+    assert scored is not None
+    assert list(scored.facts.referrals) == [f"R-{customer}"]
+    assert scored.scores.loyalty_stage == "advocate"
+    assert scored.scored_as_of == T0 + timedelta(hours=2)
+    assert len(await published(store, customer)) == before
+    assert await store.db[PROCESSED].find_one({"_id": f"scoring:{event.id}"}) is not None
+
+
+async def test_an_interaction_updates_the_interaction_count(new_store: NewStore) -> None:
+    store = await new_store("scoring", repository.INDEXES)
+    customer = customer_id()
+    first = InteractionLogged(customer_id=customer, interaction_id=f"I-{customer}", kind="call", channel="phone")
+    second = first.model_copy(update={"interaction_id": f"I2-{customer}", "kind": "visit"})
+    await handlers.apply_customer_event(store, InteractionLoggedEvent.create(second, source="/x", time=T0))
+    await handlers.apply_customer_event(
+        store, InteractionLoggedEvent.create(first, source="/x", time=T0 - timedelta(days=1))
+    )
+    await handlers.apply_customer_event(store, InteractionLoggedEvent.create(first, source="/x", time=T0))
+
+    scored = await handlers.find_customer(store, customer)
+    assert scored is not None
+    assert sorted(scored.facts.interactions) == [f"I-{customer}", f"I2-{customer}"]
+    assert scored.facts.interactions[f"I-{customer}"].at == T0 - timedelta(days=1)  # the earliest time is kept
+    assert scored.facts.last_interaction_at == T0
+    assert (scored.scores.frequency, scored.scores.loyalty_stage) == (0, "stranger")
+    assert await published(store, customer) == []
+
+
+async def test_a_registration_on_the_customer_topic_is_ignored_without_error(new_store: NewStore) -> None:
+    store = await new_store("scoring", repository.INDEXES)
+    customer = customer_id()
+    registered = CustomerRegisteredEvent.create(
+        CustomerRegistered(customer_id=customer, name="Test Person"), source="/crm/customer", time=T0
+    )
+    assert await handlers.apply_customer_event(store, registered) is None
+    assert await handlers.apply_customer_event(store, registered) is None
+    assert await handlers.find_customer(store, customer) is None
+    assert await store.db[PROCESSED].find_one({"_id": f"scoring:{registered.id}"}) is None

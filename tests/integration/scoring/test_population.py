@@ -11,7 +11,7 @@ from crm_scoring import handlers, repository
 from crm_scoring.app import create_service
 from crm_scoring.domain import Thresholds
 from crm_scoring.settings import ScoringSettings
-from crm_shared.events import OrderPlaced, OrderPlacedEvent
+from crm_shared.events import OrderPlaced, OrderPlacedEvent, SurveyAnswered, SurveyAnsweredEvent
 from crm_shared.store import OUTBOX, Store
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -120,3 +120,37 @@ async def test_population_endpoints(new_store: NewStore) -> None:
     assert view["population"]["monetary_cuts"] == ["50.00", "50.00", "50.00", "50.00"]
     assert view["value_quadrant"] == "big_occasional"
     assert bad.status_code == 422
+
+
+async def test_the_population_shows_csat_and_nps_from_the_stored_answers(new_store: NewStore) -> None:
+    store = await new_store("scoring_pop", repository.INDEXES)
+    app = create_service(ScoringSettings())
+    app.state.runtime.store = store
+    prefix = uuid.uuid4().hex[:6]
+    # NPS on product from 5 customers, 2 answers each: 10, 9, 9, 8, 7, 7, 6, 4, 2, 0 -> 3 promoters, 4 detractors.
+    nps = [10, 9, 9, 8, 7, 7, 6, 4, 2, 0]
+    for i, score in enumerate(nps):
+        await handlers.apply_event(store, answered(f"C-{prefix}-{i // 2}", f"N-{prefix}-{i}", "nps", score, "product"))
+    # CSAT on people: 5, 4, 3 -> 2 of 3 satisfied; CSAT on service: 1.
+    for i, (score, dimension) in enumerate([(5, "people"), (4, "people"), (3, "people"), (1, "service")]):
+        await handlers.apply_event(store, answered(f"C-{prefix}-{i}", f"S-{prefix}-{i}", "csat", score, dimension))
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+        body = (await http.get("/v1/population")).json()
+
+    satisfaction = body["satisfaction"]
+    overall = satisfaction["overall"]
+    assert (overall["nps_answers"], overall["promoters"], overall["passives"], overall["detractors"]) == (10, 3, 3, 4)
+    assert overall["nps"] == -10.0  # 30% - 40%
+    assert (overall["csat_answers"], overall["csat_satisfied"], overall["csat_percent"]) == (4, 2, 50.0)
+    by_dimension = satisfaction["by_dimension"]
+    assert (by_dimension["product"]["nps"], by_dimension["product"]["csat_percent"]) == (-10.0, None)
+    assert (by_dimension["people"]["csat_percent"], by_dimension["people"]["csat_answers"]) == (66.67, 3)
+    assert (by_dimension["service"]["csat_percent"], by_dimension["service"]["nps_answers"]) == (0.0, 0)
+
+
+def answered(customer: str, survey_id: str, kind: str, score: int, dimension: str) -> SurveyAnsweredEvent:
+    data = SurveyAnswered.model_validate(
+        {"customer_id": customer, "survey_id": survey_id, "kind": kind, "score": score, "dimension": dimension}
+    )
+    return SurveyAnsweredEvent.create(data, source="/crm/support", time=T0)

@@ -16,6 +16,7 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ConsentChanged,
+    CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
     LeadQualified,
@@ -150,6 +151,10 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
     "crm.lead.qualified.v1": (
         LeadQualified(customer_id="C-1", lead_id="L-1", segment_id="hot-prospects", reason="Hot prospects"),
         "Handed to sales as a qualified lead (segment hot-prospects)",
+    ),
+    "crm.customer.referred.v1": (
+        CustomerReferred(customer_id="C-1", referral_id="R-1", referred_customer_id="C-2", channel="face_to_face"),
+        "Referred customer C-2 via face_to_face (referral R-1)",
     ),
 }
 

@@ -105,6 +105,45 @@ def test_the_loyalty_ladder() -> None:
     assert loyalty(placed("O-1"), placed("O-2", 1), survey("S-1", "csat", 4), high) == "buyer"
 
 
+def referral(referral_id: str, days: float = 0) -> domain.Referral:
+    return domain.Referral(referral_id, f"C-{referral_id}", at(days))
+
+
+def test_a_referral_makes_an_advocate_whatever_else_is_known() -> None:
+    assert loyalty(referral("R-1")) == "advocate"
+    assert loyalty(placed("O-1"), survey("S-1", "csat", 4)) == "satisfied"
+    assert loyalty(placed("O-1"), survey("S-1", "csat", 4), referral("R-1")) == "advocate"
+    high = Complaint("T-1", "high", "service", T0)
+    assert loyalty(placed("O-1"), high, referral("R-1")) == "advocate"
+    # Interactions alone build no trust on the ladder.
+    assert loyalty(domain.Interaction("I-1", "call", "phone", T0)) == "stranger"
+
+
+def test_a_referral_or_interaction_counts_once_and_a_contradiction_is_refused() -> None:
+    once = domain.record_all(CustomerFacts("C-1"), [referral("R-1", 3), referral("R-1", 1), referral("R-1", 2)])
+    assert list(once.referrals.values()) == [referral("R-1", 1)]
+    with pytest.raises(domain.FactRejected, match="referral R-1"):
+        domain.record(once, domain.Referral("R-1", "C-other", at(1)))
+    calls = [domain.Interaction("I-1", "call", "phone", at(d)) for d in (5, 2)]
+    facts = domain.record_all(CustomerFacts("C-1"), [*calls, domain.Interaction("I-2", "visit", "face_to_face", at(4))])
+    assert len(facts.interactions) == 2 and facts.last_interaction_at == at(4)
+    assert facts.latest_at == at(4)
+
+
+CONFIGURED = domain.FormulaInputs(Decimal(100), Decimal(50), Decimal(10), Decimal("1.5"))
+
+
+def test_e_is_the_customers_own_referral_count_once_they_referred_else_the_configured_one() -> None:
+    assert domain.formula_inputs_for(CustomerFacts("C-1"), CONFIGURED) == (CONFIGURED, "settings")
+    facts = domain.record_all(CustomerFacts("C-1"), [placed("O-1"), referral("R-1"), referral("R-2"), referral("R-3")])
+    inputs, source = domain.formula_inputs_for(facts, CONFIGURED)
+    assert source == "own_referrals"
+    assert inputs == domain.FormulaInputs(Decimal(100), Decimal(50), Decimal(10), Decimal(3))
+    # D = 10 x (100 + 50) = 1500; F = 3 x D = 4500 (with the configured E it would be 2250).
+    value = domain.formula_lifetime_value(inputs)
+    assert (value.own, value.referred, value.total) == (Decimal(1500), Decimal(4500), Decimal(6000))
+
+
 @pytest.mark.parametrize(
     ("a", "b", "c", "e", "d", "f", "g"),
     [
@@ -147,7 +186,8 @@ POPULATION = population.compute(
 
 @st.composite
 def events(draw: st.DrawFn) -> list[domain.Fact]:
-    """Orders, cancellations and surveys with consistent content per key, some repeated at another time."""
+    """Orders, cancellations, surveys, interactions and referrals with consistent content per key, some
+    repeated at another time."""
     pool: list[domain.Fact] = []
     for i in range(draw(st.integers(0, 5))):
         total = draw(st.decimals(min_value=0, max_value=500, places=2))
@@ -159,6 +199,10 @@ def events(draw: st.DrawFn) -> list[domain.Fact]:
         kind = draw(st.sampled_from(["csat", "nps"]))
         score = draw(st.integers(1, 5) if kind == "csat" else st.integers(0, 10))
         pool += [Survey(f"S-{i}", kind, score, "service", at(draw(st.integers(0, 400)))) for _ in range(2)]
+    for i in range(draw(st.integers(0, 2))):
+        pool += [domain.Interaction(f"I-{i}", "call", "phone", at(draw(st.integers(0, 400)))) for _ in range(2)]
+    for i in range(draw(st.integers(0, 2))):
+        pool += [domain.Referral(f"R-{i}", f"C-{i}", at(draw(st.integers(0, 400)))) for _ in range(2)]
     return pool
 
 
@@ -200,3 +244,40 @@ def test_model_scores_summarise_the_orders_in_weeks_from_the_first() -> None:
     assert scores.lifetime_value == Decimal(f"{float(value):.2f}")
     assert scores.churn_risk == round(1 - round(alive, 4), 4)
     assert domain.score(CustomerFacts("C-2"), at(0), DEFAULT, pop).probability_alive is None
+
+
+# ---------------------------------------------------------------- CSAT and NPS of the base
+
+
+def answers(kind: domain.SurveyKind, *scores: int, dimension: domain.Dimension = "service") -> list[Survey]:
+    return [Survey(f"{kind}-{i}", kind, score, dimension, T0) for i, score in enumerate(scores)]
+
+
+def test_csat_percent_is_the_share_of_answers_of_4_or_5() -> None:
+    # 10 answers: 5, 5, 4, 4, 4, 4 are satisfied (6); 3, 3, 2, 1 are not: 60%.
+    figures = domain.survey_figures(answers("csat", 5, 5, 4, 4, 4, 4, 3, 3, 2, 1))
+    assert (figures.csat_answers, figures.csat_satisfied, figures.csat_percent) == (10, 6, 60.0)
+    assert domain.survey_figures(answers("csat", 4, 3, 3)).csat_percent == 33.33
+    assert (figures.nps_answers, figures.nps) == (0, None)
+
+
+def test_nps_is_percent_promoters_minus_percent_detractors() -> None:
+    # 10 answers: promoters 10, 10, 9 (30%); passives 8, 7; detractors 6, 5, 3, 1, 0 (50%): NPS = 30 - 50 = -20.
+    figures = domain.survey_figures(answers("nps", 10, 10, 9, 8, 7, 6, 5, 3, 1, 0))
+    assert (figures.promoters, figures.passives, figures.detractors) == (3, 2, 5)
+    assert (figures.nps_answers, figures.nps) == (10, -20.0)
+    assert domain.survey_figures(answers("nps", 9, 9, 10, 7)).nps == 75.0
+    assert domain.survey_figures(answers("nps", 6, 0)).nps == -100.0
+    assert (domain.survey_figures(answers("nps", 9)).csat_answers, domain.survey_figures([]).csat_percent) == (0, None)
+
+
+def test_the_base_satisfaction_takes_the_latest_answer_per_survey_per_dimension() -> None:
+    first = Survey("S-1", "nps", 3, "product", T0)
+    later = Survey("S-1", "nps", 10, "product", at(1))
+    people = answers("csat", 5, 2, dimension="people")
+    overall, by_dimension = domain.base_satisfaction([later, *people, first])
+    assert overall == domain.base_satisfaction([first, *reversed(people), later])[0]
+    assert (overall.nps_answers, overall.nps, overall.csat_answers, overall.csat_percent) == (1, 100.0, 2, 50.0)
+    assert (by_dimension["product"].nps, by_dimension["product"].csat_percent) == (100.0, None)
+    assert (by_dimension["people"].csat_percent, by_dimension["people"].nps) == (50.0, None)
+    assert by_dimension["service"] == domain.survey_figures([])

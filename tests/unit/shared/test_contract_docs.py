@@ -89,6 +89,9 @@ SAMPLES: dict[str, events.Payload] = {
     "crm.lead.qualified.v1": events.LeadQualified(
         customer_id="C-1", lead_id="L-1", segment_id="hot-prospects", reason="Hot prospects", value_tier="potential"
     ),
+    "crm.customer.referred.v1": events.CustomerReferred(
+        customer_id="C-1", referral_id="R-1", referred_customer_id="C-2", channel="partner"
+    ),
 }
 
 

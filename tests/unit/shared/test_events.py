@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from crm_shared.events import (
     EVENT_TYPES,
     CloudEvent,
+    CustomerReferred,
     OrderPlaced,
     OrderPlacedEvent,
     SurveyAnswered,
@@ -111,7 +112,7 @@ def test_create_carries_correlation_and_causation_forward() -> None:
 
 
 def test_every_event_type_round_trips_through_json() -> None:
-    assert len(EVENT_TYPES) == 14
+    assert len(EVENT_TYPES) == 15
     for type_name, cls in EVENT_TYPES.items():
         assert type_name == cls.TYPE
         assert type_name.startswith("crm.") and type_name.endswith(".v1")
@@ -119,3 +120,9 @@ def test_every_event_type_round_trips_through_json() -> None:
     again = parse_event(event.to_bytes())
     assert again == event
     assert isinstance(again, CloudEvent)
+
+
+def test_a_customer_cannot_refer_themselves() -> None:
+    with pytest.raises(ValidationError, match="customer C-1 cannot refer themselves"):
+        CustomerReferred(customer_id="C-1", referral_id="R-1", referred_customer_id="C-1")
+    assert CustomerReferred(customer_id="C-1", referral_id="R-1", referred_customer_id="C-2").channel is None

@@ -22,6 +22,8 @@ from crm_shared.events import (
     ConsentChanged,
     ConsentChangedEvent,
     CustomerIngest,
+    CustomerReferred,
+    CustomerReferredEvent,
     CustomerRegistered,
     CustomerRegisteredEvent,
     InteractionLogged,
@@ -97,6 +99,25 @@ class InteractionView(BaseModel):
         )
 
 
+class ReferralView(BaseModel):
+    referral_id: str
+    customer_id: str = Field(description="The referrer.")
+    referred_customer_id: str
+    channel: Channel | None
+    referred_at: datetime
+
+    @classmethod
+    def of(cls, referral: domain.Referral) -> "ReferralView":
+        referred = referral.referred
+        return cls(
+            referral_id=referred.referral_id,
+            customer_id=referred.customer_id,
+            referred_customer_id=referred.referred_customer_id,
+            channel=referred.channel,
+            referred_at=referral.referred_at,
+        )
+
+
 class TimelineEntryView(BaseModel):
     event_id: str
     type: str = Field(examples=["crm.order.placed.v1"])
@@ -140,6 +161,12 @@ INTERACTION_EXAMPLE = {
     "kind": "call",
     "channel": "phone",
     "summary": "Asked about delivery times.",
+}
+REFERRAL_EXAMPLE = {
+    "referral_id": "R-4001",
+    "customer_id": "C-1001",
+    "referred_customer_id": "C-1002",
+    "channel": "face_to_face",
 }
 EventType = Annotated[
     str | None,
@@ -222,11 +249,48 @@ async def log_interaction(
 
 
 @router.post(
+    "/referrals",
+    response_model=ReferralView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a referral (same payload as crm.customer.referred.v1 data; customer_id is the referrer)",
+    responses={
+        200: {"description": "Already recorded with this content"},
+        409: {"description": "Already recorded with other content, or the Idempotency-Key was reused"},
+    },
+)
+async def record_referral(
+    store: StoreDep,
+    response: Response,
+    referral: Annotated[CustomerReferred, Body(examples=[REFERRAL_EXAMPLE])],
+    idempotency_key: IdempotencyKey = None,
+) -> ReferralView:
+    event = CustomerReferredEvent.create(
+        referral, source=API_SOURCE, id=command_event_id("customer/referrals", idempotency_key)
+    )
+    try:
+        outcome = await handlers.record_referral(store, event)
+    except AlreadyApplied:
+        existing = await handlers.find_referral(store, referral.referral_id)
+        if existing is None or existing.referred != referral:
+            raise Problem(
+                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different referral"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return ReferralView.of(existing)
+    except Rejected as exc:
+        raise Problem(409, "Referral conflict", str(exc)) from exc
+    if not outcome.new:
+        response.status_code = status.HTTP_200_OK
+    return ReferralView.of(outcome.value)
+
+
+@router.post(
     "/events",
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Submit a sign-up or interaction CloudEvent, exactly as on crm.ingest.customers|interactions",
-    responses={409: {"description": "The event contradicts a known customer or interaction"}},
+    summary="Submit a sign-up, consent change, referral or interaction CloudEvent, exactly as on "
+    "crm.ingest.customers|interactions",
+    responses={409: {"description": "The event contradicts a known customer, interaction or referral"}},
 )
 async def submit_event(store: StoreDep, event: Annotated[CustomerIngest, Body()]) -> Accepted:
     try:

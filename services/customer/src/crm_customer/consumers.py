@@ -11,6 +11,7 @@ from crm_shared.events import (
     AnyEvent,
     ConsentChangedEvent,
     CustomerIngest,
+    CustomerReferredEvent,
     CustomerRegisteredEvent,
     DeadLetter,
     InteractionLoggedEvent,
@@ -26,8 +27,10 @@ TIMELINE_TOPICS = (
     Topic.MARKETING_EVENTS,
 )
 
-# Sign-ups and profile updates (consent changes) share the customers ingest topic.
-CustomersIngest = Annotated[CustomerRegisteredEvent | ConsentChangedEvent, Field(discriminator="type")]
+# Sign-ups, profile updates (consent changes) and referrals share the customers ingest topic.
+CustomersIngest = Annotated[
+    CustomerRegisteredEvent | ConsentChangedEvent | CustomerReferredEvent, Field(discriminator="type")
+]
 
 
 def register(runtime: Runtime) -> None:
@@ -38,8 +41,9 @@ def register(runtime: Runtime) -> None:
         Topic.INGEST_CUSTOMERS,
         group_id=group,
         title="crm.ingest.customers:customer",
-        description="Sign-ups (crm.customer.registered.v1) and consent changes (crm.customer.consent_changed.v1) "
-        "from channel systems. A re-registration with other details, a consent change for an unknown customer, "
+        description="Sign-ups (crm.customer.registered.v1), consent changes (crm.customer.consent_changed.v1) "
+        "and referrals (crm.customer.referred.v1, keyed by the referrer) from channel systems. A re-registration "
+        "with other details, a consent change for an unknown customer, a referral id reused with other content, "
         "or an invalid record, goes to crm.deadletter with the reason.",
         **SUBSCRIBER_DEFAULTS,
     )
@@ -74,8 +78,9 @@ def register(runtime: Runtime) -> None:
     broker.publisher(
         Topic.CUSTOMER_EVENTS,
         title="crm.customer.events",
-        description="Sign-ups, consent changes and interactions the customer service accepted: "
-        "crm.customer.registered.v1, crm.customer.consent_changed.v1 and crm.interaction.logged.v1. Key: customer id.",
+        description="Sign-ups, consent changes, interactions and referrals the customer service accepted: "
+        "crm.customer.registered.v1, crm.customer.consent_changed.v1, crm.interaction.logged.v1 and "
+        "crm.customer.referred.v1. Key: customer id (the referrer's for a referral).",
         schema=CustomerIngest,
     )
     broker.publisher(

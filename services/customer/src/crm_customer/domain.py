@@ -1,4 +1,4 @@
-"""Profiles, consents, interactions and the 360 timeline. Pure: no I/O, no framework.
+"""Profiles, consents, interactions, referrals and the 360 timeline. Pure: no I/O, no framework.
 
 A registration states who the customer is and which channels they consented to. Registering the
 same customer again with the same details is a no-op; with other details it is refused, since
@@ -25,6 +25,7 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ConsentChanged,
+    CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
     LeadQualified,
@@ -45,6 +46,10 @@ class RegistrationRejected(Exception):
 
 class InteractionRejected(Exception):
     """The interaction id is already logged with other content."""
+
+
+class ReferralRejected(Exception):
+    """The referral id is already recorded with other content."""
 
 
 # ---------------------------------------------------------------- profiles and consents
@@ -164,6 +169,29 @@ def log_interaction(
     return interaction
 
 
+# ---------------------------------------------------------------- referrals
+
+
+@dataclass(frozen=True)
+class Referral:
+    referred: CustomerReferred
+    referred_at: datetime
+    event_id: str
+
+    @property
+    def referral_id(self) -> str:
+        return self.referred.referral_id
+
+
+def record_referral(referral: Referral | None, referred: CustomerReferred, at: datetime, event_id: str) -> Referral:
+    """The referral as recorded; recording the same one again with the same content is a no-op."""
+    if referral is None:
+        return Referral(referred, at, event_id)
+    if referral.referred != referred:
+        raise ReferralRejected(f"referral {referred.referral_id} was already recorded with different content")
+    return referral
+
+
 # ---------------------------------------------------------------- the 360 timeline
 
 
@@ -231,6 +259,11 @@ def _lead_qualified(d: LeadQualified) -> str:
     return f"Handed to sales as a qualified lead (segment {d.segment_id})"
 
 
+def _customer_referred(d: CustomerReferred) -> str:
+    via = f" via {d.channel}" if d.channel else ""
+    return f"Referred customer {d.referred_customer_id}{via} (referral {d.referral_id})"
+
+
 _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     OrderPlaced: _order_placed,
     OrderPaid: _order_paid,
@@ -246,6 +279,7 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     CampaignContacted: _campaign_contacted,
     CampaignConverted: _campaign_converted,
     LeadQualified: _lead_qualified,
+    CustomerReferred: _customer_referred,
 }
 
 

@@ -1,4 +1,4 @@
-"""Use cases of the customer service: register, log interactions, record the timeline, exactly once."""
+"""Use cases of the customer service: register, log interactions and referrals, record the timeline, exactly once."""
 
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -8,6 +8,7 @@ from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
     ConsentChangedEvent,
+    CustomerReferredEvent,
     CustomerRegisteredEvent,
     InteractionLoggedEvent,
     derived_event_id,
@@ -78,6 +79,24 @@ async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcom
     return await store.transaction(work, applies=_applies(event))
 
 
+async def record_referral(store: Store, event: CustomerReferredEvent) -> Outcome[domain.Referral]:
+    """Store the referral and publish it; the same referral again changes nothing and emits nothing."""
+
+    async def work(uow: UnitOfWork) -> Outcome[domain.Referral]:
+        before = await repository.get_referral(uow, event.data.referral_id)
+        try:
+            after = domain.record_referral(before, event.data, event.time, event.id)
+        except domain.ReferralRejected as exc:
+            raise Rejected(str(exc)) from exc
+        if before is not None:
+            return Outcome(after, new=False)
+        stored = await repository.insert_referral(uow, after)
+        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        return Outcome(stored)
+
+    return await store.transaction(work, applies=_applies(event))
+
+
 class UnknownCustomer(Rejected):
     """The event is about a customer the customer service has no profile for."""
 
@@ -109,6 +128,8 @@ async def apply_ingest(store: Store, event: CloudEvent[Any]) -> None:
         await log_interaction(store, event)
     elif isinstance(event, ConsentChangedEvent):
         await change_consent(store, event)
+    elif isinstance(event, CustomerReferredEvent):
+        await record_referral(store, event)
     else:
         raise Rejected(f"the customer service does not ingest events of type {event.type}")
 
@@ -126,3 +147,8 @@ async def find_profile(store: Store, customer_id: str) -> domain.Profile | None:
 async def find_interaction(store: Store, interaction_id: str) -> domain.Interaction | None:
     doc = await store.db[repository.INTERACTIONS].find_one({"_id": interaction_id})
     return repository.interaction_from_document(doc) if doc else None
+
+
+async def find_referral(store: Store, referral_id: str) -> domain.Referral | None:
+    doc = await store.db[repository.REFERRALS].find_one({"_id": referral_id})
+    return repository.referral_from_document(doc) if doc else None

@@ -1,4 +1,4 @@
-"""The customer database: `customers` (profiles), `interactions` and `timeline` (the 360 view)."""
+"""The customer database: `customers` (profiles), `interactions`, `referrals` and `timeline` (the 360 view)."""
 
 from dataclasses import replace
 from datetime import datetime
@@ -8,13 +8,14 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from crm_customer.domain import Details, Interaction, Profile, TimelineEntry
+from crm_customer.domain import Details, Interaction, Profile, Referral, TimelineEntry
 from crm_shared.api import keyset_page
-from crm_shared.events import InteractionLogged
+from crm_shared.events import CustomerReferred, InteractionLogged
 from crm_shared.store import IndexSpec, UnitOfWork
 
 CUSTOMERS = "customers"
 INTERACTIONS = "interactions"
+REFERRALS = "referrals"
 TIMELINE = "timeline"
 
 INDEXES = (
@@ -23,6 +24,7 @@ INDEXES = (
         IndexModel([("customer_id", ASCENDING), ("time", ASCENDING), ("_id", ASCENDING)], name="by_customer_in_time"),
     ),
     IndexSpec(INTERACTIONS, IndexModel([("customer_id", ASCENDING), ("logged_at", ASCENDING)], name="by_customer")),
+    IndexSpec(REFERRALS, IndexModel([("customer_id", ASCENDING), ("referred_at", ASCENDING)], name="by_customer")),
 )
 
 
@@ -114,6 +116,39 @@ async def insert_interaction(uow: UnitOfWork, interaction: Interaction) -> Inter
     """Insert the interaction; returns it as a later read will see it."""
     await uow.db[INTERACTIONS].insert_one(interaction_to_document(interaction), session=uow.session)
     return replace(interaction, logged_at=as_stored(interaction.logged_at))
+
+
+# ---------------------------------------------------------------- referrals
+
+
+def referral_to_document(referral: Referral) -> dict[str, Any]:
+    return {
+        "_id": referral.referral_id,
+        **referral.referred.model_dump(mode="python", exclude={"referral_id"}),
+        "referred_at": referral.referred_at,
+        "event_id": referral.event_id,
+    }
+
+
+def referral_from_document(doc: dict[str, Any]) -> Referral:
+    referred = CustomerReferred(
+        referral_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        referred_customer_id=doc["referred_customer_id"],
+        channel=doc.get("channel"),
+    )
+    return Referral(referred, doc["referred_at"], doc["event_id"])
+
+
+async def get_referral(uow: UnitOfWork, referral_id: str) -> Referral | None:
+    doc = await uow.db[REFERRALS].find_one({"_id": referral_id}, session=uow.session)
+    return referral_from_document(doc) if doc else None
+
+
+async def insert_referral(uow: UnitOfWork, referral: Referral) -> Referral:
+    """Insert the referral; returns it as a later read will see it."""
+    await uow.db[REFERRALS].insert_one(referral_to_document(referral), session=uow.session)
+    return replace(referral, referred_at=as_stored(referral.referred_at))
 
 
 # ---------------------------------------------------------------- timeline

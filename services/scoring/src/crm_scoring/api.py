@@ -1,6 +1,7 @@
 """REST API of scoring: a customer's scores with the facts and thresholds behind them, and their segment changes."""
 
 from collections import Counter
+from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -111,7 +112,11 @@ class FormulaLifetimeValueView(BaseModel):
     source: C units each bringing margin A plus service revenue B)."""
 
     product_line: str = Field(description="The product line whose inputs apply ('default' when none of its own).")
-    inputs: ClvInputs
+    inputs: ClvInputs = Field(description="A, B and C of the product line; E as given by referrals_from.")
+    referrals_from: domain.ReferralsSource = Field(
+        description="Where E comes from: 'own_referrals' (the customer's referral count, once they have referred) "
+        "or 'settings' (the product line's configured E)."
+    )
     D: Decimal = Field(description="Lifetime margin of the customer's own purchases.")
     F: Decimal = Field(description="Value of the customers it may refer.")
     G: Decimal = Field(description="Total: D + F.")
@@ -265,6 +270,10 @@ class ScoresView(BaseModel):
     expected_average_spend: Decimal | None = Field(description="Gamma-Gamma expected spend per purchase.")
     lifetime_value: Decimal | None = Field(description="Discounted expected spend over the configured horizon.")
     formula_lifetime_value: FormulaLifetimeValueView
+    interactions: int = Field(description="Logged interactions (calls, visits, emails, web sessions).")
+    last_interaction_at: datetime | None
+    referrals: int = Field(description="Customers this customer referred.")
+    referral_ids: list[str] = Field(description="The ids of those referrals, sorted.")
     next_review_at: datetime | None = Field(description="When time alone will move the lifecycle stage next.")
     population_version: str | None
     population: PopulationThresholdsView | None = Field(description="The population statistics in force.")
@@ -283,7 +292,9 @@ class ScoresView(BaseModel):
         pop: PopulationThresholdsView | None = None,
     ) -> "ScoresView":
         scores = customer.scores
-        line, formula_inputs = settings.formula_inputs(domain.main_product_line(customer.facts))
+        facts = customer.facts
+        line, configured = settings.formula_inputs(domain.main_product_line(facts))
+        formula_inputs, referrals_from = domain.formula_inputs_for(facts, configured)
         formula = domain.formula_lifetime_value(formula_inputs)
         return cls(
             customer_id=customer.facts.customer_id,
@@ -308,8 +319,17 @@ class ScoresView(BaseModel):
             expected_average_spend=scores.expected_average_spend,
             lifetime_value=scores.lifetime_value,
             formula_lifetime_value=FormulaLifetimeValueView(
-                product_line=line, inputs=settings.clv_inputs[line], D=formula.own, F=formula.referred, G=formula.total
+                product_line=line,
+                inputs=settings.clv_inputs[line].model_copy(update={"E": formula_inputs.referrals}),
+                referrals_from=referrals_from,
+                D=formula.own,
+                F=formula.referred,
+                G=formula.total,
             ),
+            interactions=len(facts.interactions),
+            last_interaction_at=facts.last_interaction_at,
+            referrals=len(facts.referrals),
+            referral_ids=sorted(facts.referrals),
             next_review_at=scores.next_review_at,
             population_version=customer.population_version,
             population=pop,
@@ -340,12 +360,16 @@ class SegmentChangeView(BaseModel):
     "/customers/{customer_id}/scores",
     response_model=ScoresView,
     summary="A customer's scores, with the facts and thresholds behind them",
-    responses={404: {"description": "Scoring has seen no order or ticket of this customer"}},
+    responses={404: {"description": "Scoring has seen no order, ticket, interaction or referral of this customer"}},
 )
 async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: str) -> ScoresView:
     customer = await handlers.find_customer(store, customer_id)
     if customer is None:
-        raise Problem(404, "Customer not scored", f"scoring has seen no order or ticket of customer {customer_id}")
+        raise Problem(
+            404,
+            "Customer not scored",
+            f"scoring has seen no order, ticket, interaction or referral of customer {customer_id}",
+        )
     found = await handlers.current_population(store)
     pop = PopulationThresholdsView.of(found[0], found[1].get("computed_at")) if found else None
     return ScoresView.of(customer, settings, utc_now(), pop)
@@ -412,6 +436,28 @@ async def fit_models(store: StoreDep, thresholds: ThresholdsDep) -> ModelsView:
     return ModelsView.of(models)
 
 
+class SurveyFiguresView(BaseModel):
+    csat_answers: int
+    csat_satisfied: int = Field(description="CSAT answers of 4 or 5.")
+    csat_percent: float | None = Field(description="csat_satisfied / csat_answers x 100; None without answers.")
+    nps_answers: int
+    promoters: int = Field(description="NPS answers of 9 or 10.")
+    passives: int = Field(description="NPS answers of 7 or 8.")
+    detractors: int = Field(description="NPS answers of 0 to 6.")
+    nps: float | None = Field(description="% promoters - % detractors, from -100 to 100; None without answers.")
+
+    @classmethod
+    def of(cls, figures: domain.SurveyFigures) -> "SurveyFiguresView":
+        return cls(**asdict(figures))
+
+
+class SatisfactionView(BaseModel):
+    """CSAT and NPS over every customer's stored survey answers, the latest answer per survey id."""
+
+    overall: SurveyFiguresView
+    by_dimension: dict[Dimension, SurveyFiguresView]
+
+
 class DistributionView(BaseModel):
     """How many customers are in each segment of each dimension."""
 
@@ -421,12 +467,14 @@ class DistributionView(BaseModel):
     rfm_segment: dict[str, int] = Field(description="Customers without an RFM segment are counted as 'none'.")
     churn_risk_band: dict[str, int]
     loyalty_stage: dict[str, int]
+    satisfaction: SatisfactionView
     population: PopulationThresholdsView | None
 
 
 @population_router.get("/population", response_model=DistributionView, summary="Customers by segment")
 async def population_distribution(store: StoreDep) -> DistributionView:
-    docs = await store.db[repository.CUSTOMERS].find({}, {"segments": 1, "scores.loyalty_stage": 1}).to_list(None)
+    projection = {"segments": 1, "scores.loyalty_stage": 1, "facts.surveys": 1}
+    docs = await store.db[repository.CUSTOMERS].find({}, projection).to_list(None)
     counts: dict[str, Counter[str]] = {
         k: Counter() for k in ("value_tier", "lifecycle_stage", "rfm_segment", "churn_risk_band", "loyalty_stage")
     }
@@ -436,10 +484,17 @@ async def population_distribution(store: StoreDep) -> DistributionView:
             counts[key][segments[key]] += 1
         counts["rfm_segment"][segments.get("rfm_segment") or "none"] += 1
         counts["loyalty_stage"][doc["scores"].get("loyalty_stage", "stranger")] += 1
+    overall, by_dimension = domain.base_satisfaction(
+        domain.Survey(**survey) for doc in docs for survey in doc.get("facts", {}).get("surveys", [])
+    )
     found = await handlers.current_population(store)
     return DistributionView(
         customers=len(docs),
         **{k: dict(sorted(v.items())) for k, v in counts.items()},
+        satisfaction=SatisfactionView(
+            overall=SurveyFiguresView.of(overall),
+            by_dimension={d: SurveyFiguresView.of(f) for d, f in by_dimension.items()},
+        ),
         population=PopulationThresholdsView.of(found[0], found[1].get("computed_at")) if found else None,
     )
 

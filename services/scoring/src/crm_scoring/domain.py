@@ -1,8 +1,8 @@
 """A customer's scores, computed from the facts scoring has seen about them. Pure: no I/O, no framework.
 
-The facts are keyed (orders by order id, refunds and payments by their event id, complaints and surveys
-by their own id) and merged with a rule that is commutative and idempotent: the same fact again is a
-no-op, and when only its time differs the earliest time is kept. So the same set of events, in any
+The facts are keyed (orders by order id, refunds and payments by their event id, complaints, surveys,
+interactions and referrals by their own id) and merged with a rule that is commutative and idempotent: the
+same fact again is a no-op, and when only its time differs the earliest time is kept. So the same set of events, in any
 order and with duplicates, gives the same facts and hence the same scores. A fact that contradicts
 one already known under its key is refused.
 
@@ -146,7 +146,22 @@ class Survey:
     at: datetime
 
 
-Fact = Placed | Cancelled | Refunded | Paid | Complaint | Survey
+@dataclass(frozen=True)
+class Interaction:
+    interaction_id: str
+    kind: str
+    channel: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Referral:
+    referral_id: str
+    referred_customer_id: str
+    at: datetime
+
+
+Fact = Placed | Cancelled | Refunded | Paid | Complaint | Survey | Interaction | Referral
 
 
 @dataclass(frozen=True)
@@ -182,18 +197,25 @@ class CustomerFacts:
     orders: Mapping[str, OrderFacts] = field(default_factory=dict)
     complaints: Mapping[str, Complaint] = field(default_factory=dict)
     surveys: Mapping[str, Survey] = field(default_factory=dict)
+    interactions: Mapping[str, Interaction] = field(default_factory=dict)
+    referrals: Mapping[str, Referral] = field(default_factory=dict)
 
     @property
     def latest_at(self) -> datetime | None:
         """The newest time among the facts: the deterministic 'now' of scores computed from them."""
         times: list[datetime] = [c.at for c in self.complaints.values()] + [s.at for s in self.surveys.values()]
+        times += [i.at for i in self.interactions.values()] + [r.at for r in self.referrals.values()]
         for order in self.orders.values():
             times += [r.at for r in order.refunds.values()] + [p.at for p in order.payments.values()]
             times += [t for t in (order.placed.at if order.placed else None, order.cancelled_at) if t is not None]
         return max(times, default=None)
 
+    @property
+    def last_interaction_at(self) -> datetime | None:
+        return max((i.at for i in self.interactions.values()), default=None)
 
-F = TypeVar("F", Placed, Refunded, Paid, Complaint, Survey)
+
+F = TypeVar("F", Placed, Refunded, Paid, Complaint, Survey, Interaction, Referral)
 
 
 def _merge(known: F | None, fact: F, what: str) -> F:
@@ -212,6 +234,12 @@ def record(facts: CustomerFacts, fact: Fact) -> CustomerFacts:
     if isinstance(fact, Survey):
         survey = _merge(facts.surveys.get(fact.survey_id), fact, f"survey {fact.survey_id}")
         return replace(facts, surveys={**facts.surveys, fact.survey_id: survey})
+    if isinstance(fact, Interaction):
+        interaction = _merge(facts.interactions.get(fact.interaction_id), fact, f"interaction {fact.interaction_id}")
+        return replace(facts, interactions={**facts.interactions, fact.interaction_id: interaction})
+    if isinstance(fact, Referral):
+        referral = _merge(facts.referrals.get(fact.referral_id), fact, f"referral {fact.referral_id}")
+        return replace(facts, referrals={**facts.referrals, fact.referral_id: referral})
     order = facts.orders.get(fact.order_id) or OrderFacts(fact.order_id)
     if isinstance(fact, Placed):
         order = replace(order, placed=_merge(order.placed, fact, f"order {fact.order_id}"))
@@ -356,12 +384,73 @@ def satisfaction(facts: CustomerFacts, dimension: Dimension | None = None) -> fl
     return _mean(signals)
 
 
+# ---------------------------------------------------------------- CSAT and NPS of the customer base
+
+CSAT_SATISFIED_FROM = 4
+NPS_PROMOTER_FROM = 9
+NPS_DETRACTOR_AT_MOST = 6
+
+
+@dataclass(frozen=True)
+class SurveyFigures:
+    """CSAT % = answers of 4 or 5 over the CSAT answers x 100; NPS = % promoters (9-10) - % detractors (0-6)
+    over the NPS answers. None without answers of that kind."""
+
+    csat_answers: int
+    csat_satisfied: int
+    csat_percent: float | None
+    nps_answers: int
+    promoters: int
+    passives: int
+    detractors: int
+    nps: float | None
+
+
+def latest_answers(surveys: Iterable[Survey]) -> list[Survey]:
+    """The latest answer per survey id (ties by content, so the result does not depend on the reading order)."""
+    latest: dict[str, Survey] = {}
+    for survey in surveys:
+        known = latest.get(survey.survey_id)
+        if known is None or (survey.at, survey.kind, survey.score) > (known.at, known.kind, known.score):
+            latest[survey.survey_id] = survey
+    return [latest[k] for k in sorted(latest)]
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(float(Fraction(100 * part, whole)), 2) if whole else None
+
+
+def survey_figures(answers: Sequence[Survey]) -> SurveyFigures:
+    """CSAT % and NPS of the given answers (one per survey: see latest_answers)."""
+    csat = [a.score for a in answers if a.kind == "csat"]
+    nps = [a.score for a in answers if a.kind == "nps"]
+    satisfied = sum(1 for score in csat if score >= CSAT_SATISFIED_FROM)
+    promoters = sum(1 for score in nps if score >= NPS_PROMOTER_FROM)
+    detractors = sum(1 for score in nps if score <= NPS_DETRACTOR_AT_MOST)
+    return SurveyFigures(
+        csat_answers=len(csat),
+        csat_satisfied=satisfied,
+        csat_percent=_percent(satisfied, len(csat)),
+        nps_answers=len(nps),
+        promoters=promoters,
+        passives=len(nps) - promoters - detractors,
+        detractors=detractors,
+        nps=_percent(promoters - detractors, len(nps)),
+    )
+
+
+def base_satisfaction(surveys: Iterable[Survey]) -> tuple[SurveyFigures, Mapping[Dimension, SurveyFigures]]:
+    """CSAT % and NPS over every stored answer (the latest per survey id), overall and per dimension."""
+    answers = latest_answers(surveys)
+    return survey_figures(answers), {d: survey_figures([a for a in answers if a.dimension == d]) for d in DIMENSIONS}
+
+
 def loyalty_stage(facts: CustomerFacts, frequency: int, overall_satisfaction: float | None) -> LoyaltyStage:
-    """The loyalty ladder (BRIEF section 2): advocate = a promoter answer (NPS 9-10 or CSAT 5) and at least 2
-    orders; satisfied = satisfaction >= 0.7 and at least 1 order; buyer = at least 1 order; prospect = no
-    counted order yet but trust shown: an order placed (even if cancelled) or a survey answer that is not bad;
-    stranger otherwise."""
-    if frequency >= 2 and any(is_promoter(s) for s in facts.surveys.values()):
+    """The loyalty ladder (BRIEF section 2): advocate = at least one referral (advocacy in deed, whatever else is
+    known), or a promoter answer (NPS 9-10 or CSAT 5) and at least 2 orders; satisfied = satisfaction >= 0.7 and
+    at least 1 order; buyer = at least 1 order; prospect = no counted order yet but trust shown: an order placed
+    (even if cancelled) or a survey answer that is not bad; stranger otherwise. Interactions do not move it."""
+    if facts.referrals or (frequency >= 2 and any(is_promoter(s) for s in facts.surveys.values())):
         return "advocate"
     if frequency >= 1 and overall_satisfaction is not None and overall_satisfaction >= SATISFIED_FROM:
         return "satisfied"
@@ -531,6 +620,18 @@ class FormulaLifetimeValue:
     own: Decimal
     referred: Decimal
     total: Decimal
+
+
+ReferralsSource = Literal["own_referrals", "settings"]
+
+
+def formula_inputs_for(facts: CustomerFacts, configured: FormulaInputs) -> tuple[FormulaInputs, ReferralsSource]:
+    """The inputs for this customer: E is their own referral count once they have referred at least once (what
+    they did is better evidence than the product line's assumption, and a floor of what they may refer), else
+    the configured E. A, B and C always come from the configuration."""
+    if facts.referrals:
+        return replace(configured, referrals=Decimal(len(facts.referrals))), "own_referrals"
+    return configured, "settings"
 
 
 def formula_lifetime_value(inputs: FormulaInputs) -> FormulaLifetimeValue:

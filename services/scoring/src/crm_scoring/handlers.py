@@ -1,5 +1,5 @@
-"""Use cases of scoring: apply an order or ticket event to the customer's facts, rescore, and publish
-every segment change, exactly once; recompute the population statistics, pass over the customers due for
+"""Use cases of scoring: apply an order, ticket, interaction or referral event to the customer's facts, rescore,
+and publish every segment change, exactly once; recompute the population statistics, pass over the customers due for
 time decay, fit the customer-base models, and rebuild every customer's scores from the stored facts."""
 
 import asyncio
@@ -16,6 +16,10 @@ from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
+    CustomerReferred,
+    CustomerReferredEvent,
+    InteractionLogged,
+    InteractionLoggedEvent,
     OrderCancelled,
     OrderPaid,
     OrderPlaced,
@@ -60,6 +64,10 @@ def fact_of(event: CloudEvent[Any]) -> domain.Fact:
         return domain.Complaint(data.complaint_id, data.severity, data.dimension, at)
     if isinstance(data, SurveyAnswered):
         return domain.Survey(data.survey_id, data.kind, data.score, data.dimension, at)
+    if isinstance(data, InteractionLogged):
+        return domain.Interaction(data.interaction_id, data.kind, data.channel, at)
+    if isinstance(data, CustomerReferred):
+        return domain.Referral(data.referral_id, data.referred_customer_id, at)
     raise Rejected(f"scoring does not handle events of type {event.type}")
 
 
@@ -162,6 +170,17 @@ async def apply_event(
             new=change.data.new,
         )
     return result
+
+
+async def apply_customer_event(
+    store: Store, event: CloudEvent[Any], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
+) -> Scored | None:
+    """Interactions and referrals become facts of the customer (see apply_event); sign-ups and consent changes
+    are not scoring's concern and are ignored (None)."""
+    if not isinstance(event, InteractionLoggedEvent | CustomerReferredEvent):
+        log.debug("customer_event_not_used", event_type=event.type)
+        return None
+    return await apply_event(store, event, thresholds)
 
 
 async def _rescore(

@@ -12,9 +12,11 @@ from crm_scoring.domain import (
     MODEL_VERSION,
     Complaint,
     CustomerFacts,
+    Interaction,
     OrderFacts,
     Paid,
     Placed,
+    Referral,
     Refunded,
     Scores,
     Segments,
@@ -82,6 +84,8 @@ def facts_to_document(facts: CustomerFacts) -> dict[str, Any]:
         "orders": [_order_to_document(facts.orders[k]) for k in sorted(facts.orders)],
         "complaints": [asdict(facts.complaints[k]) for k in sorted(facts.complaints)],
         "surveys": [asdict(facts.surveys[k]) for k in sorted(facts.surveys)],
+        "interactions": [asdict(facts.interactions[k]) for k in sorted(facts.interactions)],
+        "referrals": [asdict(facts.referrals[k]) for k in sorted(facts.referrals)],
     }
 
 
@@ -91,6 +95,8 @@ def facts_from_document(customer_id: str, doc: dict[str, Any]) -> CustomerFacts:
         orders={o["order_id"]: _order_from_document(o) for o in doc.get("orders", [])},
         complaints={c["complaint_id"]: Complaint(**c) for c in doc.get("complaints", [])},
         surveys={s["survey_id"]: Survey(**s) for s in doc.get("surveys", [])},
+        interactions={i["interaction_id"]: Interaction(**i) for i in doc.get("interactions", [])},
+        referrals={r["referral_id"]: Referral(**r) for r in doc.get("referrals", [])},
     )
 
 
