@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -12,8 +13,10 @@ from fastapi import Header, Query
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.collection import AsyncCollection
 
+from crm_shared.consumer import Rejected
 from crm_shared.events import derived_event_id, new_event_id
 from crm_shared.service import Problem
+from crm_shared.store import AlreadyApplied
 
 ItemT = TypeVar("ItemT")
 
@@ -62,6 +65,17 @@ class Accepted(BaseModel):
     status: Literal["applied", "duplicate"] = Field(
         description="'applied', or 'duplicate' when this event id was applied before."
     )
+
+
+async def accept_event(event_id: str, applying: Awaitable[object]) -> Accepted:
+    """The answer to `POST /v1/events`: applied once, a repeat is a duplicate, a domain refusal is a 409."""
+    try:
+        await applying
+    except AlreadyApplied:
+        return Accepted(id=event_id, status="duplicate")
+    except Rejected as exc:
+        raise Problem(409, "Event rejected", str(exc)) from exc
+    return Accepted(id=event_id, status="applied")
 
 
 async def keyset_page(

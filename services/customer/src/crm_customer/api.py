@@ -13,6 +13,7 @@ from crm_shared.api import (
     IdempotencyKey,
     Limit,
     Page,
+    accept_event,
     command_event_id,
 )
 from crm_shared.consumer import Rejected
@@ -293,13 +294,7 @@ async def record_referral(
     responses={409: {"description": "The event contradicts a known customer, interaction or referral"}},
 )
 async def submit_event(store: StoreDep, event: Annotated[CustomerIngest, Body()]) -> Accepted:
-    try:
-        await handlers.apply_ingest(store, event)
-    except AlreadyApplied:
-        return Accepted(id=event.id, status="duplicate")
-    except Rejected as exc:
-        raise Problem(409, "Event rejected", str(exc)) from exc
-    return Accepted(id=event.id, status="applied")
+    return await accept_event(event.id, handlers.apply_ingest(store, event))
 
 
 @router.get(

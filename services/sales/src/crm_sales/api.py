@@ -14,6 +14,7 @@ from crm_shared.api import (
     IdempotencyKey,
     Limit,
     Page,
+    accept_event,
     command_event_id,
     decode_cursor,
     encode_cursor,
@@ -107,13 +108,7 @@ async def place_order(
     responses={409: {"description": "The event contradicts a known order"}},
 )
 async def submit_event(store: StoreDep, event: Annotated[OrderIngest, Body()]) -> Accepted:
-    try:
-        await handlers.apply_order_event(store, event)
-    except AlreadyApplied:
-        return Accepted(id=event.id, status="duplicate")
-    except Rejected as exc:
-        raise Problem(409, "Event rejected", str(exc)) from exc
-    return Accepted(id=event.id, status="applied")
+    return await accept_event(event.id, handlers.apply_order_event(store, event))
 
 
 @router.get("/orders/{order_id}", response_model=OrderView, summary="One order and its status")

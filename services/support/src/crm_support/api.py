@@ -12,6 +12,7 @@ from crm_shared.api import (
     IdempotencyKey,
     Limit,
     Page,
+    accept_event,
     command_event_id,
     keyset_page,
 )
@@ -195,13 +196,7 @@ async def record_survey_answer(
     responses={409: {"description": "The event contradicts a known complaint or survey answer"}},
 )
 async def submit_event(store: StoreDep, targets: SlaTargetsDep, event: Annotated[TicketIngest, Body()]) -> Accepted:
-    try:
-        await handlers.apply_ticket_event(store, event, targets)
-    except AlreadyApplied:
-        return Accepted(id=event.id, status="duplicate")
-    except Rejected as exc:
-        raise Problem(409, "Event rejected", str(exc)) from exc
-    return Accepted(id=event.id, status="applied")
+    return await accept_event(event.id, handlers.apply_ticket_event(store, event, targets))
 
 
 @router.get(
