@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import Header, Query
+from fastapi import Header, Query, Response, status
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -19,6 +19,7 @@ from crm_shared.service import Problem
 from crm_shared.store import AlreadyApplied
 
 ItemT = TypeVar("ItemT")
+T = TypeVar("T")
 
 IdempotencyKey = Annotated[
     str | None,
@@ -76,6 +77,36 @@ async def accept_event(event_id: str, applying: Awaitable[object]) -> Accepted:
     except Rejected as exc:
         raise Problem(409, "Event rejected", str(exc)) from exc
     return Accepted(id=event_id, status="applied")
+
+
+async def record_once(
+    response: Response,
+    *,
+    what: str,
+    conflict: str,
+    recording: Awaitable[tuple[T, bool]],
+    existing_if_same: Callable[[], Awaitable[T | None]],
+) -> T:
+    """POST of a business fact: 201 when new, 200 when it is already there with this content, 409 otherwise.
+
+    `recording` applies the fact and says whether it was new; `existing_if_same` gives the stored record
+    when it has the posted content (asked when the Idempotency-Key was applied before).
+    """
+    try:
+        value, new = await recording
+    except AlreadyApplied:
+        existing = await existing_if_same()
+        if existing is None:
+            raise Problem(
+                409, "Idempotency-Key reused", f"this Idempotency-Key was used for a different {what}"
+            ) from None
+        response.status_code = status.HTTP_200_OK
+        return existing
+    except Rejected as exc:
+        raise Problem(409, conflict, str(exc)) from exc
+    if not new:
+        response.status_code = status.HTTP_200_OK
+    return value
 
 
 async def keyset_page(

@@ -15,8 +15,8 @@ from crm_shared.api import (
     Page,
     accept_event,
     command_event_id,
+    record_once,
 )
-from crm_shared.consumer import Rejected
 from crm_shared.events import (
     EVENT_TYPES,
     Channel,
@@ -196,21 +196,20 @@ async def register_customer(
     event = CustomerRegisteredEvent.create(
         customer, source=API_SOURCE, id=command_event_id("customer/customers", idempotency_key)
     )
-    try:
-        outcome = await handlers.register_customer(store, event)
-    except AlreadyApplied:
+
+    async def same_profile() -> domain.Profile | None:
         existing = await handlers.find_profile(store, customer.customer_id)
-        if existing is None or not _same_details(existing, customer):
-            raise Problem(
-                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different registration"
-            ) from None
-        response.status_code = status.HTTP_200_OK
-        return ProfileView.of(existing)
-    except Rejected as exc:
-        raise Problem(409, "Registration refused", str(exc)) from exc
-    if not outcome.new:
-        response.status_code = status.HTTP_200_OK
-    return ProfileView.of(outcome.value)
+        return existing if existing is not None and _same_details(existing, customer) else None
+
+    return ProfileView.of(
+        await record_once(
+            response,
+            what="registration",
+            conflict="Registration refused",
+            recording=handlers.register_customer(store, event),
+            existing_if_same=same_profile,
+        )
+    )
 
 
 @router.post(
@@ -232,21 +231,20 @@ async def log_interaction(
     event = InteractionLoggedEvent.create(
         interaction, source=API_SOURCE, id=command_event_id("customer/interactions", idempotency_key)
     )
-    try:
-        outcome = await handlers.log_interaction(store, event)
-    except AlreadyApplied:
+
+    async def same_interaction() -> domain.Interaction | None:
         existing = await handlers.find_interaction(store, interaction.interaction_id)
-        if existing is None or existing.logged != interaction:
-            raise Problem(
-                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different interaction"
-            ) from None
-        response.status_code = status.HTTP_200_OK
-        return InteractionView.of(existing)
-    except Rejected as exc:
-        raise Problem(409, "Interaction conflict", str(exc)) from exc
-    if not outcome.new:
-        response.status_code = status.HTTP_200_OK
-    return InteractionView.of(outcome.value)
+        return existing if existing is not None and existing.logged == interaction else None
+
+    return InteractionView.of(
+        await record_once(
+            response,
+            what="interaction",
+            conflict="Interaction conflict",
+            recording=handlers.log_interaction(store, event),
+            existing_if_same=same_interaction,
+        )
+    )
 
 
 @router.post(
@@ -268,21 +266,20 @@ async def record_referral(
     event = CustomerReferredEvent.create(
         referral, source=API_SOURCE, id=command_event_id("customer/referrals", idempotency_key)
     )
-    try:
-        outcome = await handlers.record_referral(store, event)
-    except AlreadyApplied:
+
+    async def same_referral() -> domain.Referral | None:
         existing = await handlers.find_referral(store, referral.referral_id)
-        if existing is None or existing.referred != referral:
-            raise Problem(
-                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different referral"
-            ) from None
-        response.status_code = status.HTTP_200_OK
-        return ReferralView.of(existing)
-    except Rejected as exc:
-        raise Problem(409, "Referral conflict", str(exc)) from exc
-    if not outcome.new:
-        response.status_code = status.HTTP_200_OK
-    return ReferralView.of(outcome.value)
+        return existing if existing is not None and existing.referred == referral else None
+
+    return ReferralView.of(
+        await record_once(
+            response,
+            what="referral",
+            conflict="Referral conflict",
+            recording=handlers.record_referral(store, event),
+            existing_if_same=same_referral,
+        )
+    )
 
 
 @router.post(

@@ -1,7 +1,6 @@
 """Use cases of the customer service: register, log interactions and referrals, record the timeline, exactly once."""
 
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from crm_customer import domain, repository
 from crm_shared.consumer import Rejected
@@ -23,8 +22,9 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Outcome(Generic[T]):
+class Outcome(NamedTuple, Generic[T]):
+    """What a handler stored, and whether it was new (a tuple, as crm_shared.api.record_once takes it)."""
+
     value: T
     new: bool = True
 

@@ -19,11 +19,10 @@ from crm_shared.api import (
     decode_cursor,
     encode_cursor,
     keyset_page,
+    record_once,
 )
-from crm_shared.consumer import Rejected
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
 from crm_shared.service import Problem, StoreDep
-from crm_shared.store import AlreadyApplied
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
@@ -83,21 +82,20 @@ async def place_order(
     event = OrderPlacedEvent.create(
         order, source="/crm/sales/api", id=command_event_id("sales/orders", idempotency_key)
     )
-    try:
+
+    async def placing() -> tuple[domain.Order, bool]:
         placed = await handlers.apply_order_event(store, event)
-    except AlreadyApplied:
+        return placed, placed.placed_at is None or placed.placed_at == event.time
+
+    async def same_order() -> domain.Order | None:
         existing = await handlers.find_order(store, order.order_id)
-        if existing is None or existing.placed != order:
-            raise Problem(
-                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different order"
-            ) from None
-        response.status_code = status.HTTP_200_OK
-        return OrderView.of(existing)
-    except Rejected as exc:
-        raise Problem(409, "Order conflict", str(exc)) from exc
-    if placed.placed_at is not None and placed.placed_at != event.time:
-        response.status_code = status.HTTP_200_OK
-    return OrderView.of(placed)
+        return existing if existing is not None and existing.placed == order else None
+
+    return OrderView.of(
+        await record_once(
+            response, what="order", conflict="Order conflict", recording=placing(), existing_if_same=same_order
+        )
+    )
 
 
 @router.post(

@@ -15,8 +15,8 @@ from crm_shared.api import (
     accept_event,
     command_event_id,
     keyset_page,
+    record_once,
 )
-from crm_shared.consumer import Rejected
 from crm_shared.events import (
     Channel,
     ComplaintFiled,
@@ -28,7 +28,6 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.service import Problem, StoreDep
-from crm_shared.store import AlreadyApplied
 from crm_support import domain, handlers, repository
 
 router = APIRouter(prefix="/v1", tags=["support"])
@@ -135,21 +134,24 @@ async def file_complaint(
         id=command_event_id("support/complaints", idempotency_key),
         time=_command_time(),
     )
-    try:
+
+    async def filing() -> tuple[domain.Complaint, bool]:
         filed = await handlers.file_complaint(store, event, targets)
-    except AlreadyApplied:
+        return filed, filed.filed_at == event.time
+
+    async def same_complaint() -> domain.Complaint | None:
         existing = await handlers.find_complaint(store, complaint.complaint_id)
-        if existing is None or existing.filed != complaint:
-            raise Problem(
-                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different complaint"
-            ) from None
-        response.status_code = status.HTTP_200_OK
-        return ComplaintView.of(existing)
-    except Rejected as exc:
-        raise Problem(409, "Complaint conflict", str(exc)) from exc
-    if filed.filed_at != event.time:
-        response.status_code = status.HTTP_200_OK
-    return ComplaintView.of(filed)
+        return existing if existing is not None and existing.filed == complaint else None
+
+    return ComplaintView.of(
+        await record_once(
+            response,
+            what="complaint",
+            conflict="Complaint conflict",
+            recording=filing(),
+            existing_if_same=same_complaint,
+        )
+    )
 
 
 @router.post(
@@ -171,21 +173,24 @@ async def record_survey_answer(
         id=command_event_id("support/surveys", idempotency_key),
         time=_command_time(),
     )
-    try:
+
+    async def recording() -> tuple[domain.SurveyAnswer, bool]:
         recorded = await handlers.record_survey_answer(store, event)
-    except AlreadyApplied:
+        return recorded, recorded.answered_at == event.time
+
+    async def same_answer() -> domain.SurveyAnswer | None:
         existing = await handlers.find_survey(store, answer.survey_id)
-        if existing is None or existing.answered != answer:
-            raise Problem(
-                409, "Idempotency-Key reused", "this Idempotency-Key was used for a different survey answer"
-            ) from None
-        response.status_code = status.HTTP_200_OK
-        return SurveyView.of(existing)
-    except Rejected as exc:
-        raise Problem(409, "Survey conflict", str(exc)) from exc
-    if recorded.answered_at != event.time:
-        response.status_code = status.HTTP_200_OK
-    return SurveyView.of(recorded)
+        return existing if existing is not None and existing.answered == answer else None
+
+    return SurveyView.of(
+        await record_once(
+            response,
+            what="survey answer",
+            conflict="Survey conflict",
+            recording=recording(),
+            existing_if_same=same_answer,
+        )
+    )
 
 
 @router.post(
