@@ -8,9 +8,11 @@ is the customer id, which is also the envelope's `subject` and the payload's `cu
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 
@@ -18,9 +20,11 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -43,25 +47,174 @@ EntityId = Annotated[
 ]
 
 
-def _at_most_four_decimal_places(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("amount must be a finite number")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -4:
-        raise ValueError("amount has more than 4 decimal places")
-    return value
+# ---------------------------------------------------------------- money
+
+_PLAIN_DECIMAL = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,4})?$")
+MONEY_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,4})?$"
+MAX_AMOUNT = Decimal("1000000000")
+
+
+def _plain_amount(value: Any) -> Decimal:
+    """A decimal string such as "129.90": digits, no sign, exponent, '_' or spaces.
+
+    A JSON number is refused rather than rounded: a fraction has already lost precision in the JSON
+    parser, so the amount on record would not be the amount sent.
+    """
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("amount must be a finite number")
+        text = format(value, "f")
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError('amount must be a decimal string such as "129.90"')
+    if not _PLAIN_DECIMAL.match(text):
+        raise ValueError(
+            f'amount must be a plain decimal string such as "129.90": digits, at most 4 decimal places, '
+            f"no sign, exponent, '_' or spaces; got {text[:40]!r}"
+        )
+    # Leading zeros go ("0012.50" is 12.50); the scale the sender chose (12.50, not 12.5) stays.
+    amount = Decimal(text)
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"amount must be at most {MAX_AMOUNT}")
+    return amount
 
 
 Money = Annotated[
     Decimal,
-    Field(
-        ge=0,
-        le=Decimal("1000000000"),
-        description="A non-negative amount, as a JSON string or number.",
-        examples=["129.90"],
+    BeforeValidator(_plain_amount),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": MONEY_PATTERN,
+            "description": "A non-negative amount as a decimal string: digits, at most 4 decimal places, "
+            "at most 1000000000.",
+            "examples": ["129.90"],
+        }
     ),
-    AfterValidator(_at_most_four_decimal_places),
 ]
+
+# ---------------------------------------------------------------- times
+
+_RFC3339 = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+)
+LATEST_PLANNED_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The times an event may carry: not before `earliest`, at most `max_clock_skew` ahead of this clock.
+
+    A time far in the future would outrank every later fact (a consent granted "in 9999" would beat
+    every refusal), and one outside what Python and BSON hold breaks arithmetic downstream.
+    """
+
+    earliest: datetime = datetime(1900, 1, 1, tzinfo=UTC)
+    max_clock_skew: timedelta = timedelta(minutes=5)
+
+
+_time_window = TimeWindow()
+
+
+def configure_time_window(window: TimeWindow) -> None:
+    """Set the window this process validates event times against (a service does it at start-up)."""
+    global _time_window
+    _time_window = window
+
+
+def time_window() -> TimeWindow:
+    return _time_window
+
+
+def _rfc3339(value: Any) -> datetime:
+    """An RFC 3339 timestamp with its offset ("2026-11-24T10:00:00Z"); epoch numbers and local times are refused."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("time must carry its UTC offset")
+        return value
+    if not isinstance(value, str):
+        raise ValueError('time must be an RFC 3339 string such as "2026-11-24T10:00:00Z"')
+    match = _RFC3339.match(value)
+    if match is None:
+        raise ValueError(
+            f'time must be an RFC 3339 timestamp with an offset, such as "2026-11-24T10:00:00Z"; got {value[:40]!r}'
+        )
+    fraction = (match["fraction"] or "")[:7]  # microseconds: the digits beyond are below what is stored
+    offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
+    try:
+        return datetime.fromisoformat(f"{match['date']}T{match['time']}{fraction}{offset}")
+    except ValueError as exc:
+        raise ValueError(f"time {value[:40]!r} is not a valid date and time: {exc}") from None
+
+
+def _in_window(at: datetime, latest: datetime) -> datetime:
+    earliest = _time_window.earliest
+    if at < earliest:
+        raise ValueError(f"time {at.isoformat()} is before {earliest.isoformat()}, the earliest time accepted")
+    if at > latest:
+        raise ValueError(f"time {at.isoformat()} is after {latest.isoformat()}, the latest time accepted")
+    # Milliseconds, as MongoDB keeps them: the time on the bus is the time every service stores.
+    return at.astimezone(UTC).replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _event_time(at: datetime) -> datetime:
+    latest = utc_now() + _time_window.max_clock_skew
+    try:
+        return _in_window(at, latest)
+    except ValueError:
+        if at > latest:
+            raise ValueError(
+                f"time {at.isoformat()} is in the future: at most {_time_window.max_clock_skew} ahead of "
+                f"this service's clock ({utc_now().isoformat(timespec='seconds')}) is accepted"
+            ) from None
+        raise
+
+
+def _planned_time(at: datetime) -> datetime:
+    return _in_window(at, LATEST_PLANNED_TIME)
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_event_time)]
+"""When something happened: RFC 3339, within the time window, normalised to UTC and milliseconds."""
+PlannedTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_planned_time)]
+"""When something is planned to happen (a campaign's end): RFC 3339, from the earliest time to 2199."""
+
+
+def check_time(at: datetime) -> datetime:
+    """`at` if MongoDB and Python can store and compute with it (the planned window), else ValueError."""
+    return _planned_time(at)
+
+
+# ---------------------------------------------------------------- text
+
+# C0 and C1 controls (newline and tab allowed in free text), and the bidirectional embeddings,
+# overrides and isolates that make a name display other than it is stored.
+_BIDI = "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+_LINE_FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_TEXT_FORBIDDEN = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+
+
+def _single_line(value: str) -> str:
+    if _LINE_FORBIDDEN.search(value):
+        raise ValueError("must not contain control characters or bidirectional-override characters")
+    if value != value.strip():
+        raise ValueError("must not start or end with spaces")
+    return value
+
+
+def _free_text(value: str) -> str:
+    if _TEXT_FORBIDDEN.search(value):
+        raise ValueError("must not contain control characters (other than newline and tab) or bidirectional overrides")
+    return value
+
+
+Line = Annotated[str, AfterValidator(_single_line)]
+"""One line of text a person reads: a name, a product line."""
+Text = Annotated[str, AfterValidator(_free_text)]
+"""Free text: a summary, a comment, a reason."""
+
+
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])]
 Channel = Literal["web", "pos", "call_centre", "email", "phone", "sms", "face_to_face", "partner"]
 Dimension = Literal["product", "service", "people"]
@@ -105,7 +258,7 @@ class OrderPlaced(Payload):
     total: Money
     lines: list[OrderLine] = Field(default_factory=list, max_length=1000)
     channel: Channel = "web"
-    product_line: str | None = Field(default=None, max_length=64)
+    product_line: Line | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _total_matches_lines(self) -> Self:
@@ -124,14 +277,14 @@ class OrderPaid(Payload):
 
 class OrderCancelled(Payload):
     order_id: EntityId
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 class OrderRefunded(Payload):
     order_id: EntityId
     currency: Currency
     amount: Money
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 class ComplaintFiled(Payload):
@@ -140,7 +293,7 @@ class ComplaintFiled(Payload):
     complaint_id: EntityId
     dimension: Dimension
     severity: Literal["low", "medium", "high"]
-    summary: str = Field(min_length=1, max_length=2000)
+    summary: Text = Field(min_length=1, max_length=2000)
     channel: Channel = "call_centre"
     order_id: EntityId | None = None
 
@@ -152,7 +305,7 @@ class SurveyAnswered(Payload):
     kind: Literal["csat", "nps"]
     score: int
     dimension: Dimension = "service"
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: Text | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
     def _score_in_scale(self) -> Self:
@@ -172,12 +325,22 @@ class ChannelConsent(BaseModel):
 class CustomerRegistered(Payload):
     """A customer signed up in a channel. Personal data travels only in this event and the customer service."""
 
-    name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    phone: str | None = Field(default=None, max_length=40)
+    name: Line = Field(min_length=1, max_length=200)
+    email: Line | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9()][0-9 ()./-]{2,39}$")
     channel: Channel = "web"
     consents: list[ChannelConsent] = Field(default_factory=list, max_length=16)
-    preferred_channel: Channel | None = None
+    preferred_channel: Channel | None = Field(default=None, description="Must be a channel granted in `consents`.")
+
+    @model_validator(mode="after")
+    def _preferred_is_granted(self) -> Self:
+        if self.preferred_channel is not None and not any(
+            c.channel == self.preferred_channel and c.granted for c in self.consents
+        ):
+            raise ValueError(
+                f"preferred_channel {self.preferred_channel} must be a channel the customer granted in consents"
+            )
+        return self
 
 
 class InteractionLogged(Payload):
@@ -186,7 +349,7 @@ class InteractionLogged(Payload):
     interaction_id: EntityId
     kind: Literal["call", "visit", "email", "web", "chat", "meeting"]
     channel: Channel
-    summary: str | None = Field(default=None, max_length=2000)
+    summary: Text | None = Field(default=None, max_length=2000)
 
 
 class CustomerReferred(Payload):
@@ -237,7 +400,7 @@ class SegmentChanged(Payload):
     new: str
     scores: ScoreSnapshot
     model_version: str
-    changed_at: AwareDatetime
+    changed_at: EventTime
     caused_by: str = Field(description="The id of the event that caused the change, or 'decay:<date>'.")
 
 
@@ -259,7 +422,15 @@ class ConsentChanged(Payload):
 
     channel: Channel
     granted: bool
-    preferred_channel: Channel | None = Field(default=None, description="None leaves the preferred channel as it was.")
+    preferred_channel: Channel | None = Field(
+        default=None, description="None leaves the preferred channel as it was; else a channel the customer granted."
+    )
+
+    @model_validator(mode="after")
+    def _not_preferring_a_refusal(self) -> Self:
+        if self.preferred_channel == self.channel and not self.granted:
+            raise ValueError(f"{self.channel} cannot become the preferred channel while it is refused")
+        return self
 
 
 class CampaignContacted(Payload):
@@ -282,8 +453,8 @@ class CampaignConverted(Payload):
     order_id: EntityId
     currency: Currency
     revenue: Money
-    enrolled_at: AwareDatetime
-    ordered_at: AwareDatetime
+    enrolled_at: EventTime
+    ordered_at: EventTime
 
 
 class LeadQualified(Payload):
@@ -315,15 +486,18 @@ class CloudEvent(BaseModel, Generic[DataT]):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1, max_length=200, description="Unique per event; a retry reuses it.")
-    source: str = Field(min_length=1, max_length=500, examples=["/channels/webshop"])
+    id: Line = Field(min_length=1, max_length=200, description="Unique per event; a retry reuses it.")
+    source: Line = Field(min_length=1, max_length=500, examples=["/channels/webshop"])
     type: str
-    time: AwareDatetime
+    time: EventTime = Field(
+        description="The business time, RFC 3339 with an offset; not before the earliest time accepted (1900 by "
+        "default) nor more than the clock skew (5 minutes by default) ahead."
+    )
     subject: CustomerId
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
-    correlationid: str | None = Field(default=None, max_length=200, description="Shared by every event of one flow.")
-    causationid: str | None = Field(
+    correlationid: Line | None = Field(default=None, max_length=200, description="Shared by every event of one flow.")
+    causationid: Line | None = Field(
         default=None, max_length=200, description="The id of the event that caused this one."
     )
     data: DataT
@@ -542,19 +716,44 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> CloudEvent[Any]:
     return ANY_EVENT.validate_json(raw)  # type: ignore[no-any-return]
 
 
+PERSONAL_FIELDS = frozenset({"name", "email", "phone"})
+"""Payload fields that identify a person: kept only by the customer service, never in logs or dead letters."""
+
+
 class DeadLetter(BaseModel):
-    """A record a service rejected, with everything needed to inspect and replay it."""
+    """A record a service rejected, with the reason and where it came from.
+
+    Dead letters are read by people and by external systems, so a letter is small and holds no personal
+    data: the text shows the record with name, email and phone masked, cut at 16 KiB; the original
+    bytes travel only when they are at most 64 KiB and nothing was masked. The whole original is kept
+    in the rejecting service's own database (`original_kept_in`), where replaying tools can fetch it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reason: str
+    letter_id: str = Field(description="<topic>:<partition>:<offset>:<consumer group>; unique per rejected record.")
+    reason: str = Field(max_length=2000)
     service: str
     consumer_group: str | None
     source_topic: str
     partition: int
     offset: int
     key: str | None = Field(description="The original key, decoded as UTF-8 where possible.")
-    original_value_base64: str = Field(description="The original value bytes, base64-encoded.")
-    original_text: str | None = Field(description="The original value as UTF-8 text, when it decodes.")
     event_id: str | None = Field(description="The envelope id, when the record parsed that far.")
     failed_at: AwareDatetime
+    original_size: int = Field(ge=0, description="Bytes in the original value.")
+    original_sha256: str = Field(description="Hex SHA-256 of the original value, to match it with the kept copy.")
+    original_text: str | None = Field(
+        description="The original as JSON text with personal fields masked, cut at 16 KiB; None when it is not "
+        "JSON (it could hold personal data that cannot be found to mask)."
+    )
+    original_redacted: bool = Field(description="Personal fields were masked in `original_text`.")
+    original_truncated: bool = Field(description="`original_text` was cut.")
+    original_value_base64: str | None = Field(
+        description="The original value bytes, base64-encoded, when at most 64 KiB, JSON and with nothing masked."
+    )
+    original_kept_in: str | None = Field(
+        default=None,
+        description="Where the whole original is kept: '<database>.deadletters', document `letter_id`; None when "
+        "it could not be kept (database unreachable, or over 15 MiB).",
+    )

@@ -4,10 +4,13 @@ Shared settings use the `CRM_` prefix (`CRM_KAFKA_BOOTSTRAP`, `CRM_MONGO_URI`, `
 each service's own use `CRM_<SERVICE>_` (`CRM_SALES_PORT`, `CRM_SALES_DB`, ...).
 """
 
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, AwareDatetime, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crm_shared.events import TimeWindow
 
 SERVICES: dict[str, int] = {
     "customer": 8001,
@@ -48,6 +51,24 @@ class ServiceSettings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     consumer_retry_attempts: int = Field(default=5, ge=1, le=20)
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=30)
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="A request body over this many bytes is refused with a 413 before it is parsed.",
+    )
+    earliest_event_time: AwareDatetime = Field(
+        default=datetime(1900, 1, 1, tzinfo=UTC),
+        validation_alias=_shared("EARLIEST_EVENT_TIME"),
+        description="Events dated before this are refused as implausible.",
+    )
+    max_clock_skew_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        validation_alias=_shared("MAX_CLOCK_SKEW_SECONDS"),
+        description="How far ahead of this service's clock an event's time may be.",
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -64,6 +85,17 @@ class ServiceSettings(BaseSettings):
         if not value.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError(f"expected a mongodb:// or mongodb+srv:// URI, got {value!r}")
         return value
+
+    @field_validator("earliest_event_time")
+    @classmethod
+    def _earliest_is_plausible(cls, value: datetime) -> datetime:
+        if not datetime(1800, 1, 1, tzinfo=UTC) <= value <= datetime.now(UTC):
+            raise ValueError(f"expected a time between 1800-01-01 and now, got {value.isoformat()}")
+        return value
+
+    @property
+    def time_window(self) -> TimeWindow:
+        return TimeWindow(self.earliest_event_time, timedelta(seconds=self.max_clock_skew_seconds))
 
     @property
     def database_name(self) -> str:

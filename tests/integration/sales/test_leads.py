@@ -35,7 +35,12 @@ async def test_a_lead_is_kept_once_and_listed_newest_first(new_store: NewStore) 
     # The same lead handed over again under another event id is still one lead.
     assert await handlers.apply_marketing_event(store, qualified(customers[0], T0 + timedelta(days=1))) is not None
     contacted = CampaignContacted(
-        customer_id=customers[0], enrolment_id="E-1", campaign_id="welcome", journey="welcome", channel="email", cost=0
+        customer_id=customers[0],
+        enrolment_id="E-1",
+        campaign_id="welcome",
+        journey="welcome",
+        channel="email",
+        cost="0",
     )
     assert await handlers.apply_marketing_event(store, CampaignContactedEvent.create(contacted, source="/m")) is None
     assert await store.db[repository.LEADS].count_documents({}) == 3

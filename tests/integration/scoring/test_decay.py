@@ -22,7 +22,9 @@ from crm_shared.store import OUTBOX, Store
 
 NewStore = Callable[..., Awaitable[Store]]
 THRESHOLDS = Thresholds()
-NOW = datetime(2026, 11, 25, 8, tzinfo=UTC)
+# A past "now": the passes below run months after it, and event times may not lie ahead of the clock.
+NOW = datetime(2025, 11, 25, 8, tzinfo=UTC)
+DAY = f"{NOW:%Y-%m-%d}"
 
 
 def order(customer: str, order_id: str, at: datetime, total: str = "40.00") -> OrderPlacedEvent:
@@ -54,9 +56,9 @@ async def test_a_customer_decays_to_at_risk_then_lost_once_each(new_store: NewSt
         (customer, "lifecycle_stage", "first_time_buyer", "at_risk")
     ]
     change = changes[0]
-    assert change.id == derived_event_id("/crm/scoring", customer, "decay", "lifecycle_stage", "at_risk", "2026-11-25")
+    assert change.id == derived_event_id("/crm/scoring", customer, "decay", "lifecycle_stage", "at_risk", DAY)
     assert (change.data.caused_by, change.data.changed_at, change.data.scores.recency_days) == (
-        "decay:2026-11-25",
+        f"decay:{DAY}",
         NOW,
         100,
     )
@@ -76,7 +78,7 @@ async def test_a_customer_decays_to_at_risk_then_lost_once_each(new_store: NewSt
 
     assert await lifecycle_changes(store, customer) == [
         ("prospect", "first_time_buyer", first.changes[0].data.caused_by),
-        ("first_time_buyer", "at_risk", "decay:2026-11-25"),
+        ("first_time_buyer", "at_risk", f"decay:{DAY}"),
         ("at_risk", "lost", f"decay:{later:%Y-%m-%d}"),
     ]
     assert await store.db[OUTBOX].count_documents({"key": customer}) == 4
@@ -117,6 +119,7 @@ async def test_a_late_old_event_does_not_undo_the_decay_and_an_order_reactivates
     first_order = NOW - timedelta(days=200)
     assert by_month == [
         {"period": f"{first_order:%Y-%m}", "new": 1, "lost": 0, "reactivated": 0},
-        {"period": "2026-11", "new": 0, "lost": 1, "reactivated": 1},
+        {"period": f"{NOW:%Y-%m}", "new": 0, "lost": 1, "reactivated": 1},
     ]
-    assert [row["period"] for row in by_day] == [f"{first_order:%Y-%m-%d}", "2026-11-25", "2026-11-26"]
+    next_day = NOW + timedelta(days=1)
+    assert [row["period"] for row in by_day] == [f"{first_order:%Y-%m-%d}", DAY, f"{next_day:%Y-%m-%d}"]

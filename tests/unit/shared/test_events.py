@@ -1,19 +1,27 @@
 """The public event contract: what it accepts, what it refuses, and how precisely it says why."""
 
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from crm_shared.events import (
     EVENT_TYPES,
     CloudEvent,
+    ConsentChanged,
     CustomerReferred,
+    CustomerRegistered,
+    InteractionLogged,
     OrderPlaced,
     OrderPlacedEvent,
     SurveyAnswered,
+    TimeWindow,
+    configure_time_window,
     derived_event_id,
     parse_event,
 )
@@ -50,7 +58,7 @@ def test_the_subject_must_be_the_customer_of_the_payload() -> None:
     [
         ({"specversion": "0.3"}, "specversion"),
         ({"type": "crm.order.teleported.v1"}, "does not match any of the expected tags"),
-        ({"time": "2026-11-20T10:00:00"}, "timezone"),
+        ({"time": "2026-11-20T10:00:00"}, "with an offset"),
         ({"id": ""}, "at least 1 character"),
     ],
 )
@@ -126,3 +134,106 @@ def test_a_customer_cannot_refer_themselves() -> None:
     with pytest.raises(ValidationError, match="customer C-1 cannot refer themselves"):
         CustomerReferred(customer_id="C-1", referral_id="R-1", referred_customer_id="C-1")
     assert CustomerReferred(customer_id="C-1", referral_id="R-1", referred_customer_id="C-2").channel is None
+
+
+# ---------------------------------------------------------------- times, money and text at the edge
+
+
+@pytest.mark.parametrize(
+    ("time", "message"),
+    [
+        ("0001-01-01T00:00:00+01:00", "before 1900-01-01"),
+        ("9999-12-31T23:59:59-01:00", "in the future"),
+        ("9999-12-30T00:00:00Z", "in the future"),
+        (1_700_000_000, "RFC 3339 string"),
+        ("2026-11-24 10:00:00Z", "RFC 3339 timestamp"),
+        ("2026-02-30T10:00:00Z", "not a valid date"),
+        ("2026-11-24T10:00:60Z", "not a valid date"),
+    ],
+)
+def test_event_times_outside_the_window_or_not_rfc3339_are_refused(time: Any, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        parse_event(envelope(time=time))
+
+
+def test_an_event_time_is_normalised_to_utc_and_may_be_a_little_ahead() -> None:
+    ahead = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    assert parse_event(envelope(time=ahead)).time.utcoffset() == timedelta(0)
+    event = parse_event(envelope(time="2026-11-20T10:00:00.123456789+05:30"))
+    assert event.time == datetime(2026, 11, 20, 4, 30, 0, 123000, tzinfo=UTC)
+
+
+def test_the_time_window_is_configurable() -> None:
+    try:
+        configure_time_window(TimeWindow(datetime(2000, 1, 1, tzinfo=UTC), timedelta(0)))
+        with pytest.raises(ValidationError, match="before 2000-01-01"):
+            parse_event(envelope(time="1999-12-31T23:59:59Z"))
+        with pytest.raises(ValidationError, match="in the future"):
+            parse_event(envelope(time=(datetime.now(UTC) + timedelta(seconds=30)).isoformat()))
+    finally:
+        configure_time_window(TimeWindow())
+
+
+@given(
+    st.one_of(st.datetimes(min_value=datetime(1899, 12, 31), max_value=datetime(2026, 1, 1)), st.datetimes()),
+    st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+)
+def test_any_rfc3339_time_is_accepted_exactly_or_refused_with_a_reason(naive: datetime, offset_min: int) -> None:
+    sign = "+" if offset_min >= 0 else "-"
+    text = naive.isoformat() + f"{sign}{abs(offset_min) // 60:02d}:{abs(offset_min) % 60:02d}"
+    try:
+        event = parse_event(envelope(time=text))
+    except ValidationError as exc:
+        assert "time" in str(exc)
+        return
+    exact = datetime.fromisoformat(text)
+    instant = exact.replace(microsecond=exact.microsecond // 1000 * 1000)  # milliseconds, as MongoDB keeps them
+    assert event.time == instant and event.time.tzinfo == UTC
+    assert parse_event(event.to_bytes()).time == instant
+
+
+@pytest.mark.parametrize(
+    "amount", ["1E+9", "-0", "-1.00", "1_000", " 12.50", "12.5000000000000000001", "", "NaN", 12.5, 12]
+)
+def test_money_is_a_plain_decimal_string(amount: Any) -> None:
+    data = envelope()["data"] | {"total": amount}
+    with pytest.raises(ValidationError, match="amount must be"):
+        OrderPlaced.model_validate(data)
+
+
+def test_money_is_normalised_but_keeps_its_scale() -> None:
+    assert str(OrderPlaced.model_validate(envelope()["data"] | {"total": "0012.50"}).total) == "12.50"
+
+
+@pytest.mark.parametrize("name", ["Ada\u202eecalevol", "Ada\x00", "Ada\nLovelace", " Ada", "Ada\u2066x\u2069"])
+def test_names_with_control_or_bidi_characters_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match=r"control characters|spaces"):
+        CustomerRegistered(customer_id="C-1", name=name)
+
+
+def test_free_text_keeps_newlines_but_not_other_controls() -> None:
+    assert (
+        "\n"
+        in InteractionLogged(
+            customer_id="C-1", interaction_id="I-1", kind="call", channel="phone", summary="a\nb"
+        ).summary
+    )  # type: ignore[operator]
+    with pytest.raises(ValidationError, match="control characters"):
+        InteractionLogged(customer_id="C-1", interaction_id="I-1", kind="call", channel="phone", summary="a\x1bb")
+
+
+def test_the_preferred_channel_must_be_granted() -> None:
+    with pytest.raises(ValidationError, match="must be a channel the customer granted"):
+        CustomerRegistered(customer_id="C-1", name="Ada", preferred_channel="sms")
+    with pytest.raises(ValidationError, match="must be a channel the customer granted"):
+        CustomerRegistered(
+            customer_id="C-1", name="Ada", preferred_channel="sms", consents=[{"channel": "sms", "granted": False}]
+        )
+    with pytest.raises(ValidationError, match="while it is refused"):
+        ConsentChanged(customer_id="C-1", channel="sms", granted=False, preferred_channel="sms")
+    assert (
+        CustomerRegistered(
+            customer_id="C-1", name="Ada", preferred_channel="sms", consents=[{"channel": "sms", "granted": True}]
+        ).preferred_channel
+        == "sms"
+    )
