@@ -14,7 +14,7 @@ from faststream.kafka import KafkaBroker
 
 from crm_shared.events import utc_now
 from crm_shared.logging import get_logger
-from crm_shared.store import OUTBOX, Store
+from crm_shared.store import CLOUDEVENTS_CONTENT_TYPE, OUTBOX, Store
 
 log = get_logger(__name__)
 
@@ -56,11 +56,12 @@ class OutboxRelay:
             if not records:
                 return sent
             for record in records:
+                key: str | None = record["key"]
                 await self._broker.publish(
                     bytes(record["value"]),
                     record["topic"],
-                    key=record["key"].encode(),
-                    headers={"content-type": "application/cloudevents+json; charset=UTF-8"},
+                    key=key.encode() if key is not None else None,
+                    headers={"content-type": record.get("content_type") or CLOUDEVENTS_CONTENT_TYPE},
                 )
                 await self._store.db[OUTBOX].update_one({"_id": record["_id"]}, {"$set": {"sent_at": utc_now()}})
                 sent += 1

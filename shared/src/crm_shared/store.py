@@ -46,6 +46,8 @@ log = get_logger(__name__)
 
 OUTBOX = "outbox"
 PROCESSED = "processed_events"
+DEADLETTERS = "deadletters"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,27 @@ class UnitOfWork:
 
     def emit(self, event: CloudEvent[Any], topic: str) -> None:
         """Publish `event` on `topic` once the transaction commits (keyed by the customer id)."""
+        self.emit_record(topic, key=event.subject, value=event.to_bytes(), record_id=event.id, type=event.type)
+
+    def emit_record(
+        self,
+        topic: str,
+        *,
+        key: str | None,
+        value: bytes,
+        record_id: str,
+        type: str | None = None,
+        content_type: str = CLOUDEVENTS_CONTENT_TYPE,
+    ) -> None:
+        """Publish any record once the transaction commits (a dead letter is not a CloudEvent)."""
         self._outbox.append(
             {
-                "_id": event.id,
+                "_id": record_id,
                 "topic": topic,
-                "key": event.subject,
-                "value": event.to_bytes(),
-                "type": event.type,
+                "key": key,
+                "value": value,
+                "type": type,
+                "content_type": content_type,
                 "created_at": utc_now(),
                 "sent_at": None,
             }

@@ -4,12 +4,12 @@ from fastapi import FastAPI
 
 from crm_marketing import api, consumers, repository
 from crm_marketing.settings import MarketingSettings
-from crm_shared.service import Runtime, build_broker, create_app
+from crm_shared.service import Runtime, create_app
 
 
 def create_service(settings: MarketingSettings | None = None) -> FastAPI:
     settings = settings or MarketingSettings()
-    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
     consumers.register(runtime, settings)
     return create_app(
         runtime,

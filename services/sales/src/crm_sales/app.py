@@ -4,12 +4,12 @@ from fastapi import FastAPI
 
 from crm_sales import api, consumers, repository
 from crm_sales.settings import SalesSettings
-from crm_shared.service import Runtime, build_broker, create_app
+from crm_shared.service import Runtime, create_app
 
 
 def create_service(settings: SalesSettings | None = None) -> FastAPI:
     settings = settings or SalesSettings()
-    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
     consumers.register(runtime)
     return create_app(
         runtime,

@@ -12,7 +12,7 @@ from crm_scoring import api, consumers, handlers, repository
 from crm_scoring.settings import ScoringSettings
 from crm_shared.events import utc_now
 from crm_shared.logging import get_logger
-from crm_shared.service import Runtime, build_broker, create_app
+from crm_shared.service import Runtime, create_app
 
 log = get_logger(__name__)
 
@@ -43,7 +43,7 @@ def background_jobs(runtime: Runtime, settings: ScoringSettings) -> list[asyncio
 
 def create_service(settings: ScoringSettings | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
-    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
     consumers.register(runtime, settings.thresholds)
     app = create_app(
         runtime,

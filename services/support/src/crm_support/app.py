@@ -2,14 +2,14 @@
 
 from fastapi import FastAPI
 
-from crm_shared.service import Runtime, build_broker, create_app
+from crm_shared.service import Runtime, create_app
 from crm_support import api, consumers, repository
 from crm_support.settings import SupportSettings
 
 
 def create_service(settings: SupportSettings | None = None) -> FastAPI:
     settings = settings or SupportSettings()
-    runtime = Runtime(settings=settings, broker=build_broker(settings), indexes=repository.INDEXES)
+    runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
     consumers.register(runtime, settings.sla_targets)
     app = create_app(
         runtime,
