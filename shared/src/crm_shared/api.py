@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from pymongo.asynchronous.collection import AsyncCollection
 
 from crm_shared.consumer import Rejected
-from crm_shared.events import derived_event_id, new_event_id
+from crm_shared.events import check_time, derived_event_id, new_event_id
 from crm_shared.service import Problem
 from crm_shared.store import AlreadyApplied
 
@@ -42,16 +42,50 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position, default=str).encode()).decode()
 
 
+def invalid_cursor(why: str) -> Problem:
+    return Problem(400, "Invalid cursor", f"the cursor is not one this API returned: {why}")
+
+
 def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """The position a `cursor` query parameter holds; read its fields with `cursor_id` and `cursor_time`."""
     if cursor is None:
         return None
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError) as exc:
-        raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
+        raise invalid_cursor("not base64url JSON") from exc
     if not isinstance(value, dict):
-        raise Problem(400, "Invalid cursor", "the cursor is not one this API returned")
+        raise invalid_cursor("not a JSON object")
     return value
+
+
+def cursor_id(after: Mapping[str, Any], name: str = "id") -> str:
+    """The id a page resumes after: a string, never an operator or a number that would reach the query."""
+    value = after.get(name)
+    if not isinstance(value, str):
+        raise invalid_cursor(f"`{name}` is not a string")
+    return value
+
+
+def cursor_time(after: Mapping[str, Any], name: str = "at") -> datetime:
+    """The time a page resumes after, in UTC: ISO 8601 with its offset, within the times events may carry.
+
+    Any time a page can end on is one of those; one outside what BSON holds (year 1 at +01:00 is before
+    year 1 in UTC) would overflow in the driver, and a time without offset names no instant.
+    """
+    value = after.get(name)
+    if not isinstance(value, str):
+        raise invalid_cursor(f"`{name}` is not a time")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise invalid_cursor(f"`{name}` is not a time") from exc
+    if at.utcoffset() is None:
+        raise invalid_cursor(f"`{name}` has no UTC offset")
+    try:
+        return check_time(at)
+    except ValueError as exc:
+        raise invalid_cursor(f"`{name}` is out of range: {exc}") from exc
 
 
 def command_event_id(scope: str, idempotency_key: str | None) -> str:
@@ -121,11 +155,7 @@ async def keyset_page(
     """One page ordered by (time, _id), and the cursor of the next: stable while new documents keep arriving."""
     after = decode_cursor(cursor)
     if after is not None:
-        try:
-            at = datetime.fromisoformat(str(after["at"]))
-            last_id = str(after["id"])
-        except (KeyError, ValueError) as exc:
-            raise Problem(400, "Invalid cursor", "the cursor is not one this API returned") from exc
+        at, last_id = cursor_time(after), cursor_id(after)
         beyond = "$lt" if newest_first else "$gt"
         query = {**query, "$or": [{time_field: {beyond: at}}, {time_field: at, "_id": {beyond: last_id}}]}
     direction = -1 if newest_first else 1

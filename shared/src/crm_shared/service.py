@@ -8,10 +8,12 @@ the outbox relay, close the broker and the database client.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import uvicorn
@@ -19,9 +21,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_shared.consumer import dead_letter_middleware, decode_cloudevent
+from crm_shared.events import configure_time_window
 from crm_shared.logging import configure_logging, get_logger
 from crm_shared.outbox import OutboxRelay
 from crm_shared.settings import ServiceSettings
@@ -44,9 +51,79 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, title: str, detail: str, instance: str, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, title: str, detail: str, instance: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": instance, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _phrase(status: int, otherwise: str = "Error") -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return otherwise
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: the body of every 4xx and 5xx answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="Always `about:blank`: the status and title say what went wrong.")
+    title: str = Field(description="What went wrong, the same for every occurrence.", examples=["Invalid cursor"])
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request.")
+    instance: str = Field(description="The path of the request.", examples=["/v1/leads"])
+
+
+class InvalidField(BaseModel):
+    location: str = Field(description="Where in the request, dotted.", examples=["body.total"])
+    message: str = Field(description="What is wrong with it.")
+
+
+class ValidationProblemDetails(ProblemDetails):
+    """A 422: the request is well-formed but a value is refused; `errors` lists each refused field."""
+
+    errors: list[InvalidField] = Field(
+        default_factory=list, description="Each refused field, when the request did not match its schema."
+    )
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is refused with a 413 before anything buffers it.
+
+    A Content-Length over the limit is refused before the app runs; a streamed (chunked) body is
+    counted as it arrives and reading stops at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.detail = f"the request body is over {max_bytes} bytes, this service's limit"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = problem_response(413, _phrase(413), self.detail, scope["path"])
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException passes FastAPI's body parsing unchanged, to the problem handler.
+                    raise StarletteHTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 @dataclass
@@ -59,13 +136,21 @@ class Runtime:
     relay: OutboxRelay | None = None
     indexes: Sequence[IndexSpec] = field(default_factory=tuple)
 
+    @classmethod
+    def for_service(cls, settings: ServiceSettings, *, indexes: Sequence[IndexSpec] = ()) -> Runtime:
+        """The runtime with its broker; the broker's dead-letter middleware parks letters in its store."""
+        runtimes: list[Runtime] = []
+        broker = build_broker(settings, store_ref=lambda: runtimes[0].store if runtimes else None)
+        runtimes.append(cls(settings=settings, broker=broker, indexes=indexes))
+        return runtimes[0]
+
     def require_store(self) -> Store:
         if self.store is None:
             raise RuntimeError("the service is not started")
         return self.store
 
 
-def build_broker(settings: ServiceSettings) -> KafkaBroker:
+def build_broker(settings: ServiceSettings, store_ref: Callable[[], Store | None] = lambda: None) -> KafkaBroker:
     broker: KafkaBroker | None = None
 
     def current() -> KafkaBroker:
@@ -81,7 +166,9 @@ def build_broker(settings: ServiceSettings) -> KafkaBroker:
         graceful_timeout=GRACEFUL_TIMEOUT_SECONDS,
         decoder=decode_cloudevent,
         middlewares=[
-            dead_letter_middleware(current, service=settings.service_name, consumer_group=settings.consumer_group)
+            dead_letter_middleware(
+                current, store_ref, service=settings.service_name, consumer_group=settings.consumer_group
+            )
         ],
         # Stdlib logger without handlers: its records reach the root JSON handler.
         logger=logging.getLogger("crm.faststream"),
@@ -89,6 +176,11 @@ def build_broker(settings: ServiceSettings) -> KafkaBroker:
         log_level=logging.DEBUG,
     )
     return broker
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready", "not ready"])
+    checks: dict[str, str] = Field(description="`ok` or why not, by dependency.", examples=[{"database": "ok"}])
 
 
 def create_app(
@@ -100,6 +192,7 @@ def create_app(
     version: str = "0.1.0",
 ) -> FastAPI:
     settings = runtime.settings
+    configure_time_window(settings.time_window)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +221,7 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -141,17 +235,34 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), str(exc.detail), request.url.path)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        title = _phrase(exc.status_code, str(exc.detail))
+        return problem_response(exc.status_code, title, str(exc.detail), request.url.path, headers=headers)
 
     @app.exception_handler(TransientFailure)
     async def _unavailable(request: Request, exc: TransientFailure) -> JSONResponse:
         return problem_response(503, "Database unavailable", str(exc), request.url.path)
 
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette raises the exception again after this answer, so the server logs its traceback.
+        return problem_response(500, _phrase(500), "the service failed; the error is logged", request.url.path)
+
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "alive", "service": settings.service_name}
 
-    @app.get("/readyz", tags=["operations"], summary="The broker and the database are reachable")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The broker and the database are reachable",
+        responses={
+            200: {"model": Readiness, "description": "Ready"},
+            503: {"model": Readiness, "description": "Not ready: a check says what is unreachable"},
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -166,7 +277,75 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build_openapi()
+        describe_problems(document, max_body_bytes=settings.max_body_bytes)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+_ALLOW_CANDIDATES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_PROBLEM_REF = "#/components/schemas/ProblemDetails"
+_VALIDATION_PROBLEM_REF = "#/components/schemas/ValidationProblemDetails"
+_FASTAPI_DEFAULTS = ("HTTPValidationError", "ValidationError")
+
+
+def describe_problems(document: dict[str, Any], *, max_body_bytes: int) -> None:
+    """Make an OpenAPI document say what `create_app` answers to errors, for every route at once.
+
+    Every 4xx/5xx is problem+json, except where a route declared another body itself; an operation
+    taking a cursor can answer 400, one taking a body 413.
+    """
+    _, definitions = models_json_schema(
+        [(ProblemDetails, "validation"), (ValidationProblemDetails, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(definitions["$defs"])
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            parameters = operation.get("parameters", [])
+            if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
+                responses.setdefault("400", {"description": "Invalid cursor: not one this API returned"})
+            if "requestBody" in operation:
+                responses.setdefault("413", {"description": f"The request body is over {max_body_bytes} bytes"})
+            for code, response in responses.items():
+                if code[:1] in ("4", "5") and not _declares_its_own_body(response):
+                    ref = _VALIDATION_PROBLEM_REF if code == "422" else _PROBLEM_REF
+                    response["content"] = {PROBLEM_JSON: {"schema": {"$ref": ref}}}
+    # FastAPI's own 422 body ({"detail": [...]}) is never sent: drop its schemas unless a route names them.
+    rest = json.dumps([document["paths"], {k: v for k, v in schemas.items() if k not in _FASTAPI_DEFAULTS}])
+    if not any(f'"#/components/schemas/{name}"' in rest for name in _FASTAPI_DEFAULTS):
+        for name in _FASTAPI_DEFAULTS:
+            schemas.pop(name, None)
+
+
+def _declares_its_own_body(response: dict[str, Any]) -> bool:
+    """True when a route declared this error's body (readyz's 503), false for none or FastAPI's default 422."""
+    content: dict[str, Any] = response.get("content") or {}
+    refs = {str(media.get("schema", {}).get("$ref", "")) for media in content.values()}
+    return bool(content) and refs != {"#/components/schemas/HTTPValidationError"}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path takes: Starlette's 405 names only those of the first route on the path."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _ALLOW_CANDIDATES
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    )
 
 
 def get_runtime(request: Request) -> Runtime:

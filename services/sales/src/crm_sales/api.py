@@ -1,13 +1,15 @@
 """REST API of sales: the same payloads as the ingest topic, plus reads."""
 
+from collections.abc import Awaitable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Response, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Depends, Request, Response, status
+from pydantic import BaseModel, Field
 
 from crm_sales import domain, handlers, repository
+from crm_sales.settings import sales_settings
 from crm_shared.api import (
     Accepted,
     Cursor,
@@ -16,22 +18,50 @@ from crm_shared.api import (
     Page,
     accept_event,
     command_event_id,
+    cursor_id,
     decode_cursor,
     encode_cursor,
     keyset_page,
     record_once,
 )
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
-from crm_shared.service import Problem, StoreDep
+from crm_shared.money import ExchangeRates
+from crm_shared.service import Problem, StoreDep, get_runtime
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1", tags=["orders"])
+
+
+def get_rates(request: Request) -> ExchangeRates:
+    return sales_settings(get_runtime(request).settings).rate_table
+
+
+RatesDep = Annotated[ExchangeRates, Depends(get_rates)]
+
+
+async def priced(applying: Awaitable[T]) -> T:
+    """A currency with no exchange rate is an invalid request (422), not a conflict with a known order (409)."""
+    try:
+        return await applying
+    except handlers.CurrencyNotAccepted as exc:
+        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+
+
+CURRENCY_NOT_ACCEPTED = {
+    "description": "Invalid, or in a currency the platform's rate table has no rate for (CRM_EXCHANGE_RATES): "
+    "the problem lists the accepted_currencies"
+}
 
 
 class OrderView(BaseModel):
     order_id: str
     customer_id: str
     status: domain.OrderStatus
-    currency: str | None
+    currency: str | None = Field(
+        description="The order's currency, which its payments and refunds are in too; before the order arrives, "
+        "that of the payments and refunds kept for it."
+    )
     total: Decimal | None
     paid: Decimal
     refunded: Decimal
@@ -46,7 +76,7 @@ class OrderView(BaseModel):
             order_id=order.order_id,
             customer_id=order.customer_id,
             status=order.status,
-            currency=placed.currency if placed else None,
+            currency=order.currency,
             total=placed.total if placed else None,
             paid=order.paid,
             refunded=order.refunded,
@@ -71,10 +101,15 @@ ORDER_EXAMPLE = {
     response_model=OrderView,
     status_code=status.HTTP_201_CREATED,
     summary="Place an order (same payload as crm.order.placed.v1 data)",
-    responses={200: {"description": "Already placed with this content"}, 409: {"description": "Conflict"}},
+    responses={
+        200: {"description": "Already placed with this content"},
+        409: {"description": "Conflict"},
+        422: CURRENCY_NOT_ACCEPTED,
+    },
 )
 async def place_order(
     store: StoreDep,
+    rates: RatesDep,
     response: Response,
     order: Annotated[OrderPlaced, Body(examples=[ORDER_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
@@ -84,7 +119,7 @@ async def place_order(
     )
 
     async def placing() -> tuple[domain.Order, bool]:
-        placed = await handlers.apply_order_event(store, event)
+        placed = await priced(handlers.apply_order_event(store, event, rates))
         return placed, placed.placed_at is None or placed.placed_at == event.time
 
     async def same_order() -> domain.Order | None:
@@ -103,10 +138,10 @@ async def place_order(
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit an order CloudEvent, exactly as on crm.ingest.orders",
-    responses={409: {"description": "The event contradicts a known order"}},
+    responses={409: {"description": "The event contradicts a known order"}, 422: CURRENCY_NOT_ACCEPTED},
 )
-async def submit_event(store: StoreDep, event: Annotated[OrderIngest, Body()]) -> Accepted:
-    return await accept_event(event.id, handlers.apply_order_event(store, event))
+async def submit_event(store: StoreDep, rates: RatesDep, event: Annotated[OrderIngest, Body()]) -> Accepted:
+    return await accept_event(event.id, priced(handlers.apply_order_event(store, event, rates)))
 
 
 @router.get("/orders/{order_id}", response_model=OrderView, summary="One order and its status")
@@ -128,7 +163,7 @@ async def customer_orders(
     query: dict[str, Any] = {"customer_id": customer_id}
     after = decode_cursor(cursor)
     if after is not None:
-        query["_id"] = {"$lt": str(after.get("order_id", ""))}
+        query["_id"] = {"$lt": cursor_id(after, "order_id")}
     docs = await store.db[repository.ORDERS].find(query).sort("_id", -1).limit(limit + 1).to_list(limit + 1)
     orders = [OrderView.of(repository.from_document(d)) for d in docs[:limit]]
     next_cursor = encode_cursor({"order_id": orders[-1].order_id}) if len(docs) > limit else None
