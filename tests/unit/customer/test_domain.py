@@ -306,3 +306,36 @@ def test_a_consent_change_updates_the_channel_and_the_newest_fact_wins_in_any_or
     assert outcomes == {(("sms",), ("email",))}
     assert domain.change_consent(profile, refuse_email, T0 - timedelta(days=1)) == profile
     assert domain.change_consent(profile, grant_email.model_copy(update={"preferred_channel": None}), T0) == profile
+
+
+def test_at_equal_times_a_refusal_wins_over_a_grant_in_either_order() -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")
+    at = T0 + timedelta(days=1)
+    grant = ConsentChanged(customer_id="C-1", channel="sms", granted=True)
+    refuse = ConsentChanged(customer_id="C-1", channel="sms", granted=False)
+    one_way = domain.change_consent(domain.change_consent(profile, grant, at), refuse, at)
+    other_way = domain.change_consent(domain.change_consent(profile, refuse, at), grant, at)
+    assert "sms" in one_way.refused and "sms" in other_way.refused
+
+
+def test_an_answer_given_now_is_dated_no_earlier_than_the_change_it_answers() -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")
+    now = T0 + timedelta(days=1)
+    ahead = now + timedelta(minutes=4)  # a grant stamped a little ahead, within the clock skew
+    granted = domain.change_consent(profile, ConsentChanged(customer_id="C-1", channel="sms", granted=True), ahead)
+    at = domain.answer_time(granted, "sms", now)
+    assert at == ahead
+    refused = domain.change_consent(granted, ConsentChanged(customer_id="C-1", channel="sms", granted=False), at)
+    assert "sms" in refused.refused
+    assert domain.answer_time(granted, "email", now) == now
+
+
+def test_the_preferred_channel_is_always_a_granted_one() -> None:
+    profile = domain.register(None, REGISTERED, T0, "e-1")  # email granted and preferred, sms refused
+    prefer_sms = ConsentChanged(customer_id="C-1", channel="email", granted=True, preferred_channel="sms")
+    with pytest.raises(domain.ConsentRejected, match="has not granted it"):
+        domain.change_consent(profile, prefer_sms, T0 + timedelta(days=1))
+    refused = domain.change_consent(
+        profile, ConsentChanged(customer_id="C-1", channel="email", granted=False), T0 + timedelta(days=1)
+    )
+    assert refused.details.preferred_channel is None

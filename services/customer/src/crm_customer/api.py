@@ -17,11 +17,11 @@ from crm_shared.api import (
     command_event_id,
     record_once,
 )
+from crm_shared.consumer import Rejected
 from crm_shared.events import (
     EVENT_TYPES,
     Channel,
     ConsentChanged,
-    ConsentChangedEvent,
     CustomerIngest,
     CustomerReferred,
     CustomerReferredEvent,
@@ -338,15 +338,15 @@ async def change_consent(
         )
     except ValidationError as exc:
         raise Problem(404, "Customer not found", f"no customer {customer_id}") from exc
-    event = ConsentChangedEvent.create(
-        changed, source=API_SOURCE, id=command_event_id(f"customer/consents/{customer_id}/{channel}", idempotency_key)
-    )
+    event_id = command_event_id(f"customer/consents/{customer_id}/{channel}", idempotency_key)
     try:
-        await handlers.change_consent(store, event)
+        await handlers.answer_consent(store, changed, source=API_SOURCE, event_id=event_id)
     except AlreadyApplied:
         pass
     except handlers.UnknownCustomer as exc:
         raise Problem(404, "Customer not found", str(exc)) from exc
+    except Rejected as exc:
+        raise Problem(409, "Consent refused", str(exc)) from exc
     return ConsentsView.of(await _profile(store, customer_id))
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_shared.events import (
+    PERSONAL_FIELDS,
     CampaignContacted,
     CampaignConverted,
     CampaignEnrolled,
@@ -37,11 +38,13 @@ from crm_shared.events import (
     SurveyAnswered,
 )
 
-PERSONAL_FIELDS = frozenset({"name", "email", "phone"})
-
 
 class RegistrationRejected(Exception):
     """The registration contradicts the profile already on record."""
+
+
+class ConsentRejected(Exception):
+    """The consent change contradicts the customer's consents (e.g. prefers a channel not granted)."""
 
 
 class InteractionRejected(Exception):
@@ -127,21 +130,53 @@ def register(profile: Profile | None, registered: CustomerRegistered, at: dateti
 def change_consent(profile: Profile, changed: ConsentChanged, at: datetime) -> Profile:
     """The profile with one channel's consent (and the preferred channel, when stated) changed.
 
-    A fact older than what is on record for that channel changes nothing, so facts in any order agree.
+    The newer fact for the channel wins, by its own time, so facts in any order agree; at equal times a
+    refusal wins over a grant. The preferred channel is always a granted one: naming one that is not
+    granted is refused, and refusing the preferred channel leaves no preferred channel.
     """
-    previous = profile.consents_changed_at.get(changed.channel, profile.registered_at)
-    if at < previous:
+    previous_at = profile.consents_changed_at.get(changed.channel, profile.registered_at)
+    newer, older = (at, not changed.granted), (previous_at, profile.details.consents.get(changed.channel) is False)
+    if newer < older:
         return profile
+    # A later restatement of the same answer moves the channel's time too, so an older fact stays older.
+    changed_at = {**profile.consents_changed_at, changed.channel: at} if newer > older else profile.consents_changed_at
     details = profile.details
     consents = {**details.consents, changed.channel: changed.granted}
     preferred = changed.preferred_channel or details.preferred_channel
-    if consents == dict(details.consents) and preferred == details.preferred_channel:
+    if changed.preferred_channel is not None and not consents.get(changed.preferred_channel):
+        raise ConsentRejected(
+            f"{changed.preferred_channel} cannot be the preferred channel of customer {profile.customer_id}:"
+            " the customer has not granted it"
+        )
+    if preferred is not None and not consents.get(preferred):
+        preferred = None
+    if (
+        consents == dict(details.consents)
+        and preferred == details.preferred_channel
+        and changed_at == profile.consents_changed_at
+    ):
         return profile
     return replace(
         profile,
         details=replace(details, consents=consents, preferred_channel=preferred),
-        consents_changed_at={**profile.consents_changed_at, changed.channel: at},
+        consents_changed_at=changed_at,
     )
+
+
+def answers_nothing_new(profile: Profile, changed: ConsentChanged) -> bool:
+    """The profile already holds this answer (and this preferred channel, when one is named)."""
+    details = profile.details
+    return details.consents.get(changed.channel) == changed.granted and changed.preferred_channel in (
+        None,
+        details.preferred_channel,
+    )
+
+
+def answer_time(profile: Profile, channel: Channel, now: datetime) -> datetime:
+    """When an answer the customer gives now takes effect: now, or the time of the channel's last recorded
+    change when that is (within the accepted clock skew) ahead, so the answer is never older than what it
+    answers and a refusal made now always takes effect."""
+    return max(now, profile.consents_changed_at.get(channel, profile.registered_at))
 
 
 # ---------------------------------------------------------------- interactions

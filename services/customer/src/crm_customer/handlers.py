@@ -6,11 +6,13 @@ from crm_customer import domain, repository
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
+    ConsentChanged,
     ConsentChangedEvent,
     CustomerReferredEvent,
     CustomerRegisteredEvent,
     InteractionLoggedEvent,
     derived_event_id,
+    utc_now,
 )
 from crm_shared.logging import get_logger
 from crm_shared.store import Store, UnitOfWork
@@ -101,6 +103,25 @@ class UnknownCustomer(Rejected):
     """The event is about a customer the customer service has no profile for."""
 
 
+async def _change_consent(
+    uow: UnitOfWork, before: domain.Profile, event: ConsentChangedEvent
+) -> Outcome[domain.Profile]:
+    try:
+        after = domain.change_consent(before, event.data, event.time)
+    except domain.ConsentRejected as exc:
+        raise Rejected(str(exc)) from exc
+    if after == before:
+        return Outcome(after, new=False)
+    await repository.save_profile(uow, after)
+    uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+    return Outcome(after)
+
+
+def _log_consent(outcome: Outcome[domain.Profile], event_id: str, changed: ConsentChanged) -> None:
+    if outcome.new:
+        log.info("consent_changed", customer_id=changed.customer_id, channel=changed.channel, event_id=event_id)
+
+
 async def change_consent(store: Store, event: ConsentChangedEvent) -> Outcome[domain.Profile]:
     """Update the profile's consent and publish the change, in one transaction; no change emits nothing."""
 
@@ -108,16 +129,32 @@ async def change_consent(store: Store, event: ConsentChangedEvent) -> Outcome[do
         before = await repository.get_profile(uow, event.customer_id)
         if before is None:
             raise UnknownCustomer(f"no customer {event.customer_id}")
-        after = domain.change_consent(before, event.data, event.time)
-        if after == before:
-            return Outcome(after, new=False)
-        await repository.save_profile(uow, after)
-        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
-        return Outcome(after)
+        return await _change_consent(uow, before, event)
 
     outcome = await store.transaction(work, applies=_applies(event))
-    if outcome.new:
-        log.info("consent_changed", customer_id=event.customer_id, channel=event.data.channel, event_id=event.id)
+    _log_consent(outcome, event.id, event.data)
+    return outcome
+
+
+async def answer_consent(
+    store: Store, changed: ConsentChanged, *, source: str, event_id: str
+) -> Outcome[domain.Profile]:
+    """The customer's answer given now (the API): dated so that it follows every change on record for the
+    channel, so a refusal made now takes effect even after a grant stamped a little ahead of this clock."""
+
+    async def work(uow: UnitOfWork) -> Outcome[domain.Profile]:
+        before = await repository.get_profile(uow, changed.customer_id)
+        if before is None:
+            raise UnknownCustomer(f"no customer {changed.customer_id}")
+        if domain.answers_nothing_new(before, changed):
+            return Outcome(before, new=False)  # PUT is idempotent: the same answer again is no new fact
+        at = domain.answer_time(before, changed.channel, utc_now())
+        return await _change_consent(
+            uow, before, ConsentChangedEvent.create(changed, source=source, id=event_id, time=at)
+        )
+
+    outcome = await store.transaction(work, applies=f"customer:{event_id}")
+    _log_consent(outcome, event_id, changed)
     return outcome
 
 
