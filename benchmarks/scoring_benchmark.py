@@ -42,10 +42,13 @@ from crm_scoring.settings import ScoringSettings
 from crm_shared.embedded import EmbeddedServers, free_port
 from crm_shared.events import OrderPlaced, OrderPlacedEvent
 from crm_shared.logging import configure_logging
+from crm_shared.money import ExchangeRates
 from crm_shared.store import OUTBOX, PROCESSED
 from crm_shared.topics import Topic
 
 EPOCH = datetime(1997, 1, 1, tzinfo=UTC)
+# The orders are in dollars (CDNOW-like amounts): scored in dollars, with no conversion.
+IN_DOLLARS = ExchangeRates.of("USD", {"USD": "1"})
 TIERS: dict[str, int] = {"potential": 0, "low_value": 1, "high_value": 2}
 
 
@@ -126,6 +129,8 @@ async def stream_benchmarks(servers: EmbeddedServers, args: argparse.Namespace) 
     settings = ScoringSettings(
         CRM_KAFKA_BOOTSTRAP=bootstrap,
         CRM_MONGO_URI=servers.mongo_uri,
+        CRM_REPORTING_CURRENCY=IN_DOLLARS.reporting_currency,
+        CRM_EXCHANGE_RATES=dict(IN_DOLLARS.rates),
         db="scoring_benchmark",
         relay_poll_seconds=0.2,
         # Historical orders: the decay and population passes would re-score the base while it streams in.
@@ -275,7 +280,7 @@ def domain_rescore() -> dict[str, Any]:
     starts, placed, cents = data["starts"].tolist(), data["placed"].tolist(), data["cents"].tolist()
     customers = len(starts) - 1
     as_of = datetime.fromtimestamp(data["as_of"], UTC)
-    thresholds = domain.Thresholds()
+    thresholds = domain.Thresholds(exchange_rates=IN_DOLLARS)
     _peak_reset()
     rss_before = _memory_kib("VmRSS")
 

@@ -130,6 +130,9 @@ async def test_the_cdnow_sample_replayed_gives_the_batch_frequency_monetary_and_
         settings = ScoringSettings(
             CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
             CRM_MONGO_URI=backend.mongo_uri,
+            # The sample is in dollars: scored in dollars, with no conversion.
+            CRM_REPORTING_CURRENCY="USD",
+            CRM_EXCHANGE_RATES={"USD": "1"},
             service_name=f"scoring-cdnow-{run}",
             db=f"scoring_cdnow_{run}",
             relay_poll_seconds=0.2,

@@ -75,3 +75,55 @@ def test_a_payment_before_its_order_waits_for_it() -> None:
     early = domain.pay(None, PAID, "e-pay", T0)
     assert early.status == "awaiting_order"
     assert domain.place(early, PLACED, T0).status == "paid"
+
+
+# ---------------------------------------------------------------- one currency per order
+
+USD_REFUND = OrderRefunded(order_id="O-1", customer_id="C-1", currency="USD", amount=Decimal("5"))
+USD_PAYMENT = OrderPaid(order_id="O-1", customer_id="C-1", currency="USD", amount=Decimal("100.00"))
+
+
+def test_a_refund_in_another_currency_than_its_order_is_refused() -> None:
+    order = domain.place(None, PLACED, T0)
+    with pytest.raises(
+        domain.OrderRejected,
+        match=r"refund of 5 USD on order O-1 refused: the order is in EUR, and a refund must be in its order's "
+        r"currency",
+    ):
+        domain.refund(order, USD_REFUND, "r-usd", T0)
+    assert order.refunded == Decimal(0)
+
+
+def test_a_payment_in_another_currency_than_its_order_is_refused() -> None:
+    order = domain.place(None, PLACED, T0)
+    with pytest.raises(domain.OrderRejected, match=r"payment of 100\.00 USD on order O-1 refused: the order is in EUR"):
+        domain.pay(order, USD_PAYMENT, "p-usd", T0)
+
+
+def test_a_payment_kept_before_its_order_refuses_an_order_in_another_currency() -> None:
+    early = domain.pay(None, USD_PAYMENT, "p-usd", T0)
+    assert (early.status, early.currency) == ("awaiting_order", "USD")
+    with pytest.raises(
+        domain.OrderRejected,
+        match=r"order O-1 in EUR refused: a payment of 100\.00 USD \(event p-usd\) was kept for it before it arrived",
+    ):
+        domain.place(early, PLACED, T0)
+    # The same order in the payment's currency is placed, and paid.
+    assert domain.place(early, PLACED.model_copy(update={"currency": "USD"}), T0).status == "paid"
+
+
+def test_facts_kept_before_their_order_share_one_currency() -> None:
+    early = domain.refund(None, REFUND, "r-eur", T0)
+    with pytest.raises(domain.OrderRejected, match=r"kept for it until the order arrives are in EUR"):
+        domain.pay(early, USD_PAYMENT, "p-usd", T0)
+    assert domain.pay(early, PAID, "p-eur", T0).currency == "EUR"
+
+
+def test_a_fact_recorded_without_its_currency_takes_its_orders() -> None:
+    legacy = domain.Order(
+        order_id="O-1", customer_id="C-1", refunds=(domain.MoneyFact("r-old", Decimal("40.00"), T0, None),)
+    )
+    assert legacy.currency is None
+    order = domain.place(legacy, PLACED, T0)
+    assert [r.currency for r in order.refunds] == ["EUR"]
+    assert order.refunded == Decimal("40.00")

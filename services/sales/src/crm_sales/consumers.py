@@ -3,6 +3,7 @@
 from faststream.kafka import KafkaBroker
 
 from crm_sales import handlers
+from crm_sales.settings import sales_settings
 from crm_shared.consumer import SUBSCRIBER_DEFAULTS
 from crm_shared.events import AnyEvent, DeadLetter, OrderIngest
 from crm_shared.service import Runtime
@@ -11,6 +12,7 @@ from crm_shared.topics import Topic
 
 def register(runtime: Runtime) -> None:
     broker: KafkaBroker = runtime.broker
+    rates = sales_settings(runtime.settings).rate_table
 
     @broker.subscriber(
         Topic.INGEST_ORDERS,
@@ -21,7 +23,7 @@ def register(runtime: Runtime) -> None:
         **SUBSCRIBER_DEFAULTS,
     )
     async def on_order_ingest(event: OrderIngest) -> None:
-        await handlers.apply_order_event(runtime.require_store(), event)
+        await handlers.apply_order_event(runtime.require_store(), event, rates)
 
     # Any catalog event is accepted: marketing's other events (enrolments, contacts, ...) are ignored.
     @broker.subscriber(

@@ -3,6 +3,11 @@
 An order is kept as the facts that arrived (placed, payments, refunds, cancellation), so the facts
 can arrive in any order: a payment that comes before its order is kept and counts once the order
 is there. The status is derived from the facts, never stored on its own.
+
+An order and its payments and refunds share one currency: sales never adds amounts of two currencies.
+A payment or refund in another currency than its order's is refused; one kept before its order fixes the
+currency the order must be in, so an order placed later in another currency is refused (like an order
+whose total is below the refunds already kept for it), and the payment or refund stays awaiting its order.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ class OrderRejected(Exception):
 
 @dataclass(frozen=True)
 class MoneyFact:
+    """A payment or a refund. `currency` is None only for one recorded before sales kept currencies: it is in
+    its order's currency, whatever that is."""
+
     event_id: str
     amount: Decimal
     at: datetime
+    currency: str | None
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,18 @@ class Order:
     refunds: tuple[MoneyFact, ...] = field(default_factory=tuple)
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+
+    @property
+    def currency(self) -> str | None:
+        """The order's currency; before the order arrives, that of the payments and refunds kept for it."""
+        if self.placed is not None:
+            return self.placed.currency
+        return next((f.currency for _, f in self.money_facts if f.currency is not None), None)
+
+    @property
+    def money_facts(self) -> tuple[tuple[str, MoneyFact], ...]:
+        """The payments and refunds, each with what it is ("payment" or "refund")."""
+        return (*(("payment", p) for p in self.payments), *(("refund", r) for r in self.refunds))
 
     @property
     def total(self) -> Decimal | None:
@@ -78,28 +99,64 @@ def place(order: Order | None, fact: OrderPlaced, at: datetime) -> Order:
         if order.placed != fact:
             raise OrderRejected(f"order {fact.order_id} was already placed with different content")
         return order
+    for what, kept in order.money_facts:
+        if kept.currency is not None and kept.currency != fact.currency:
+            raise OrderRejected(
+                f"order {fact.order_id} in {fact.currency} refused: a {what} of {kept.amount} {kept.currency} "
+                f"(event {kept.event_id}) was kept for it before it arrived, and an order and its payments and "
+                "refunds must be in one currency"
+            )
     if order.refunds and sum((r.amount for r in order.refunds), Decimal(0)) > fact.total:
         raise OrderRejected(f"order {fact.order_id}: refunds already recorded exceed its total {fact.total}")
-    return replace(order, placed=fact, placed_at=at)
+    return replace(
+        order,
+        placed=fact,
+        placed_at=at,
+        payments=_in_currency(order.payments, fact.currency),
+        refunds=_in_currency(order.refunds, fact.currency),
+    )
+
+
+def _in_currency(facts: tuple[MoneyFact, ...], currency: str) -> tuple[MoneyFact, ...]:
+    """The facts recorded without a currency are in their order's: once it is known, they say so."""
+    return tuple(f if f.currency is not None else replace(f, currency=currency) for f in facts)
+
+
+def _check_currency(order: Order, what: str, amount: Decimal, currency: str) -> None:
+    if order.placed is not None:
+        if currency != order.placed.currency:
+            raise OrderRejected(
+                f"{what} of {amount} {currency} on order {order.order_id} refused: the order is in "
+                f"{order.placed.currency}, and a {what} must be in its order's currency"
+            )
+        return
+    kept = order.currency
+    if kept is not None and currency != kept:
+        raise OrderRejected(
+            f"{what} of {amount} {currency} on order {order.order_id} refused: the payments and refunds kept for "
+            f"it until the order arrives are in {kept}, and a {what} must be in its order's currency"
+        )
 
 
 def pay(order: Order | None, fact: OrderPaid, event_id: str, at: datetime) -> Order:
     if order is None:
         order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
     _check_customer(order, fact.customer_id)
-    return replace(order, payments=(*order.payments, MoneyFact(event_id, fact.amount, at)))
+    _check_currency(order, "payment", fact.amount, fact.currency)
+    return replace(order, payments=(*order.payments, MoneyFact(event_id, fact.amount, at, fact.currency)))
 
 
 def refund(order: Order | None, fact: OrderRefunded, event_id: str, at: datetime) -> Order:
     if order is None:
         order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
     _check_customer(order, fact.customer_id)
+    _check_currency(order, "refund", fact.amount, fact.currency)
     if order.placed is not None and order.refunded + fact.amount > order.placed.total:
         raise OrderRejected(
-            f"refund of {fact.amount} on order {fact.order_id} would exceed its total {order.placed.total}"
-            f" (already refunded {order.refunded})"
+            f"refund of {fact.amount} {fact.currency} on order {fact.order_id} would exceed its total "
+            f"{order.placed.total} {order.placed.currency} (already refunded {order.refunded})"
         )
-    return replace(order, refunds=(*order.refunds, MoneyFact(event_id, fact.amount, at)))
+    return replace(order, refunds=(*order.refunds, MoneyFact(event_id, fact.amount, at, fact.currency)))
 
 
 def cancel(order: Order | None, fact: OrderCancelled, at: datetime) -> Order:

@@ -17,10 +17,28 @@ from crm_shared.events import (
     OrderRefundedEvent,
     derived_event_id,
 )
+from crm_shared.money import ExchangeRates
 from crm_shared.store import Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/sales"
+
+
+class CurrencyNotAccepted(Rejected):
+    """The fact is in a currency the platform's rate table has no rate for: scoring could not score it."""
+
+    def __init__(self, reason: str, accepted: tuple[str, ...]) -> None:
+        super().__init__(reason)
+        self.accepted = accepted
+
+
+def _check_priced(event: CloudEvent[Any], rates: ExchangeRates) -> None:
+    data = event.data
+    if isinstance(data, OrderPlaced | OrderPaid | OrderRefunded) and not rates.knows(data.currency):
+        what = {OrderPlaced: "order", OrderPaid: "payment on order", OrderRefunded: "refund on order"}[type(data)]
+        raise CurrencyNotAccepted(
+            f"{what} {data.order_id} refused: {rates.unknown_currency_reason(data.currency)}", rates.currencies
+        )
 
 
 def _apply(order: domain.Order | None, event: CloudEvent[Any]) -> domain.Order:
@@ -44,10 +62,13 @@ _OUTGOING: dict[type, type[CloudEvent[Any]]] = {
 }
 
 
-async def apply_order_event(store: Store, event: CloudEvent[Any]) -> domain.Order:
-    """Store the fact and publish it on crm.sales.events; a redelivered event changes nothing."""
+async def apply_order_event(store: Store, event: CloudEvent[Any], rates: ExchangeRates) -> domain.Order:
+    """Store the fact and publish it on crm.sales.events; a redelivered event changes nothing. A fact in a
+    currency `rates` does not know raises CurrencyNotAccepted, one the order contradicts raises Rejected."""
 
     async def work(uow: UnitOfWork) -> domain.Order:
+        # Inside the transaction, after the duplicate check: a redelivery stays a duplicate.
+        _check_priced(event, rates)
         before = await repository.get_order(uow, event.data.order_id)
         try:
             after = _apply(before, event)

@@ -22,7 +22,13 @@ INDEXES = (
 
 
 def _money_facts(facts: tuple[MoneyFact, ...]) -> list[dict[str, Any]]:
-    return [{"event_id": f.event_id, "amount": f.amount, "at": f.at} for f in facts]
+    return [{"event_id": f.event_id, "amount": f.amount, "at": f.at, "currency": f.currency} for f in facts]
+
+
+def _money_facts_from(docs: list[dict[str, Any]], order_currency: str | None) -> tuple[MoneyFact, ...]:
+    """Documents written before sales kept the currency of payments and refunds have none: it is the order's
+    (None while the order has not arrived)."""
+    return tuple(MoneyFact(d["event_id"], d["amount"], d["at"], d.get("currency") or order_currency) for d in docs)
 
 
 def to_document(order: Order) -> dict[str, Any]:
@@ -40,13 +46,15 @@ def to_document(order: Order) -> dict[str, Any]:
 
 
 def from_document(doc: dict[str, Any]) -> Order:
+    placed = OrderPlaced.model_validate(doc["placed"]) if doc.get("placed") else None
+    currency = placed.currency if placed else None
     return Order(
         order_id=doc["_id"],
         customer_id=doc["customer_id"],
-        placed=OrderPlaced.model_validate(doc["placed"]) if doc.get("placed") else None,
+        placed=placed,
         placed_at=doc.get("placed_at"),
-        payments=tuple(MoneyFact(**f) for f in doc.get("payments", [])),
-        refunds=tuple(MoneyFact(**f) for f in doc.get("refunds", [])),
+        payments=_money_facts_from(doc.get("payments", []), currency),
+        refunds=_money_facts_from(doc.get("refunds", []), currency),
         cancelled_at=doc.get("cancelled_at"),
         cancel_reason=doc.get("cancel_reason"),
     )

@@ -14,6 +14,7 @@ from crm_scoring.repository import CustomerScores
 from crm_scoring.settings import ClvInputs, ScoringSettings
 from crm_shared.api import Cursor, Limit, Page, keyset_page
 from crm_shared.events import Dimension, ScoreSnapshot, SegmentDimension, utc_now
+from crm_shared.money import ExchangeRates
 from crm_shared.service import Problem, StoreDep, get_runtime
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -88,6 +89,11 @@ class PopulationThresholdsView(BaseModel):
     median_frequency: int | None
     median_average_order_value: Decimal | None
     models: ModelsView | None
+    exchange_rates: str | None = Field(
+        description="The rate table the money figures were converted with: the reporting currency, then each "
+        "currency's rate (None for statistics computed before scoring converted currencies).",
+        examples=["EUR: EUR=1, USD=0.92"],
+    )
 
     @classmethod
     def of(cls, pop: population.Population, computed_at: datetime | None) -> "PopulationThresholdsView":
@@ -104,6 +110,7 @@ class PopulationThresholdsView(BaseModel):
             median_frequency=pop.median_frequency,
             median_average_order_value=pop.median_average_order_value,
             models=ModelsView.of(pop.models) if pop.models else None,
+            exchange_rates=pop.exchange_rates,
         )
 
 
@@ -132,7 +139,8 @@ class ThresholdsView(BaseModel):
     """The rules the scores were computed with."""
 
     high_value_monetary: Decimal = Field(
-        description="Net order value from which a customer is high_value while the population is not in force."
+        description="Net order value, in the reporting currency, from which a customer is high_value while the "
+        "population is not in force."
     )
     stable_after_orders: int = Field(description="Orders from which a customer is stable rather than repeat.")
     at_risk_days: int = Field(description="Days without an order from which a customer is at_risk.")
@@ -179,11 +187,56 @@ class ThresholdsView(BaseModel):
 class OrderInput(BaseModel):
     order_id: str
     placed_at: datetime | None = Field(description="None while only a payment, refund or cancellation is known.")
-    total: Decimal | None
-    currency: str | None
-    refunded: Decimal
+    currency: str | None = Field(
+        description="The order's currency, which its total and refunds are in; before the order arrives, that of "
+        "the refunds and payments known for it."
+    )
+    total: Decimal | None = Field(description="In the order's currency.")
+    refunded: Decimal = Field(description="In the order's currency.")
+    net_value: Decimal | None = Field(
+        description="Total less refunds (capped at the total), in the order's currency; None until the order is "
+        "placed, or once it is cancelled."
+    )
+    exchange_rate: Decimal | None = Field(
+        description="Units of the reporting currency one unit of the order's currency is worth; None when the rate "
+        "table has none."
+    )
+    converted_net_value: Decimal | None = Field(
+        description="net_value in the reporting currency: what monetary value adds up. None when the order does not "
+        "count."
+    )
     cancelled: bool
-    counts: bool = Field(description="Whether the order counts towards the scores: placed and not cancelled.")
+    counts: bool = Field(
+        description="Whether the order counts towards the scores: placed, not cancelled, and in a currency the rate "
+        "table has a rate for."
+    )
+    not_counted_because: str | None = Field(description="Why the order does not count; None when it does.")
+
+    @classmethod
+    def of(cls, order: domain.OrderFacts, rates: ExchangeRates) -> "OrderInput":
+        placed = order.placed
+        currency = order.money_currency
+        converted = domain.value_in(order, rates)
+        reason: str | None = None
+        if placed is None:
+            reason = "the order has not arrived yet (only a payment, refund or cancellation is known)"
+        elif order.cancelled_at is not None:
+            reason = "the order was cancelled"
+        elif converted is None:
+            reason = rates.unknown_currency_reason(placed.currency)
+        return cls(
+            order_id=order.order_id,
+            placed_at=placed.at if placed else None,
+            currency=currency,
+            total=placed.total if placed else None,
+            refunded=order.refunded,
+            net_value=order.net_value if order.counts else None,
+            exchange_rate=rates.rate(currency) if currency is not None and rates.knows(currency) else None,
+            converted_net_value=converted,
+            cancelled=order.cancelled_at is not None,
+            counts=converted is not None,
+            not_counted_because=reason,
+        )
 
 
 class ComplaintInput(BaseModel):
@@ -203,30 +256,24 @@ class SurveyInput(BaseModel):
 
 
 class Inputs(BaseModel):
+    reporting_currency: str = Field(
+        description="The currency the money scores are in: each order's net value is converted into it.",
+        examples=["EUR"],
+    )
     orders: list[OrderInput]
     complaints: list[ComplaintInput]
     surveys: list[SurveyInput]
 
     @classmethod
-    def of(cls, facts: domain.CustomerFacts) -> "Inputs":
+    def of(cls, facts: domain.CustomerFacts, rates: ExchangeRates) -> "Inputs":
         # Placed orders oldest first, then those whose order has not arrived yet.
         orders = sorted(
             facts.orders.values(),
             key=lambda o: (o.placed is None, o.placed.at.isoformat() if o.placed else "", o.order_id),
         )
         return cls(
-            orders=[
-                OrderInput(
-                    order_id=o.order_id,
-                    placed_at=o.placed.at if o.placed else None,
-                    total=o.placed.total if o.placed else None,
-                    currency=o.placed.currency if o.placed else None,
-                    refunded=o.refunded,
-                    cancelled=o.cancelled_at is not None,
-                    counts=o.counts,
-                )
-                for o in orders
-            ],
+            reporting_currency=rates.reporting_currency,
+            orders=[OrderInput.of(o, rates) for o in orders],
             complaints=[
                 ComplaintInput(complaint_id=c.complaint_id, severity=c.severity, dimension=c.dimension, filed_at=c.at)
                 for c in sorted(facts.complaints.values(), key=lambda c: (c.at, c.complaint_id))
@@ -247,10 +294,18 @@ class Inputs(BaseModel):
 
 class ScoresView(BaseModel):
     customer_id: str
+    reporting_currency: str = Field(
+        description="The currency of every money score (monetary, average order value, expected spend, lifetime "
+        "value): each order's net value converted through the platform's rate table (CRM_EXCHANGE_RATES).",
+        examples=["EUR"],
+    )
     recency_days: int | None = Field(description="Whole days since the last counted order, as of now.")
-    frequency: int = Field(description="Orders placed and not cancelled.")
-    monetary: Decimal = Field(description="Net value of those orders (refunds deducted).", examples=["1500.00"])
-    average_order_value: Decimal = Field(examples=["1500.00"])
+    frequency: int = Field(description="Orders placed, not cancelled, and in a currency with an exchange rate.")
+    monetary: Decimal = Field(
+        description="Net value of those orders (refunds deducted), each converted into the reporting currency.",
+        examples=["1500.00"],
+    )
+    average_order_value: Decimal = Field(description="In the reporting currency.", examples=["1500.00"])
     first_order_at: datetime | None
     last_order_at: datetime | None
     value_tier: domain.ValueTier
@@ -296,8 +351,10 @@ class ScoresView(BaseModel):
         line, configured = settings.formula_inputs(domain.main_product_line(facts))
         formula_inputs, referrals_from = domain.formula_inputs_for(facts, configured)
         formula = domain.formula_lifetime_value(formula_inputs)
+        rates = settings.rate_table
         return cls(
             customer_id=customer.facts.customer_id,
+            reporting_currency=rates.reporting_currency,
             recency_days=domain.recency_days(scores.last_order_at, now),
             frequency=scores.frequency,
             monetary=scores.monetary,
@@ -337,7 +394,7 @@ class ScoresView(BaseModel):
             scored_as_of=customer.scored_as_of,
             updated_at=customer.updated_at,
             thresholds=ThresholdsView.of(settings.thresholds),
-            inputs=Inputs.of(customer.facts),
+            inputs=Inputs.of(customer.facts, rates),
         )
 
 
@@ -506,6 +563,7 @@ class ParetoPoint(BaseModel):
 
 class ParetoView(BaseModel):
     customers: int = Field(description="Customers with at least one counted order.")
+    reporting_currency: str = Field(description="The currency revenue is in.", examples=["EUR"])
     revenue: Decimal
     top_20_percent_revenue_share: float | None
     curve: list[ParetoPoint] = Field(description="Revenue share of the top customers at each 5% of customers.")
@@ -514,13 +572,14 @@ class ParetoView(BaseModel):
 @population_router.get(
     "/population/pareto", response_model=ParetoView, summary="The revenue share of the top customers (80/20)"
 )
-async def pareto(store: StoreDep) -> ParetoView:
+async def pareto(store: StoreDep, settings: SettingsDep) -> ParetoView:
     docs = store.db[repository.CUSTOMERS].find({"scores.frequency": {"$gte": 1}}, {"scores.monetary": 1})
     monetary = [d["scores"]["monetary"] for d in await docs.to_list(None)]
     curve = population.pareto_curve(monetary)
     top = next((share for at, share in curve if at == 0.2), None)
     return ParetoView(
         customers=len(monetary),
+        reporting_currency=settings.reporting_currency,
         revenue=sum(monetary, Decimal(0)),
         top_20_percent_revenue_share=top,
         curve=[ParetoPoint(customer_share=a, revenue_share=b) for a, b in curve],

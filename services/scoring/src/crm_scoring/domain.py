@@ -6,6 +6,13 @@ same fact again is a no-op, and when only its time differs the earliest time is 
 order and with duplicates, gives the same facts and hence the same scores. A fact that contradicts
 one already known under its key is refused.
 
+Money is kept in its own currency: an order's total and its refunds are in the order's currency (a payment or
+refund in another currency than its order's is refused as a contradiction, whichever of the two comes second).
+The money scores (monetary value, average order value, the models' spend and lifetime value) are in the reporting
+currency: each order's net value is converted through the platform's rate table (Thresholds.exchange_rates). An
+order in a currency with no rate is refused when it arrives (handlers.py); one already among the facts (the table
+lost its rate) does not count towards the scores, and the explanation says so.
+
 Scores are computed as of a given time (the newest fact's for events, the wall clock for the decay pass) and
 relative to the population statistics in force (population.py): the same facts, time and statistics always give
 the same scores, which is what `crm scoring rebuild` checks.
@@ -25,6 +32,7 @@ from typing import Literal, TypeVar
 from crm_scoring import lifetime
 from crm_scoring.population import CustomerValue, Population, rfm_scores, rfm_segment, value_quadrant
 from crm_shared.events import Dimension, SegmentDimension
+from crm_shared.money import ExchangeRates
 
 MODEL_VERSION = "rules-v1"
 
@@ -68,7 +76,8 @@ class FactRejected(Exception):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The configurable boundaries of the segments."""
+    """The configurable boundaries of the segments, and the rate table that brings every order into the reporting
+    currency the money boundaries (high_value_monetary) and scores are in."""
 
     high_value_monetary: Decimal = Decimal(1000)
     stable_after_orders: int = 9
@@ -79,6 +88,7 @@ class Thresholds:
     high_value_revenue_share: float = 0.8
     min_population: int = 20
     min_fit_customers: int = 50
+    exchange_rates: ExchangeRates = field(default_factory=ExchangeRates.default)
 
     def __post_init__(self) -> None:
         if not self.high_value_monetary.is_finite() or self.high_value_monetary <= 0:
@@ -119,6 +129,7 @@ class Refunded:
     refund_id: str  # the refund event's id: one order may be refunded several times
     amount: Decimal
     at: datetime
+    currency: str | None = None  # None: recorded before scoring kept it; the order's currency
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,7 @@ class Paid:
     payment_id: str  # the payment event's id
     amount: Decimal
     at: datetime
+    currency: str | None = None  # None: recorded before scoring kept it; the order's currency
 
 
 @dataclass(frozen=True)
@@ -185,10 +197,39 @@ class OrderFacts:
 
     @property
     def net_value(self) -> Decimal:
-        """The total less the refunds, the refunds capped at the total; 0 for an order that does not count."""
+        """The total less the refunds, in the order's currency, the refunds capped at the total; 0 for an order
+        that does not count."""
         if self.placed is None or not self.counts:
             return Decimal(0)
         return self.placed.total - min(self.refunded, self.placed.total)
+
+    @property
+    def money_currency(self) -> str | None:
+        """The currency of the order, else of the refunds and payments known before it (None: none says)."""
+        if self.placed is not None:
+            return self.placed.currency
+        money: list[Refunded | Paid] = [*self.refunds.values(), *self.payments.values()]
+        kept = [m.currency for m in money if m.currency is not None]
+        return min(kept) if kept else None
+
+
+def value_in(order: OrderFacts, rates: ExchangeRates) -> Decimal | None:
+    """The order's net value in the reporting currency; None when the order does not count or its currency has no
+    rate."""
+    if not order.counts or order.placed is None or not rates.knows(order.placed.currency):
+        return None
+    return rates.convert(order.net_value, order.placed.currency)
+
+
+def counted_orders(facts: CustomerFacts, rates: ExchangeRates) -> list[tuple[Placed, Decimal]]:
+    """The orders that count towards the scores (placed, not cancelled, in a currency with a rate) with their net
+    value in the reporting currency, oldest first (ties by order id)."""
+    counted: list[tuple[Placed, Decimal]] = []
+    for order in facts.orders.values():
+        value = value_in(order, rates)
+        if value is not None and order.placed is not None:
+            counted.append((order.placed, value))
+    return sorted(counted, key=lambda placed_value: (placed_value[0].at, placed_value[0].order_id))
 
 
 @dataclass(frozen=True)
@@ -226,6 +267,30 @@ def _merge(known: F | None, fact: F, what: str) -> F:
     return known if known.at <= fact.at else fact
 
 
+def _check_currency(order: OrderFacts, fact: Placed | Cancelled | Refunded | Paid) -> None:
+    """An order and its refunds and payments share one currency: amounts of two currencies are never netted."""
+    if isinstance(fact, Cancelled):
+        return
+    if isinstance(fact, Placed):
+        known: list[Refunded | Paid] = [*order.refunds.values(), *order.payments.values()]
+        for other in sorted(known, key=lambda m: (m.at, m.currency or "")):
+            if other.currency is not None and other.currency != fact.currency:
+                what = "refund" if isinstance(other, Refunded) else "payment"
+                raise FactRejected(
+                    f"order {fact.order_id} in {fact.currency} contradicts a {what} of {other.amount} {other.currency} "
+                    "known for it before: an order and its refunds and payments are in one currency"
+                )
+        return
+    currency = order.money_currency
+    if fact.currency is not None and currency is not None and fact.currency != currency:
+        what = "refund" if isinstance(fact, Refunded) else "payment"
+        known_as = "the order is" if order.placed is not None else "the refunds and payments known for it are"
+        raise FactRejected(
+            f"{what} of {fact.amount} {fact.currency} on order {fact.order_id} contradicts its currency: {known_as} in "
+            f"{currency}"
+        )
+
+
 def record(facts: CustomerFacts, fact: Fact) -> CustomerFacts:
     """The facts with `fact` added; unchanged when it was known already. Raises FactRejected on a contradiction."""
     if isinstance(fact, Complaint):
@@ -241,6 +306,7 @@ def record(facts: CustomerFacts, fact: Fact) -> CustomerFacts:
         referral = _merge(facts.referrals.get(fact.referral_id), fact, f"referral {fact.referral_id}")
         return replace(facts, referrals={**facts.referrals, fact.referral_id: referral})
     order = facts.orders.get(fact.order_id) or OrderFacts(fact.order_id)
+    _check_currency(order, fact)
     if isinstance(fact, Placed):
         order = replace(order, placed=_merge(order.placed, fact, f"order {fact.order_id}"))
     elif isinstance(fact, Cancelled):
@@ -498,16 +564,17 @@ def _money(value: float) -> Decimal | None:
 
 
 def model_scores(
-    counted: Sequence[OrderFacts], as_of: datetime, thresholds: Thresholds, population: Population
+    orders: Sequence[tuple[datetime, Decimal]], as_of: datetime, thresholds: Thresholds, population: Population
 ) -> ModelScores | None:
     """P(alive), expected purchases in the next 90 days, expected spend per purchase and the discounted lifetime
-    value from the fitted models; None without fitted models or orders. Time in weeks from the first order."""
+    value from the fitted models, from the counted orders' (time, net value in the reporting currency); None
+    without fitted models or orders. Time in weeks from the first order."""
     models = population.models
-    if models is None or not counted:
+    if models is None or not orders:
         return None
     summaries = lifetime.summarise(
-        [("c", o.placed.at, o.net_value) for o in counted if o.placed is not None],
-        lifetime.purchase_day(max(as_of, max(o.placed.at for o in counted if o.placed is not None))),
+        [("c", at, value) for at, value in orders],
+        lifetime.purchase_day(max(as_of, max(at for at, _ in orders))),
     )
     s = next(iter(summaries))
     bg, gg = models.bgnbd, models.gamma_gamma
@@ -528,13 +595,14 @@ def model_scores(
 def score(
     facts: CustomerFacts, as_of: datetime, thresholds: Thresholds, population: Population | None = None
 ) -> Scores:
-    """The scores as of `as_of`, relative to the population statistics when there are any."""
-    counted = [o for o in facts.orders.values() if o.counts and o.placed is not None]
-    times = sorted(o.placed.at for o in counted if o.placed is not None)
-    frequency = len(counted)
-    monetary = sum((o.net_value for o in counted), Decimal(0))
+    """The scores as of `as_of`, relative to the population statistics when there are any; money in the reporting
+    currency of `thresholds.exchange_rates`."""
+    purchases = [(placed.at, value) for placed, value in counted_orders(facts, thresholds.exchange_rates)]
+    times = [at for at, _ in purchases]
+    frequency = len(purchases)
+    monetary = sum((value for _, value in purchases), Decimal(0))
     average = (monetary / frequency).quantize(_CENT) if frequency else Decimal(0).quantize(_CENT)
-    models = model_scores(counted, as_of, thresholds, population) if population is not None else None
+    models = model_scores(purchases, as_of, thresholds, population) if population is not None else None
     risk = churn_risk(facts, frequency, thresholds, models.probability_alive if models else None)
     overall = satisfaction(facts)
     rfm: tuple[int, int, int] | None = None

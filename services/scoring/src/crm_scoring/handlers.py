@@ -32,6 +32,7 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.logging import get_logger
+from crm_shared.money import ExchangeRates
 from crm_shared.store import Store, UnitOfWork
 from crm_shared.topics import Topic
 
@@ -57,9 +58,9 @@ def fact_of(event: CloudEvent[Any]) -> domain.Fact:
     if isinstance(data, OrderCancelled):
         return domain.Cancelled(data.order_id, at)
     if isinstance(data, OrderRefunded):
-        return domain.Refunded(data.order_id, event.id, data.amount, at)
+        return domain.Refunded(data.order_id, event.id, data.amount, at, data.currency)
     if isinstance(data, OrderPaid):
-        return domain.Paid(data.order_id, event.id, data.amount, at)
+        return domain.Paid(data.order_id, event.id, data.amount, at, data.currency)
     if isinstance(data, ComplaintFiled):
         return domain.Complaint(data.complaint_id, data.severity, data.dimension, at)
     if isinstance(data, SurveyAnswered):
@@ -69,6 +70,17 @@ def fact_of(event: CloudEvent[Any]) -> domain.Fact:
     if isinstance(data, CustomerReferred):
         return domain.Referral(data.referral_id, data.referred_customer_id, at)
     raise Rejected(f"scoring does not handle events of type {event.type}")
+
+
+def check_priced(fact: domain.Fact, rates: ExchangeRates) -> None:
+    """Raises Rejected for an order, refund or payment in a currency with no rate: it could not be converted into
+    the reporting currency, and adding it to other currencies as it is would be wrong (sales refuses these, but
+    its table may differ from scoring's, or the event predate the check)."""
+    if not isinstance(fact, domain.Placed | domain.Refunded | domain.Paid):
+        return
+    if fact.currency is not None and not rates.knows(fact.currency):
+        what = {domain.Placed: "order", domain.Refunded: "refund on order", domain.Paid: "payment on order"}[type(fact)]
+        raise Rejected(f"{what} {fact.order_id} not scored: {rates.unknown_currency_reason(fact.currency)}")
 
 
 def snapshot(scores: domain.Scores) -> ScoreSnapshot:
@@ -109,11 +121,14 @@ async def apply_event(
     store: Store, event: CloudEvent[Any], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
 ) -> Scored:
     """Add the event's fact, rescore as of the newest fact, and emit one crm.segment.changed.v1 per
-    dimension that changed. A redelivered event raises AlreadyApplied; a contradiction raises Rejected."""
+    dimension that changed. A redelivered event raises AlreadyApplied; a contradiction, or money in a currency
+    with no rate in `thresholds.exchange_rates`, raises Rejected (the consumer dead-letters it with the reason)."""
     fact = fact_of(event)
     customer_id = event.customer_id
 
     async def work(uow: UnitOfWork) -> Scored:
+        # Inside the transaction, after the duplicate check: a redelivery stays a duplicate.
+        check_priced(fact, thresholds.exchange_rates)
         if isinstance(fact, domain.Placed | domain.Cancelled | domain.Refunded | domain.Paid):
             owner = await repository.claim_order(uow, fact.order_id, customer_id)
             if owner != customer_id:
@@ -290,9 +305,8 @@ async def fit_models(store: Store, thresholds: domain.Thresholds, now: datetime)
     transactions: list[lifetime.Transaction] = []
     for doc in docs:
         facts = repository.facts_from_document(str(doc["_id"]), doc["facts"])
-        for order in facts.orders.values():
-            if order.counts and order.placed is not None:
-                transactions.append((facts.customer_id, order.placed.at, order.net_value))
+        for placed, value in domain.counted_orders(facts, thresholds.exchange_rates):
+            transactions.append((facts.customer_id, placed.at, value))
     end = max(lifetime.purchase_day(t[1]) for t in transactions)
 
     def fit() -> population.FittedModels:
@@ -356,6 +370,7 @@ async def refresh_population(
         revenue_share=thresholds.high_value_revenue_share,
         min_population=thresholds.min_population,
         models=models,
+        exchange_rates=thresholds.exchange_rates.describe(),
     )
     version = pop.version
     current = await store.db[repository.POPULATION].find_one({"_id": repository.CURRENT}, {"version": 1})

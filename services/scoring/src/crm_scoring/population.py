@@ -60,8 +60,9 @@ class FittedModels:
 
 @dataclass(frozen=True)
 class Population:
-    """The thresholds in force. `in_force` is False while fewer than the configured minimum of customers have
-    ordered: then no RFM score is given and value_tier falls back to the fixed monetary threshold."""
+    """The thresholds in force, their money in the reporting currency of `exchange_rates` (the rate table, as
+    ExchangeRates.describe() gives it). `in_force` is False while fewer than the configured minimum of customers
+    have ordered: then no RFM score is given and value_tier falls back to the fixed monetary threshold."""
 
     customers: int
     in_force: bool
@@ -73,13 +74,19 @@ class Population:
     median_frequency: int | None
     median_average_order_value: Decimal | None
     models: FittedModels | None = None
+    exchange_rates: str | None = None
 
     @property
     def version(self) -> str:
-        """A digest of what the scores depend on: the statistics once in force, and the models (by their version,
-        a digest of their parameters, not their fit time). Statistics not in force change nobody's scores."""
+        """A digest of what the scores depend on: the statistics once in force, the models (by their version,
+        a digest of their parameters, not their fit time) and the rate table the money is converted with (so a
+        changed table rescores everyone). Statistics not in force change nobody's scores."""
         models = self.models.model_version if self.models else None
-        content = {**asdict(self), "models": models} if self.in_force else {"in_force": False, "models": models}
+        content = (
+            {**asdict(self), "models": models}
+            if self.in_force
+            else {"in_force": False, "models": models, "exchange_rates": self.exchange_rates}
+        )
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"pop-{digest}"
 
@@ -145,8 +152,10 @@ def compute(
     revenue_share: float,
     min_population: int,
     models: FittedModels | None = None,
+    exchange_rates: str | None = None,
 ) -> Population:
-    """The population statistics of the customers who ordered (a customer with frequency 0 is left out)."""
+    """The population statistics of the customers who ordered (a customer with frequency 0 is left out), their
+    money in the reporting currency of the rate table `exchange_rates` describes."""
     buyers = [c for c in customers if c.frequency > 0]
     return Population(
         customers=len(buyers),
@@ -159,6 +168,7 @@ def compute(
         median_frequency=_lower_median([c.frequency for c in buyers]),
         median_average_order_value=_lower_median([c.average_order_value for c in buyers]),
         models=models,
+        exchange_rates=exchange_rates,
     )
 
 

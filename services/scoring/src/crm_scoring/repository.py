@@ -191,6 +191,7 @@ def population_from_document(doc: dict[str, Any]) -> Population:
         median_frequency=doc["median_frequency"],
         median_average_order_value=doc["median_average_order_value"],
         models=models_from_document(doc["models"]) if doc.get("models") else None,
+        exchange_rates=doc.get("exchange_rates"),
     )
 
 

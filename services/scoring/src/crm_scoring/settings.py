@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from crm_scoring.domain import FormulaInputs, Thresholds
+from crm_shared.money import RateTableSettings
 from crm_shared.settings import SERVICES, ServiceSettings
 
 NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -29,12 +30,13 @@ class ClvInputs(BaseModel):
 DEFAULT_CLV_INPUTS = {"default": ClvInputs(A=Decimal(100), B=Decimal(50), C=Decimal(10), E=Decimal(1))}
 
 
-class ScoringSettings(ServiceSettings):
+class ScoringSettings(ServiceSettings, RateTableSettings):
     """Environment: CRM_SCORING_PORT, CRM_SCORING_HOST, CRM_SCORING_DB, CRM_SCORING_HIGH_VALUE_MONETARY,
     CRM_SCORING_STABLE_AFTER_ORDERS, CRM_SCORING_HIGH_VALUE_REVENUE_SHARE, CRM_SCORING_MIN_POPULATION,
     CRM_SCORING_POPULATION_INTERVAL_SECONDS, CRM_SCORING_AT_RISK_DAYS, CRM_SCORING_LOST_DAYS,
     CRM_SCORING_DECAY_INTERVAL_SECONDS, CRM_SCORING_MIN_FIT_CUSTOMERS, CRM_SCORING_CLV_HORIZON_WEEKS,
-    CRM_SCORING_ANNUAL_DISCOUNT_RATE, CRM_SCORING_CLV_INPUTS, plus the shared CRM_* settings."""
+    CRM_SCORING_ANNUAL_DISCOUNT_RATE, CRM_SCORING_CLV_INPUTS, plus the shared CRM_* settings, among them the
+    platform's rate table (CRM_REPORTING_CURRENCY, CRM_EXCHANGE_RATES) the money scores are converted with."""
 
     model_config = SettingsConfigDict(env_prefix="CRM_SCORING_", extra="ignore", frozen=True)
 
@@ -44,7 +46,8 @@ class ScoringSettings(ServiceSettings):
         default=Decimal(1000),
         gt=0,
         allow_inf_nan=False,
-        description="Net order value from which a customer is high_value while the population is too small.",
+        description="Net order value, in the reporting currency, from which a customer is high_value while the "
+        "population is too small.",
     )
     stable_after_orders: int = Field(
         default=9,
@@ -101,6 +104,7 @@ class ScoringSettings(ServiceSettings):
             high_value_revenue_share=self.high_value_revenue_share,
             min_population=self.min_population,
             min_fit_customers=self.min_fit_customers,
+            exchange_rates=self.rate_table,
         )
 
     def formula_inputs(self, product_line: str | None) -> tuple[str, FormulaInputs]:

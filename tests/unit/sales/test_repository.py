@@ -1,0 +1,47 @@
+"""The order document mapping keeps the currency of payments and refunds, and reads documents written without it."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from crm_sales import domain, repository
+from crm_shared.events import OrderPaid, OrderPlaced, OrderRefunded
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+PLACED = OrderPlaced(order_id="O-1", customer_id="C-1", currency="EUR", total=Decimal("100.00"))
+
+
+def test_payments_and_refunds_keep_their_currency_in_the_document() -> None:
+    order = domain.place(None, PLACED, T0)
+    order = domain.pay(order, OrderPaid(order_id="O-1", customer_id="C-1", currency="EUR", amount=Decimal(60)), "p", T0)
+    order = domain.refund(
+        order, OrderRefunded(order_id="O-1", customer_id="C-1", currency="EUR", amount=Decimal(5)), "r", T0
+    )
+    doc = repository.to_document(order)
+    assert [f["currency"] for f in doc["payments"] + doc["refunds"]] == ["EUR", "EUR"]
+    assert repository.from_document(doc) == order
+
+
+def test_a_payment_kept_before_its_order_keeps_its_currency() -> None:
+    early = domain.pay(None, OrderPaid(order_id="O-1", customer_id="C-1", currency="USD", amount=Decimal(60)), "p", T0)
+    assert repository.from_document(repository.to_document(early)).currency == "USD"
+
+
+def test_an_old_document_without_currencies_reads_them_as_the_orders() -> None:
+    old = {
+        "_id": "O-1",
+        "customer_id": "C-1",
+        "placed": PLACED.model_dump(mode="python"),
+        "placed_at": T0,
+        "payments": [{"event_id": "p", "amount": Decimal("60.00"), "at": T0}],
+        "refunds": [{"event_id": "r", "amount": Decimal("5.00"), "at": T0}],
+        "cancelled_at": None,
+        "cancel_reason": None,
+        "status": "placed",
+    }
+    order = repository.from_document(old)
+    assert [f.currency for f in (*order.payments, *order.refunds)] == ["EUR", "EUR"]
+    awaiting = repository.from_document({**old, "placed": None, "placed_at": None})
+    assert (awaiting.status, awaiting.currency, awaiting.payments[0].currency) == ("awaiting_order", None, None)
+    # Once the order arrives, the facts recorded without a currency take its.
+    placed = domain.place(awaiting, PLACED.model_copy(update={"currency": "GBP"}), T0)
+    assert [f.currency for f in (*placed.payments, *placed.refunds)] == ["GBP", "GBP"]
