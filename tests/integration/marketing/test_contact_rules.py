@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,11 +28,13 @@ from crm_shared.events import (
     SegmentChanged,
     SegmentChangedEvent,
     parse_event,
+    utc_now,
 )
 from crm_shared.store import OUTBOX, AlreadyApplied, Store
 
 NewStore = Callable[..., Awaitable[Store]]
-T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
+# In the past: an event may not be dated ahead of the clock, and the latest event here is T0 + 31 days.
+T0 = (utc_now() - timedelta(days=40)).replace(hour=10, minute=0, second=0, microsecond=0)
 NO_HOLDOUT = domain.Policy(holdout_share=0)
 
 
@@ -114,7 +116,8 @@ async def emitted_types(store: Store, customer: str) -> list[str]:
 async def test_a_customer_without_email_consent_is_not_emailed(new_store: NewStore) -> None:
     store = await new_store("marketing_rules", repository.INDEXES)
     customer = customer_id()
-    await register(store, customer, {"email": False, "sms": True}, preferred="email")
+    # Email comes first in the fallback order, and is refused.
+    await register(store, customer, {"email": False, "sms": True})
 
     [enrolment] = await handlers.apply_segment_change(store, became_lost(customer), DEFAULT_JOURNEYS, NO_HOLDOUT)
 
@@ -260,8 +263,8 @@ def plan(campaign_id: str, **changes: Any) -> dict[str, Any]:
         "objective": "Bring lost customers back.",
         "journey": "win-back",
         "offer": "15% off",
-        "starts_at": "2026-11-01T00:00:00Z",
-        "ends_at": "2026-12-01T00:00:00Z",
+        "starts_at": (T0 - timedelta(days=19)).isoformat(),
+        "ends_at": (T0 + timedelta(days=11)).isoformat(),
         "budget": "1.00",
         "cost_per_contact": "0.40",
         **changes,
@@ -296,7 +299,7 @@ async def test_budget_exhaustion_stops_enrolment(api: tuple[httpx.AsyncClient, S
     late = customer_id()
     await register(store, late, {"email": True})
     [e] = await handlers.apply_segment_change(
-        store, became_lost(late, datetime(2026, 12, 5, tzinfo=UTC)), DEFAULT_JOURNEYS, NO_HOLDOUT
+        store, became_lost(late, T0 + timedelta(days=15)), DEFAULT_JOURNEYS, NO_HOLDOUT
     )
     assert (e.campaign_id, e.status) == ("win-back", "contacted")
 
@@ -305,7 +308,7 @@ async def test_a_plan_is_validated_with_precise_problems(api: tuple[httpx.AsyncC
     http, _ = api
     unknown = await http.post("/v1/campaigns", json=plan("c-x", journey="nope"))
     assert unknown.status_code == 422 and "'nope' is not one of" in unknown.json()["detail"]
-    backwards = await http.post("/v1/campaigns", json=plan("c-y", ends_at="2026-10-01T00:00:00Z"))
+    backwards = await http.post("/v1/campaigns", json=plan("c-y", ends_at=(T0 - timedelta(days=50)).isoformat()))
     assert backwards.status_code == 422 and "ends_at must be after starts_at" in backwards.json()["detail"]
     negative = await http.post("/v1/campaigns", json=plan("c-z", budget="-1"))
     assert negative.status_code == 422 and "budget" in negative.json()["detail"]
@@ -386,3 +389,72 @@ async def test_a_cancelled_order_is_no_conversion_whichever_arrives_first(api: t
 
     results = (await http.get("/v1/campaigns/win-back/results")).json()
     assert (results["treated_group"]["orders"], results["treated_group"]["revenue"]) == (1, "30.00")
+
+
+# ---------------------------------------------------------------- campaign dates and archiving
+
+
+@pytest.mark.parametrize(
+    ("changes", "location", "message"),
+    [
+        ({"ends_at": "9999-12-31T23:59:59-01:00"}, "body.ends_at", "is after 2200-01-01T00:00:00+00:00"),
+        ({"starts_at": "0001-01-01T00:00:00+01:00"}, "body.starts_at", "is before 1900-01-01T00:00:00+00:00"),
+        ({"starts_at": "2026-11-01T00:00:00"}, "body.starts_at", "with an offset"),
+        ({"ends_at": 1798761600}, "body.ends_at", "RFC 3339"),
+        ({"budget": 1.5}, "body.budget", "decimal string"),
+    ],
+)
+async def test_campaign_dates_are_rfc_3339_times_within_the_planned_window(
+    api: tuple[httpx.AsyncClient, Store], changes: dict[str, Any], location: str, message: str
+) -> None:
+    http, store = api
+    campaign = f"c-{uuid.uuid4().hex[:8]}"
+    refused = await http.post("/v1/campaigns", json=plan(campaign, **changes))
+    assert refused.status_code == 422, refused.text
+    assert any(e["location"] == location and message in e["message"] for e in refused.json()["errors"]), refused.json()
+    assert await store.db[repository.CAMPAIGNS].find_one({"_id": campaign}) is None
+
+
+async def test_an_archived_campaign_enrols_nobody_and_keeps_its_results(api: tuple[httpx.AsyncClient, Store]) -> None:
+    http, store = api
+    campaign = f"wb-{uuid.uuid4().hex[:8]}"
+    assert (await http.post("/v1/campaigns", json=plan(campaign))).status_code == 201
+    before, after = customer_id(), customer_id()
+    for customer in (before, after):
+        await register(store, customer, {"email": True})
+    [first] = await handlers.apply_segment_change(store, became_lost(before), DEFAULT_JOURNEYS, NO_HOLDOUT)
+    assert first.campaign_id == campaign
+
+    archived = await http.delete(f"/v1/campaigns/{campaign}")
+    assert archived.status_code == 204 and archived.content == b""
+    view = (await http.get(f"/v1/campaigns/{campaign}")).json()
+    assert view["archived_at"] is not None
+    # Archiving again changes nothing: the first archiving's time stays.
+    assert (await http.delete(f"/v1/campaigns/{campaign}")).status_code == 204
+    assert (await http.get(f"/v1/campaigns/{campaign}")).json()["archived_at"] == view["archived_at"]
+
+    # The journey still runs, under its own campaign: the archived one enrols nobody.
+    [second] = await handlers.apply_segment_change(
+        store, became_lost(after, T0 + timedelta(hours=1)), DEFAULT_JOURNEYS, NO_HOLDOUT
+    )
+    assert (second.campaign_id, second.status) == ("win-back", "contacted")
+    results = (await http.get(f"/v1/campaigns/{campaign}/results")).json()
+    assert (results["contacted"], results["cost"]) == (1, "0.40")
+    enrolments = (await http.get(f"/v1/campaigns/{campaign}/enrolments")).json()["items"]
+    assert [e["customer_id"] for e in enrolments] == [before]
+    # The id stays taken.
+    assert (await http.post("/v1/campaigns", json=plan(campaign, budget="9.00"))).status_code == 409
+
+
+async def test_archiving_an_unknown_or_a_journeys_own_campaign_is_refused(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, store = api
+    missing = await http.delete("/v1/campaigns/none-such")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    customer = customer_id()
+    await register(store, customer, {"email": True})
+    await handlers.apply_segment_change(store, became_lost(customer), DEFAULT_JOURNEYS, NO_HOLDOUT)
+    own = await http.delete("/v1/campaigns/win-back")
+    assert own.status_code == 409 and "configured journey" in own.json()["detail"]
+    assert (await http.get("/v1/campaigns/win-back")).json()["archived_at"] is None

@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,12 +25,14 @@ from crm_shared.events import (
     SegmentChanged,
     SegmentChangedEvent,
     parse_event,
+    utc_now,
 )
 from crm_shared.store import OUTBOX, AlreadyApplied, Store
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
-T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+# In the past: an event may not be dated ahead of the clock, and the latest interaction here is T0 + 40 days.
+T0 = (utc_now() - timedelta(days=60)).replace(hour=9, minute=0, second=0, microsecond=0)
 RULE = engagement.EngagementRule()
 LEAD = "crm.lead.qualified.v1"
 
@@ -117,7 +119,7 @@ async def test_reaching_the_threshold_hands_the_prospect_to_sales_exactly_once(n
     assert (lead.customer_id, lead.segment_id, lead.lead_id) == (customer, "engagement", engagement.lead_id(customer))
     assert lead.reason == (
         "Engagement score 5 reached 5 within 30 days, from 2 interactions: "
-        "meeting I-1 on 2026-11-02 (+3), call I-2 on 2026-11-03 (+2)"
+        f"meeting I-1 on {T0.date()} (+3), call I-2 on {(T0 + timedelta(days=1)).date()} (+2)"
     )
     assert (event.time, event.causationid, event.source) == (call.time, call.id, "/crm/marketing")
     [kept] = await store.db[repository.LEADS].find({"customer_id": customer}).to_list(None)

@@ -14,6 +14,7 @@ import pytest
 from crm_marketing import domain, handlers, repository
 from crm_marketing.app import create_service
 from crm_marketing.journeys import DEFAULT_JOURNEYS
+from crm_marketing.segments import Group
 from crm_marketing.settings import MarketingSettings
 from crm_shared.events import (
     ChannelConsent,
@@ -256,3 +257,162 @@ async def test_a_segments_members_are_handed_to_sales_as_leads_once(api: tuple[h
         (c, f"leads-{tag}", "Reachable prospects") for c in prospects
     ]
     assert (await http.post("/v1/segments/none-such/hand-over")).status_code == 404
+
+
+# ---------------------------------------------------------------- nothing invalid stored; unusable ones deleted
+
+OUT_OF_WINDOW = {"all": [{"field": "last_order_at", "op": "gt", "value": "0001-01-01T00:00:00+01:00"}]}
+
+
+async def test_a_time_outside_the_window_is_refused_and_nothing_is_stored(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, store = api
+    segment_id = f"seg-{uuid.uuid4().hex[:6]}"
+    refused = await http.post(
+        "/v1/segments", json={"segment_id": segment_id, "name": "Old", "definition": OUT_OF_WINDOW}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "body.definition.all.0.rule: " in refused.json()["detail"]
+    assert "last_order_at gt: time 0001-01-01T00:00:00+01:00 is before 1900-01-01" in refused.json()["detail"]
+    assert await store.db[repository.SEGMENTS].find_one({"_id": segment_id}) is None
+    assert (await http.get(f"/v1/segments/{segment_id}")).status_code == 404
+    fine = {"all": [{"field": "last_order_at", "op": "gt", "value": "1900-01-01T00:00:00Z"}]}
+    created = await http.post("/v1/segments", json={"segment_id": segment_id, "name": "Old", "definition": fine})
+    assert created.status_code == 201, created.text
+
+
+async def test_a_segment_stored_under_older_rules_answers_409_and_can_be_deleted(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, store = api
+    segment_id = f"seg-{uuid.uuid4().hex[:6]}"
+    # What earlier versions stored: a time BSON cannot encode once compiled, and a tree over today's limits.
+    rule = {"field": "region", "op": "in", "value": [f"r{i}" for i in range(50)]}
+    for definition, reason in [
+        (OUT_OF_WINDOW, "is before 1900-01-01"),
+        ({"all": [{"any": [rule] * 20}] * 20}, "at most 200 rules in all"),
+    ]:
+        await store.db[repository.SEGMENTS].insert_one({"_id": segment_id, "name": "Stored", "definition": definition})
+        for method, path in [
+            ("GET", f"/v1/segments/{segment_id}"),
+            ("GET", f"/v1/segments/{segment_id}/members"),
+            ("GET", f"/v1/segments/{segment_id}/members?format=csv"),
+            ("POST", f"/v1/segments/{segment_id}/hand-over"),
+        ]:
+            answer = await http.request(method, path)
+            assert answer.status_code == 409, (path, answer.text)
+            assert reason in answer.json()["detail"] and "DELETE /v1/segments/" in answer.json()["detail"]
+        again = await http.post(
+            "/v1/segments", json={"segment_id": segment_id, "name": "New", "definition": DEFINITION}
+        )
+        assert again.status_code == 409 and reason in again.json()["detail"]
+
+        assert (await http.delete(f"/v1/segments/{segment_id}")).status_code == 204
+        assert (await http.get(f"/v1/segments/{segment_id}")).status_code == 404
+    assert (await http.delete(f"/v1/segments/{segment_id}")).status_code == 404
+    again = await http.post("/v1/segments", json={"segment_id": segment_id, "name": "New", "definition": DEFINITION})
+    assert again.status_code == 201
+
+
+def _region(i: int) -> dict[str, Any]:
+    return {"field": "region", "op": "in", "value": [f"r{i}-{j}" for j in range(50)]}
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        # The shape of the probe's 16,000 rules of 50 values (5.3 MB, now over the body limit), at 400 rules.
+        ({"all": [{"any": [{"all": [_region(i)] * 20} for i in range(20)]}]}, "at most 200 rules in all"),
+        ({"all": []}, "List should have at least 1 item"),
+        ({"any": []}, "List should have at least 1 item"),
+        ({"all": [{"field": "region", "op": "in", "value": []}]}, "region in: List should have at least 1 item"),
+        ({"all": [{"field": "region", "op": "in", "value": [f"r{j}" for j in range(51)]}]}, "at most 50 items"),
+    ],
+)
+async def test_an_empty_or_oversized_definition_is_refused_and_not_stored(
+    api: tuple[httpx.AsyncClient, Store], definition: dict[str, Any], message: str
+) -> None:
+    http, store = api
+    segment_id = f"seg-{uuid.uuid4().hex[:6]}"
+    refused = await http.post("/v1/segments", json={"segment_id": segment_id, "name": "Big", "definition": definition})
+    assert refused.status_code == 422, refused.text[:500]
+    assert message in refused.json()["detail"], refused.json()["detail"][:500]
+    assert await store.db[repository.SEGMENTS].find_one({"_id": segment_id}) is None
+
+
+def test_the_openapi_schema_says_what_the_rule_language_refuses() -> None:
+    document = create_service().openapi()
+    schemas = document["components"]["schemas"]
+    group = schemas["Group-Input"]["properties"]
+    assert all(any(s.get("minItems") == 1 for s in group[key]["anyOf"]) for key in ("all", "any"))
+    value = schemas["Rule"]["properties"]["value"]
+    assert any(s.get("type") == "array" and s.get("minItems") == 1 for s in value["anyOf"])
+    assert "value" in schemas["Rule"]["required"]
+    operations = document["paths"]["/v1/segments/{segment_id}"]
+    assert operations["delete"]["summary"] and "204" in operations["delete"]["responses"]
+    assert "204" in document["paths"]["/v1/campaigns/{campaign_id}"]["delete"]["responses"]
+
+
+async def test_a_segment_is_deleted_only_once_no_live_campaign_targets_it(new_store: NewStore) -> None:
+    store = await new_store("marketing_delete", repository.INDEXES)
+    app = create_service(MarketingSettings(holdout_share=0))
+    app.state.runtime.store = store
+    tag = uuid.uuid4().hex[:6]
+    customer = f"C-{tag}-0"
+    await register(store, customer, {"email": True})
+    await handlers.apply_segment_change(
+        store, tier_change(customer, "potential", "high_value", NOW - timedelta(days=3)), DEFAULT_JOURNEYS, NO_HOLDOUT
+    )
+    segment = {"segment_id": f"seg-{tag}", "name": "High value", "definition": DEFINITION}
+    campaign = {
+        "campaign_id": f"vip-{tag}",
+        "name": "VIP evening",
+        "objective": "Invite high-value customers.",
+        "segment_id": f"seg-{tag}",
+        "starts_at": (NOW - timedelta(days=1)).isoformat(),
+        "ends_at": (NOW + timedelta(days=30)).isoformat(),
+        "budget": "10.00",
+        "cost_per_contact": "0.40",
+    }
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+        assert (await http.post("/v1/segments", json=segment)).status_code == 201
+        assert (await http.post("/v1/campaigns", json=campaign)).status_code == 201
+
+        in_use = await http.delete(f"/v1/segments/seg-{tag}")
+        assert in_use.status_code == 409 and f"vip-{tag}" in in_use.json()["detail"]
+        assert (await http.delete(f"/v1/campaigns/vip-{tag}")).status_code == 204
+        archived = await http.post(f"/v1/campaigns/vip-{tag}/launch")
+        assert archived.status_code == 409 and archived.json()["title"] == "Campaign archived"
+        assert (await http.delete(f"/v1/segments/seg-{tag}")).status_code == 204
+        assert (await http.get(f"/v1/segments/seg-{tag}")).status_code == 404
+        # The archived campaign stays readable, with its (now deleted) audience named.
+        assert (await http.get(f"/v1/campaigns/vip-{tag}")).json()["segment_id"] == f"seg-{tag}"
+
+
+async def test_archiving_a_campaign_during_its_launch_stops_the_launch(new_store: NewStore) -> None:
+    store = await new_store("marketing_launch_archived", repository.INDEXES)
+    tag = uuid.uuid4().hex[:6]
+    customer = f"C-{tag}-0"
+    await register(store, customer, {"email": True})
+    await handlers.apply_segment_change(
+        store, tier_change(customer, "potential", "high_value", NOW - timedelta(days=3)), DEFAULT_JOURNEYS, NO_HOLDOUT
+    )
+    campaign = {
+        "_id": f"vip-{tag}",
+        "kind": "planned",
+        "segment_id": f"seg-{tag}",
+        "starts_at": NOW - timedelta(days=1),
+        "ends_at": NOW + timedelta(days=1),
+        "budget": Decimal("10"),
+        "cost_per_contact": Decimal("1"),
+        "spent": Decimal(0),
+    }
+    await store.db[repository.CAMPAIGNS].insert_one(campaign)
+    # The launch holds the campaign as it read it before the archiving.
+    await repository.archive_campaign(store.db, f"vip-{tag}", NOW)
+    audience = Group.model_validate({"all": [{"field": "value_tier", "op": "eq", "value": "high_value"}]})
+    with pytest.raises(handlers.CampaignArchived):
+        await handlers.launch_campaign(store, campaign, audience, NOW, NO_HOLDOUT)
+    assert await store.db[repository.ENROLMENTS].count_documents({"campaign_id": f"vip-{tag}"}) == 0

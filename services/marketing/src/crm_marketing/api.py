@@ -7,16 +7,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
+import bson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pymongo.errors import DuplicateKeyError
 
 from crm_marketing import domain, engagement, handlers, repository
 from crm_marketing.journeys import Journey
-from crm_marketing.segments import Group, to_filter
+from crm_marketing.segments import MAX_DEPTH, MAX_GROUP_MEMBERS, MAX_IN_VALUES, MAX_RULES, MAX_VALUES, Group, to_filter
 from crm_marketing.settings import MarketingSettings
-from crm_shared.api import Cursor, Limit, Page, decode_cursor, encode_cursor, keyset_page
-from crm_shared.events import Channel, Currency, EntityId, Money, utc_now
+from crm_shared.api import Cursor, Limit, Page, cursor_id, decode_cursor, encode_cursor, keyset_page
+from crm_shared.events import Channel, Currency, EntityId, Line, Money, PlannedTime, Text, utc_now
 from crm_shared.service import Problem, StoreDep, get_runtime
 from crm_shared.store import Store
 
@@ -53,8 +54,8 @@ class CampaignPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     campaign_id: EntityId = Field(examples=["win-back-2026-q4"])
-    name: str = Field(min_length=1, max_length=200)
-    objective: str = Field(min_length=1, max_length=1000)
+    name: Line = Field(min_length=1, max_length=200)
+    objective: Text = Field(min_length=1, max_length=1000)
     journey: str | None = Field(
         default=None, description="Audience: the customers this configured journey enrols.", examples=["win-back"]
     )
@@ -64,9 +65,9 @@ class CampaignPlan(BaseModel):
     channel: Channel | None = Field(
         default=None, description="Only this channel, when the customer granted it; None: the journey's rules."
     )
-    offer: str | None = Field(default=None, max_length=500, examples=["15% off the next order"])
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    offer: Text | None = Field(default=None, max_length=500, examples=["15% off the next order"])
+    starts_at: PlannedTime
+    ends_at: PlannedTime = Field(description="After starts_at.")
     currency: Currency = "EUR"
     budget: Money
     cost_per_contact: Money
@@ -111,6 +112,9 @@ class CampaignView(BaseModel):
     budget: Decimal | None = None
     cost_per_contact: Decimal = Decimal(0)
     spent: Decimal = Decimal(0)
+    archived_at: datetime | None = Field(
+        default=None, description="When the campaign was archived (DELETE): it enrols nobody from then on."
+    )
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> "CampaignView":
@@ -212,7 +216,7 @@ async def campaigns(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -
     query: dict[str, Any] = {}
     after = decode_cursor(cursor)
     if after is not None:
-        query["_id"] = {"$gt": str(after.get("campaign_id", ""))}
+        query["_id"] = {"$gt": cursor_id(after, "campaign_id")}
     docs = await store.db[repository.CAMPAIGNS].find(query).sort("_id", 1).limit(limit + 1).to_list(limit + 1)
     items = [CampaignView.of(d) for d in docs[:limit]]
     next_cursor = encode_cursor({"campaign_id": items[-1].campaign_id}) if len(docs) > limit else None
@@ -278,6 +282,30 @@ async def _campaign(store: Store, campaign_id: str) -> dict[str, Any]:
 )
 async def get_campaign(store: StoreDep, campaign_id: str) -> CampaignView:
     return CampaignView.of(await _campaign(store, campaign_id))
+
+
+@router.delete(
+    "/campaigns/{campaign_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Archive a planned campaign: it enrols nobody from then on; its enrolments and results stay readable",
+    description="Archived, not deleted: the enrolments, conversions and results refer to it. Archiving again "
+    "changes nothing; the id stays taken. A journey's own campaign is not archived: its journey is configured.",
+    responses={
+        404: {"description": "No such campaign"},
+        409: {"description": "A journey's own campaign"},
+    },
+)
+async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> Response:
+    campaign = await _campaign(store, campaign_id)
+    if campaign.get("kind") != "planned" or campaign_id in {j.campaign for j in settings.journeys}:
+        raise Problem(
+            409,
+            "A journey's own campaign",
+            f"{campaign_id} is the campaign of a configured journey; change the journeys (CRM_MARKETING_JOURNEYS) "
+            "to stop it",
+        )
+    await repository.archive_campaign(store.db, campaign_id, utc_now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(
@@ -355,13 +383,15 @@ class LaunchView(BaseModel):
     summary="Enrol the campaign segment's current members (once each; a relaunch enrols newcomers only)",
     responses={
         404: {"description": "No such campaign"},
-        409: {"description": "Not a segment campaign, or not running"},
+        409: {"description": "Not a segment campaign, not running, archived, or its segment is gone or unusable"},
     },
 )
 async def launch_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> LaunchView:
     campaign = await _campaign(store, campaign_id)
     if campaign.get("segment_id") is None:
         raise Problem(409, "Not a segment campaign", f"campaign {campaign_id} enrols as its journey triggers")
+    if campaign.get("archived_at") is not None:
+        raise Problem(409, "Campaign archived", f"campaign {campaign_id} was archived at {campaign['archived_at']}")
     now = utc_now()
     if not campaign["starts_at"] <= now < campaign["ends_at"]:
         raise Problem(
@@ -369,8 +399,22 @@ async def launch_campaign(store: StoreDep, settings: SettingsDep, campaign_id: s
             "Campaign not running",
             f"campaign {campaign_id} runs from {campaign['starts_at']} to {campaign['ends_at']}",
         )
-    segment = await _segment(store, campaign["segment_id"])
-    report = await handlers.launch_campaign(store, campaign, segment.definition, now, settings.policy)
+    try:
+        segment = await _segment(store, campaign["segment_id"])
+    except Problem as problem:
+        if problem.status != 404:
+            raise
+        raise Problem(
+            409, "Segment gone", f"campaign {campaign_id}'s segment {campaign['segment_id']} was deleted"
+        ) from None
+    try:
+        report = await handlers.launch_campaign(store, campaign, segment.definition, now, settings.policy)
+    except handlers.CampaignArchived:
+        raise Problem(
+            409,
+            "Campaign archived",
+            f"campaign {campaign_id} was archived during the launch; the members enrolled before stay enrolled",
+        ) from None
     return LaunchView(campaign_id=campaign_id, enrolled=report.enrolled, already_enrolled=report.already_enrolled)
 
 
@@ -504,13 +548,16 @@ class SegmentDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     segment_id: EntityId
-    name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=1000)
+    name: Line = Field(min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=1000)
     definition: Group = Field(
         description="{'all'|'any': [rules or groups]}; a rule is {field, op, value}. Fields: value_tier, "
         "lifecycle_stage, rfm_segment, churn_risk_band (ops eq, ne, in, not_in); satisfaction 0-1 (eq, ne, gt, "
         "gte, lt, lte); consent: the granted channels (contains, not_contains); preferred_channel, region (eq, ne, "
-        "in, not_in); last_order_at (gt, gte, lt, lte with a time; within_days, not_within_days with a number)."
+        "in, not_in); last_order_at (gt, gte, lt, lte with an RFC 3339 time from 1900 to 2199; within_days, "
+        f"not_within_days with a number of days). Limits: at most {MAX_RULES} rules and {MAX_VALUES} values in all, "
+        f"{MAX_GROUP_MEMBERS} members per group, {MAX_IN_VALUES} values per in/not_in list, groups nested "
+        f"{MAX_DEPTH} deep; no group or list is empty."
     )
 
 
@@ -544,16 +591,40 @@ def _segment_document(segment: SegmentDefinition) -> dict[str, Any]:
     return {"_id": segment.segment_id, **segment.model_dump(mode="json", exclude={"segment_id"})}
 
 
+def _segment_filter(segment: SegmentDefinition, now: datetime) -> dict[str, Any]:
+    """The definition's filter, proven to encode, so a definition that would fail every read is never stored."""
+    query = to_filter(segment.definition, now)
+    try:
+        bson.encode(query)
+    except (bson.errors.InvalidDocument, OverflowError) as exc:
+        raise ValueError(f"the definition does not compile to a MongoDB filter: {exc}") from None
+    return query
+
+
 async def _segment(store: Store, segment_id: str) -> SegmentDefinition:
+    """The stored segment, checked again as if defined now: one stored under older rules (or limits) that no
+    longer hold answers 409, saying why, rather than failing every read; it can still be deleted."""
     doc = await store.db[repository.SEGMENTS].find_one({"_id": segment_id})
     if doc is None:
         raise Problem(404, "Segment not found", f"no segment {segment_id}")
-    return SegmentDefinition(segment_id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+    try:
+        segment = SegmentDefinition(segment_id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+        _segment_filter(segment, utc_now())
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors() if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
+        reason = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:3])
+        raise Problem(
+            409,
+            "Segment definition unusable",
+            f"segment {segment_id} is stored with a definition that is no longer accepted ({reason}); "
+            f"delete it (DELETE /v1/segments/{segment_id}) and define it again",
+        ) from None
+    return segment
 
 
 async def _segment_view(store: Store, segment: SegmentDefinition) -> SegmentView:
     now = utc_now()
-    count = await store.db[repository.ATTRIBUTES].count_documents(to_filter(segment.definition, now))
+    count = await store.db[repository.ATTRIBUTES].count_documents(_segment_filter(segment, now))
     return SegmentView(**segment.model_dump(), count=count, as_of=now)
 
 
@@ -565,7 +636,10 @@ async def _segment_view(store: Store, segment: SegmentDefinition) -> SegmentView
     responses={
         200: {"description": "Already defined with this content"},
         409: {"description": "The segment id is taken by another definition"},
-        422: {"description": "A rule names an unknown field, an operator the field does not take, or a bad value"},
+        422: {
+            "description": "A rule names an unknown field, an operator the field does not take, or a bad value; "
+            "an empty group or list; or the definition is over a limit"
+        },
     },
 )
 async def define_segment(
@@ -575,6 +649,10 @@ async def define_segment(
         raise Problem(
             409, "Segment id taken", f"{engagement.ENGAGEMENT_SEGMENT} names the leads qualified by engagement"
         )
+    try:
+        _segment_filter(segment, utc_now())
+    except ValueError as exc:
+        raise Problem(422, "Invalid segment definition", f"definition: {exc}") from None
     document = _segment_document(segment)
     try:
         await store.db[repository.SEGMENTS].insert_one(document)
@@ -592,10 +670,38 @@ async def define_segment(
     "/segments/{segment_id}",
     response_model=SegmentView,
     summary="A segment's definition and how many customers are in it now",
-    responses={404: {"description": "No such segment"}},
+    responses={
+        404: {"description": "No such segment"},
+        409: {"description": "Stored under rules no longer accepted: delete it and define it again"},
+    },
 )
 async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
     return await _segment_view(store, await _segment(store, segment_id))
+
+
+@router.delete(
+    "/segments/{segment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a segment (even one stored under rules no longer accepted); the leads it handed over stay",
+    description="Refused while a campaign that is not archived has it as its audience: archive the campaign "
+    "first. The id can then be defined again; its members handed over before count as handed over.",
+    responses={
+        404: {"description": "No such segment"},
+        409: {"description": "The audience of a campaign that is not archived"},
+    },
+)
+async def delete_segment(store: StoreDep, segment_id: str) -> Response:
+    campaigns = await repository.live_campaigns_on_segment(store.db, segment_id)
+    if campaigns:
+        raise Problem(
+            409,
+            "Segment in use",
+            f"segment {segment_id} is the audience of campaign {', '.join(campaigns)}; archive "
+            f"{'it' if len(campaigns) == 1 else 'them'} first (DELETE /v1/campaigns/{{id}})",
+        )
+    if not await repository.delete_segment(store.db, segment_id):
+        raise Problem(404, "Segment not found", f"no segment {segment_id}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(
@@ -608,6 +714,7 @@ async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
             "description": "JSON page, or CSV with the next page's cursor in the `Link` header (rel=next)",
         },
         404: {"description": "No such segment"},
+        409: {"description": "Stored under rules no longer accepted: delete it and define it again"},
     },
 )
 async def segment_members(
@@ -619,10 +726,10 @@ async def segment_members(
     cursor: Cursor = None,
 ) -> Any:
     segment = await _segment(store, segment_id)
-    query = to_filter(segment.definition, utc_now())
+    query = _segment_filter(segment, utc_now())
     after = decode_cursor(cursor)
     if after is not None:
-        query = {"$and": [query, {"_id": {"$gt": str(after.get("customer_id", ""))}}]}
+        query = {"$and": [query, {"_id": {"$gt": cursor_id(after, "customer_id")}}]}
     docs = await store.db[repository.ATTRIBUTES].find(query).sort("_id", 1).limit(limit + 1).to_list(limit + 1)
     members = [MemberView.of(d) for d in docs[:limit]]
     next_cursor = encode_cursor({"customer_id": members[-1].customer_id}) if len(docs) > limit else None
@@ -652,7 +759,10 @@ class HandOverView(BaseModel):
     "/segments/{segment_id}/hand-over",
     response_model=HandOverView,
     summary="Hand the segment's current members to sales as qualified leads (crm.lead.qualified.v1), once each",
-    responses={404: {"description": "No such segment"}},
+    responses={
+        404: {"description": "No such segment"},
+        409: {"description": "Stored under rules no longer accepted: delete it and define it again"},
+    },
 )
 async def hand_over(store: StoreDep, segment_id: str) -> HandOverView:
     segment = await _segment(store, segment_id)

@@ -1,8 +1,9 @@
 """Contact preferences and how a customer takes part in a journey. Pure: no I/O, no framework.
 
 Contact preferences are marketing's own projection of the customer's channel consents (no name,
-email or phone): each channel keeps the newest fact about it, by the fact's own time, so the same
-facts in any order give the same preferences.
+email or phone): each channel keeps the newest fact about it, by the fact's own time; at equal times
+a refusal wins over a grant, whatever the event ids (a tie never contacts someone who said no). Facts
+are ranked by a total order, so the same facts in any order give the same preferences.
 
 An enrolment decides, in this order: the holdout group (a deterministic draw per customer and
 journey, so a redelivery decides the same), the channel (a refused channel is never used), the
@@ -47,7 +48,7 @@ CHANNEL_FALLBACK_ORDER: tuple[Channel, ...] = (
 
 @dataclass(frozen=True)
 class Fact:
-    """When a preference was stated, and by which event; the newest (at, event_id) wins."""
+    """When a preference was stated, and by which event; for the preferred channel the newest (at, event_id) wins."""
 
     at: datetime
     event_id: str
@@ -60,6 +61,18 @@ class Fact:
 class Consent:
     granted: bool
     fact: Fact
+
+    def supersedes(self, other: Consent | None) -> bool:
+        """Newer wins; at equal times a refusal beats a grant; the event id only breaks what is left of a tie.
+
+        The customer service stamps a refusal at the time of the channel's last change when that is ahead
+        of its clock, so a refusal can carry exactly the time of the grant it answers.
+        """
+        return other is None or self._rank > other._rank
+
+    @property
+    def _rank(self) -> tuple[datetime, bool, str]:
+        return (self.fact.at, not self.granted, self.fact.event_id)
 
 
 @dataclass(frozen=True)
@@ -90,13 +103,14 @@ class ContactPreferences:
 def record_registration(
     prefs: ContactPreferences | None, registered: CustomerRegistered, event_id: str, at: datetime
 ) -> ContactPreferences:
-    """Merge the consents stated at sign-up; a channel's newer fact (by its own time) wins."""
+    """Merge the consents stated at sign-up; a channel's newer fact (by its own time) wins, a refusal on a tie."""
     prefs = prefs or ContactPreferences(customer_id=registered.customer_id)
     fact = Fact(at, event_id)
     consents = dict(prefs.consents)
-    for consent in registered.consents:
-        if fact.newer_than(k.fact if (k := consents.get(consent.channel)) else None):
-            consents[consent.channel] = Consent(consent.granted, fact)
+    for stated in registered.consents:
+        consent = Consent(stated.granted, fact)
+        if consent.supersedes(consents.get(stated.channel)):
+            consents[stated.channel] = consent
     preferred = prefs.preferred
     if fact.newer_than(preferred.fact if preferred else None):
         preferred = Preferred(registered.preferred_channel, fact)
@@ -106,12 +120,14 @@ def record_registration(
 def record_consent_change(
     prefs: ContactPreferences | None, changed: ConsentChanged, event_id: str, at: datetime
 ) -> ContactPreferences:
-    """Merge one channel's new consent (and the preferred channel, when stated); the newer fact wins."""
+    """Merge one channel's new consent (and the preferred channel, when stated); the newer fact wins, a refusal
+    on a tie."""
     prefs = prefs or ContactPreferences(customer_id=changed.customer_id)
     fact = Fact(at, event_id)
     consents = dict(prefs.consents)
-    if fact.newer_than(k.fact if (k := consents.get(changed.channel)) else None):
-        consents[changed.channel] = Consent(changed.granted, fact)
+    consent = Consent(changed.granted, fact)
+    if consent.supersedes(consents.get(changed.channel)):
+        consents[changed.channel] = consent
     preferred = prefs.preferred
     if changed.preferred_channel is not None and fact.newer_than(preferred.fact if preferred else None):
         preferred = Preferred(changed.preferred_channel, fact)

@@ -323,6 +323,10 @@ async def apply_sales_event(store: Store, event: CloudEvent[Any], policy: domain
 # ---------------------------------------------------------------- campaigns on a segment
 
 
+class CampaignArchived(Exception):
+    """The campaign was archived while it was being launched: nobody more is enrolled."""
+
+
 @dataclass(frozen=True)
 class LaunchReport:
     campaign_id: str
@@ -341,7 +345,8 @@ async def launch_campaign(
     """Enrol the segment's current members in the campaign, once each: a relaunch enrols only newcomers.
 
     One transaction per member, so a large segment never holds one long transaction, and a launch cut
-    short is completed by launching again.
+    short is completed by launching again. Each reads the campaign again, so archiving it stops the launch
+    (CampaignArchived) at the next member.
     """
     campaign_id: str = campaign["_id"]
     enrolled = {"contacted": 0, "holdout": 0, "skipped": 0}
@@ -363,7 +368,10 @@ async def launch_campaign(
             )
 
             async def work(uow: UnitOfWork, customer_id: str = customer_id, occasion: Occasion = occasion) -> str:
-                return (await _enrol(uow, customer_id, occasion, campaign, policy)).status
+                live = await repository.live_campaign(uow, campaign_id)
+                if live is None:
+                    raise CampaignArchived(campaign_id)
+                return (await _enrol(uow, customer_id, occasion, live, policy)).status
 
             try:
                 status = await store.transaction(work, applies=f"marketing:launch:{campaign_id}:{customer_id}")

@@ -1,8 +1,9 @@
 """The marketing database.
 
 `contact_preferences` (consents only, no personal data), `campaigns` (one per journey, plus planned
-campaigns with a budget), `enrolments`, `contact_locks` (one per customer, written by every
-enrolment so two concurrent enrolments of one customer conflict and the frequency cap holds),
+campaigns with a budget; an archived one keeps its `archived_at` and enrols nobody), `enrolments`,
+`contact_locks` (one per customer, written by every enrolment so two concurrent enrolments of one
+customer conflict and the frequency cap holds),
 `orders` (the order facts marketing needs for attribution), `conversions`, `segments` (named rule
 definitions), `customer_attributes` (what segment rules read: scores, consents, last order),
 `leads` (the qualified leads handed to sales), `interactions` (the logged interactions engagement
@@ -135,12 +136,36 @@ async def ensure_journey_campaign(uow: UnitOfWork, journey: Journey) -> None:
 
 
 async def active_campaign(uow: UnitOfWork, journey: str, at: datetime) -> dict[str, Any] | None:
-    """The planned campaign running this journey at `at` (the latest started, when several overlap)."""
+    """The planned campaign running this journey at `at` (the latest started, when several overlap), unless archived."""
     return await uow.db[CAMPAIGNS].find_one(
-        {"kind": "planned", "journey": journey, "starts_at": {"$lte": at}, "ends_at": {"$gt": at}},
+        {
+            "kind": "planned",
+            "journey": journey,
+            "starts_at": {"$lte": at},
+            "ends_at": {"$gt": at},
+            "archived_at": None,
+        },
         sort=[("starts_at", DESCENDING), ("_id", ASCENDING)],
         session=uow.session,
     )
+
+
+async def live_campaign(uow: UnitOfWork, campaign_id: str) -> dict[str, Any] | None:
+    """The campaign as this transaction sees it, unless archived."""
+    return await uow.db[CAMPAIGNS].find_one({"_id": campaign_id, "archived_at": None}, session=uow.session)
+
+
+async def archive_campaign(db: AsyncDatabase[dict[str, Any]], campaign_id: str, at: datetime) -> None:
+    """Archive a planned campaign; the first archiving's time stays."""
+    await db[CAMPAIGNS].update_one(
+        {"_id": campaign_id, "kind": "planned", "archived_at": None}, {"$set": {"archived_at": at}}
+    )
+
+
+async def live_campaigns_on_segment(db: AsyncDatabase[dict[str, Any]], segment_id: str) -> list[str]:
+    """The ids of the campaigns, not archived, whose audience is the segment."""
+    docs = await db[CAMPAIGNS].find({"segment_id": segment_id, "archived_at": None}, {"_id": 1}).to_list(None)
+    return sorted(d["_id"] for d in docs)
 
 
 async def spend(uow: UnitOfWork, campaign: dict[str, Any], cost: Decimal) -> bool:
@@ -153,6 +178,14 @@ async def spend(uow: UnitOfWork, campaign: dict[str, Any], cost: Decimal) -> boo
         query["spent"] = {"$lte": budget - cost}
     result = await uow.db[CAMPAIGNS].update_one(query, {"$inc": {"spent": cost}}, session=uow.session)
     return result.modified_count == 1
+
+
+# ---------------------------------------------------------------- segments
+
+
+async def delete_segment(db: AsyncDatabase[dict[str, Any]], segment_id: str) -> bool:
+    """True when there was such a segment; by id only, so even a definition no longer accepted goes."""
+    return (await db[SEGMENTS].delete_one({"_id": segment_id})).deleted_count == 1
 
 
 # ---------------------------------------------------------------- enrolments

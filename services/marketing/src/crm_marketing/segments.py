@@ -4,6 +4,11 @@ A definition is `{"all": [...]}` or `{"any": [...]}` of rules `{"field", "op", "
 groups). Fields come from an enum, each with the operators and values it accepts, so a wrong rule is
 refused with a precise message. The filter is built only from the validated model, with explicit
 operators ($eq, $in, ...), so no user-supplied key or operator ever reaches MongoDB.
+
+A definition is bounded (the limits below): every read of a segment validates and compiles it again,
+so its size is the cost of every count, export and launch. Every value that validates compiles to a
+filter MongoDB can encode (a time is within the planned window, 1900 to 2199), so nothing that is
+accepted can fail later.
 """
 
 from __future__ import annotations
@@ -13,21 +18,35 @@ from enum import StrEnum
 from typing import Annotated, Any, Self, get_args
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     Tag,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
 from crm_marketing.journeys import SEGMENT_VALUES
-from crm_shared.events import Channel
+from crm_shared.events import Channel, PlannedTime
 
+# The size of a definition: each bounds the work of every read (see the module docstring).
 MAX_DEPTH = 4
+"""Groups nest at most this deep (the top group is depth 1)."""
+MAX_GROUP_MEMBERS = 20
+"""Rules and groups directly in one group."""
+MAX_RULES = 200
+"""Rules in the whole definition."""
+MAX_IN_VALUES = 50
+"""Values in one `in` / `not_in` list."""
+MAX_VALUES = 1000
+"""Values in the whole definition (a list counts each of its values)."""
+MAX_DAYS = 3660
+"""The longest `within_days` / `not_within_days` period."""
+
 CHANNELS = frozenset(get_args(Channel))
 
 
@@ -95,19 +114,43 @@ def _ops(field: SegmentField) -> frozenset[Op]:
     return CATEGORICAL_OPS
 
 
-Word = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Word = Annotated[str, Strict(), Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 _WORD: TypeAdapter[str] = TypeAdapter(Word)
-_WORDS: TypeAdapter[list[str]] = TypeAdapter(Annotated[list[Word], Field(min_length=1, max_length=50)])
-_SATISFACTION: TypeAdapter[float] = TypeAdapter(Annotated[float, Field(ge=0, le=1)])
-_TIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
-_DAYS: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=3660)])
+_WORDS: TypeAdapter[list[str]] = TypeAdapter(
+    Annotated[list[Word], Strict(), Field(min_length=1, max_length=MAX_IN_VALUES)]
+)
+# Strict: true is no satisfaction and "30" no number of days.
+_SATISFACTION: TypeAdapter[float] = TypeAdapter(Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)])
+_TIME: TypeAdapter[datetime] = TypeAdapter(PlannedTime)
+_DAYS: TypeAdapter[int] = TypeAdapter(Annotated[int, Strict(), Field(ge=1, le=MAX_DAYS)])
+
+
+def _schema(adapter: TypeAdapter[Any], description: str) -> dict[str, Any]:
+    return {**adapter.json_schema(), "description": description}
+
+
+# The value's schema, from the very adapters that check it, so the OpenAPI document and the checks agree.
+VALUE_SCHEMA: dict[str, Any] = {
+    "description": "What the rule compares with; which of these depends on the field and op.",
+    "anyOf": [
+        _schema(_WORD, "eq, ne on a categorical field; contains, not_contains on consent (a channel)."),
+        _schema(_WORDS, f"in, not_in: 1 to {MAX_IN_VALUES} values."),
+        _schema(_SATISFACTION, "satisfaction: 0 to 1."),
+        _schema(_DAYS, f"within_days, not_within_days on last_order_at: 1 to {MAX_DAYS} days."),
+        {
+            **_schema(_TIME, "gt, gte, lt, lte on last_order_at: an RFC 3339 time with an offset, 1900 to 2199."),
+            "examples": ["2026-10-01T00:00:00Z"],
+        },
+    ],
+}
 
 
 def _typed(adapter: TypeAdapter[Any], value: Any, what: str) -> Any:
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
-        raise ValueError(f"{what}: {exc.errors()[0]['msg']}") from None
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{what}: {message}") from None
 
 
 class Rule(BaseModel):
@@ -118,7 +161,7 @@ class Rule(BaseModel):
     field: SegmentField
     op: Op
     # Checked against the field and op below, so a wrong value gets one precise message.
-    value: Any = None
+    value: Annotated[Any, WithJsonSchema(VALUE_SCHEMA)]
 
     @model_validator(mode="after")
     def _op_and_value_fit_the_field(self) -> Self:
@@ -163,15 +206,22 @@ class Group(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    all: list[Member] | None = Field(default=None, min_length=1, max_length=20)
-    any: list[Member] | None = Field(default=None, min_length=1, max_length=20)
+    all: list[Member] | None = Field(default=None, min_length=1, max_length=MAX_GROUP_MEMBERS)
+    any: list[Member] | None = Field(default=None, min_length=1, max_length=MAX_GROUP_MEMBERS)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
+    def _exactly_one_and_bounded(self) -> Self:
         if (self.all is None) == (self.any is None):
             raise ValueError("a group has exactly one of 'all' or 'any'")
         if self.depth > MAX_DEPTH:
             raise ValueError(f"groups nest at most {MAX_DEPTH} deep")
+        if (rules := self.rule_count) > MAX_RULES:
+            raise ValueError(f"a segment definition holds at most {MAX_RULES} rules in all; this one holds {rules}")
+        if (values := self.value_count) > MAX_VALUES:
+            raise ValueError(
+                f"a segment definition holds at most {MAX_VALUES} values in all (each value of an 'in' list "
+                f"counts); this one holds {values}"
+            )
         return self
 
     @property
@@ -181,6 +231,17 @@ class Group(BaseModel):
     @property
     def depth(self) -> int:
         return 1 + max((m.depth for m in self.members if isinstance(m, Group)), default=0)
+
+    @property
+    def rule_count(self) -> int:
+        return sum(m.rule_count if isinstance(m, Group) else 1 for m in self.members)
+
+    @property
+    def value_count(self) -> int:
+        return sum(
+            m.value_count if isinstance(m, Group) else len(m.value) if isinstance(m.value, list) else 1
+            for m in self.members
+        )
 
 
 def _rule_filter(rule: Rule, now: datetime) -> dict[str, Any]:
