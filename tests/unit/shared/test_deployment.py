@@ -113,3 +113,11 @@ def test_the_dockerfile_installs_shared_and_one_service_and_runs_it() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "pip install /app/shared /app/services/${SERVICE}" in dockerfile
     assert "python -m crm_${CRM_SERVICE}" in dockerfile
+
+
+def test_only_the_service_apis_are_published_on_the_host(compose: dict[str, Any]) -> None:
+    # The broker and the database have no credentials: they stay on the network the services share.
+    for infrastructure in INFRASTRUCTURE:
+        assert "ports" not in compose["services"][infrastructure], infrastructure
+    for service, port in SERVICES.items():
+        assert compose["services"][service]["ports"] == [f"{port}:{port}"]
