@@ -88,7 +88,7 @@ def describe_failure(exc: BaseException, body: bytes = b"") -> str:
     return f"unexpected error: {type(exc).__name__}: {str(exc)[:500]}"
 
 
-def _envelope_hints(body: bytes) -> dict[str, str]:
+def envelope_hints(body: bytes) -> dict[str, str]:
     """The ids worth binding to the logs, when the body is JSON that far."""
     try:
         envelope = json.loads(body)
@@ -150,7 +150,7 @@ def build_dead_letter(msg: StreamMessage[Any], reason: str, *, service: str, con
         partition=raw.partition,
         offset=raw.offset,
         key=key.decode(errors="replace") if key is not None else None,
-        event_id=_envelope_hints(value).get("event_id"),
+        event_id=envelope_hints(value).get("event_id"),
         failed_at=utc_now(),
         original_size=len(value),
         original_sha256=hashlib.sha256(value).hexdigest(),
@@ -165,9 +165,10 @@ def build_dead_letter(msg: StreamMessage[Any], reason: str, *, service: str, con
     )
 
 
-def key_mismatch(key: bytes | None, body: bytes) -> str | None:
-    """Why the record's Kafka key breaks the rule key = customer id (= the envelope's subject), if it does."""
-    subject = _envelope_hints(body).get("customer_id")
+def key_mismatch(key: bytes | None, hints: dict[str, str]) -> str | None:
+    """Why the record's Kafka key breaks the rule key = customer id (= the envelope's subject), if it does;
+    `hints` are the record's `envelope_hints`."""
+    subject = hints.get("customer_id")
     if subject is None:
         return None  # not an envelope that far: validation says what is wrong
     if key is None:
@@ -250,9 +251,9 @@ def dead_letter_middleware(
             self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
         ) -> Any:
             raw_value: bytes = msg.raw_message.value or b""
-            hints = _envelope_hints(raw_value)
+            hints = envelope_hints(raw_value)
             with structlog.contextvars.bound_contextvars(**hints, topic=msg.raw_message.topic):
-                mismatch = key_mismatch(msg.raw_message.key, raw_value)
+                mismatch = key_mismatch(msg.raw_message.key, hints)
                 if mismatch is not None:
                     await dead_letter(msg, f"rejected: {mismatch}")
                     return None
