@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,30 +56,29 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@asynccontextmanager
+async def running(create: Callable[[Any], FastAPI], settings: Any) -> AsyncIterator[FastAPI]:
+    """A service with its consumers and relay, started the way its process starts it."""
+    app = create(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def on_own_database(settings_class: Any, name: str, backend: Any, kafka: str) -> Any:
+    return settings_class(
+        CRM_KAFKA_BOOTSTRAP=kafka, CRM_MONGO_URI=backend.mongo_uri, db=f"{name}_{free_port()}", relay_poll_seconds=0.2
+    )
+
+
 @pytest.fixture(scope="module")
 async def sales(backend: Any, kafka: str) -> AsyncIterator[FastAPI]:
-    """The sales service with its consumers and relay, on a database of its own."""
-    settings = SalesSettings(
-        CRM_KAFKA_BOOTSTRAP=kafka,
-        CRM_MONGO_URI=backend.mongo_uri,
-        db=f"sales_bad_input_{free_port()}",
-        relay_poll_seconds=0.2,
-    )
-    app = create_sales(settings)
-    async with app.router.lifespan_context(app):
+    async with running(create_sales, on_own_database(SalesSettings, "sales_bad_input", backend, kafka)) as app:
         yield app
 
 
 @pytest.fixture(scope="module")
 async def customer_app(backend: Any, kafka: str) -> AsyncIterator[FastAPI]:
-    settings = CustomerSettings(
-        CRM_KAFKA_BOOTSTRAP=kafka,
-        CRM_MONGO_URI=backend.mongo_uri,
-        db=f"customer_bad_input_{free_port()}",
-        relay_poll_seconds=0.2,
-    )
-    app = create_customer(settings)
-    async with app.router.lifespan_context(app):
+    async with running(create_customer, on_own_database(CustomerSettings, "customer_bad_input", backend, kafka)) as app:
         yield app
 
 
