@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+
+from crm_shared.embedded import EmbeddedServers, free_port
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:
@@ -21,6 +25,18 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, w
             return last
         await asyncio.sleep(0.25)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+@contextmanager
+def broker_of_its_own(folder: Path) -> Iterator[EmbeddedServers]:
+    """A broker (with the contract's topics) for one test or module: one it may stop, or whose consumer
+    groups no service of the session's platform shares."""
+    broker = EmbeddedServers(folder, kafka_port=free_port(), mongo_port=0)
+    broker.start_broker()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 class TopicReader:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from crm_sales import repository
 from crm_sales.app import create_service
 from crm_sales.settings import SalesSettings
-from crm_shared.embedded import EmbeddedServers, free_port
+from crm_shared.embedded import free_port
 from crm_shared.events import (
     CloudEvent,
     OrderPaid,
@@ -34,7 +34,7 @@ from crm_shared.events import (
 from crm_shared.store import Store
 from crm_shared.topics import Topic
 
-from helpers import TopicReader, eventually
+from helpers import TopicReader, broker_of_its_own, eventually
 
 NewStore = Callable[..., Awaitable[Store]]
 PROBLEM_JSON = "application/problem+json"
@@ -138,9 +138,7 @@ async def test_an_order_or_payment_in_a_currency_without_a_rate_is_a_422(new_sto
 async def test_on_the_ingest_topic_an_unscorable_currency_is_dead_lettered_with_the_reason(
     backend: Any, tmp_path: Path
 ) -> None:
-    broker = EmbeddedServers(tmp_path, kafka_port=free_port(), mongo_port=0)
-    broker.start_broker()
-    try:
+    with broker_of_its_own(tmp_path) as broker:
         settings = SalesSettings(
             CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
             CRM_MONGO_URI=backend.mongo_uri,
@@ -196,5 +194,3 @@ async def test_on_the_ingest_topic_an_unscorable_currency_is_dead_lettered_with_
             "its order's currency"
         )
         assert all(letter["service"] == "sales" for letter in letters)
-    finally:
-        broker.stop()

@@ -23,11 +23,11 @@ from crm_customer.app import create_service as create_customer
 from crm_customer.settings import CustomerSettings
 from crm_sales.app import create_service as create_sales
 from crm_sales.settings import SalesSettings
-from crm_shared.embedded import EmbeddedServers, free_port
+from crm_shared.embedded import free_port
 from crm_shared.store import DEADLETTERS
 from crm_shared.topics import Topic
 
-from helpers import TopicReader, eventually
+from helpers import TopicReader, broker_of_its_own, eventually
 
 PROBLEM = "application/problem+json"
 
@@ -48,12 +48,8 @@ def order(customer: str, order_id: str, total: str = "10.00", time: str = "2026-
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A broker of this module's own: the e2e platform's services keep consuming the session broker in
     the same consumer groups, and would take the partitions these tests read."""
-    broker = EmbeddedServers(tmp_path_factory.mktemp("bad-input-broker"), kafka_port=free_port(), mongo_port=0)
-    broker.start_broker()
-    try:
+    with broker_of_its_own(tmp_path_factory.mktemp("bad-input-broker")) as broker:
         yield broker.kafka_bootstrap
-    finally:
-        broker.stop()
 
 
 @asynccontextmanager

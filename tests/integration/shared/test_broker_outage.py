@@ -14,19 +14,17 @@ import httpx
 
 from crm_sales.app import create_service
 from crm_sales.settings import SalesSettings
-from crm_shared.embedded import EmbeddedServers, free_port
+from crm_shared.embedded import free_port
 from crm_shared.store import OUTBOX
 from crm_shared.topics import Topic
 
-from helpers import TopicReader, eventually
+from helpers import TopicReader, broker_of_its_own, eventually
 
 
 async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it_returns(
     backend: Any, tmp_path: Path
 ) -> None:
-    broker = EmbeddedServers(tmp_path, kafka_port=free_port(), mongo_port=0)
-    broker.start_broker()
-    try:
+    with broker_of_its_own(tmp_path) as broker:
         settings = SalesSettings(
             CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
             CRM_MONGO_URI=backend.mongo_uri,
@@ -59,5 +57,3 @@ async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it
         event = json.loads(record.value)
         assert event["type"] == "crm.order.placed.v1"
         assert event["data"]["order_id"] == "O-OUT-1"
-    finally:
-        broker.stop()
