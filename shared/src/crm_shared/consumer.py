@@ -1,68 +1,37 @@
-"""Consumers that never crash and never lose a record.
+"""Dead letters: why a record was refused, in a letter that is small and holds no personal data.
 
-A broker-level middleware wraps every subscriber:
-- a duplicate (AlreadyApplied) is acknowledged and logged;
-- a record that does not parse or validate, a domain rejection, a Kafka key other than the subject, or
-  a transient failure that outlived its retries goes to `crm.deadletter` with a readable reason, the
-  topic, partition and offset, and is acknowledged so the partition moves on;
-- the letter is first parked in the service's own database (the letter, the whole original, and an
-  outbox record the relay publishes), so a broker that refuses or is down never stalls the partition;
-  the letter is bounded in size and masks personal data, whatever the record held;
-- only when the database cannot park it and the broker cannot take it is the record left
-  unacknowledged, after a pause, so it comes back instead of being lost (and without a hot loop).
+The batched consumers (`crm_shared.batching`) set a record aside when it does not parse or validate,
+when its Kafka key is not its subject, or when the domain rejects it. Its letter goes to
+`crm.deadletter` with a readable reason, the topic, partition and offset; it is first parked in the
+service's own database (the letter, the whole original, and an outbox record the relay publishes),
+so a broker that refuses or is down never stalls the partition. The letter is bounded in size and
+masks personal data, whatever the record held.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
-import structlog
-from faststream import AckPolicy, BaseMiddleware
-from faststream.kafka import KafkaBroker
-from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from crm_shared.events import PERSONAL_FIELDS, DeadLetter, utc_now
-from crm_shared.logging import get_logger
-from crm_shared.store import DEADLETTERS, AlreadyApplied, Store, TransientFailure, UnitOfWork, insert_or_get
+from crm_shared.store import DEADLETTERS, Rejected, Store, TransientFailure, UnitOfWork
 from crm_shared.topics import Topic
 
-log = get_logger(__name__)
-
-DEADLETTER_PUBLISH_PAUSE_SECONDS = 1.0
-SUBSCRIBER_DEFAULTS: dict[str, Any] = {
-    # A new consumer group starts from the beginning: nothing published before it joined is skipped.
-    "auto_offset_reset": "earliest",
-    # Handlers never raise except when even the dead-letter publish failed; then seek back and retry.
-    "ack_policy": AckPolicy.NACK_ON_ERROR,
-}
+__all__ = ["Rejected", "build_dead_letter", "describe_failure", "envelope_hints", "key_mismatch", "park_dead_letters"]
 
 
-CLOUDEVENTS_JSON = "application/cloudevents+json"
+class Record(Protocol):
+    """A Kafka record as the consumer read it (aiokafka's ConsumerRecord)."""
 
-
-async def decode_cloudevent(msg: StreamMessage[Any], default: Callable[[StreamMessage[Any]], Awaitable[Any]]) -> Any:
-    """JSON-decode structured-mode CloudEvents as well as plain JSON.
-
-    The outbox relay labels records `application/cloudevents+json`, which faststream leaves as bytes
-    (it decodes only `application/json` and unlabelled bodies), and an event model cannot validate
-    bytes. A body that is not JSON stays bytes, so validation fails and it is dead-lettered as such.
-    """
-    if not (msg.content_type or "").startswith(CLOUDEVENTS_JSON):
-        return await default(msg)
-    try:
-        return json.loads(msg.body)
-    except (ValueError, RecursionError):
-        return msg.body
-
-
-class Rejected(Exception):
-    """The record is well-formed but the domain refuses it (e.g. an order id reused with other content)."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 5) -> str:
@@ -130,9 +99,8 @@ def mask_personal_data(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def build_dead_letter(msg: StreamMessage[Any], reason: str, *, service: str, consumer_group: str | None) -> DeadLetter:
+def build_dead_letter(raw: Record, reason: str, *, service: str, consumer_group: str | None) -> DeadLetter:
     """The letter for a rejected record: bounded in size, whatever the record's, and without personal data."""
-    raw = msg.raw_message
     value: bytes = raw.value or b""
     key: bytes | None = raw.key
     try:
@@ -179,94 +147,43 @@ def key_mismatch(key: bytes | None, hints: dict[str, str]) -> str | None:
     return None
 
 
-async def park_dead_letter(store: Store, letter: DeadLetter, original: bytes) -> DeadLetter:
-    """Keep the letter and the whole original in the service's database, and the letter in the outbox.
+async def park_dead_letters(store: Store, letters: list[tuple[DeadLetter, bytes]]) -> list[DeadLetter]:
+    """Keep the letters and the whole originals in the service's database, and the letters in the outbox.
 
-    Once this committed the record is safe whatever the broker does: the relay publishes the letter
-    with retries. A record parked before (a redelivery) is not parked again.
+    One transaction for them all. Once it committed the records are safe whatever the broker does: the
+    relay publishes the letters with retries. A record parked before (a redelivery) is not parked again.
     """
-    kept = letter.model_copy(update={"original_kept_in": f"{store.db.name}.{DEADLETTERS}"})
+    kept_in = f"{store.db.name}.{DEADLETTERS}"
 
-    async def work(uow: UnitOfWork) -> DeadLetter:
-        document = {
-            "_id": kept.letter_id,
-            **kept.model_dump(mode="python"),
-            "original": original if len(original) <= MAX_KEPT_ORIGINAL_BYTES else None,
-        }
-        if document["original"] is None:
-            document["original_kept_in"] = None
-        inserted, _ = await insert_or_get(uow, DEADLETTERS, document)
-        if not inserted:
-            return kept
-        letter_now = DeadLetter.model_validate({k: v for k, v in document.items() if k not in ("_id", "original")})
-        uow.emit_record(
-            Topic.DEADLETTER,
-            key=letter.key,
-            value=letter_now.model_dump_json().encode(),
-            record_id=f"deadletter:{kept.letter_id}",
-            content_type="application/json",
-        )
-        return letter_now
+    async def work(uow: UnitOfWork) -> list[DeadLetter]:
+        ids = [letter.letter_id for letter, _ in letters]
+        found = uow.db[DEADLETTERS].find({"_id": {"$in": ids}}, {"_id": 1}, session=uow.session)
+        before = {d["_id"] for d in await found.to_list(None)}
+        documents: dict[str, dict[str, Any]] = {}
+        for letter, original in letters:
+            if letter.letter_id in before or letter.letter_id in documents:
+                continue
+            kept = len(original) <= MAX_KEPT_ORIGINAL_BYTES
+            documents[letter.letter_id] = {
+                "_id": letter.letter_id,
+                **letter.model_dump(mode="python"),
+                "original_kept_in": kept_in if kept else None,
+                "original": original if kept else None,
+            }
+        if not documents:
+            return []
+        await uow.db[DEADLETTERS].insert_many(list(documents.values()), session=uow.session)
+        parked = []
+        for document in documents.values():
+            letter_now = DeadLetter.model_validate({k: v for k, v in document.items() if k not in ("_id", "original")})
+            uow.emit_record(
+                Topic.DEADLETTER,
+                key=letter_now.key,
+                value=letter_now.model_dump_json().encode(),
+                record_id=f"deadletter:{letter_now.letter_id}",
+                content_type="application/json",
+            )
+            parked.append(letter_now)
+        return parked
 
     return await store.transaction(work)
-
-
-def dead_letter_middleware(
-    broker_ref: Callable[[], KafkaBroker],
-    store_ref: Callable[[], Store | None] = lambda: None,
-    *,
-    service: str,
-    consumer_group: str,
-) -> type[BaseMiddleware]:
-    """The middleware class for one service's broker (faststream builds one instance per message)."""
-
-    async def dead_letter(msg: StreamMessage[Any], reason: str) -> None:
-        letter = build_dead_letter(msg, reason, service=service, consumer_group=consumer_group)
-        original: bytes = msg.raw_message.value or b""
-        store = store_ref()
-        if store is not None:
-            try:
-                parked = await park_dead_letter(store, letter, original)
-            except Exception:
-                log.exception("deadletter_park_failed", reason=reason, letter_id=letter.letter_id)
-            else:
-                log.warning("event_dead_lettered", reason=reason, partition=parked.partition, offset=parked.offset)
-                return
-        try:
-            await broker_ref().publish(
-                letter.model_dump_json().encode(),
-                Topic.DEADLETTER,
-                key=msg.raw_message.key,
-                headers={"content-type": "application/json"},
-            )
-        except Exception:
-            # Neither kept nor published: leave it unacknowledged so it comes back, after a pause.
-            log.exception("deadletter_publish_failed", reason=reason)
-            await asyncio.sleep(DEADLETTER_PUBLISH_PAUSE_SECONDS)
-            raise
-        log.warning("event_dead_lettered", reason=reason, partition=letter.partition, offset=letter.offset)
-
-    class DeadLetterMiddleware(BaseMiddleware):
-        async def consume_scope(
-            self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
-        ) -> Any:
-            raw_value: bytes = msg.raw_message.value or b""
-            hints = envelope_hints(raw_value)
-            with structlog.contextvars.bound_contextvars(**hints, topic=msg.raw_message.topic):
-                mismatch = key_mismatch(msg.raw_message.key, hints)
-                if mismatch is not None:
-                    await dead_letter(msg, f"rejected: {mismatch}")
-                    return None
-                try:
-                    return await call_next(msg)
-                except AlreadyApplied:
-                    log.info("duplicate_event_ignored")
-                    return None
-                except Exception as exc:
-                    reason = describe_failure(exc, raw_value)
-                    if not isinstance(exc, ValidationError | Rejected):
-                        log.exception("event_failed", reason=reason)
-                    await dead_letter(msg, reason)
-                    return None
-
-    return DeadLetterMiddleware

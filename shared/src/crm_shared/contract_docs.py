@@ -55,7 +55,7 @@ def asyncapi_document(service: str) -> str:
     create_service: Callable[..., Any] = app_module.create_service
     app = create_service(settings_cls(CRM_KAFKA_BOOTSTRAP=DOCUMENTED_BOOTSTRAP))
     spec = AsyncAPI(
-        app.state.runtime.broker,
+        app.state.runtime.spec,
         title=f"CRM {service}",
         version=DOCS_VERSION,
         description=app.description,

@@ -1,7 +1,11 @@
 """The outbox relay: publishes committed outbox records to Kafka, in order, and marks them sent.
 
-A record is marked sent only after the broker acknowledged it, so a crash or a broker outage
-between the two publishes it again later: at-least-once, and consumers deduplicate on the id.
+A round hands a page of records to the producer in commit order without waiting for each (the
+producer batches them per partition and keeps their order, one request in flight per partition),
+then awaits the acknowledgements and marks the acknowledged ones sent with one update. A record is
+marked sent only after the broker acknowledged it, so a crash or a broker outage between the two
+publishes it again later: at-least-once, and consumers deduplicate on the id. When a record fails,
+only those before it are marked, so one key's records are never marked sent past a gap.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
+from crm_shared import metrics
 from crm_shared.events import utc_now
 from crm_shared.logging import get_logger
 from crm_shared.store import CLOUDEVENTS_CONTENT_TYPE, OUTBOX, Store
 
 log = get_logger(__name__)
 
-BATCH = 200
+BATCH = 1000
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -49,22 +54,53 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish every unsent record in commit order; returns how many were sent."""
+        outbox = self._store.db[OUTBOX]
+        database = self._store.db.name
         sent = 0
         while True:
-            cursor = self._store.db[OUTBOX].find({"sent_at": None}).sort("seq", 1).limit(BATCH)
+            cursor = outbox.find({"sent_at": None}).sort("seq", 1).limit(BATCH)
             records: list[dict[str, Any]] = await cursor.to_list(BATCH)
             if not records:
+                metrics.OUTBOX_BACKLOG.labels(database).set(0)
                 return sent
+            acks = []
+            failure: BaseException | None = None
             for record in records:
                 key: str | None = record["key"]
-                await self._broker.publish(
-                    bytes(record["value"]),
-                    record["topic"],
-                    key=key.encode() if key is not None else None,
-                    headers={"content-type": record.get("content_type") or CLOUDEVENTS_CONTENT_TYPE},
-                )
-                await self._store.db[OUTBOX].update_one({"_id": record["_id"]}, {"$set": {"sent_at": utc_now()}})
-                sent += 1
+                try:
+                    acks.append(
+                        await self._broker.publish(
+                            bytes(record["value"]),
+                            record["topic"],
+                            key=key.encode() if key is not None else None,
+                            headers={"content-type": record.get("content_type") or CLOUDEVENTS_CONTENT_TYPE},
+                            no_confirm=True,
+                        )
+                    )
+                except Exception as exc:
+                    failure = exc
+                    break
+            results = await asyncio.gather(*acks, return_exceptions=True)
+            delivered = []
+            for record, result in zip(records, results, strict=False):
+                if isinstance(result, BaseException):
+                    failure = failure or result
+                    break
+                delivered.append(record)
+            if delivered:
+                now = utc_now()
+                await outbox.update_many({"_id": {"$in": [r["_id"] for r in delivered]}}, {"$set": {"sent_at": now}})
+                for record in delivered:
+                    metrics.OUTBOX_PUBLISHED.labels(database, record["topic"]).inc()
+                    created = record.get("created_at")
+                    if created is not None:
+                        metrics.OUTBOX_RELAY_SECONDS.labels(database).observe(max((now - created).total_seconds(), 0))
+                sent += len(delivered)
+            if failure is not None:
+                metrics.OUTBOX_BACKLOG.labels(database).set(await outbox.count_documents({"sent_at": None}))
+                raise failure
+            if len(records) == BATCH:
+                metrics.OUTBOX_BACKLOG.labels(database).set(await outbox.count_documents({"sent_at": None}))
 
     async def _run(self) -> None:
         backoff = self._poll_seconds

@@ -1,8 +1,8 @@
 """Composition of one service process: a FastAPI app and its FastStream subscribers in one event loop.
 
-Start-up: database indexes, then the broker (subscribers join their group), then the outbox relay.
-Shutdown (SIGINT/SIGTERM through uvicorn): stop consuming and let in-flight handlers finish, flush
-the outbox relay, close the broker and the database client.
+Start-up: database indexes, then the broker (the producer), the batched consumers (each joins its
+group), then the outbox relay. Shutdown (SIGINT/SIGTERM through uvicorn): stop consuming and let the
+batches in flight finish and commit, flush the outbox relay, close the broker and the database client.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
@@ -27,7 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm_shared.consumer import dead_letter_middleware, decode_cloudevent
+from crm_shared import metrics
+from crm_shared.batching import BatchConsumer, BatchHandler, Subscription
 from crm_shared.events import configure_time_window
 from crm_shared.logging import configure_logging, get_logger
 from crm_shared.outbox import OutboxRelay
@@ -128,54 +129,97 @@ class BodyLimit:
 
 @dataclass
 class Runtime:
-    """Everything a service holds for its lifetime."""
+    """Everything a service holds for its lifetime.
+
+    `broker` is the producer the outbox relay publishes with; `spec` is a broker that is never
+    started, on which the consumers and what the service publishes are declared for the AsyncAPI.
+    """
 
     settings: ServiceSettings
     broker: KafkaBroker
     store: Store | None = None
     relay: OutboxRelay | None = None
     indexes: Sequence[IndexSpec] = field(default_factory=tuple)
+    spec: KafkaBroker = field(default_factory=lambda: KafkaBroker("documented:9092"))
+    subscriptions: list[Subscription] = field(default_factory=list)
+    consumers: list[BatchConsumer] = field(default_factory=list)
 
     @classmethod
     def for_service(cls, settings: ServiceSettings, *, indexes: Sequence[IndexSpec] = ()) -> Runtime:
-        """The runtime with its broker; the broker's dead-letter middleware parks letters in its store."""
-        runtimes: list[Runtime] = []
-        broker = build_broker(settings, store_ref=lambda: runtimes[0].store if runtimes else None)
-        runtimes.append(cls(settings=settings, broker=broker, indexes=indexes))
-        return runtimes[0]
+        spec = KafkaBroker(settings.kafka_bootstrap)
+        return cls(settings=settings, broker=build_broker(settings), indexes=indexes, spec=spec)
 
     def require_store(self) -> Store:
         if self.store is None:
             raise RuntimeError("the service is not started")
         return self.store
 
+    def subscribe(
+        self,
+        *topics: str,
+        schema: Any,
+        handler: BatchHandler,
+        title: str,
+        description: str,
+        group_id: str | None = None,
+    ) -> Subscription:
+        """Consume `topics` in batches: each record validated as `schema`, each batch given to `handler`."""
+        subscription = Subscription(
+            topics=topics,
+            group_id=group_id or self.settings.consumer_group,
+            schema=schema,
+            handle=handler,
+            title=title,
+            description=description,
+        )
+        self.subscriptions.append(subscription)
 
-def build_broker(settings: ServiceSettings, store_ref: Callable[[], Store | None] = lambda: None) -> KafkaBroker:
-    broker: KafkaBroker | None = None
+        async def documented(event: Any) -> None:
+            """The handler as the AsyncAPI shows it: one event of `schema` per record."""
 
-    def current() -> KafkaBroker:
-        assert broker is not None
-        return broker
+        documented.__annotations__ = {"event": schema, "return": None}
+        self.spec.subscriber(*topics, group_id=subscription.group_id, title=title, description=description)(documented)
+        return subscription
 
-    broker = KafkaBroker(
+    def publishes(self, topic: str, *, title: str, description: str, schema: Any) -> None:
+        """Declare, for the AsyncAPI, what the service publishes on `topic` (through its outbox relay)."""
+        self.spec.publisher(topic, title=title, description=description, schema=schema)
+
+    async def start_consumers(self) -> None:
+        settings = self.settings
+        for subscription in self.subscriptions:
+            consumer = BatchConsumer(
+                subscription,
+                bootstrap=settings.kafka_bootstrap,
+                client_id=f"crm-{settings.service_name}",
+                service=settings.service_name,
+                store_ref=self.require_store,
+                broker=self.broker,
+                max_records=settings.consumer_batch_max_records,
+                max_wait_ms=settings.consumer_batch_max_wait_ms,
+            )
+            await consumer.start()
+            self.consumers.append(consumer)
+
+    async def stop_consumers(self) -> None:
+        await asyncio.gather(*(consumer.stop(GRACEFUL_TIMEOUT_SECONDS) for consumer in self.consumers))
+        self.consumers.clear()
+
+
+def build_broker(settings: ServiceSettings) -> KafkaBroker:
+    return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=f"crm-{settings.service_name}",
         acks="all",
         # Tansu has no idempotent producer (InitProducerId); consumers deduplicate instead.
         enable_idempotence=False,
+        # The relay hands a page of records at once; the producer groups them per partition.
+        linger_ms=5,
         graceful_timeout=GRACEFUL_TIMEOUT_SECONDS,
-        decoder=decode_cloudevent,
-        middlewares=[
-            dead_letter_middleware(
-                current, store_ref, service=settings.service_name, consumer_group=settings.consumer_group
-            )
-        ],
         # Stdlib logger without handlers: its records reach the root JSON handler.
         logger=logging.getLogger("crm.faststream"),
-        # Per-message "Received"/"Processed" lines only at DEBUG.
         log_level=logging.DEBUG,
     )
-    return broker
 
 
 class Readiness(BaseModel):
@@ -207,13 +251,13 @@ def create_app(
         relay = OutboxRelay(store, runtime.broker, poll_seconds=settings.relay_poll_seconds)
         runtime.relay = relay
         await runtime.broker.start()
+        await runtime.start_consumers()
         relay.start()
         log.info("service_started", port=settings.port, database=settings.database_name)
         try:
             yield
         finally:
-            for subscriber in runtime.broker.subscribers:
-                await subscriber.stop()
+            await runtime.stop_consumers()
             await relay.stop()
             await runtime.broker.stop()
             await store.close()
@@ -253,6 +297,19 @@ def create_app(
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "alive", "service": settings.service_name}
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        description="Records consumed, applied, duplicates, ignored and dead-lettered per topic; batch sizes and "
+        "apply latency; consumer lag per partition; outbox backlog and relay latency; in the Prometheus text format.",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "The metrics"}},
+    )
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get(
         "/readyz",

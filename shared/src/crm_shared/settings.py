@@ -51,6 +51,20 @@ class ServiceSettings(BaseSettings):
     relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
     consumer_retry_attempts: int = Field(default=5, ge=1, le=20)
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=30)
+    consumer_batch_max_records: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="At most this many records per consumer round; each partition's share is applied in one "
+        "transaction.",
+    )
+    consumer_batch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="How long a consumer waits for records when none are buffered; records already buffered are "
+        "taken at once.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

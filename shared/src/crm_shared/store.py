@@ -4,6 +4,12 @@ One transaction holds the state change, the events it emits (the `outbox` collec
 consumer, the record that the upstream event was applied (`processed_events`, unique on its id).
 So an event is never published for a change that was rolled back, never lost when the broker is
 down, and a redelivered event changes nothing: exactly-once processing over at-least-once delivery.
+
+Consumers apply a whole batch of events in one such transaction (`Store.apply_batch`): one query finds
+the events applied before, the handler loads what the rest touch with one query per collection, runs
+the pure domain per event in order and writes in bulk; the processed records and the outbox records
+are inserted in bulk, and everything commits once. A domain rejection is set aside for that event
+alone (`Batch.reject`) while the others are applied.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bson.codec_options import TypeCodec, TypeRegistry
 from bson.decimal128 import Decimal128
@@ -26,6 +32,7 @@ from crm_shared.events import CloudEvent, utc_now
 from crm_shared.logging import get_logger
 
 T = TypeVar("T")
+E = TypeVar("E", bound=CloudEvent[Any])
 
 
 class DecimalCodec(TypeCodec):
@@ -71,6 +78,64 @@ class AlreadyApplied(Exception):
 
 class TransientFailure(Exception):
     """The database stayed unreachable through every retry."""
+
+
+class Rejected(Exception):
+    """The record is well-formed but the domain refuses it (e.g. an order id reused with other content)."""
+
+
+@dataclass
+class Batch(Generic[E]):
+    """The events of a batch a handler applies: new ones only, in the order they were delivered.
+
+    The handler refuses an event with `reject` (nothing of it may have been written: decide first,
+    write after), and may leave a result per event for a caller that wants it (the API).
+    """
+
+    events: Sequence[E]
+    rejected: dict[str, Rejected] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def reject(self, event: E, reason: Rejected) -> None:
+        self.rejected[event.id] = reason
+
+    def done(self, event: E, result: Any) -> None:
+        self.results[event.id] = result
+
+    @property
+    def accepted(self) -> list[E]:
+        return [e for e in self.events if e.id not in self.rejected]
+
+
+@dataclass
+class BatchOutcome:
+    """What became of each event of a batch, by event id."""
+
+    applied: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    rejected: dict[str, Rejected] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def result_of(self, event: CloudEvent[Any]) -> Any:
+        """The result the handler left for `event` (None if none, or ignored); raises the Rejected it got, or
+        AlreadyApplied when it was a duplicate."""
+        if event.id in self.rejected:
+            raise self.rejected[event.id]
+        if event.id in self.duplicates:
+            raise AlreadyApplied(event.id)
+        return self.results.get(event.id)
+
+    def merge(self, other: BatchOutcome) -> None:
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.ignored += other.ignored
+        self.rejected.update(other.rejected)
+        self.results.update(other.results)
+
+
+BatchWork = Callable[["UnitOfWork", Batch[E]], Awaitable[None]]
+MAX_DUPLICATE_RACES = 3
 
 
 class UnitOfWork:
@@ -189,6 +254,73 @@ class Store:
                 return result
         raise AssertionError("unreachable")
 
+    async def apply_batch(
+        self,
+        consumer: str,
+        events: Sequence[E],
+        work: BatchWork[E],
+        *,
+        relevant: Callable[[E], bool] | None = None,
+    ) -> BatchOutcome:
+        """Apply the events `work` has not applied before, all in one transaction, exactly once each.
+
+        `consumer` names whose processed records these are (`<consumer>:<event id>`). Events `relevant`
+        refuses are not this consumer's concern: they touch nothing and are reported `ignored`. An event
+        id seen earlier in the batch or applied before is a duplicate. Rejected events get no processed
+        record, so they are refused again when they come again. Transient failures are retried as in
+        `transaction`; another copy of the batch committing first makes this one find its duplicates.
+        """
+        outcome = BatchOutcome()
+        seen: set[str] = set()
+        unique: list[E] = []
+        for event in events:
+            if relevant is not None and not relevant(event):
+                outcome.ignored.append(event.id)
+            elif event.id in seen:
+                outcome.duplicates.append(event.id)
+            else:
+                seen.add(event.id)
+                unique.append(event)
+        if not unique:
+            return outcome
+
+        def marker(event: E) -> str:
+            return f"{consumer}:{event.id}"
+
+        async def run(uow: UnitOfWork) -> tuple[Batch[E], list[str]]:
+            markers = [marker(e) for e in unique]
+            found = uow.db[PROCESSED].find({"_id": {"$in": markers}}, {"_id": 1}, session=uow.session)
+            before = {d["_id"] for d in await found.to_list(None)}
+            batch = Batch([e for e in unique if marker(e) not in before])
+            if batch.events:
+                await work(uow, batch)
+            now = utc_now()
+            applied = batch.accepted
+            if applied:
+                await uow.db[PROCESSED].insert_many(
+                    [{"_id": marker(e), "applied_at": now} for e in applied], ordered=False, session=uow.session
+                )
+            return batch, [e.id for e in unique if marker(e) in before]
+
+        for race in range(1, MAX_DUPLICATE_RACES + 1):
+            try:
+                batch, already = await self.transaction(run)
+            except DuplicateKeyError:
+                # Another copy of these events (a redelivery to a second instance) committed first.
+                if race == MAX_DUPLICATE_RACES:
+                    raise
+                continue
+            outcome.duplicates += already
+            outcome.rejected.update(batch.rejected)
+            outcome.results.update(batch.results)
+            outcome.applied += [e.id for e in batch.accepted]
+            return outcome
+        raise AssertionError("unreachable")
+
+    async def apply_one(self, consumer: str, event: E, work: BatchWork[E]) -> Any:
+        """`apply_batch` for one event (the API): its result, or AlreadyApplied, or the Rejected it got."""
+        return (await self.apply_batch(consumer, [event], work)).result_of(event)
+
     async def _run_once(self, work: Callable[[UnitOfWork], Awaitable[T]], applies: str | None) -> T:
         async with self.client.start_session() as session:
 
@@ -201,7 +333,7 @@ class Store:
                     # Publish order = commit order within a process: a clock reading, then the position.
                     stamp = time.time_ns()
                     await self.db[OUTBOX].insert_many(
-                        [{**r, "seq": f"{stamp:020d}-{i:05d}"} for i, r in enumerate(uow.emitted)], session=s
+                        [{**r, "seq": f"{stamp:020d}-{i:06d}"} for i, r in enumerate(uow.emitted)], session=s
                     )
                 if applies is not None:
                     await self.db[PROCESSED].insert_one({"_id": applies, "applied_at": utc_now()}, session=s)

@@ -24,7 +24,7 @@ from crm_shared.store import TransientFailure
 
 def message(value: bytes, key: bytes | None = b"C-1") -> Any:
     raw = SimpleNamespace(value=value, key=key, topic="crm.ingest.orders", partition=2, offset=41)
-    return SimpleNamespace(raw_message=raw)
+    return raw
 
 
 def test_a_record_that_is_not_json_says_so() -> None:

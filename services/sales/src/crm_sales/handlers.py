@@ -1,5 +1,6 @@
 """Use cases of sales: apply an order fact, from the ingest topic or the API, exactly once; take leads."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from crm_sales import domain, repository
@@ -18,7 +19,7 @@ from crm_shared.events import (
     derived_event_id,
 )
 from crm_shared.money import ExchangeRates
-from crm_shared.store import Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/sales"
@@ -62,49 +63,72 @@ _OUTGOING: dict[type, type[CloudEvent[Any]]] = {
 }
 
 
+CONSUMER = "sales"
+
+
+async def apply_order_events(
+    store: Store, events: Sequence[CloudEvent[Any]], rates: ExchangeRates
+) -> BatchOutcome:
+    """Store each fact and publish it on crm.sales.events, the batch in one transaction; a redelivered event
+    changes nothing. A fact in a currency `rates` does not know is rejected with CurrencyNotAccepted, one the
+    order contradicts with Rejected; the others are applied."""
+
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        orders = await repository.get_orders(uow, (e.data.order_id for e in batch.events))
+        changed: dict[str, domain.Order] = {}
+        for event in batch.events:
+            order_id = event.data.order_id
+            before = orders.get(order_id)
+            try:
+                _check_priced(event, rates)
+                after = _apply(before, event)
+            except domain.OrderRejected as exc:
+                batch.reject(event, Rejected(str(exc)))
+                continue
+            except Rejected as exc:
+                batch.reject(event, exc)
+                continue
+            batch.done(event, after)
+            if after == before:
+                continue
+            orders[order_id] = changed[order_id] = after
+            outgoing = _OUTGOING[type(event.data)]
+            # The business time stays the channel's; the id is derived so a retry emits the same event.
+            uow.emit(
+                outgoing.create(
+                    event.data, source=SOURCE, id=derived_event_id(SOURCE, event.id), time=event.time, cause=event
+                ),
+                Topic.SALES_EVENTS,
+            )
+        await repository.save_orders(uow, changed.values())
+
+    return await store.apply_batch(CONSUMER, events, work)
+
+
 async def apply_order_event(store: Store, event: CloudEvent[Any], rates: ExchangeRates) -> domain.Order:
-    """Store the fact and publish it on crm.sales.events; a redelivered event changes nothing. A fact in a
-    currency `rates` does not know raises CurrencyNotAccepted, one the order contradicts raises Rejected."""
+    """One fact (the API): the order after it; raises AlreadyApplied, CurrencyNotAccepted or Rejected."""
+    order: domain.Order = (await apply_order_events(store, [event], rates)).result_of(event)
+    return order
 
-    async def work(uow: UnitOfWork) -> domain.Order:
-        # Inside the transaction, after the duplicate check: a redelivery stays a duplicate.
-        _check_priced(event, rates)
-        before = await repository.get_order(uow, event.data.order_id)
-        try:
-            after = _apply(before, event)
-        except domain.OrderRejected as exc:
-            raise Rejected(str(exc)) from exc
-        if after == before:
-            return after
-        await repository.save_order(uow, after)
-        outgoing = _OUTGOING[type(event.data)]
-        # The business time stays the channel's; the id is derived so a retry emits the same event.
-        uow.emit(
-            outgoing.create(
-                event.data,
-                source=SOURCE,
-                id=derived_event_id(SOURCE, event.id),
-                time=event.time,
-                cause=event,
-            ),
-            Topic.SALES_EVENTS,
-        )
-        return after
 
-    return await store.transaction(work, applies=f"sales:{event.id}")
+async def apply_marketing_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+    """Take the qualified leads from marketing, once each; other marketing events are not sales' concern."""
+
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        leads = [domain.take_lead(event.data, event.time) for event in batch.events]
+        for event, lead in zip(batch.events, leads, strict=True):
+            batch.done(event, lead)
+        await repository.save_leads(uow, leads)
+
+    return await store.apply_batch(
+        CONSUMER, events, work, relevant=lambda event: isinstance(event, LeadQualifiedEvent)
+    )
 
 
 async def apply_marketing_event(store: Store, event: CloudEvent[Any]) -> domain.Lead | None:
-    """Take a qualified lead from marketing, once; other marketing events are not sales' concern."""
-    if not isinstance(event, LeadQualifiedEvent):
-        return None
-
-    async def work(uow: UnitOfWork) -> domain.Lead:
-        lead = domain.take_lead(event.data, event.time)
-        await repository.save_lead(uow, lead)
-        return lead
-
-    return await store.transaction(work, applies=f"sales:{event.id}")
+    """One marketing event: the lead taken, None for another event type; raises AlreadyApplied."""
+    lead: domain.Lead | None = (await apply_marketing_events(store, [event])).result_of(event)
+    return lead
 
 
 async def find_order(store: Store, order_id: str) -> domain.Order | None:

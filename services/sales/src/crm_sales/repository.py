@@ -1,8 +1,9 @@
 """The sales database: `orders` (one document per order, its facts inside) and `leads` (from marketing)."""
 
+from collections.abc import Iterable
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne, UpdateOne
 
 from crm_sales.domain import Lead, MoneyFact, Order
 from crm_shared.events import OrderPlaced
@@ -69,6 +70,19 @@ async def save_order(uow: UnitOfWork, order: Order) -> None:
     await uow.db[ORDERS].replace_one({"_id": order.order_id}, to_document(order), upsert=True, session=uow.session)
 
 
+async def get_orders(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, Order]:
+    """The stored orders among `order_ids`, by id: one query."""
+    cursor = uow.db[ORDERS].find({"_id": {"$in": sorted(set(order_ids))}}, session=uow.session)
+    return {doc["_id"]: from_document(doc) for doc in await cursor.to_list(None)}
+
+
+async def save_orders(uow: UnitOfWork, orders: Iterable[Order]) -> None:
+    """Write the orders in one bulk write."""
+    writes = [ReplaceOne({"_id": o.order_id}, to_document(o), upsert=True) for o in orders]
+    if writes:
+        await uow.db[ORDERS].bulk_write(writes, ordered=False, session=uow.session)
+
+
 def lead_to_document(lead: Lead) -> dict[str, Any]:
     return {
         "_id": lead.lead_id,
@@ -104,3 +118,17 @@ async def save_lead(uow: UnitOfWork, lead: Lead) -> bool:
         session=uow.session,
     )
     return result.upserted_id is not None
+
+
+async def save_leads(uow: UnitOfWork, leads: Iterable[Lead]) -> None:
+    """Keep each lead once (the same lead handed over again changes nothing), in one bulk write."""
+    writes = [
+        UpdateOne(
+            {"_id": lead.lead_id},
+            {"$setOnInsert": {k: v for k, v in lead_to_document(lead).items() if k != "_id"}},
+            upsert=True,
+        )
+        for lead in leads
+    ]
+    if writes:
+        await uow.db[LEADS].bulk_write(writes, ordered=False, session=uow.session)
