@@ -3,7 +3,7 @@
     python benchmarks/scoring_benchmark.py [--events N] [--customers N] [--latency-events N] [--rate R]
 
 (a) throughput: N order events through the in-process scoring service (consume, validate, one MongoDB
-    transaction each, outbox) vs a raw aiokafka consume of the same N records from the broker;
+    transaction per partition batch, outbox) vs a raw aiokafka consume of the same N records from the broker;
 (b) latency from publish to score stored (the customer document's `updated_at`) for events published at a
     steady rate, vs the latency of a raw aiokafka consumer reading the same records;
 (c) a full-population re-score of --customers synthetic customers (default 1,000,000): the service's own

@@ -130,8 +130,9 @@ class BatchConsumer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if self._consumer is not None:
+            # Leaving the group asks the broker; one that is gone must not hold up the shutdown.
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                await asyncio.wait_for(self._consumer.stop(), timeout)
 
     async def _run(self) -> None:
         assert self._consumer is not None

@@ -186,9 +186,10 @@ class Runtime:
         self.spec.publisher(topic, title=title, description=description, schema=schema)
 
     async def start_consumers(self) -> None:
+        """Start every consumer at once: each waits for its group to settle, and one after another that adds up."""
         settings = self.settings
-        for subscription in self.subscriptions:
-            consumer = BatchConsumer(
+        consumers = [
+            BatchConsumer(
                 subscription,
                 bootstrap=settings.kafka_bootstrap,
                 client_id=f"crm-{settings.service_name}",
@@ -198,8 +199,10 @@ class Runtime:
                 max_records=settings.consumer_batch_max_records,
                 max_wait_ms=settings.consumer_batch_max_wait_ms,
             )
-            await consumer.start()
-            self.consumers.append(consumer)
+            for subscription in self.subscriptions
+        ]
+        self.consumers.extend(consumers)
+        await asyncio.gather(*(consumer.start() for consumer in consumers))
 
     async def stop_consumers(self) -> None:
         await asyncio.gather(*(consumer.stop(GRACEFUL_TIMEOUT_SECONDS) for consumer in self.consumers))

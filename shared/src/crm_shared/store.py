@@ -26,7 +26,7 @@ from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from crm_shared.events import CloudEvent, utc_now
 from crm_shared.logging import get_logger
@@ -179,6 +179,19 @@ class UnitOfWork:
         return tuple(self._outbox)
 
 
+DUPLICATE_KEY = 11000
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """A unique index refused the write: a single duplicate, or a bulk write refused for duplicates only."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors", [])
+        return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
+    return False
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionFailure):
         return True
@@ -305,9 +318,10 @@ class Store:
         for race in range(1, MAX_DUPLICATE_RACES + 1):
             try:
                 batch, already = await self.transaction(run)
-            except DuplicateKeyError:
-                # Another copy of these events (a redelivery to a second instance) committed first.
-                if race == MAX_DUPLICATE_RACES:
+            except (DuplicateKeyError, BulkWriteError) as exc:
+                # Another copy of these events (a redelivery to a second instance) committed first; a bulk
+                # insert reports the duplicate id as a BulkWriteError.
+                if race == MAX_DUPLICATE_RACES or not is_duplicate_key(exc):
                     raise
                 continue
             outcome.duplicates += already

@@ -150,7 +150,7 @@ async def test_the_index_refuses_a_second_enrolment_in_the_same_episode(new_stor
     again = domain.Enrolment(**{**again.__dict__, "enrolment_id": "another-id"})
 
     async def work(uow: UnitOfWork) -> None:
-        await repository.insert_enrolment(uow, again)
+        await repository.write(uow, {repository.ENROLMENTS: [repository.enrolment_write(again)]})
 
     with pytest.raises(DuplicateKeyError):
         await store.transaction(work, applies="marketing:another-upstream-event")

@@ -117,7 +117,12 @@ async def test_poison_records_of_any_size_never_stall_the_partition(
 
         await eventually(all_good_orders, timeout=90, what="every good order behind the poison records")
 
-    parked = await store.db[DEADLETTERS].find({"key": customer}).to_list(None)
+    # A batch's letters are parked right after its good records commit: wait for them too.
+    async def four_letters() -> list[dict[str, Any]]:
+        found = await store.db[DEADLETTERS].find({"key": customer}).to_list(None)
+        return found if len(found) >= 4 else []
+
+    parked = await eventually(four_letters, timeout=30, what="the four letters parked")
     assert len(parked) == 4
     assert {p["offset"] for p in parked} >= set(offsets)
     assert all(p["original"] is not None and len(p["original"]) == p["original_size"] for p in parked)

@@ -1,14 +1,14 @@
-"""Kafka subscribers of the customer service: parse the envelope, call a handler."""
+"""Kafka subscribers of the customer service: batches of records, each batch applied by a handler."""
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
-from faststream.kafka import KafkaBroker
 from pydantic import Field
 
 from crm_customer import handlers
-from crm_shared.consumer import SUBSCRIBER_DEFAULTS
 from crm_shared.events import (
     AnyEvent,
+    CloudEvent,
     ConsentChangedEvent,
     CustomerIngest,
     CustomerReferredEvent,
@@ -17,6 +17,7 @@ from crm_shared.events import (
     InteractionLoggedEvent,
 )
 from crm_shared.service import Runtime
+from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
 
 TIMELINE_TOPICS = (
@@ -34,48 +35,48 @@ CustomersIngest = Annotated[
 
 
 def register(runtime: Runtime) -> None:
-    broker: KafkaBroker = runtime.broker
     group = runtime.settings.consumer_group
 
-    @broker.subscriber(
+    async def on_ingest(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_ingest_events(runtime.require_store(), events)
+
+    runtime.subscribe(
         Topic.INGEST_CUSTOMERS,
-        group_id=group,
+        schema=CustomersIngest,
+        handler=on_ingest,
         title="crm.ingest.customers:customer",
         description="Sign-ups (crm.customer.registered.v1), consent changes (crm.customer.consent_changed.v1) "
         "and referrals (crm.customer.referred.v1, keyed by the referrer) from channel systems. A re-registration "
         "with other details, a consent change for an unknown customer, a referral id reused with other content, "
         "or an invalid record, goes to crm.deadletter with the reason.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_customer_ingest(event: CustomersIngest) -> None:
-        await handlers.apply_ingest(runtime.require_store(), event)
 
-    @broker.subscriber(
+    runtime.subscribe(
         Topic.INGEST_INTERACTIONS,
-        group_id=group,
+        schema=InteractionLoggedEvent,
+        handler=on_ingest,
         title="crm.ingest.interactions:customer",
         description="Calls, visits, emails and web sessions (crm.interaction.logged.v1). An interaction id reused "
         "with other content, or an invalid record, goes to crm.deadletter with the reason.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_interaction_ingest(event: InteractionLoggedEvent) -> None:
-        await handlers.log_interaction(runtime.require_store(), event)
+
+    async def on_any_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.record_timeline_events(runtime.require_store(), events)
 
     # A group of its own: the timeline reads every service's topic at its own pace, and its offsets
     # never mix with those of the ingest subscribers.
-    @broker.subscriber(
+    runtime.subscribe(
         *TIMELINE_TOPICS,
+        schema=AnyEvent,
+        handler=on_any_event,
         group_id=f"{group}-timeline",
         title="customer-360-timeline",
         description="Every catalog event of every service, one timeline entry per event id (a redelivery "
         "changes nothing). Invalid records go to crm.deadletter with the reason.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_any_event(event: AnyEvent) -> None:
-        await handlers.record_timeline(runtime.require_store(), event)
 
     # Documents what the customer service publishes (through its outbox relay) in the AsyncAPI.
-    broker.publisher(
+    runtime.publishes(
         Topic.CUSTOMER_EVENTS,
         title="crm.customer.events",
         description="Sign-ups, consent changes, interactions and referrals the customer service accepted: "
@@ -83,7 +84,7 @@ def register(runtime: Runtime) -> None:
         "crm.customer.referred.v1. Key: customer id (the referrer's for a referral).",
         schema=CustomerIngest,
     )
-    broker.publisher(
+    runtime.publishes(
         Topic.DEADLETTER,
         title="crm.deadletter:customer",
         description="Records the customer service rejected, with the reason and the original bytes, topic, "

@@ -1,6 +1,18 @@
-"""Use cases of the customer service: register, log interactions and referrals, record the timeline, exactly once."""
+"""Use cases of the customer service: register, log interactions and referrals, record the timeline, exactly once.
 
+The consumers apply batches: `apply_ingest_events` takes sign-ups, consent changes, interactions and referrals,
+loads what they touch with one query per collection, decides per event in order on that state (a consent
+change sees a sign-up earlier in the batch) and writes in bulk, in one transaction with its outbox and
+processed records. `record_timeline_events` writes a batch's timeline entries in one bulk write. The
+single-event use cases (the API) are batches of one.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
+
+from pymongo.errors import PyMongoError
 
 from crm_customer import domain, repository
 from crm_shared.consumer import Rejected
@@ -15,10 +27,12 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.logging import get_logger
-from crm_shared.store import Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, TransientFailure, UnitOfWork, is_transient
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/customer"
+# Whose processed records these are: "customer:<event id>", as before batching.
+CONSUMER = "customer"
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -31,10 +45,6 @@ class Outcome(NamedTuple, Generic[T]):
     new: bool = True
 
 
-def _applies(event: CloudEvent[Any]) -> str:
-    return f"customer:{event.id}"
-
-
 def _republished(event: CloudEvent[Any]) -> CloudEvent[Any]:
     """The fact as the customer service publishes it: same business time, id derived so a retry emits it again."""
     return type(event).create(
@@ -42,79 +52,175 @@ def _republished(event: CloudEvent[Any]) -> CloudEvent[Any]:
     )
 
 
-async def register_customer(store: Store, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
-    """Store the profile and publish the sign-up; the same details again change nothing and emit nothing."""
+class UnknownCustomer(Rejected):
+    """The event is about a customer the customer service has no profile for."""
 
-    async def work(uow: UnitOfWork) -> Outcome[domain.Profile]:
-        before = await repository.get_profile(uow, event.customer_id)
+
+@dataclass
+class _Ingest:
+    """What a batch of ingest events touches, as it stands after each event decided so far, and what to write.
+
+    Every state is kept as a later read will see it (times in milliseconds), so the next event of the batch
+    decides exactly as it would in a transaction of its own.
+    """
+
+    profiles: dict[str, domain.Profile]
+    interactions: dict[str, domain.Interaction]
+    referrals: dict[str, domain.Referral]
+    new_profiles: set[str] = field(default_factory=set)
+    changed_profiles: set[str] = field(default_factory=set)
+    new_interactions: list[domain.Interaction] = field(default_factory=list)
+    new_referrals: list[domain.Referral] = field(default_factory=list)
+
+    def register(self, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
+        before = self.profiles.get(event.customer_id)
         try:
             after = domain.register(before, event.data, event.time, event.id)
         except domain.RegistrationRejected as exc:
             raise Rejected(str(exc)) from exc
         if before is not None:
             return Outcome(after, new=False)
-        stored = await repository.insert_profile(uow, after)
-        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        stored = self.profiles[event.customer_id] = repository.profile_as_stored(after)
+        self.new_profiles.add(event.customer_id)
         return Outcome(stored)
 
-    outcome = await store.transaction(work, applies=_applies(event))
-    if outcome.new:
-        log.info("customer_registered", customer_id=event.customer_id, event_id=event.id)
-    return outcome
+    def change_consent(self, event: ConsentChangedEvent) -> Outcome[domain.Profile]:
+        before = self.profiles.get(event.customer_id)
+        if before is None:
+            raise UnknownCustomer(f"no customer {event.customer_id}")
+        try:
+            after = domain.change_consent(before, event.data, event.time)
+        except domain.ConsentRejected as exc:
+            raise Rejected(str(exc)) from exc
+        if after == before:
+            return Outcome(after, new=False)
+        stored = self.profiles[event.customer_id] = repository.profile_as_stored(after)
+        if event.customer_id not in self.new_profiles:
+            self.changed_profiles.add(event.customer_id)
+        return Outcome(stored)
 
-
-async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcome[domain.Interaction]:
-    """Store the interaction and publish it; the same interaction again changes nothing and emits nothing."""
-
-    async def work(uow: UnitOfWork) -> Outcome[domain.Interaction]:
-        before = await repository.get_interaction(uow, event.data.interaction_id)
+    def log_interaction(self, event: InteractionLoggedEvent) -> Outcome[domain.Interaction]:
+        interaction_id = event.data.interaction_id
+        before = self.interactions.get(interaction_id)
         try:
             after = domain.log_interaction(before, event.data, event.time, event.id)
         except domain.InteractionRejected as exc:
             raise Rejected(str(exc)) from exc
         if before is not None:
             return Outcome(after, new=False)
-        stored = await repository.insert_interaction(uow, after)
-        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        stored = self.interactions[interaction_id] = repository.interaction_as_stored(after)
+        self.new_interactions.append(stored)
         return Outcome(stored)
 
-    return await store.transaction(work, applies=_applies(event))
-
-
-async def record_referral(store: Store, event: CustomerReferredEvent) -> Outcome[domain.Referral]:
-    """Store the referral and publish it; the same referral again changes nothing and emits nothing."""
-
-    async def work(uow: UnitOfWork) -> Outcome[domain.Referral]:
-        before = await repository.get_referral(uow, event.data.referral_id)
+    def record_referral(self, event: CustomerReferredEvent) -> Outcome[domain.Referral]:
+        referral_id = event.data.referral_id
+        before = self.referrals.get(referral_id)
         try:
             after = domain.record_referral(before, event.data, event.time, event.id)
         except domain.ReferralRejected as exc:
             raise Rejected(str(exc)) from exc
         if before is not None:
             return Outcome(after, new=False)
-        stored = await repository.insert_referral(uow, after)
-        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        stored = self.referrals[referral_id] = repository.referral_as_stored(after)
+        self.new_referrals.append(stored)
         return Outcome(stored)
 
-    return await store.transaction(work, applies=_applies(event))
+    def apply(self, event: CloudEvent[Any]) -> Outcome[Any]:
+        if isinstance(event, CustomerRegisteredEvent):
+            return self.register(event)
+        if isinstance(event, ConsentChangedEvent):
+            return self.change_consent(event)
+        if isinstance(event, InteractionLoggedEvent):
+            return self.log_interaction(event)
+        if isinstance(event, CustomerReferredEvent):
+            return self.record_referral(event)
+        raise Rejected(f"the customer service does not ingest events of type {event.type}")
+
+    async def save(self, uow: UnitOfWork) -> None:
+        await repository.save_profiles(
+            uow,
+            [self.profiles[c] for c in sorted(self.new_profiles)],
+            [self.profiles[c] for c in sorted(self.changed_profiles)],
+        )
+        await repository.insert_interactions(uow, self.new_interactions)
+        await repository.insert_referrals(uow, self.new_referrals)
 
 
-class UnknownCustomer(Rejected):
-    """The event is about a customer the customer service has no profile for."""
+async def apply_ingest_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+    """Apply sign-ups, consent changes, interactions and referrals, the batch in one transaction, and publish
+    each one that changed something on crm.customer.events; a redelivered event changes nothing. The result of
+    each is an Outcome (what is stored, and whether it was new); a registration with other details, a consent
+    change for an unknown customer (UnknownCustomer) or one the consents refuse, an interaction or referral id
+    reused with other content, or an event type not ingested here, is rejected and the others applied."""
+
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        todo = batch.events
+        profiled = (e for e in todo if isinstance(e, CustomerRegisteredEvent | ConsentChangedEvent))
+        state = _Ingest(
+            profiles=await repository.get_profiles(uow, (e.customer_id for e in profiled)),
+            interactions=await repository.get_interactions(
+                uow, (e.data.interaction_id for e in todo if isinstance(e, InteractionLoggedEvent))
+            ),
+            referrals=await repository.get_referrals(
+                uow, (e.data.referral_id for e in todo if isinstance(e, CustomerReferredEvent))
+            ),
+        )
+        for event in todo:
+            try:
+                outcome = state.apply(event)
+            except Rejected as exc:
+                batch.reject(event, exc)
+                continue
+            batch.done(event, outcome)
+            if outcome.new:
+                uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        await state.save(uow)
+
+    outcome = await store.apply_batch(CONSUMER, events, work)
+    _log_applied(events, outcome)
+    return outcome
 
 
-async def _change_consent(
-    uow: UnitOfWork, before: domain.Profile, event: ConsentChangedEvent
-) -> Outcome[domain.Profile]:
-    try:
-        after = domain.change_consent(before, event.data, event.time)
-    except domain.ConsentRejected as exc:
-        raise Rejected(str(exc)) from exc
-    if after == before:
-        return Outcome(after, new=False)
-    await repository.save_profile(uow, after)
-    uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
-    return Outcome(after)
+def _log_applied(events: Sequence[CloudEvent[Any]], outcome: BatchOutcome) -> None:
+    """Once per event, after the commit: the sign-ups and consent changes that changed a profile."""
+    applied = set(outcome.applied)
+    for event in events:
+        if event.id not in applied:
+            continue
+        applied.discard(event.id)  # the same id twice in the batch was applied once
+        result = outcome.results.get(event.id)
+        if not (isinstance(result, Outcome) and result.new):
+            continue
+        if isinstance(event, CustomerRegisteredEvent):
+            log.info("customer_registered", customer_id=event.customer_id, event_id=event.id)
+        elif isinstance(event, ConsentChangedEvent):
+            _log_consent(result, event.id, event.data)
+
+
+async def apply_ingest(store: Store, event: CloudEvent[Any]) -> Outcome[Any]:
+    """One ingest event (the API): its Outcome; raises AlreadyApplied, UnknownCustomer or Rejected."""
+    result: Outcome[Any] = (await apply_ingest_events(store, [event])).result_of(event)
+    return result
+
+
+async def register_customer(store: Store, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
+    """Store the profile and publish the sign-up; the same details again change nothing and emit nothing."""
+    return await apply_ingest(store, event)
+
+
+async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcome[domain.Interaction]:
+    """Store the interaction and publish it; the same interaction again changes nothing and emits nothing."""
+    return await apply_ingest(store, event)
+
+
+async def record_referral(store: Store, event: CustomerReferredEvent) -> Outcome[domain.Referral]:
+    """Store the referral and publish it; the same referral again changes nothing and emits nothing."""
+    return await apply_ingest(store, event)
+
+
+async def change_consent(store: Store, event: ConsentChangedEvent) -> Outcome[domain.Profile]:
+    """Update the profile's consent and publish the change, in one transaction; no change emits nothing."""
+    return await apply_ingest(store, event)
 
 
 def _log_consent(outcome: Outcome[domain.Profile], event_id: str, changed: ConsentChanged) -> None:
@@ -122,25 +228,13 @@ def _log_consent(outcome: Outcome[domain.Profile], event_id: str, changed: Conse
         log.info("consent_changed", customer_id=changed.customer_id, channel=changed.channel, event_id=event_id)
 
 
-async def change_consent(store: Store, event: ConsentChangedEvent) -> Outcome[domain.Profile]:
-    """Update the profile's consent and publish the change, in one transaction; no change emits nothing."""
-
-    async def work(uow: UnitOfWork) -> Outcome[domain.Profile]:
-        before = await repository.get_profile(uow, event.customer_id)
-        if before is None:
-            raise UnknownCustomer(f"no customer {event.customer_id}")
-        return await _change_consent(uow, before, event)
-
-    outcome = await store.transaction(work, applies=_applies(event))
-    _log_consent(outcome, event.id, event.data)
-    return outcome
-
-
 async def answer_consent(
     store: Store, changed: ConsentChanged, *, source: str, event_id: str
 ) -> Outcome[domain.Profile]:
     """The customer's answer given now (the API): dated so that it follows every change on record for the
-    channel, so a refusal made now takes effect even after a grant stamped a little ahead of this clock."""
+    channel, so a refusal made now takes effect even after a grant stamped a little ahead of this clock.
+
+    One transaction of its own: the answer's time depends on the profile read in it."""
 
     async def work(uow: UnitOfWork) -> Outcome[domain.Profile]:
         before = await repository.get_profile(uow, changed.customer_id)
@@ -149,31 +243,60 @@ async def answer_consent(
         if domain.answers_nothing_new(before, changed):
             return Outcome(before, new=False)  # PUT is idempotent: the same answer again is no new fact
         at = domain.answer_time(before, changed.channel, utc_now())
-        return await _change_consent(
-            uow, before, ConsentChangedEvent.create(changed, source=source, id=event_id, time=at)
-        )
+        event = ConsentChangedEvent.create(changed, source=source, id=event_id, time=at)
+        try:
+            after = domain.change_consent(before, event.data, event.time)
+        except domain.ConsentRejected as exc:
+            raise Rejected(str(exc)) from exc
+        if after == before:
+            return Outcome(after, new=False)
+        await repository.save_profile(uow, after)
+        uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+        return Outcome(after)
 
-    outcome = await store.transaction(work, applies=f"customer:{event_id}")
+    outcome = await store.transaction(work, applies=f"{CONSUMER}:{event_id}")
     _log_consent(outcome, event_id, changed)
     return outcome
 
 
-async def apply_ingest(store: Store, event: CloudEvent[Any]) -> None:
-    if isinstance(event, CustomerRegisteredEvent):
-        await register_customer(store, event)
-    elif isinstance(event, InteractionLoggedEvent):
-        await log_interaction(store, event)
-    elif isinstance(event, ConsentChangedEvent):
-        await change_consent(store, event)
-    elif isinstance(event, CustomerReferredEvent):
-        await record_referral(store, event)
-    else:
-        raise Rejected(f"the customer service does not ingest events of type {event.type}")
+async def record_timeline_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+    """Put each event on its customer's timeline, the batch in one bulk write: `applied` are the events that
+    were not there yet, `duplicates` those already there (or earlier in the batch). No transaction and no
+    processed record: an entry is a function of its event alone, keyed by the event id."""
+    outcome = BatchOutcome()
+    entries: dict[str, domain.TimelineEntry] = {}
+    for event in events:
+        if event.id in entries:
+            outcome.duplicates.append(event.id)
+        else:
+            entries[event.id] = domain.timeline_entry(event)
+    listed = list(entries.values())
+    written = await _retrying(store, lambda: repository.record_entries(store.db, listed))
+    for event_id in entries:
+        (outcome.applied if event_id in written else outcome.duplicates).append(event_id)
+    return outcome
 
 
 async def record_timeline(store: Store, event: CloudEvent[Any]) -> bool:
     """Put the event on its customer's timeline; True when it was not there yet."""
-    return await repository.record_entry(store.db, domain.timeline_entry(event))
+    return event.id in (await record_timeline_events(store, [event])).applied
+
+
+async def _retrying(store: Store, write: Callable[[], Awaitable[T]]) -> T:
+    """A write outside a transaction, retried on transient database failures as Store.transaction retries
+    (bounded, exponential backoff), then raised as TransientFailure so the consumer leaves the batch unapplied."""
+    for attempt in range(1, store.retry_attempts + 1):
+        try:
+            return await write()
+        except PyMongoError as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == store.retry_attempts:
+                raise TransientFailure(f"database unavailable after {attempt} attempts: {exc}") from exc
+            delay = store.retry_base_seconds * 2 ** (attempt - 1)
+            log.warning("timeline_write_retry", attempt=attempt, delay_s=delay, error=str(exc)[:300])
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 async def find_profile(store: Store, customer_id: str) -> domain.Profile | None:

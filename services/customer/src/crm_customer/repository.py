@@ -1,12 +1,13 @@
 """The customer database: `customers` (profiles), `interactions`, `referrals` and `timeline` (the 360 view)."""
 
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from crm_customer.domain import Details, Interaction, Profile, Referral, TimelineEntry
 from crm_shared.api import keyset_page
@@ -74,14 +75,36 @@ async def get_profile(uow: UnitOfWork, customer_id: str) -> Profile | None:
     return profile_from_document(doc) if doc else None
 
 
-async def insert_profile(uow: UnitOfWork, profile: Profile) -> Profile:
-    """Insert the profile; returns it as a later read will see it."""
-    await uow.db[CUSTOMERS].insert_one(profile_to_document(profile), session=uow.session)
-    return replace(profile, registered_at=as_stored(profile.registered_at))
+def profile_as_stored(profile: Profile) -> Profile:
+    """The profile as a later read will see it (times in milliseconds)."""
+    return replace(
+        profile,
+        registered_at=as_stored(profile.registered_at),
+        consents_changed_at={c: as_stored(at) for c, at in profile.consents_changed_at.items()},
+    )
 
 
 async def save_profile(uow: UnitOfWork, profile: Profile) -> None:
     await uow.db[CUSTOMERS].replace_one({"_id": profile.customer_id}, profile_to_document(profile), session=uow.session)
+
+
+async def get_profiles(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, Profile]:
+    """The stored profiles among `customer_ids`, by id: one query (none when there are no ids)."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    cursor = uow.db[CUSTOMERS].find({"_id": {"$in": ids}}, session=uow.session)
+    return {doc["_id"]: profile_from_document(doc) for doc in await cursor.to_list(None)}
+
+
+async def save_profiles(uow: UnitOfWork, new: Iterable[Profile], changed: Iterable[Profile]) -> None:
+    """Insert the `new` profiles and replace the `changed` ones, in one bulk write."""
+    writes: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
+        InsertOne(profile_to_document(p)) for p in new
+    ]
+    writes += [ReplaceOne({"_id": p.customer_id}, profile_to_document(p)) for p in changed]
+    if writes:
+        await uow.db[CUSTOMERS].bulk_write(writes, ordered=False, session=uow.session)
 
 
 # ---------------------------------------------------------------- interactions
@@ -107,15 +130,25 @@ def interaction_from_document(doc: dict[str, Any]) -> Interaction:
     return Interaction(logged, doc["logged_at"], doc["event_id"])
 
 
-async def get_interaction(uow: UnitOfWork, interaction_id: str) -> Interaction | None:
-    doc = await uow.db[INTERACTIONS].find_one({"_id": interaction_id}, session=uow.session)
-    return interaction_from_document(doc) if doc else None
-
-
-async def insert_interaction(uow: UnitOfWork, interaction: Interaction) -> Interaction:
-    """Insert the interaction; returns it as a later read will see it."""
-    await uow.db[INTERACTIONS].insert_one(interaction_to_document(interaction), session=uow.session)
+def interaction_as_stored(interaction: Interaction) -> Interaction:
+    """The interaction as a later read will see it."""
     return replace(interaction, logged_at=as_stored(interaction.logged_at))
+
+
+async def get_interactions(uow: UnitOfWork, interaction_ids: Iterable[str]) -> dict[str, Interaction]:
+    """The stored interactions among `interaction_ids`, by id: one query (none when there are no ids)."""
+    ids = sorted(set(interaction_ids))
+    if not ids:
+        return {}
+    cursor = uow.db[INTERACTIONS].find({"_id": {"$in": ids}}, session=uow.session)
+    return {doc["_id"]: interaction_from_document(doc) for doc in await cursor.to_list(None)}
+
+
+async def insert_interactions(uow: UnitOfWork, interactions: Collection[Interaction]) -> None:
+    """Insert the new interactions in one write."""
+    if interactions:
+        docs = [interaction_to_document(i) for i in interactions]
+        await uow.db[INTERACTIONS].insert_many(docs, ordered=False, session=uow.session)
 
 
 # ---------------------------------------------------------------- referrals
@@ -140,15 +173,25 @@ def referral_from_document(doc: dict[str, Any]) -> Referral:
     return Referral(referred, doc["referred_at"], doc["event_id"])
 
 
-async def get_referral(uow: UnitOfWork, referral_id: str) -> Referral | None:
-    doc = await uow.db[REFERRALS].find_one({"_id": referral_id}, session=uow.session)
-    return referral_from_document(doc) if doc else None
-
-
-async def insert_referral(uow: UnitOfWork, referral: Referral) -> Referral:
-    """Insert the referral; returns it as a later read will see it."""
-    await uow.db[REFERRALS].insert_one(referral_to_document(referral), session=uow.session)
+def referral_as_stored(referral: Referral) -> Referral:
+    """The referral as a later read will see it."""
     return replace(referral, referred_at=as_stored(referral.referred_at))
+
+
+async def get_referrals(uow: UnitOfWork, referral_ids: Iterable[str]) -> dict[str, Referral]:
+    """The stored referrals among `referral_ids`, by id: one query (none when there are no ids)."""
+    ids = sorted(set(referral_ids))
+    if not ids:
+        return {}
+    cursor = uow.db[REFERRALS].find({"_id": {"$in": ids}}, session=uow.session)
+    return {doc["_id"]: referral_from_document(doc) for doc in await cursor.to_list(None)}
+
+
+async def insert_referrals(uow: UnitOfWork, referrals: Collection[Referral]) -> None:
+    """Insert the new referrals in one write."""
+    if referrals:
+        docs = [referral_to_document(r) for r in referrals]
+        await uow.db[REFERRALS].insert_many(docs, ordered=False, session=uow.session)
 
 
 # ---------------------------------------------------------------- timeline
@@ -178,20 +221,29 @@ def entry_from_document(doc: dict[str, Any]) -> TimelineEntry:
     )
 
 
-async def record_entry(db: AsyncDatabase[dict[str, Any]], entry: TimelineEntry) -> bool:
-    """Write the entry unless its event is already on the timeline; True when it was new.
+DUPLICATE_KEY = 11000
 
-    No transaction: the entry is a function of the event alone, keyed by the event id, and nothing
-    is emitted with it, so a redelivery (or a concurrent copy) writes the same document or nothing.
+
+async def record_entries(db: AsyncDatabase[dict[str, Any]], entries: Sequence[TimelineEntry]) -> set[str]:
+    """Write each entry unless its event is already on the timeline, in one bulk write; the event ids written.
+
+    No transaction: an entry is a function of its event alone, keyed by the event id, and nothing is
+    emitted with it, so a redelivery (or a concurrent copy) writes the same document or nothing. Two
+    concurrent upserts of the same event can fail one of them on the unique _id: the other inserted it.
     """
+    if not entries:
+        return set()
+    writes = [UpdateOne({"_id": e.event_id}, {"$setOnInsert": entry_to_document(e)}, upsert=True) for e in entries]
     try:
-        result = await db[TIMELINE].update_one(
-            {"_id": entry.event_id}, {"$setOnInsert": entry_to_document(entry)}, upsert=True
-        )
-    except DuplicateKeyError:
-        # Two concurrent upserts of the same event: the other one inserted it.
-        return False
-    return result.upserted_id is not None
+        result = await db[TIMELINE].bulk_write(writes, ordered=False)
+    except BulkWriteError as exc:
+        details = exc.details
+        if details.get("writeConcernErrors") or any(
+            error.get("code") != DUPLICATE_KEY for error in details.get("writeErrors", [])
+        ):
+            raise
+        return {entries[u["index"]].event_id for u in details.get("upserted", [])}
+    return {entries[index].event_id for index in result.upserted_ids or {}}
 
 
 async def timeline_page(

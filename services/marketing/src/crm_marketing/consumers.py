@@ -1,69 +1,72 @@
-"""Kafka subscribers of marketing: parse the envelope, call a handler."""
+"""Kafka subscribers of marketing: batches of records, each batch applied by a handler in one transaction."""
 
-from faststream.kafka import KafkaBroker
+from collections.abc import Sequence
+from typing import Any
 
 from crm_marketing import handlers
 from crm_marketing.settings import MarketingSettings
-from crm_shared.consumer import SUBSCRIBER_DEFAULTS
-from crm_shared.events import AnyEvent, DeadLetter, MarketingEvent, SegmentChangedEvent
+from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, MarketingEvent, SegmentChangedEvent
 from crm_shared.service import Runtime
+from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
 
 
 def register(runtime: Runtime, settings: MarketingSettings) -> None:
-    broker: KafkaBroker = runtime.broker
     journeys, policy, engagement = settings.journeys, settings.policy, settings.engagement
 
-    @broker.subscriber(
+    async def on_segment_changes(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_segment_changes(runtime.require_store(), events, journeys, policy)
+
+    runtime.subscribe(
         Topic.SCORING_SEGMENTS,
-        group_id=settings.consumer_group,
+        schema=SegmentChangedEvent,
+        handler=on_segment_changes,
         title="crm.scoring.segments:marketing",
         description="Segment changes from scoring; each may trigger journeys (welcome, high-value thank-you, "
         "service recovery, win-back, as configured). Invalid records go to crm.deadletter with the reason.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_segment_changed(event: SegmentChangedEvent) -> None:
-        await handlers.apply_segment_change(runtime.require_store(), event, journeys, policy)
 
     # Any catalog event is accepted on the topics below: types marketing does not use are ignored,
     # not dead-lettered, so other services can publish more on them without breaking marketing.
-    @broker.subscriber(
+    async def on_customer_events(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_customer_events(runtime.require_store(), events, engagement)
+
+    runtime.subscribe(
         Topic.CUSTOMER_EVENTS,
-        group_id=settings.consumer_group,
+        schema=AnyEvent,
+        handler=on_customer_events,
         title="crm.customer.events:marketing",
         description="Sign-ups and consent changes, for marketing's projection of channel consents and the "
         "preferred channel (no name, email or phone is kept); logged interactions (crm.interaction.logged.v1), "
         "counted toward each prospect's engagement score, which hands the prospect to sales as a qualified lead "
         "once it reaches the threshold. Other event types are ignored.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_customer_event(event: AnyEvent) -> None:
-        await handlers.apply_customer_event(runtime.require_store(), event, engagement)
 
-    @broker.subscriber(
+    async def on_support_events(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_support_events(runtime.require_store(), events, journeys, policy)
+
+    runtime.subscribe(
         Topic.SUPPORT_EVENTS,
-        group_id=settings.consumer_group,
+        schema=AnyEvent,
+        handler=on_support_events,
         title="crm.support.events:marketing",
         description="Complaints (crm.complaint.filed.v1) start the complaint journeys (complaint-recovery), "
         "one episode per complaint. Other event types are ignored.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_support_event(event: AnyEvent) -> None:
-        await handlers.apply_support_event(runtime.require_store(), event, journeys, policy)
 
-    @broker.subscriber(
+    async def on_sales_events(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_sales_events(runtime.require_store(), events, policy)
+
+    runtime.subscribe(
         Topic.SALES_EVENTS,
-        group_id=settings.consumer_group,
+        schema=AnyEvent,
+        handler=on_sales_events,
         title="crm.sales.events:marketing",
         description="Orders (crm.order.placed.v1), attributed as conversions to the customer's enrolments "
         "(contacted or held out) within the attribution window. Other event types are ignored.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_sales_event(event: AnyEvent) -> None:
-        await handlers.apply_sales_event(runtime.require_store(), event, policy)
 
-    # Documents what marketing publishes (through its outbox relay) in the AsyncAPI.
-    broker.publisher(
+    runtime.publishes(
         Topic.MARKETING_EVENTS,
         title="crm.marketing.events",
         description="crm.campaign.enrolled.v1 once per customer and journey episode (contacted, holdout or "
@@ -73,7 +76,7 @@ def register(runtime: Runtime, settings: MarketingSettings) -> None:
         "threshold, segment_id 'engagement'). Key: customer id.",
         schema=MarketingEvent,
     )
-    broker.publisher(
+    runtime.publishes(
         Topic.DEADLETTER,
         title="crm.deadletter:marketing",
         description="Records marketing rejected, with the reason and the original bytes, topic, partition and offset.",

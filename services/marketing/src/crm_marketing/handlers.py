@@ -1,12 +1,17 @@
-"""Use cases of marketing, each in one transaction with its outbox and processed-event record.
+"""Use cases of marketing, each batch of events in one transaction with its outbox and processed-event records.
 
 Learn consents from customer events; enrol on segment changes and complaints, exactly once per
 (customer, journey, episode); attribute orders to enrolments as conversions, whichever arrives first;
 launch segment campaigns; hand a segment's members to sales as qualified leads, and a prospect whose
 logged interactions reach the engagement threshold, once.
+
+A consumer's batch is loaded into a working set (one query per collection), its events are applied in
+order against it (so each sees what the ones before it enrolled, contacted, spent, ordered or consented)
+and what changed is written in bulk. The single-event functions (`apply_segment_change`, ...) apply a
+batch of one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +20,7 @@ from typing import Any
 from crm_marketing import domain, engagement, repository
 from crm_marketing.journeys import DEFAULT_JOURNEYS, Journey, journeys_for_complaint, journeys_triggered
 from crm_marketing.segments import Group, to_filter
+from crm_marketing.working_set import Engagements, Ledger
 from crm_shared.events import (
     CampaignContacted,
     CampaignContactedEvent,
@@ -35,47 +41,134 @@ from crm_shared.events import (
     derived_event_id,
 )
 from crm_shared.logging import get_logger
-from crm_shared.store import AlreadyApplied, Store, UnitOfWork
+from crm_shared.store import AlreadyApplied, Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/marketing"
+CONSUMER = "marketing"
 DEFAULT_POLICY = domain.Policy()
 DEFAULT_ENGAGEMENT = engagement.EngagementRule()
 
 log = get_logger(__name__)
 
 
-def _applies(event: CloudEvent[Any]) -> str:
-    return f"marketing:{event.id}"
+def _log_ignored(events: Sequence[CloudEvent[Any]], outcome: BatchOutcome, what: str) -> None:
+    ignored = set(outcome.ignored)
+    for event in events:
+        if event.id in ignored:
+            log.debug(what, event_type=event.type)
 
 
-# ---------------------------------------------------------------- consents
+# ---------------------------------------------------------------- consents and interactions
+
+
+def _is_customer_event(event: CloudEvent[Any]) -> bool:
+    return isinstance(event, CustomerRegisteredEvent | ConsentChangedEvent | InteractionLoggedEvent)
+
+
+async def apply_customer_events(
+    store: Store, events: Sequence[CloudEvent[Any]], rule: engagement.EngagementRule = DEFAULT_ENGAGEMENT
+) -> BatchOutcome:
+    """Keep marketing's consent projection and count interactions toward engagement, the batch in one
+    transaction; other customer events are not marketing's concern. The result of a sign-up or consent change
+    is the customer's preferences after it; of an interaction, the lead it handed over, if any."""
+
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        consents = [e for e in batch.events if not isinstance(e, InteractionLoggedEvent)]
+        interactions = [e for e in batch.events if isinstance(e, InteractionLoggedEvent)]
+        preferences = await repository.preferences_of(uow, (e.customer_id for e in consents))
+        engagements = await Engagements.load(uow, interactions, rule)
+        changed: dict[str, domain.ContactPreferences] = {}
+        for event in batch.events:
+            if isinstance(event, InteractionLoggedEvent):
+                batch.done(event, _count_interaction(engagements, uow, event, rule))
+                continue
+            before = preferences.get(event.customer_id)
+            if isinstance(event, CustomerRegisteredEvent):
+                after = domain.record_registration(before, event.data, event.id, event.time)
+            else:
+                after = domain.record_consent_change(before, event.data, event.id, event.time)
+            if after != before:
+                preferences[event.customer_id] = changed[event.customer_id] = after
+            batch.done(event, after)
+        await repository.write(
+            uow,
+            {
+                repository.CONTACT_PREFERENCES: [repository.preferences_write(p) for p in changed.values()],
+                repository.ATTRIBUTES: [repository.consents_write(p) for p in changed.values()],
+            },
+        )
+        await engagements.write(uow)
+
+    outcome = await store.apply_batch(CONSUMER, events, work, relevant=_is_customer_event)
+    for result in outcome.results.values():
+        if isinstance(result, LeadQualified):
+            log.info("lead_qualified_by_engagement", customer_id=result.customer_id, lead_id=result.lead_id)
+    _log_ignored(events, outcome, "customer_event_not_used")
+    return outcome
 
 
 async def apply_customer_event(
     store: Store, event: CloudEvent[Any], rule: engagement.EngagementRule = DEFAULT_ENGAGEMENT
 ) -> domain.ContactPreferences | None:
-    """Keep marketing's consent projection and count interactions toward engagement; other customer events
-    are not marketing's concern."""
-    if isinstance(event, InteractionLoggedEvent):
-        await apply_interaction(store, event, rule)
-        return None
-    if not isinstance(event, CustomerRegisteredEvent | ConsentChangedEvent):
-        log.debug("customer_event_not_used", event_type=event.type)
-        return None
+    """One customer event: the preferences after a sign-up or consent change, None for another event type
+    (an interaction is counted, see `apply_interaction`); raises AlreadyApplied."""
+    result = (await apply_customer_events(store, [event], rule)).result_of(event)
+    return result if isinstance(result, domain.ContactPreferences) else None
 
-    async def work(uow: UnitOfWork) -> domain.ContactPreferences:
-        before = await repository.get_preferences(uow, event.customer_id)
-        if isinstance(event, CustomerRegisteredEvent):
-            after = domain.record_registration(before, event.data, event.id, event.time)
-        else:
-            after = domain.record_consent_change(before, event.data, event.id, event.time)
-        if after != before:
-            await repository.save_preferences(uow, after)
-            await repository.record_consents(uow, after)
-        return after
 
-    return await store.transaction(work, applies=_applies(event))
+def _count_interaction(
+    engagements: Engagements, uow: UnitOfWork, event: InteractionLoggedEvent, rule: engagement.EngagementRule
+) -> LeadQualified | None:
+    """Keep the interaction; a prospect whose engagement reaches the threshold is handed to sales, once ever."""
+    logged = event.data
+    interaction = engagement.Interaction(logged.interaction_id, logged.kind, event.time)
+    if not engagements.record_interaction(logged.customer_id, interaction, logged.channel, event.id):
+        return None
+    standing = engagements.standing_of(logged.customer_id)
+    if not engagement.is_prospect(standing.get("lifecycle_stage"), standing.get("last_order_at") is not None):
+        return None
+    # Only windows holding this interaction can have changed; others were judged when they filled.
+    nearby = engagements.interactions_between(logged.customer_id, event.time - rule.window, event.time + rule.window)
+    qualifying = engagement.first_qualifying(nearby, rule)
+    if qualifying is None or qualifying.ends_at is None:
+        return None
+    lead = LeadQualified(
+        customer_id=logged.customer_id,
+        lead_id=engagement.lead_id(logged.customer_id),
+        segment_id=engagement.ENGAGEMENT_SEGMENT,
+        reason=engagement.lead_reason(qualifying, rule),
+        value_tier=standing.get("value_tier"),
+        lifecycle_stage=standing.get("lifecycle_stage"),
+    )
+    handed_over = engagements.hand_over(
+        lead.lead_id,
+        lead.customer_id,
+        qualifying.ends_at,
+        qualifying.score,
+        [i.interaction_id for i in qualifying.counted],
+    )
+    if not handed_over:
+        return None
+    uow.emit(
+        LeadQualifiedEvent.create(
+            lead,
+            source=SOURCE,
+            id=derived_event_id(SOURCE, "lead", lead.lead_id),
+            time=qualifying.ends_at,
+            cause=event,
+        ),
+        Topic.MARKETING_EVENTS,
+    )
+    return lead
+
+
+async def apply_interaction(
+    store: Store, event: InteractionLoggedEvent, rule: engagement.EngagementRule = DEFAULT_ENGAGEMENT
+) -> LeadQualified | None:
+    """Keep the interaction; returns the lead handed over now, if any. Raises AlreadyApplied."""
+    lead: LeadQualified | None = (await apply_customer_events(store, [event], rule)).result_of(event)
+    return lead
 
 
 # ---------------------------------------------------------------- enrolments
@@ -97,12 +190,12 @@ def _conversion(enrolment: domain.Enrolment, order: dict[str, Any]) -> dict[str,
     }
 
 
-async def _convert(
-    uow: UnitOfWork, enrolment: domain.Enrolment, order: dict[str, Any], cause: CloudEvent[Any] | None
+def _convert(
+    ledger: Ledger, uow: UnitOfWork, enrolment: domain.Enrolment, order: dict[str, Any], cause: CloudEvent[Any] | None
 ) -> bool:
     """Record the conversion and publish it, once, whichever of the order and the enrolment came first."""
     conversion = _conversion(enrolment, order)
-    if not await repository.insert_conversion(uow, conversion):
+    if not ledger.add_conversion(conversion):
         return False
     uow.emit(
         CampaignConvertedEvent.create(
@@ -131,19 +224,20 @@ class Occasion:
     cause: CloudEvent[Any] | None = None
 
 
-async def _enrol(
-    uow: UnitOfWork, customer_id: str, occasion: Occasion, campaign: dict[str, Any] | None, policy: domain.Policy
+def _enrol(
+    ledger: Ledger,
+    uow: UnitOfWork,
+    customer_id: str,
+    occasion: Occasion,
+    campaign: dict[str, Any] | None,
+    policy: domain.Policy,
 ) -> domain.Enrolment:
     """Decide (holdout, consent, frequency cap, budget), record the enrolment and publish what was decided."""
     at, cause = occasion.at, occasion.cause
-    await repository.lock_contacts(uow, customer_id)
+    ledger.lock_contacts(customer_id)
     # The latest consent marketing knows, so a refusal that arrived before this change is respected.
-    prefs = await repository.get_preferences(uow, customer_id)
-    recent = (
-        await repository.recent_capped_contacts(uow, customer_id, at, policy.cap_period)
-        if occasion.frequency_capped
-        else 0
-    )
+    prefs = ledger.preferences.get(customer_id)
+    recent = ledger.recent_capped_contacts(customer_id, at, policy.cap_period) if occasion.frequency_capped else 0
     decision = domain.decide(
         customer_id,
         occasion.journey,
@@ -154,7 +248,7 @@ async def _enrol(
         only_channel=campaign.get("channel") if campaign else None,
     )
     cost: Decimal = campaign["cost_per_contact"] if campaign else Decimal(0)
-    if decision.status == "contacted" and campaign and not await repository.spend(uow, campaign, cost):
+    if decision.status == "contacted" and campaign and not ledger.spend(campaign, cost):
         decision = domain.Decision("skipped", reason=domain.BUDGET_EXHAUSTED)
     enrolment = domain.enrol(
         customer_id,
@@ -167,7 +261,7 @@ async def _enrol(
         cost,
         occasion.frequency_capped,
     )
-    await repository.insert_enrolment(uow, enrolment)
+    ledger.add_enrolment(enrolment)
     uow.emit(
         CampaignEnrolledEvent.create(
             CampaignEnrolled(
@@ -208,12 +302,13 @@ async def _enrol(
         )
     if enrolment.status != "skipped":
         # An order that arrived before the enrolment (another topic, another pace) still counts.
-        for order in await repository.orders_after(uow, customer_id, at, policy.attribution_window):
-            await _convert(uow, enrolment, order, cause)
+        for order in ledger.orders_after(customer_id, at, policy.attribution_window):
+            _convert(ledger, uow, enrolment, order, cause)
     return enrolment
 
 
-async def _enrol_in_journey(
+def _enrol_in_journey(
+    ledger: Ledger,
     uow: UnitOfWork,
     journey: Journey,
     customer_id: str,
@@ -222,10 +317,10 @@ async def _enrol_in_journey(
     policy: domain.Policy,
 ) -> domain.Enrolment | None:
     """Enrol in the journey's episode, unless already enrolled, under the planned campaign running it if any."""
-    if await repository.enrolment_exists(uow, domain.enrolment_id(customer_id, journey.name, episode)):
+    if ledger.enrolled(domain.enrolment_id(customer_id, journey.name, episode)):
         return None
-    await repository.ensure_journey_campaign(uow, journey)
-    campaign = await repository.active_campaign(uow, journey.name, cause.time)
+    ledger.ensure_journey_campaign(journey)
+    campaign = ledger.active_campaign(journey.name, cause.time)
     occasion = Occasion(
         journey=journey.name,
         campaign_id=journey.campaign,
@@ -236,30 +331,72 @@ async def _enrol_in_journey(
         at=cause.time,
         cause=cause,
     )
-    return await _enrol(uow, customer_id, occasion, campaign, policy)
+    return _enrol(ledger, uow, customer_id, occasion, campaign, policy)
 
 
-async def _enrol_in(
+Trigger = Callable[[CloudEvent[Any]], tuple[Sequence[Journey], str]]
+"""The journeys an event starts, and the episode it names."""
+
+
+async def _enrol_batch(
     store: Store,
-    event: CloudEvent[Any],
-    triggered: Sequence[Journey],
-    episode: str,
+    events: Sequence[CloudEvent[Any]],
+    trigger: Trigger,
     policy: domain.Policy,
-) -> list[domain.Enrolment]:
-    async def work(uow: UnitOfWork) -> list[domain.Enrolment]:
-        if isinstance(event, SegmentChangedEvent):
-            await repository.record_scores(uow, event.customer_id, event.data.scores, event.time)
-        enrolments = []
-        for journey in triggered:
-            enrolment = await _enrol_in_journey(uow, journey, event.customer_id, episode, event, policy)
-            if enrolment is not None:
-                enrolments.append(enrolment)
-        return enrolments
+    relevant: Callable[[CloudEvent[Any]], bool] | None = None,
+) -> BatchOutcome:
+    """Enrol each event's customer in the journeys it starts, the batch in one transaction; the result of
+    each event is the list of its new enrolments."""
 
-    enrolments = await store.transaction(work, applies=_applies(event))
-    for e in enrolments:
-        log.info("customer_enrolled", customer_id=e.customer_id, journey=e.journey, status=e.status, channel=e.channel)
-    return enrolments
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        started = [(event, *trigger(event)) for event in batch.events]
+        enrolling = [(event, js, episode) for event, js, episode in started if js]
+        journeys = {j.name: j for _, js, _ in enrolling for j in js}
+        ledger = await Ledger.for_enrolments(
+            uow,
+            policy,
+            customers=list(dict.fromkeys(event.customer_id for event, _, _ in enrolling)),
+            times=[event.time for event, _, _ in enrolling],
+            enrolment_ids=(
+                domain.enrolment_id(event.customer_id, j.name, episode) for event, js, episode in enrolling for j in js
+            ),
+            campaign_ids=(j.campaign for j in journeys.values()),
+            journeys=journeys,
+            scored=list(dict.fromkeys(e.customer_id for e in batch.events if isinstance(e, SegmentChangedEvent))),
+        )
+        for event, triggered, episode in started:
+            if isinstance(event, SegmentChangedEvent):
+                ledger.record_scores(event.customer_id, event.data.scores, event.time)
+            enrolments = []
+            for journey in triggered:
+                enrolment = _enrol_in_journey(ledger, uow, journey, event.customer_id, episode, event, policy)
+                if enrolment is not None:
+                    enrolments.append(enrolment)
+            batch.done(event, enrolments)
+        await ledger.write(uow)
+
+    outcome = await store.apply_batch(CONSUMER, events, work, relevant=relevant)
+    for enrolments in outcome.results.values():
+        for e in enrolments:
+            log.info(
+                "customer_enrolled", customer_id=e.customer_id, journey=e.journey, status=e.status, channel=e.channel
+            )
+    return outcome
+
+
+async def apply_segment_changes(
+    store: Store,
+    events: Sequence[CloudEvent[Any]],
+    journeys: Sequence[Journey] = DEFAULT_JOURNEYS,
+    policy: domain.Policy = DEFAULT_POLICY,
+) -> BatchOutcome:
+    """Keep each change's scores and enrol the customer in every journey it triggers; the change's event id is
+    the episode."""
+
+    def trigger(event: CloudEvent[Any]) -> tuple[Sequence[Journey], str]:
+        return journeys_triggered(event.data, journeys), event.id
+
+    return await _enrol_batch(store, events, trigger, policy)
 
 
 async def apply_segment_change(
@@ -268,8 +405,31 @@ async def apply_segment_change(
     journeys: Sequence[Journey] = DEFAULT_JOURNEYS,
     policy: domain.Policy = DEFAULT_POLICY,
 ) -> list[domain.Enrolment]:
-    """Enrol the customer in every journey the change triggers; the change's event id is the episode."""
-    return await _enrol_in(store, event, journeys_triggered(event.data, journeys), event.id, policy)
+    """One segment change: the enrolments it made; raises AlreadyApplied."""
+    enrolments: list[domain.Enrolment] = (await apply_segment_changes(store, [event], journeys, policy)).result_of(
+        event
+    )
+    return enrolments
+
+
+async def apply_support_events(
+    store: Store,
+    events: Sequence[CloudEvent[Any]],
+    journeys: Sequence[Journey] = DEFAULT_JOURNEYS,
+    policy: domain.Policy = DEFAULT_POLICY,
+) -> BatchOutcome:
+    """A complaint enrols the customer in the complaint journeys; the complaint id is the episode. Other support
+    events are not marketing's concern."""
+    complaint_journeys = journeys_for_complaint(journeys)
+
+    def trigger(event: CloudEvent[Any]) -> tuple[Sequence[Journey], str]:
+        return complaint_journeys, event.data.complaint_id
+
+    outcome = await _enrol_batch(
+        store, events, trigger, policy, relevant=lambda event: isinstance(event, ComplaintFiledEvent)
+    )
+    _log_ignored(events, outcome, "support_event_not_used")
+    return outcome
 
 
 async def apply_support_event(
@@ -278,46 +438,66 @@ async def apply_support_event(
     journeys: Sequence[Journey] = DEFAULT_JOURNEYS,
     policy: domain.Policy = DEFAULT_POLICY,
 ) -> list[domain.Enrolment]:
-    """A complaint enrols the customer in the complaint journeys; the complaint id is the episode."""
-    if not isinstance(event, ComplaintFiledEvent):
-        log.debug("support_event_not_used", event_type=event.type)
-        return []
-    return await _enrol_in(store, event, journeys_for_complaint(journeys), event.data.complaint_id, policy)
+    """One support event: the enrolments a complaint made, none for another event type; raises AlreadyApplied."""
+    enrolments: list[domain.Enrolment] | None = (
+        await apply_support_events(store, [event], journeys, policy)
+    ).result_of(event)
+    return enrolments or []
 
 
 # ---------------------------------------------------------------- results
 
 
-async def apply_sales_event(store: Store, event: CloudEvent[Any], policy: domain.Policy = DEFAULT_POLICY) -> int:
-    """Keep the order and attribute it to the enrolments it converts; a cancellation withdraws the order's
-    conversions. Returns the change in conversions (+new, -withdrawn). Payments and refunds change nothing."""
-    if isinstance(event, OrderCancelledEvent):
-        cancelled = event.data
+async def apply_sales_events(
+    store: Store, events: Sequence[CloudEvent[Any]], policy: domain.Policy = DEFAULT_POLICY
+) -> BatchOutcome:
+    """Keep each order and attribute it to the enrolments it converts; a cancellation withdraws the order's
+    conversions. The result of each event is the change in conversions (+new, -withdrawn). Payments and
+    refunds change nothing."""
 
-        async def withdraw(uow: UnitOfWork) -> int:
-            return -await repository.cancel_order(uow, cancelled.order_id, cancelled.customer_id, event.time)
-
-        return await store.transaction(withdraw, applies=_applies(event))
-    if not isinstance(event, OrderPlacedEvent):
-        log.debug("sales_event_not_used", event_type=event.type)
-        return 0
-    placed = event.data
-
-    async def work(uow: UnitOfWork) -> int:
-        order = await repository.record_order(
-            uow, placed.order_id, placed.customer_id, placed.currency, placed.total, event.time
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        placed = [e for e in batch.events if isinstance(e, OrderPlacedEvent)]
+        ledger = await Ledger.for_orders(
+            uow,
+            policy,
+            order_ids=[e.data.order_id for e in batch.events],
+            placed=[(e.data.customer_id, e.time) for e in placed],
         )
-        await repository.record_last_order(uow, placed.customer_id, event.time)
-        if order.get("cancelled_at") is not None:
-            return 0
-        converted = 0
-        for enrolment in await repository.attributable_enrolments(
-            uow, placed.customer_id, event.time, policy.attribution_window
-        ):
-            converted += await _convert(uow, enrolment, order, event)
-        return converted
+        for event in batch.events:
+            if isinstance(event, OrderCancelledEvent):
+                cancelled = event.data
+                batch.done(event, -ledger.cancel_order(cancelled.order_id, cancelled.customer_id, event.time))
+                continue
+            order_placed = event.data
+            order = ledger.record_order(
+                order_placed.order_id,
+                order_placed.customer_id,
+                order_placed.currency,
+                order_placed.total,
+                event.time,
+            )
+            ledger.record_last_order(order_placed.customer_id, event.time)
+            converted = 0
+            if order.get("cancelled_at") is None:
+                for enrolment in ledger.attributable_enrolments(
+                    order_placed.customer_id, event.time, policy.attribution_window
+                ):
+                    converted += _convert(ledger, uow, enrolment, order, event)
+            batch.done(event, converted)
+        await ledger.write(uow)
 
-    return await store.transaction(work, applies=_applies(event))
+    outcome = await store.apply_batch(
+        CONSUMER, events, work, relevant=lambda event: isinstance(event, OrderPlacedEvent | OrderCancelledEvent)
+    )
+    _log_ignored(events, outcome, "sales_event_not_used")
+    return outcome
+
+
+async def apply_sales_event(store: Store, event: CloudEvent[Any], policy: domain.Policy = DEFAULT_POLICY) -> int:
+    """One sales event: the change in conversions (0 for an event type marketing does not use); raises
+    AlreadyApplied."""
+    change: int | None = (await apply_sales_events(store, [event], policy)).result_of(event)
+    return change or 0
 
 
 # ---------------------------------------------------------------- campaigns on a segment
@@ -368,10 +548,15 @@ async def launch_campaign(
             )
 
             async def work(uow: UnitOfWork, customer_id: str = customer_id, occasion: Occasion = occasion) -> str:
-                live = await repository.live_campaign(uow, campaign_id)
+                ledger = await Ledger.for_enrolments(
+                    uow, policy, customers=[customer_id], times=[at], campaign_ids=[campaign_id]
+                )
+                live = ledger.live_campaign(campaign_id)
                 if live is None:
                     raise CampaignArchived(campaign_id)
-                return (await _enrol(uow, customer_id, occasion, live, policy)).status
+                status = _enrol(ledger, uow, customer_id, occasion, live, policy).status
+                await ledger.write(uow)
+                return status
 
             try:
                 status = await store.transaction(work, applies=f"marketing:launch:{campaign_id}:{customer_id}")
@@ -431,62 +616,3 @@ async def hand_over_leads(
         last = docs[-1]["_id"]
     log.info("leads_handed_over", segment_id=segment_id, new=new, already=already)
     return new, already
-
-
-async def apply_interaction(
-    store: Store, event: InteractionLoggedEvent, rule: engagement.EngagementRule = DEFAULT_ENGAGEMENT
-) -> LeadQualified | None:
-    """Keep the interaction; a prospect whose engagement reaches the threshold is handed to sales, once ever.
-
-    Returns the lead handed over now, if any.
-    """
-    logged = event.data
-    interaction = engagement.Interaction(logged.interaction_id, logged.kind, event.time)
-
-    async def work(uow: UnitOfWork) -> LeadQualified | None:
-        if not await repository.record_interaction(uow, logged.customer_id, interaction, logged.channel, event.id):
-            return None
-        standing = await repository.customer_standing(uow, logged.customer_id)
-        if not engagement.is_prospect(standing.get("lifecycle_stage"), standing.get("last_order_at") is not None):
-            return None
-        # Only windows holding this interaction can have changed; others were judged when they filled.
-        nearby = await repository.interactions_between(
-            uow.db, logged.customer_id, event.time - rule.window, event.time + rule.window, uow.session
-        )
-        qualifying = engagement.first_qualifying(nearby, rule)
-        if qualifying is None or qualifying.ends_at is None:
-            return None
-        lead = LeadQualified(
-            customer_id=logged.customer_id,
-            lead_id=engagement.lead_id(logged.customer_id),
-            segment_id=engagement.ENGAGEMENT_SEGMENT,
-            reason=engagement.lead_reason(qualifying, rule),
-            value_tier=standing.get("value_tier"),
-            lifecycle_stage=standing.get("lifecycle_stage"),
-        )
-        handed_over = await repository.insert_engagement_lead(
-            uow,
-            lead.lead_id,
-            lead.customer_id,
-            qualifying.ends_at,
-            qualifying.score,
-            [i.interaction_id for i in qualifying.counted],
-        )
-        if not handed_over:
-            return None
-        uow.emit(
-            LeadQualifiedEvent.create(
-                lead,
-                source=SOURCE,
-                id=derived_event_id(SOURCE, "lead", lead.lead_id),
-                time=qualifying.ends_at,
-                cause=event,
-            ),
-            Topic.MARKETING_EVENTS,
-        )
-        return lead
-
-    lead = await store.transaction(work, applies=_applies(event))
-    if lead is not None:
-        log.info("lead_qualified_by_engagement", customer_id=lead.customer_id, lead_id=lead.lead_id)
-    return lead

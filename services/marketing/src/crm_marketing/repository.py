@@ -9,15 +9,21 @@ definitions), `customer_attributes` (what segment rules read: scores, consents, 
 `leads` (the qualified leads handed to sales), `interactions` (the logged interactions engagement
 counts, one per customer and interaction id) and `engagement` (one per customer, written with each
 new interaction so two concurrent interactions of one customer conflict and neither is missed).
+
+A consumer batch reads with the `*_of` / `*_for` functions below, one query per collection over the
+batch's customers, orders and campaigns, and writes with `write`: the operations the `*_write`
+functions build, one bulk write per collection.
 """
 
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from crm_marketing.domain import Consent, ContactPreferences, Enrolment, Fact, Preferred
 from crm_marketing.engagement import ENGAGEMENT_SEGMENT, Interaction
@@ -58,10 +64,60 @@ INDEXES = (
     IndexSpec(CAMPAIGNS, IndexModel([("journey", ASCENDING), ("starts_at", DESCENDING)], name="by_journey_and_start")),
     IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("ordered_at", ASCENDING)], name="by_customer")),
     IndexSpec(CONVERSIONS, IndexModel([("campaign_id", ASCENDING), ("group", ASCENDING)], name="by_campaign")),
+    # A batch finds the conversions of its orders (to know which exist, and which a cancellation withdraws).
+    IndexSpec(CONVERSIONS, IndexModel([("order_id", ASCENDING)], name="by_order")),
     IndexSpec(ATTRIBUTES, IndexModel([("value_tier", ASCENDING)], name="by_value_tier")),
     IndexSpec(ATTRIBUTES, IndexModel([("lifecycle_stage", ASCENDING)], name="by_lifecycle_stage")),
     IndexSpec(INTERACTIONS, IndexModel([("customer_id", ASCENDING), ("at", ASCENDING)], name="by_customer")),
 )
+
+Write = InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]] | UpdateOne | UpdateMany
+"""One operation of a bulk write."""
+
+WRITE_CONFLICT = 112
+
+
+async def _find(
+    uow: UnitOfWork,
+    collection: str,
+    clauses: Sequence[dict[str, Any]],
+    projection: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The documents matching any of `clauses`, in one query; none without a clause."""
+    if not clauses:
+        return []
+    query = clauses[0] if len(clauses) == 1 else {"$or": list(clauses)}
+    return await uow.db[collection].find(query, projection, session=uow.session).to_list(None)
+
+
+def _ids(values: Iterable[str]) -> list[str]:
+    return sorted(set(values))
+
+
+async def write(uow: UnitOfWork, writes: Mapping[str, Sequence[Write]]) -> None:
+    """One ordered bulk write per collection.
+
+    A second enrolment in an episode raises DuplicateKeyError, as a single insert would, so the store takes
+    it for a concurrent copy of the batch. A spend that no longer finds the amount the batch read is a write
+    conflict: the transaction is retried on what the other writer committed.
+    """
+    for collection, operations in writes.items():
+        if not operations:
+            continue
+        try:
+            result = await uow.db[collection].bulk_write(list(operations), ordered=True, session=uow.session)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if errors and all(e.get("code") == 11000 for e in errors):
+                raise DuplicateKeyError(errors[0].get("errmsg", "duplicate key"), 11000, errors[0]) from exc
+            raise
+        if collection == CAMPAIGNS and result.matched_count + result.upserted_count != len(operations):
+            raise OperationFailure(
+                "a campaign's spent amount changed during the transaction",
+                WRITE_CONFLICT,
+                {"errorLabels": ["TransientTransactionError"]},
+            )
+
 
 # ---------------------------------------------------------------- contact preferences
 
@@ -93,18 +149,26 @@ def preferences_from_document(doc: dict[str, Any]) -> ContactPreferences:
     )
 
 
-async def get_preferences(uow: UnitOfWork, customer_id: str) -> ContactPreferences | None:
-    doc = await uow.db[CONTACT_PREFERENCES].find_one({"_id": customer_id}, session=uow.session)
-    return preferences_from_document(doc) if doc else None
+async def preferences_of(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, ContactPreferences]:
+    """The preferences marketing knows of these customers, by customer: one query."""
+    ids = _ids(customer_ids)
+    docs = await _find(uow, CONTACT_PREFERENCES, [{"_id": {"$in": ids}}] if ids else [])
+    return {d["_id"]: preferences_from_document(d) for d in docs}
 
 
-async def save_preferences(uow: UnitOfWork, prefs: ContactPreferences) -> None:
-    await uow.db[CONTACT_PREFERENCES].replace_one(
-        {"_id": prefs.customer_id}, preferences_to_document(prefs), upsert=True, session=uow.session
-    )
+def preferences_write(prefs: ContactPreferences) -> Write:
+    return ReplaceOne({"_id": prefs.customer_id}, preferences_to_document(prefs), upsert=True)
 
 
 # ---------------------------------------------------------------- campaigns
+
+JOURNEY_CAMPAIGN_DEFAULTS: dict[str, Any] = {
+    "spent": Decimal(0),
+    "cost_per_contact": Decimal(0),
+    "budget": None,
+    "currency": "EUR",
+}
+"""What a journey's own campaign starts with: it is budget-less."""
 
 
 def journey_campaign_document(journey: Journey) -> dict[str, Any]:
@@ -122,37 +186,40 @@ def journey_campaign_document(journey: Journey) -> dict[str, Any]:
     }
 
 
-async def ensure_journey_campaign(uow: UnitOfWork, journey: Journey) -> None:
+def journey_campaign_write(journey: Journey) -> Write:
     """The journey's own campaign exists and describes the journey as configured now."""
-    await uow.db[CAMPAIGNS].update_one(
+    return UpdateOne(
         {"_id": journey.campaign},
-        {
-            "$set": journey_campaign_document(journey),
-            "$setOnInsert": {"spent": Decimal(0), "cost_per_contact": Decimal(0), "budget": None, "currency": "EUR"},
-        },
+        {"$set": journey_campaign_document(journey), "$setOnInsert": JOURNEY_CAMPAIGN_DEFAULTS},
         upsert=True,
-        session=uow.session,
     )
 
 
-async def active_campaign(uow: UnitOfWork, journey: str, at: datetime) -> dict[str, Any] | None:
-    """The planned campaign running this journey at `at` (the latest started, when several overlap), unless archived."""
-    return await uow.db[CAMPAIGNS].find_one(
-        {
-            "kind": "planned",
-            "journey": journey,
-            "starts_at": {"$lte": at},
-            "ends_at": {"$gt": at},
-            "archived_at": None,
-        },
-        sort=[("starts_at", DESCENDING), ("_id", ASCENDING)],
-        session=uow.session,
-    )
+async def campaigns_for(
+    uow: UnitOfWork, campaign_ids: Iterable[str], journeys: Iterable[str], start: datetime, end: datetime
+) -> dict[str, dict[str, Any]]:
+    """These campaigns, and the planned campaigns, not archived, running one of `journeys` at some time from
+    `start` to `end`: one query."""
+    ids, names = _ids(campaign_ids), _ids(journeys)
+    clauses: list[dict[str, Any]] = []
+    if ids:
+        clauses.append({"_id": {"$in": ids}})
+    if names:
+        clauses.append(
+            {
+                "kind": "planned",
+                "journey": {"$in": names},
+                "starts_at": {"$lte": end},
+                "ends_at": {"$gt": start},
+                "archived_at": None,
+            }
+        )
+    return {d["_id"]: d for d in await _find(uow, CAMPAIGNS, clauses)}
 
 
-async def live_campaign(uow: UnitOfWork, campaign_id: str) -> dict[str, Any] | None:
-    """The campaign as this transaction sees it, unless archived."""
-    return await uow.db[CAMPAIGNS].find_one({"_id": campaign_id, "archived_at": None}, session=uow.session)
+def spend_write(campaign_id: str, spent_before: Decimal | None, cost: Decimal) -> Write:
+    """Spend `cost` from the campaign, provided it still holds the spent amount the batch decided on."""
+    return UpdateOne({"_id": campaign_id, "spent": spent_before}, {"$inc": {"spent": cost}})
 
 
 async def archive_campaign(db: AsyncDatabase[dict[str, Any]], campaign_id: str, at: datetime) -> None:
@@ -166,18 +233,6 @@ async def live_campaigns_on_segment(db: AsyncDatabase[dict[str, Any]], segment_i
     """The ids of the campaigns, not archived, whose audience is the segment."""
     docs = await db[CAMPAIGNS].find({"segment_id": segment_id, "archived_at": None}, {"_id": 1}).to_list(None)
     return sorted(d["_id"] for d in docs)
-
-
-async def spend(uow: UnitOfWork, campaign: dict[str, Any], cost: Decimal) -> bool:
-    """Spend `cost` from the campaign's budget unless what is left is less: atomic, never overspent."""
-    if cost == 0:
-        return True
-    budget: Decimal | None = campaign.get("budget")
-    query: dict[str, Any] = {"_id": campaign["_id"]}
-    if budget is not None:
-        query["spent"] = {"$lte": budget - cost}
-    result = await uow.db[CAMPAIGNS].update_one(query, {"$inc": {"spent": cost}}, session=uow.session)
-    return result.modified_count == 1
 
 
 # ---------------------------------------------------------------- segments
@@ -225,123 +280,97 @@ def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
     )
 
 
-async def enrolment_exists(uow: UnitOfWork, enrolment_id: str) -> bool:
-    return await uow.db[ENROLMENTS].find_one({"_id": enrolment_id}, {"_id": 1}, session=uow.session) is not None
-
-
-async def lock_contacts(uow: UnitOfWork, customer_id: str) -> None:
-    """Write the customer's lock document, so a concurrent enrolment of the same customer conflicts and retries."""
-    await uow.db[CONTACT_LOCKS].update_one(
-        {"_id": customer_id}, {"$inc": {"enrolments": 1}}, upsert=True, session=uow.session
-    )
-
-
-async def recent_capped_contacts(uow: UnitOfWork, customer_id: str, at: datetime, period: timedelta) -> int:
-    """Capped contacts of the customer in the period that ends at `at`."""
-    return await uow.db[ENROLMENTS].count_documents(
-        {
-            "customer_id": customer_id,
-            "status": "contacted",
-            "frequency_capped": {"$ne": False},
-            "enrolled_at": {"$gt": at - period, "$lte": at},
-        },
-        session=uow.session,
-    )
-
-
-async def insert_enrolment(uow: UnitOfWork, enrolment: Enrolment) -> None:
-    """Insert, never check first: the unique index refuses a second enrolment in the same episode."""
-    await uow.db[ENROLMENTS].insert_one(enrolment_to_document(enrolment), session=uow.session)
-
-
-async def attributable_enrolments(
-    uow: UnitOfWork, customer_id: str, ordered_at: datetime, window: timedelta
+async def enrolments_for(
+    uow: UnitOfWork,
+    enrolment_ids: Iterable[str],
+    customer_ids: Iterable[str],
+    statuses: Sequence[str],
+    start: datetime,
+    end: datetime,
 ) -> list[Enrolment]:
-    docs = await (
-        uow.db[ENROLMENTS]
-        .find(
+    """These enrolments, and the customers' enrolments in `statuses` from `start` to `end`: one query."""
+    ids, customers = _ids(enrolment_ids), _ids(customer_ids)
+    clauses: list[dict[str, Any]] = []
+    if ids:
+        clauses.append({"_id": {"$in": ids}})
+    if customers:
+        clauses.append(
             {
-                "customer_id": customer_id,
-                "status": {"$in": ["contacted", "holdout"]},
-                "enrolled_at": {"$gte": ordered_at - window, "$lt": ordered_at},
-            },
-            session=uow.session,
+                "customer_id": {"$in": customers},
+                "status": {"$in": list(statuses)},
+                "enrolled_at": {"$gte": start, "$lte": end},
+            }
         )
-        .to_list(None)
-    )
-    return [enrolment_from_document(d) for d in docs]
+    return [enrolment_from_document(d) for d in await _find(uow, ENROLMENTS, clauses)]
+
+
+def enrolment_write(enrolment: Enrolment) -> Write:
+    """An insert, never checked first: the unique index refuses a second enrolment in the same episode."""
+    return InsertOne(enrolment_to_document(enrolment))
+
+
+def contact_lock_write(customer_id: str, enrolments: int) -> Write:
+    """The customer's lock document, so a concurrent enrolment of the same customer conflicts and retries."""
+    return UpdateOne({"_id": customer_id}, {"$inc": {"enrolments": enrolments}}, upsert=True)
 
 
 # ---------------------------------------------------------------- orders and conversions
 
 
-async def record_order(
-    uow: UnitOfWork, order_id: str, customer_id: str, currency: str, total: Decimal, at: datetime
-) -> dict[str, Any]:
-    """The order as marketing knows it now (a cancellation may have arrived first)."""
-    await uow.db[ORDERS].update_one(
-        {"_id": order_id},
-        {"$set": {"customer_id": customer_id, "currency": currency, "total": total, "ordered_at": at}},
-        upsert=True,
-        session=uow.session,
-    )
-    doc = await uow.db[ORDERS].find_one({"_id": order_id}, session=uow.session)
-    assert doc is not None
-    return doc
+async def orders_for(
+    uow: UnitOfWork,
+    order_ids: Iterable[str] = (),
+    customer_ids: Iterable[str] = (),
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict[str, dict[str, Any]]:
+    """These orders, and the customers' orders placed from `start` to `end`, by id: one query."""
+    ids, customers = _ids(order_ids), _ids(customer_ids)
+    clauses: list[dict[str, Any]] = []
+    if ids:
+        clauses.append({"_id": {"$in": ids}})
+    if customers:
+        clauses.append({"customer_id": {"$in": customers}, "ordered_at": {"$gte": start, "$lte": end}})
+    return {d["_id"]: d for d in await _find(uow, ORDERS, clauses)}
 
 
-async def cancel_order(uow: UnitOfWork, order_id: str, customer_id: str, at: datetime) -> int:
-    """Mark the order cancelled, and its conversions with it; returns how many conversions it withdrew."""
-    await uow.db[ORDERS].update_one(
-        {"_id": order_id},
-        {"$set": {"cancelled_at": at}, "$setOnInsert": {"customer_id": customer_id}},
-        upsert=True,
-        session=uow.session,
-    )
-    result = await uow.db[CONVERSIONS].update_many(
-        {"order_id": order_id, "cancelled": {"$ne": True}}, {"$set": {"cancelled": True}}, session=uow.session
-    )
-    return result.modified_count
+def order_write(order: dict[str, Any]) -> Write:
+    return ReplaceOne({"_id": order["_id"]}, order, upsert=True)
 
 
-async def orders_after(
-    uow: UnitOfWork, customer_id: str, enrolled_at: datetime, window: timedelta
-) -> list[dict[str, Any]]:
-    """Orders, not cancelled, placed in the attribution window after an enrolment."""
-    return await (
-        uow.db[ORDERS]
-        .find(
-            {
-                "customer_id": customer_id,
-                "ordered_at": {"$gt": enrolled_at, "$lte": enrolled_at + window},
-                "cancelled_at": None,
-            },
-            session=uow.session,
-        )
-        .to_list(None)
+async def conversions_of(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The conversions of these orders (their order and whether withdrawn), by id: one query."""
+    ids = _ids(order_ids)
+    docs = await _find(uow, CONVERSIONS, [{"order_id": {"$in": ids}}] if ids else [], {"order_id": 1, "cancelled": 1})
+    return {d["_id"]: d for d in docs}
+
+
+def conversion_write(conversion: dict[str, Any]) -> Write:
+    """An upsert, so the order path and the enrolment path never both insert."""
+    return UpdateOne(
+        {"_id": conversion["_id"]}, {"$setOnInsert": {k: v for k, v in conversion.items() if k != "_id"}}, upsert=True
     )
 
 
-async def insert_conversion(uow: UnitOfWork, conversion: dict[str, Any]) -> bool:
-    """True when the conversion is new; an upsert, so the order path and the enrolment path never both insert."""
-    result = await uow.db[CONVERSIONS].update_one(
-        {"_id": conversion["_id"]},
-        {"$setOnInsert": {k: v for k, v in conversion.items() if k != "_id"}},
-        upsert=True,
-        session=uow.session,
-    )
-    return result.upserted_id is not None
+def withdraw_conversions_write(order_ids: Iterable[str]) -> Write:
+    """Mark the conversions of these cancelled orders withdrawn."""
+    return UpdateMany({"order_id": {"$in": _ids(order_ids)}, "cancelled": {"$ne": True}}, {"$set": {"cancelled": True}})
 
 
 # ---------------------------------------------------------------- customer attributes (what segments read)
 
 
-async def record_scores(uow: UnitOfWork, customer_id: str, scores: ScoreSnapshot, at: datetime) -> None:
-    """Keep the newest snapshot's segments, by the change's own time, so any arrival order agrees."""
-    doc = await uow.db[ATTRIBUTES].find_one({"_id": customer_id}, {"scores_at": 1}, session=uow.session)
-    if doc is not None and doc.get("scores_at") is not None and doc["scores_at"] > at:
-        return
-    await uow.db[ATTRIBUTES].update_one(
+async def attributes_of(
+    uow: UnitOfWork, customer_ids: Iterable[str], fields: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """These fields of the customers' attributes, by customer: one query."""
+    ids = _ids(customer_ids)
+    docs = await _find(uow, ATTRIBUTES, [{"_id": {"$in": ids}}] if ids else [], {f: 1 for f in fields})
+    return {d["_id"]: d for d in docs}
+
+
+def scores_write(customer_id: str, scores: ScoreSnapshot, at: datetime) -> Write:
+    return UpdateOne(
         {"_id": customer_id},
         {
             "$set": {
@@ -354,23 +383,19 @@ async def record_scores(uow: UnitOfWork, customer_id: str, scores: ScoreSnapshot
             }
         },
         upsert=True,
-        session=uow.session,
     )
 
 
-async def record_consents(uow: UnitOfWork, prefs: ContactPreferences) -> None:
-    await uow.db[ATTRIBUTES].update_one(
+def consents_write(prefs: ContactPreferences) -> Write:
+    return UpdateOne(
         {"_id": prefs.customer_id},
         {"$set": {"granted": list(prefs.granted), "preferred_channel": prefs.preferred_channel}},
         upsert=True,
-        session=uow.session,
     )
 
 
-async def record_last_order(uow: UnitOfWork, customer_id: str, at: datetime) -> None:
-    await uow.db[ATTRIBUTES].update_one(
-        {"_id": customer_id}, {"$max": {"last_order_at": at}}, upsert=True, session=uow.session
-    )
+def last_order_write(customer_id: str, at: datetime) -> Write:
+    return UpdateOne({"_id": customer_id}, {"$max": {"last_order_at": at}}, upsert=True)
 
 
 async def record_lead(uow: UnitOfWork, lead_id: str, customer_id: str, segment_id: str, at: datetime) -> None:
@@ -383,17 +408,32 @@ async def record_lead(uow: UnitOfWork, lead_id: str, customer_id: str, segment_i
 # ---------------------------------------------------------------- engagement
 
 
-def _interaction_key(customer_id: str, interaction_id: str) -> str:
+def interaction_key(customer_id: str, interaction_id: str) -> str:
     # Neither id may contain '|', so the key is unambiguous.
     return f"{customer_id}|{interaction_id}"
 
 
-async def record_interaction(
-    uow: UnitOfWork, customer_id: str, interaction: Interaction, channel: str, event_id: str
-) -> bool:
-    """Keep the interaction as a fact; False when it was kept before (a duplicate counts once)."""
-    result = await uow.db[INTERACTIONS].update_one(
-        {"_id": _interaction_key(customer_id, interaction.interaction_id)},
+def interaction_from_document(doc: dict[str, Any]) -> Interaction:
+    return Interaction(interaction_id=doc["interaction_id"], kind=doc["kind"], at=doc["at"])
+
+
+async def interactions_for(
+    uow: UnitOfWork, keys: Iterable[str], customer_ids: Iterable[str], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """These interactions (by key), and the customers' interactions from `start` to `end`: one query."""
+    ids, customers = _ids(keys), _ids(customer_ids)
+    clauses: list[dict[str, Any]] = []
+    if ids:
+        clauses.append({"_id": {"$in": ids}})
+    if customers:
+        clauses.append({"customer_id": {"$in": customers}, "at": {"$gte": start, "$lte": end}})
+    return await _find(uow, INTERACTIONS, clauses)
+
+
+def interaction_write(customer_id: str, interaction: Interaction, channel: str, event_id: str) -> Write:
+    """The interaction kept as a fact, once."""
+    return UpdateOne(
+        {"_id": interaction_key(customer_id, interaction.interaction_id)},
         {
             "$setOnInsert": {
                 "customer_id": customer_id,
@@ -405,21 +445,15 @@ async def record_interaction(
             }
         },
         upsert=True,
-        session=uow.session,
     )
-    if result.upserted_id is None:
-        return False
-    await uow.db[ENGAGEMENT].update_one(
+
+
+def engagement_write(customer_id: str, interactions: int, latest_at: datetime) -> Write:
+    return UpdateOne(
         {"_id": customer_id},
-        {"$inc": {"interactions": 1}, "$max": {"latest_at": interaction.at}},
+        {"$inc": {"interactions": interactions}, "$max": {"latest_at": latest_at}},
         upsert=True,
-        session=uow.session,
     )
-    return True
-
-
-def interaction_from_document(doc: dict[str, Any]) -> Interaction:
-    return Interaction(interaction_id=doc["interaction_id"], kind=doc["kind"], at=doc["at"])
 
 
 async def interactions_between(
@@ -444,19 +478,17 @@ async def latest_interaction_at(db: AsyncDatabase[dict[str, Any]], customer_id: 
     return doc.get("latest_at") if doc else None
 
 
-async def customer_standing(uow: UnitOfWork, customer_id: str) -> dict[str, Any]:
-    """What marketing knows of the customer's lifecycle: scoring's stage and the last order, if any."""
-    doc = await uow.db[ATTRIBUTES].find_one(
-        {"_id": customer_id}, {"lifecycle_stage": 1, "value_tier": 1, "last_order_at": 1}, session=uow.session
-    )
-    return doc or {}
+async def lead_ids_among(uow: UnitOfWork, lead_ids: Iterable[str]) -> set[str]:
+    """Which of these leads were handed over before: one query."""
+    ids = _ids(lead_ids)
+    return {d["_id"] for d in await _find(uow, LEADS, [{"_id": {"$in": ids}}] if ids else [], {"_id": 1})}
 
 
-async def insert_engagement_lead(
-    uow: UnitOfWork, lead_id: str, customer_id: str, at: datetime, score: int, interaction_ids: list[str]
-) -> bool:
-    """True when the lead is new: one atomic insert-if-absent, so a customer is handed over once."""
-    result = await uow.db[LEADS].update_one(
+def engagement_lead_write(
+    lead_id: str, customer_id: str, at: datetime, score: int, interaction_ids: list[str]
+) -> Write:
+    """The lead, kept once: an insert-if-absent, so a customer is handed over once."""
+    return UpdateOne(
         {"_id": lead_id},
         {
             "$setOnInsert": {
@@ -468,6 +500,4 @@ async def insert_engagement_lead(
             }
         },
         upsert=True,
-        session=uow.session,
     )
-    return result.upserted_id is not None

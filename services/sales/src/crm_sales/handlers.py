@@ -66,9 +66,7 @@ _OUTGOING: dict[type, type[CloudEvent[Any]]] = {
 CONSUMER = "sales"
 
 
-async def apply_order_events(
-    store: Store, events: Sequence[CloudEvent[Any]], rates: ExchangeRates
-) -> BatchOutcome:
+async def apply_order_events(store: Store, events: Sequence[CloudEvent[Any]], rates: ExchangeRates) -> BatchOutcome:
     """Store each fact and publish it on crm.sales.events, the batch in one transaction; a redelivered event
     changes nothing. A fact in a currency `rates` does not know is rejected with CurrencyNotAccepted, one the
     order contradicts with Rejected; the others are applied."""
@@ -120,9 +118,7 @@ async def apply_marketing_events(store: Store, events: Sequence[CloudEvent[Any]]
             batch.done(event, lead)
         await repository.save_leads(uow, leads)
 
-    return await store.apply_batch(
-        CONSUMER, events, work, relevant=lambda event: isinstance(event, LeadQualifiedEvent)
-    )
+    return await store.apply_batch(CONSUMER, events, work, relevant=lambda event: isinstance(event, LeadQualifiedEvent))
 
 
 async def apply_marketing_event(store: Store, event: CloudEvent[Any]) -> domain.Lead | None:

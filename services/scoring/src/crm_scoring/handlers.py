@@ -3,7 +3,7 @@ and publish every segment change, exactly once; recompute the population statist
 time decay, fit the customer-base models, and rebuild every customer's scores from the stored facts."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from crm_shared.events import (
 )
 from crm_shared.logging import get_logger
 from crm_shared.money import ExchangeRates
-from crm_shared.store import Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/scoring"
@@ -117,85 +117,162 @@ def _change_document(event: SegmentChangedEvent) -> dict[str, Any]:
     }
 
 
+CONSUMER = "scoring"
+ORDER_FACTS = (domain.Placed, domain.Cancelled, domain.Refunded, domain.Paid)
+
+
+def score_event(
+    before: CustomerScores | None,
+    event: CloudEvent[Any],
+    fact: domain.Fact,
+    thresholds: domain.Thresholds,
+    pop: population.Population | None,
+) -> Scored:
+    """The customer after `fact` and the segment changes it causes (pure). Raises Rejected on a contradiction."""
+    known = before.facts if before else domain.CustomerFacts(event.customer_id)
+    try:
+        facts = domain.record(known, fact)
+    except domain.FactRejected as exc:
+        raise Rejected(str(exc)) from exc
+    if before is not None and facts == known:
+        return Scored(before, [])
+    # The newest fact's time, not the wall clock: replaying the same events gives the same scores. Never
+    # before the time the customer was last scored as of (a decay pass), so a stage is not undone by a
+    # late event that is older than the pass.
+    as_of = max(facts.latest_at or event.time, before.scored_as_of if before else event.time)
+    scores = domain.score(facts, as_of, thresholds, pop)
+    customer = CustomerScores(
+        facts, scores, scores.segments, as_of, utc_now(), population_version=pop.version if pop else None
+    )
+    old_segments = before.segments if before else domain.initial_segments(thresholds)
+    changes = [
+        SegmentChangedEvent.create(
+            SegmentChanged(
+                customer_id=event.customer_id,
+                dimension=dimension,
+                old=old,
+                new=new,
+                scores=snapshot(scores),
+                model_version=domain.MODEL_VERSION,
+                changed_at=event.time,
+                caused_by=event.id,
+            ),
+            source=SOURCE,
+            id=derived_event_id(SOURCE, event.id, dimension),
+            time=event.time,
+            cause=event,
+        )
+        for dimension, old, new in domain.segment_changes(old_segments, scores.segments)
+    ]
+    return Scored(customer, changes)
+
+
+async def apply_events(
+    store: Store,
+    events: Sequence[CloudEvent[Any]],
+    thresholds: domain.Thresholds = DEFAULT_THRESHOLDS,
+    *,
+    relevant: Callable[[CloudEvent[Any]], bool] | None = None,
+) -> BatchOutcome:
+    """Add each event's fact, rescore as of the newest fact, and emit one crm.segment.changed.v1 per dimension that
+    changed, the batch in one transaction, each event seeing the ones before it; a redelivered event changes
+    nothing. A contradiction (an order another customer owns, facts that disagree), or money in a currency with no
+    rate in `thresholds.exchange_rates`, rejects that event with Rejected (the consumer dead-letters it with the
+    reason); the others are applied. The result of each applied event is its `Scored`."""
+
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        facts: dict[str, domain.Fact] = {}
+        for event in batch.events:
+            try:
+                fact = fact_of(event)
+                check_priced(fact, thresholds.exchange_rates)
+            except Rejected as exc:
+                batch.reject(event, exc)
+                continue
+            facts[event.id] = fact
+        if not facts:
+            return
+        customers = await repository.get_customers(uow, (e.customer_id for e in batch.events if e.id in facts))
+        owners = await repository.get_order_owners(
+            uow, (f.order_id for f in facts.values() if isinstance(f, ORDER_FACTS))
+        )
+        pop = await repository.get_population(uow)
+        claimed: dict[str, str] = {}
+        changed: dict[str, CustomerScores] = {}
+        change_documents: list[dict[str, Any]] = []
+        for event in batch.events:
+            if event.id not in facts:
+                continue
+            fact, customer_id = facts[event.id], event.customer_id
+            before = customers.get(customer_id)
+            try:
+                if isinstance(fact, ORDER_FACTS):
+                    owner = owners.get(fact.order_id, customer_id)
+                    if owner != customer_id:
+                        raise Rejected(f"order {fact.order_id} belongs to customer {owner}, not {customer_id}")
+                scored = score_event(before, event, fact, thresholds, pop)
+            except Rejected as exc:
+                batch.reject(event, exc)
+                continue
+            # The first event of the batch to claim an order owns it, as when the events are applied one by one.
+            if isinstance(fact, ORDER_FACTS) and fact.order_id not in owners:
+                owners[fact.order_id] = claimed[fact.order_id] = customer_id
+            batch.done(event, scored)
+            if scored.customer is not None and scored.customer is not before:
+                customers[customer_id] = changed[customer_id] = scored.customer
+            for change in scored.changes:
+                change_documents.append(_change_document(change))
+                uow.emit(change, Topic.SCORING_SEGMENTS)
+        await repository.save_customers(uow, changed.values())
+        await repository.claim_orders(uow, claimed)
+        await repository.insert_segment_changes(uow, change_documents)
+
+    outcome = await store.apply_batch(CONSUMER, events, work, relevant=relevant)
+    for event_id in outcome.applied:
+        result: Scored = outcome.results[event_id]
+        for change in result.changes:
+            log.info(
+                "segment_changed",
+                event_id=event_id,
+                customer_id=change.data.customer_id,
+                dimension=change.data.dimension,
+                old=change.data.old,
+                new=change.data.new,
+            )
+    return outcome
+
+
+def is_customer_fact(event: CloudEvent[Any]) -> bool:
+    """Of the customer service's events, interactions and referrals are scoring's concern."""
+    return isinstance(event, InteractionLoggedEvent | CustomerReferredEvent)
+
+
+async def apply_customer_events(
+    store: Store, events: Sequence[CloudEvent[Any]], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
+) -> BatchOutcome:
+    """Interactions and referrals become facts of the customer (see apply_events); sign-ups and consent changes
+    are not scoring's concern and are ignored."""
+    outcome = await apply_events(store, events, thresholds, relevant=is_customer_fact)
+    for event_id in outcome.ignored:
+        log.debug("customer_event_not_used", event_id=event_id)
+    return outcome
+
+
 async def apply_event(
     store: Store, event: CloudEvent[Any], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
 ) -> Scored:
-    """Add the event's fact, rescore as of the newest fact, and emit one crm.segment.changed.v1 per
-    dimension that changed. A redelivered event raises AlreadyApplied; a contradiction, or money in a currency
-    with no rate in `thresholds.exchange_rates`, raises Rejected (the consumer dead-letters it with the reason)."""
-    fact = fact_of(event)
-    customer_id = event.customer_id
-
-    async def work(uow: UnitOfWork) -> Scored:
-        # Inside the transaction, after the duplicate check: a redelivery stays a duplicate.
-        check_priced(fact, thresholds.exchange_rates)
-        if isinstance(fact, domain.Placed | domain.Cancelled | domain.Refunded | domain.Paid):
-            owner = await repository.claim_order(uow, fact.order_id, customer_id)
-            if owner != customer_id:
-                raise Rejected(f"order {fact.order_id} belongs to customer {owner}, not {customer_id}")
-        before = await repository.get_customer(uow, customer_id)
-        known = before.facts if before else domain.CustomerFacts(customer_id)
-        try:
-            facts = domain.record(known, fact)
-        except domain.FactRejected as exc:
-            raise Rejected(str(exc)) from exc
-        if before is not None and facts == known:
-            return Scored(before, [])
-        # The newest fact's time, not the wall clock: replaying the same events gives the same scores. Never
-        # before the time the customer was last scored as of (a decay pass), so a stage is not undone by a
-        # late event that is older than the pass.
-        as_of = max(facts.latest_at or event.time, before.scored_as_of if before else event.time)
-        pop = await repository.get_population(uow)
-        scores = domain.score(facts, as_of, thresholds, pop)
-        customer = CustomerScores(
-            facts, scores, scores.segments, as_of, utc_now(), population_version=pop.version if pop else None
-        )
-        await repository.save_customer(uow, customer)
-        old_segments = before.segments if before else domain.initial_segments(thresholds)
-        changes = []
-        for dimension, old, new in domain.segment_changes(old_segments, scores.segments):
-            change = SegmentChangedEvent.create(
-                SegmentChanged(
-                    customer_id=customer_id,
-                    dimension=dimension,
-                    old=old,
-                    new=new,
-                    scores=snapshot(scores),
-                    model_version=domain.MODEL_VERSION,
-                    changed_at=event.time,
-                    caused_by=event.id,
-                ),
-                source=SOURCE,
-                id=derived_event_id(SOURCE, event.id, dimension),
-                time=event.time,
-                cause=event,
-            )
-            await repository.insert_segment_change(uow, _change_document(change))
-            uow.emit(change, Topic.SCORING_SEGMENTS)
-            changes.append(change)
-        return Scored(customer, changes)
-
-    result = await store.transaction(work, applies=f"scoring:{event.id}")
-    for change in result.changes:
-        log.info(
-            "segment_changed",
-            customer_id=customer_id,
-            dimension=change.data.dimension,
-            old=change.data.old,
-            new=change.data.new,
-        )
-    return result
+    """One event (see apply_events): the customer after it and the changes published; raises AlreadyApplied for
+    a redelivery, Rejected for a contradiction or money in a currency with no rate."""
+    scored: Scored = (await apply_events(store, [event], thresholds)).result_of(event)
+    return scored
 
 
 async def apply_customer_event(
     store: Store, event: CloudEvent[Any], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
 ) -> Scored | None:
-    """Interactions and referrals become facts of the customer (see apply_event); sign-ups and consent changes
-    are not scoring's concern and are ignored (None)."""
-    if not isinstance(event, InteractionLoggedEvent | CustomerReferredEvent):
-        log.debug("customer_event_not_used", event_type=event.type)
-        return None
-    return await apply_event(store, event, thresholds)
+    """One event of the customer service (see apply_customer_events): None for a type scoring does not use."""
+    scored: Scored | None = (await apply_customer_events(store, [event], thresholds)).result_of(event)
+    return scored
 
 
 async def _rescore(

@@ -2,11 +2,12 @@
 `order_owners` (which customer each order id belongs to, so an order id reused by another customer is refused),
 `population` (the statistics in force, one document) and `model_params` (every model fit)."""
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
 
 from crm_scoring.domain import (
     MODEL_VERSION,
@@ -24,7 +25,7 @@ from crm_scoring.domain import (
 )
 from crm_scoring.lifetime import BgNbdParams, GammaGammaParams
 from crm_scoring.population import FittedModels, Population
-from crm_shared.store import IndexSpec, UnitOfWork, insert_or_get
+from crm_shared.store import IndexSpec, UnitOfWork
 
 CUSTOMERS = "customers"
 SEGMENT_CHANGES = "segment_changes"
@@ -137,14 +138,42 @@ async def save_customer(uow: UnitOfWork, customer: CustomerScores) -> None:
     )
 
 
-async def claim_order(uow: UnitOfWork, order_id: str, customer_id: str) -> str:
-    """Record that `order_id` belongs to `customer_id` unless it is known already; returns its owner."""
-    inserted, existing = await insert_or_get(uow, ORDER_OWNERS, {"_id": order_id, "customer_id": customer_id})
-    return customer_id if inserted or existing is None else str(existing["customer_id"])
+async def get_customers(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, CustomerScores]:
+    """The stored customers among `customer_ids`, by id: one query."""
+    cursor = uow.db[CUSTOMERS].find({"_id": {"$in": sorted(set(customer_ids))}}, session=uow.session)
+    return {doc["_id"]: from_document(doc) for doc in await cursor.to_list(None)}
+
+
+async def save_customers(uow: UnitOfWork, customers: Iterable[CustomerScores]) -> None:
+    """Write the customers in one bulk write."""
+    writes = [ReplaceOne({"_id": c.facts.customer_id}, to_document(c), upsert=True) for c in customers]
+    if writes:
+        await uow.db[CUSTOMERS].bulk_write(writes, ordered=False, session=uow.session)
+
+
+async def get_order_owners(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, str]:
+    """The customer each known order among `order_ids` belongs to, by order id: one query."""
+    wanted = sorted(set(order_ids))
+    if not wanted:
+        return {}
+    cursor = uow.db[ORDER_OWNERS].find({"_id": {"$in": wanted}}, session=uow.session)
+    return {doc["_id"]: str(doc["customer_id"]) for doc in await cursor.to_list(None)}
+
+
+async def claim_orders(uow: UnitOfWork, owners: Mapping[str, str]) -> None:
+    """Record the owner of orders not known before (order id -> customer id), in one insert."""
+    if owners:
+        documents = [{"_id": order_id, "customer_id": customer_id} for order_id, customer_id in owners.items()]
+        await uow.db[ORDER_OWNERS].insert_many(documents, ordered=False, session=uow.session)
 
 
 async def insert_segment_change(uow: UnitOfWork, change: dict[str, Any]) -> None:
     await uow.db[SEGMENT_CHANGES].insert_one(change, session=uow.session)
+
+
+async def insert_segment_changes(uow: UnitOfWork, changes: list[dict[str, Any]]) -> None:
+    if changes:
+        await uow.db[SEGMENT_CHANGES].insert_many(changes, ordered=False, session=uow.session)
 
 
 def models_to_document(models: FittedModels) -> dict[str, Any]:

@@ -1,38 +1,37 @@
-"""Kafka subscribers of support: parse the envelope, call a handler."""
+"""Kafka subscribers of support: batches of records, each batch applied by a handler in one transaction."""
 
-from faststream.kafka import KafkaBroker
+from collections.abc import Sequence
+from typing import Any
 
-from crm_shared.consumer import SUBSCRIBER_DEFAULTS
-from crm_shared.events import DeadLetter, TicketIngest
+from crm_shared.events import CloudEvent, DeadLetter, TicketIngest
 from crm_shared.service import Runtime
+from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
 from crm_support import handlers
 from crm_support.domain import SlaTargets
 
 
 def register(runtime: Runtime, targets: SlaTargets) -> None:
-    broker: KafkaBroker = runtime.broker
+    async def on_ticket_ingest(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_ticket_events(runtime.require_store(), events, targets)
 
-    @broker.subscriber(
+    runtime.subscribe(
         Topic.INGEST_TICKETS,
-        group_id=runtime.settings.consumer_group,
+        schema=TicketIngest,
+        handler=on_ticket_ingest,
         title="crm.ingest.tickets:support",
         description="Complaints and survey answers from channel systems. "
         "Invalid or contradicting records go to crm.deadletter with the reason.",
-        **SUBSCRIBER_DEFAULTS,
     )
-    async def on_ticket_ingest(event: TicketIngest) -> None:
-        await handlers.apply_ticket_event(runtime.require_store(), event, targets)
 
-    # Documents what support publishes (through its outbox relay) in the AsyncAPI.
-    broker.publisher(
+    runtime.publishes(
         Topic.SUPPORT_EVENTS,
         title="crm.support.events",
         description="Every ticket fact support accepted: crm.complaint.filed.v1, crm.survey.answered.v1. "
         "Key: customer id.",
         schema=TicketIngest,
     )
-    broker.publisher(
+    runtime.publishes(
         Topic.DEADLETTER,
         title="crm.deadletter:support",
         description="Records support rejected, with the reason and the original bytes, topic, partition and offset.",

@@ -1,5 +1,6 @@
 """Use cases of support: file a complaint, record a survey answer, from the ingest topic or the API, exactly once."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from crm_shared.consumer import Rejected
@@ -11,11 +12,12 @@ from crm_shared.events import (
     SurveyAnsweredEvent,
     derived_event_id,
 )
-from crm_shared.store import Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 from crm_support import domain, repository
 
 SOURCE = "/crm/support"
+CONSUMER = "support"
 
 
 def _emit_accepted(uow: UnitOfWork, outgoing: type[CloudEvent[Any]], event: CloudEvent[Any]) -> None:
@@ -26,53 +28,90 @@ def _emit_accepted(uow: UnitOfWork, outgoing: type[CloudEvent[Any]], event: Clou
     )
 
 
-async def file_complaint(
-    store: Store, event: CloudEvent[ComplaintFiled], targets: domain.SlaTargets = domain.DEFAULT_SLA
-) -> domain.Complaint:
-    """Store the complaint and publish it on crm.support.events; a redelivered event changes nothing."""
-
-    async def work(uow: UnitOfWork) -> domain.Complaint:
-        before = await repository.get_complaint(uow, event.data.complaint_id)
-        try:
-            after = domain.file_complaint(before, event.data, event.time, targets)
-        except domain.ComplaintRejected as exc:
-            raise Rejected(str(exc)) from exc
-        if after == before:
-            return after
-        await repository.insert_complaint(uow, after)
-        _emit_accepted(uow, ComplaintFiledEvent, event)
-        return after
-
-    return await store.transaction(work, applies=f"support:{event.id}")
+def _apply(
+    event: CloudEvent[Any],
+    complaints: dict[str, domain.Complaint],
+    surveys: dict[str, domain.SurveyAnswer],
+    targets: domain.SlaTargets,
+) -> domain.Complaint | domain.SurveyAnswer:
+    """The complaint or answer after `event`, given those known so far (pure); raises Rejected."""
+    data = event.data
+    try:
+        if isinstance(data, ComplaintFiled):
+            return domain.file_complaint(complaints.get(data.complaint_id), data, event.time, targets)
+        if isinstance(data, SurveyAnswered):
+            return domain.record_survey_answer(surveys.get(data.survey_id), data, event.time)
+    except domain.ComplaintRejected as exc:
+        raise Rejected(str(exc)) from exc
+    raise Rejected(f"support does not handle events of type {event.type}")
 
 
-async def record_survey_answer(store: Store, event: CloudEvent[SurveyAnswered]) -> domain.SurveyAnswer:
-    """Store the answer and publish it on crm.support.events; a redelivered event changes nothing."""
+async def apply_ticket_events(
+    store: Store, events: Sequence[CloudEvent[Any]], targets: domain.SlaTargets = domain.DEFAULT_SLA
+) -> BatchOutcome:
+    """Store each complaint and survey answer and publish it on crm.support.events, the batch in one
+    transaction; a redelivered event, or the same fact again under a new event id, changes nothing. A fact
+    that contradicts a known complaint or answer (stored, or earlier in the batch) is rejected with Rejected;
+    the others are applied. Each event's result is the complaint or survey answer after it."""
 
-    async def work(uow: UnitOfWork) -> domain.SurveyAnswer:
-        before = await repository.get_survey(uow, event.data.survey_id)
-        try:
-            after = domain.record_survey_answer(before, event.data, event.time)
-        except domain.ComplaintRejected as exc:
-            raise Rejected(str(exc)) from exc
-        if after == before:
-            return after
-        await repository.insert_survey(uow, after)
-        _emit_accepted(uow, SurveyAnsweredEvent, event)
-        return after
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        complaints = await repository.get_complaints(
+            uow, (e.data.complaint_id for e in batch.events if isinstance(e.data, ComplaintFiled))
+        )
+        surveys = await repository.get_surveys(
+            uow, (e.data.survey_id for e in batch.events if isinstance(e.data, SurveyAnswered))
+        )
+        new_complaints: list[domain.Complaint] = []
+        new_surveys: list[domain.SurveyAnswer] = []
+        for event in batch.events:
+            try:
+                after = _apply(event, complaints, surveys, targets)
+            except Rejected as exc:
+                batch.reject(event, exc)
+                continue
+            batch.done(event, after)
+            # A fact filed once is never changed: only the first filing is written and published.
+            if isinstance(after, domain.Complaint):
+                if after.complaint_id in complaints:
+                    continue
+                complaints[after.complaint_id] = after
+                new_complaints.append(after)
+                _emit_accepted(uow, ComplaintFiledEvent, event)
+            else:
+                if after.survey_id in surveys:
+                    continue
+                surveys[after.survey_id] = after
+                new_surveys.append(after)
+                _emit_accepted(uow, SurveyAnsweredEvent, event)
+        await repository.insert_complaints(uow, new_complaints)
+        await repository.insert_surveys(uow, new_surveys)
 
-    return await store.transaction(work, applies=f"support:{event.id}")
+    return await store.apply_batch(CONSUMER, events, work)
 
 
 async def apply_ticket_event(
     store: Store, event: CloudEvent[Any], targets: domain.SlaTargets = domain.DEFAULT_SLA
 ) -> domain.Complaint | domain.SurveyAnswer:
-    """Any event of crm.ingest.tickets."""
-    if isinstance(event.data, ComplaintFiled):
-        return await file_complaint(store, event, targets)
-    if isinstance(event.data, SurveyAnswered):
-        return await record_survey_answer(store, event)
-    raise Rejected(f"support does not handle events of type {event.type}")
+    """Any event of crm.ingest.tickets (the API): the complaint or answer after it; raises AlreadyApplied or
+    Rejected."""
+    result: domain.Complaint | domain.SurveyAnswer = (await apply_ticket_events(store, [event], targets)).result_of(
+        event
+    )
+    return result
+
+
+async def file_complaint(
+    store: Store, event: CloudEvent[ComplaintFiled], targets: domain.SlaTargets = domain.DEFAULT_SLA
+) -> domain.Complaint:
+    """One complaint: stored and published on crm.support.events; raises AlreadyApplied or Rejected."""
+    complaint: domain.Complaint = (await apply_ticket_events(store, [event], targets)).result_of(event)
+    return complaint
+
+
+async def record_survey_answer(store: Store, event: CloudEvent[SurveyAnswered]) -> domain.SurveyAnswer:
+    """One survey answer: stored and published on crm.support.events; raises AlreadyApplied or Rejected."""
+    answer: domain.SurveyAnswer = (await apply_ticket_events(store, [event])).result_of(event)
+    return answer
 
 
 async def find_complaint(store: Store, complaint_id: str) -> domain.Complaint | None:

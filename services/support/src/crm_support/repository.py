@@ -1,5 +1,6 @@
 """The support database: `complaints` and `surveys`, one document per business id."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -56,19 +57,33 @@ def survey_from_document(doc: dict[str, Any]) -> SurveyAnswer:
     return SurveyAnswer(answered=SurveyAnswered.model_validate(doc["answered"]), answered_at=doc["answered_at"])
 
 
-async def get_complaint(uow: UnitOfWork, complaint_id: str) -> Complaint | None:
-    doc = await uow.db[COMPLAINTS].find_one({"_id": complaint_id}, session=uow.session)
-    return complaint_from_document(doc) if doc else None
+async def get_complaints(uow: UnitOfWork, complaint_ids: Iterable[str]) -> dict[str, Complaint]:
+    """The stored complaints among `complaint_ids`, by id: one query (none for no ids)."""
+    ids = sorted(set(complaint_ids))
+    if not ids:
+        return {}
+    cursor = uow.db[COMPLAINTS].find({"_id": {"$in": ids}}, session=uow.session)
+    return {doc["_id"]: complaint_from_document(doc) for doc in await cursor.to_list(None)}
 
 
-async def insert_complaint(uow: UnitOfWork, complaint: Complaint) -> None:
-    await uow.db[COMPLAINTS].insert_one(complaint_to_document(complaint), session=uow.session)
+async def insert_complaints(uow: UnitOfWork, complaints: Iterable[Complaint]) -> None:
+    """Insert the new complaints in one write (a complaint is filed once: never replaced)."""
+    documents = [complaint_to_document(c) for c in complaints]
+    if documents:
+        await uow.db[COMPLAINTS].insert_many(documents, session=uow.session)
 
 
-async def get_survey(uow: UnitOfWork, survey_id: str) -> SurveyAnswer | None:
-    doc = await uow.db[SURVEYS].find_one({"_id": survey_id}, session=uow.session)
-    return survey_from_document(doc) if doc else None
+async def get_surveys(uow: UnitOfWork, survey_ids: Iterable[str]) -> dict[str, SurveyAnswer]:
+    """The stored survey answers among `survey_ids`, by id: one query (none for no ids)."""
+    ids = sorted(set(survey_ids))
+    if not ids:
+        return {}
+    cursor = uow.db[SURVEYS].find({"_id": {"$in": ids}}, session=uow.session)
+    return {doc["_id"]: survey_from_document(doc) for doc in await cursor.to_list(None)}
 
 
-async def insert_survey(uow: UnitOfWork, answer: SurveyAnswer) -> None:
-    await uow.db[SURVEYS].insert_one(survey_to_document(answer), session=uow.session)
+async def insert_surveys(uow: UnitOfWork, answers: Iterable[SurveyAnswer]) -> None:
+    """Insert the new survey answers in one write (an answer is recorded once: never replaced)."""
+    documents = [survey_to_document(a) for a in answers]
+    if documents:
+        await uow.db[SURVEYS].insert_many(documents, session=uow.session)
