@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := -e 'shared[embedded]' -e services/customer -e services/sales -e services/support -e services/scoring -e services/marketing
 
-.PHONY: install run test lint format docs docs-check clean
+.PHONY: install run test lint format docs docs-check bench clean
 
 $(STAMP): shared/pyproject.toml services/*/pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install
 format: install
 	$(BIN)/ruff format shared services tests benchmarks
 	$(BIN)/ruff check --fix shared services tests benchmarks
+
+# The whole platform on the CDNOW log; a quick look: make bench BENCH_ARGS="--orders 1500".
+bench: install
+	$(BIN)/python benchmarks/platform_benchmark.py $(BENCH_ARGS)
 
 docs: install
 	$(BIN)/crm docs
