@@ -246,25 +246,31 @@ class Store:
         before, raises AlreadyApplied and writes nothing. Transient database failures are retried with
         exponential backoff, a bounded number of times, then raised as TransientFailure.
         """
+        try:
+            result = await self.retrying(lambda: self._run_once(work, applies))
+        except DuplicateKeyError as exc:
+            # A concurrent delivery of the same event committed first.
+            if applies is not None and await self.db[PROCESSED].find_one({"_id": applies}):
+                raise AlreadyApplied(applies) from exc
+            raise
+        self.outbox_written.set()
+        return result
+
+    async def retrying(self, write: Callable[[], Awaitable[T]], *, what: str = "transaction") -> T:
+        """Run `write`, retrying transient database failures with exponential backoff a bounded number of
+        times, then raising TransientFailure (a consumer then leaves its batch unapplied). For a transaction,
+        and for a write that needs none (the timeline's idempotent upserts)."""
         for attempt in range(1, self.retry_attempts + 1):
             try:
-                result = await self._run_once(work, applies)
-            except DuplicateKeyError as exc:
-                # A concurrent delivery of the same event committed first.
-                if applies is not None and await self.db[PROCESSED].find_one({"_id": applies}):
-                    raise AlreadyApplied(applies) from exc
-                raise
+                return await write()
             except PyMongoError as exc:
                 if not is_transient(exc):
                     raise
                 if attempt == self.retry_attempts:
                     raise TransientFailure(f"database unavailable after {attempt} attempts: {exc}") from exc
                 delay = self.retry_base_seconds * 2 ** (attempt - 1)
-                log.warning("transaction_retry", attempt=attempt, delay_s=delay, error=str(exc)[:300])
+                log.warning(f"{what}_retry", attempt=attempt, delay_s=delay, error=str(exc)[:300])
                 await asyncio.sleep(delay)
-            else:
-                self.outbox_written.set()
-                return result
         raise AssertionError("unreachable")
 
     async def apply_batch(
@@ -330,10 +336,6 @@ class Store:
             outcome.applied += [e.id for e in batch.accepted]
             return outcome
         raise AssertionError("unreachable")
-
-    async def apply_one(self, consumer: str, event: E, work: BatchWork[E]) -> Any:
-        """`apply_batch` for one event (the API): its result, or AlreadyApplied, or the Rejected it got."""
-        return (await self.apply_batch(consumer, [event], work)).result_of(event)
 
     async def _run_once(self, work: Callable[[UnitOfWork], Awaitable[T]], applies: str | None) -> T:
         async with self.client.start_session() as session:

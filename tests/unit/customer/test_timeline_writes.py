@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
-from crm_customer import domain, handlers, repository
+from crm_customer import domain, repository
 from crm_shared.events import OrderPlaced, OrderPlacedEvent
 from crm_shared.store import Store, TransientFailure
 
@@ -77,16 +77,16 @@ async def test_an_unreachable_database_is_retried_then_a_transient_failure() -> 
             raise AutoReconnect("connection refused")
         return "written"
 
-    assert await handlers._retrying(store, flaky) == "written"
+    assert await store.retrying(flaky) == "written"
 
     async def down() -> None:
         raise AutoReconnect("connection refused")
 
     with pytest.raises(TransientFailure, match="after 3 attempts"):
-        await handlers._retrying(store, down)
+        await store.retrying(down)
 
     async def broken() -> None:
         raise OperationFailure("not transient", code=2)
 
     with pytest.raises(OperationFailure):
-        await handlers._retrying(store, broken)
+        await store.retrying(broken)

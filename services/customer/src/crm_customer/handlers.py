@@ -7,12 +7,9 @@ processed records. `record_timeline_events` writes a batch's timeline entries in
 single-event use cases (the API) are batches of one.
 """
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
-
-from pymongo.errors import PyMongoError
 
 from crm_customer import domain, repository
 from crm_shared.consumer import Rejected
@@ -27,7 +24,7 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.logging import get_logger
-from crm_shared.store import Batch, BatchOutcome, Store, TransientFailure, UnitOfWork, is_transient
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/customer"
@@ -271,7 +268,7 @@ async def record_timeline_events(store: Store, events: Sequence[CloudEvent[Any]]
         else:
             entries[event.id] = domain.timeline_entry(event)
     listed = list(entries.values())
-    written = await _retrying(store, lambda: repository.record_entries(store.db, listed))
+    written = await store.retrying(lambda: repository.record_entries(store.db, listed), what="timeline_write")
     for event_id in entries:
         (outcome.applied if event_id in written else outcome.duplicates).append(event_id)
     return outcome
@@ -280,23 +277,6 @@ async def record_timeline_events(store: Store, events: Sequence[CloudEvent[Any]]
 async def record_timeline(store: Store, event: CloudEvent[Any]) -> bool:
     """Put the event on its customer's timeline; True when it was not there yet."""
     return event.id in (await record_timeline_events(store, [event])).applied
-
-
-async def _retrying(store: Store, write: Callable[[], Awaitable[T]]) -> T:
-    """A write outside a transaction, retried on transient database failures as Store.transaction retries
-    (bounded, exponential backoff), then raised as TransientFailure so the consumer leaves the batch unapplied."""
-    for attempt in range(1, store.retry_attempts + 1):
-        try:
-            return await write()
-        except PyMongoError as exc:
-            if not is_transient(exc):
-                raise
-            if attempt == store.retry_attempts:
-                raise TransientFailure(f"database unavailable after {attempt} attempts: {exc}") from exc
-            delay = store.retry_base_seconds * 2 ** (attempt - 1)
-            log.warning("timeline_write_retry", attempt=attempt, delay_s=delay, error=str(exc)[:300])
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 async def find_profile(store: Store, customer_id: str) -> domain.Profile | None:
