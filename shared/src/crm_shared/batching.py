@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,7 @@ class BatchConsumer:
         broker: KafkaBroker,
         max_records: int = 500,
         max_wait_ms: int = 100,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.subscription = subscription
         self._bootstrap = bootstrap
@@ -96,6 +97,7 @@ class BatchConsumer:
         self._broker = broker
         self._max_records = max_records
         self._max_wait_ms = max_wait_ms
+        self._kafka_options = dict(kafka_options or {})
         self._adapter: TypeAdapter[Any] = TypeAdapter(subscription.schema)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +115,7 @@ class BatchConsumer:
             # A new group starts from the beginning: nothing published before it joined is skipped.
             auto_offset_reset="earliest",
             max_poll_records=self._max_records,
+            **self._kafka_options,
         )
         await consumer.start()
         self._consumer = consumer

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -204,12 +204,17 @@ def _run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str] = ALL_TOPICS, partitions: int = DEFAULT_PARTITIONS, timeout: float = 30
+    bootstrap: str,
+    topics: Iterable[str] = ALL_TOPICS,
+    partitions: int = DEFAULT_PARTITIONS,
+    timeout: float = 30,
+    *,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent); `kafka_options` carry SASL/TLS settings."""
     deadline = time.monotonic() + timeout
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **(kafka_options or {}))
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -211,13 +211,23 @@ class Store:
     outbox_written: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    def connect(cls, uri: str, database: str, *, retry_attempts: int = 5, retry_base_seconds: float = 0.5) -> Store:
+    def connect(
+        cls,
+        uri: str,
+        database: str,
+        *,
+        retry_attempts: int = 5,
+        retry_base_seconds: float = 0.5,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> Store:
+        """A client for `uri`; `client_options` (TLS, credentials: `mongo_client_options`) win over the URI's."""
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
             tz_aware=True,
             type_registry=MONEY_TYPES,
             serverSelectionTimeoutMS=5000,
             connectTimeoutMS=5000,
+            **dict(client_options or {}),
         )
         return cls(client, client[database], retry_attempts, retry_base_seconds)
 

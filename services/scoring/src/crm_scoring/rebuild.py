@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from crm_scoring import handlers
 from crm_scoring.settings import ScoringSettings
 from crm_shared.store import Store
+from crm_shared.transport import mongo_client_options
 
 
 async def run(settings: ScoringSettings, show: int) -> int:
-    store = Store.connect(settings.mongo_uri, settings.database_name)
+    store = Store.connect(settings.mongo_uri, settings.database_name, client_options=mongo_client_options(settings))
     try:
         result = await handlers.rebuild(store, settings.thresholds)
     finally:
