@@ -16,6 +16,16 @@ import pytest
 from crm_shared.embedded import EmbeddedServers, ensure_topics, free_port
 from crm_shared.store import IndexSpec, Store
 
+from helpers import ADMIN_KEY_SHA256, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_SECRET
+
+# Every service the tests build or start (as processes, which inherit this) accepts the suite's admin
+# key; the rate limit is the rate-limit tests' own business.
+os.environ["CRM_AUTH_ADMIN_KEY_SHA256"] = ADMIN_KEY_SHA256
+os.environ["CRM_AUTH_RATE_LIMIT"] = "100000/second"
+os.environ["CRM_AUTH_JWT_SECRET"] = TOKEN_SECRET
+os.environ["CRM_AUTH_JWT_ISSUER"] = TOKEN_ISSUER
+os.environ["CRM_AUTH_JWT_AUDIENCE"] = TOKEN_AUDIENCE
+
 
 @dataclass(frozen=True)
 class Backend:

@@ -4,15 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jwt
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from crm_shared.embedded import EmbeddedServers, free_port
+from crm_shared.security.keys import key_sha256
+
+ADMIN_KEY = "crm_bootstrap_test-admin-key-of-the-test-suite-0123456789"
+"""The bootstrap admin key every service of the tests accepts (tests/conftest.py sets its hash)."""
+ADMIN_HEADERS = {"X-API-Key": ADMIN_KEY}
+ADMIN_KEY_SHA256 = key_sha256(ADMIN_KEY)
+
+TOKEN_SECRET = "the-test-suite-signs-its-tokens-with-this-secret"
+TOKEN_ISSUER = "https://idp.test"
+TOKEN_AUDIENCE = "crm"
+"""Every service of the tests accepts HS256 tokens signed with this (tests/conftest.py sets it)."""
+
+
+def bearer(
+    subject: str,
+    *scopes: str,
+    team: Iterable[str] = (),
+    territories: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    expires_in: int = 600,
+    **claims: Any,
+) -> dict[str, str]:
+    """Headers with a token for `subject` holding `scopes` and the row-level claims."""
+    now = int(time.time())
+    payload = {
+        "iss": TOKEN_ISSUER,
+        "aud": TOKEN_AUDIENCE,
+        "sub": subject,
+        "iat": now,
+        "exp": now + expires_in,
+        "scope": " ".join(scopes),
+        "crm_team": list(team),
+        "crm_territories": list(territories),
+        "crm_groups": list(groups),
+        **claims,
+    }
+    return {"Authorization": f"Bearer {jwt.encode(payload, TOKEN_SECRET, algorithm='HS256')}"}
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:

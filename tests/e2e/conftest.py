@@ -15,6 +15,8 @@ from crm_shared.embedded import free_port
 from crm_shared.platform import Platform
 from crm_shared.settings import SERVICES
 
+from helpers import ADMIN_HEADERS
+
 
 @pytest.fixture(scope="session")
 def platform(backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
@@ -34,7 +36,7 @@ def platform(backend: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="session")
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=ADMIN_HEADERS) as client:
         yield client
 
 

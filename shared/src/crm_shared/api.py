@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from crm_shared.consumer import Rejected
 from crm_shared.events import check_time, derived_event_id, new_event_id
-from crm_shared.service import Problem
+from crm_shared.problems import Problem
 from crm_shared.store import AlreadyApplied
 
 ItemT = TypeVar("ItemT")
@@ -157,7 +157,9 @@ async def keyset_page(
     if after is not None:
         at, last_id = cursor_time(after), cursor_id(after)
         beyond = "$lt" if newest_first else "$gt"
-        query = {**query, "$or": [{time_field: {beyond: at}}, {time_field: at, "_id": {beyond: last_id}}]}
+        resume = {"$or": [{time_field: {beyond: at}}, {time_field: at, "_id": {beyond: last_id}}]}
+        # $and, never a merged dict: the query may hold an $or of its own (row-level access does).
+        query = {"$and": [query, resume]} if query else resume
     direction = -1 if newest_first else 1
     ordered = collection.find(query).sort([(time_field, direction), ("_id", direction)])
     docs = await ordered.limit(limit + 1).to_list(limit + 1)

@@ -5,6 +5,8 @@ crm run       start the broker and database (embedded unless CRM_KAFKA_BOOTSTRAP
 crm topics    create the topics of the contract on CRM_KAFKA_BOOTSTRAP (idempotent)
 crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its subject
 crm deadletters  print the records the services rejected, with the reasons
+crm keys      issue, list, rotate and revoke API keys (through a service's admin API)
+crm audit     print a service's audit log
 crm scoring   the scoring service's tasks (backtest, ...): crm scoring --help
 crm docs      regenerate docs/ (JSON Schemas and AsyncAPI); --check fails when they are stale
 """
@@ -25,8 +27,10 @@ from pathlib import Path
 
 from crm_shared.embedded import EmbeddedError, EmbeddedServers, ensure_topics
 from crm_shared.platform import Platform, http_json, service_port
+from crm_shared.security.keys import BOOTSTRAP_KEY_ID, key_sha256, new_key
 from crm_shared.settings import SERVICES
 from crm_shared.topics import ALL_TOPICS, Topic
+from crm_shared.transport import kafka_options_from_env
 
 DEFAULT_EMBEDDED_KAFKA_PORT = 19092
 DEFAULT_EMBEDDED_MONGO_PORT = 27019
@@ -48,8 +52,40 @@ def _wait_for_stop(platform: Platform) -> None:
             return
 
 
+ADMIN_KEY_FILE = "admin-key"
+
+
+def development_admin_key(data_dir: Path) -> str:
+    """The embedded default's bootstrap admin key: made on first start, kept (owner-only) in the data dir."""
+    path = data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key, _ = new_key(BOOTSTRAP_KEY_ID)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+def _admin_key(data_dir: str) -> str | None:
+    """The key the CLI calls admin APIs with: CRM_API_KEY, else the one `crm run` made."""
+    key = os.environ.get("CRM_API_KEY")
+    path = Path(data_dir) / ADMIN_KEY_FILE
+    if not key and path.exists():
+        key = path.read_text().strip()
+    return key or None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
+    env = dict(os.environ)
+    api_key: str | None
+    if env.get("CRM_AUTH_ADMIN_KEY_SHA256"):
+        # The operator manages the bootstrap key; the demo data needs it as CRM_API_KEY.
+        api_key = env.get("CRM_API_KEY")
+    else:
+        api_key = development_admin_key(data_dir)
+        env["CRM_AUTH_ADMIN_KEY_SHA256"] = key_sha256(api_key)
     kafka = os.environ.get("CRM_KAFKA_BOOTSTRAP")
     mongo = os.environ.get("CRM_MONGO_URI")
     servers = EmbeddedServers(
@@ -68,13 +104,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             _say("starting the embedded Kafka-compatible broker (Tansu, in memory)")
             servers.start_broker()
             kafka = servers.kafka_bootstrap
-        asyncio.run(ensure_topics(kafka, ALL_TOPICS))
+        asyncio.run(ensure_topics(kafka, ALL_TOPICS, kafka_options=kafka_options_from_env()))
         _say("starting the five services ...")
         platform = Platform(kafka, mongo, {name: service_port(name) for name in SERVICES}, data_dir / "logs")
-        platform.start()
-        if not args.no_demo:
-            load_demo_data(platform)
-        _print_addresses(platform)
+        platform.start(env=env)
+        if not args.no_demo and api_key:
+            load_demo_data(platform, api_key)
+        elif not args.no_demo:
+            _say("demo data not loaded: CRM_AUTH_ADMIN_KEY_SHA256 is set, so give its key as CRM_API_KEY")
+        _print_addresses(platform, api_key, data_dir / ADMIN_KEY_FILE)
         _wait_for_stop(platform)
         return 0
     except EmbeddedError as exc:
@@ -88,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("stopped.")
 
 
-def _print_addresses(platform: Platform) -> None:
+def _print_addresses(platform: Platform, api_key: str | None, key_file: Path) -> None:
     _say("")
     _say("CRM platform is up. Ctrl-C stops everything.")
     _say(f"  Kafka bootstrap : {platform.kafka_bootstrap}")
@@ -96,11 +134,16 @@ def _print_addresses(platform: Platform) -> None:
     for name in SERVICES:
         _say(f"  {name:<16}: {platform.url(name)}   (API docs {platform.url(name)}/docs)")
     _say(f"  logs            : {platform.log_dir}")
+    if api_key and key_file.exists():
+        _say(f"  admin API key   : {api_key}")
+        _say(f"                    (development only; kept in {key_file}; `crm keys create` issues narrower ones)")
     _say("")
-    _say("Try the demo customer C-1001:")
-    _say(f"  curl -s {platform.url('scoring')}/v1/customers/C-1001/scores")
-    _say(f"  curl -s {platform.url('marketing')}/v1/customers/C-1001/enrolments")
-    _say(f"  curl -s {platform.url('customer')}/v1/customers/C-1001/timeline")
+    _say("Every API needs a credential. Try the demo customer C-1001:")
+    if api_key and key_file.exists():
+        _say(f"  export CRM_API_KEY={api_key}")
+    _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("scoring")}/v1/customers/C-1001/scores')
+    _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("marketing")}/v1/customers/C-1001/enrolments')
+    _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("customer")}/v1/customers/C-1001/timeline')
 
 
 DEMO_CUSTOMERS = (
@@ -117,7 +160,7 @@ DEMO_ORDERS = (
 DEMO_COMPLAINTS = (("C-1003", "T-9001", "service", "high", "Installation engineer did not show up twice."),)
 
 
-def load_demo_data(platform: Platform) -> None:
+def load_demo_data(platform: Platform, api_key: str) -> None:
     """A few customers through the public REST APIs, so every view has something to show."""
     for customer_id, name, consents, preferred in DEMO_CUSTOMERS:
         http_json(
@@ -130,6 +173,7 @@ def load_demo_data(platform: Platform) -> None:
                 "consents": [{"channel": c, "granted": g} for c, g in consents],
                 "preferred_channel": preferred,
             },
+            api_key=api_key,
         )
     # Marketing learns consents from crm.customer.events; give it that head start.
     time.sleep(2)
@@ -138,6 +182,7 @@ def load_demo_data(platform: Platform) -> None:
             "POST",
             f"{platform.url('sales')}/v1/orders",
             {"order_id": order_id, "customer_id": customer_id, "currency": "EUR", "total": total},
+            api_key=api_key,
         )
     for customer_id, complaint_id, dimension, severity, summary in DEMO_COMPLAINTS:
         http_json(
@@ -150,13 +195,14 @@ def load_demo_data(platform: Platform) -> None:
                 "severity": severity,
                 "summary": summary,
             },
+            api_key=api_key,
         )
     _say("demo data loaded: customers C-1001, C-1002, C-1003")
 
 
 def cmd_topics(_: argparse.Namespace) -> int:
     bootstrap = _bootstrap()
-    asyncio.run(ensure_topics(bootstrap, ALL_TOPICS))
+    asyncio.run(ensure_topics(bootstrap, ALL_TOPICS, kafka_options=kafka_options_from_env()))
     _say(f"topics present on {bootstrap}: {', '.join(ALL_TOPICS)}")
     return 0
 
@@ -185,7 +231,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 2
 
     async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(), acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(), acks="all", **kafka_options_from_env())
         await producer.start()
         try:
             meta = await producer.send_and_wait(args.topic, raw, key=key.encode())
@@ -203,7 +249,9 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     from aiokafka.structs import TopicPartition
 
     async def read() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(), enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=_bootstrap(), enable_auto_commit=False, **kafka_options_from_env()
+        )
         await consumer.start()
         try:
             await consumer.topics()
@@ -230,6 +278,71 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
     asyncio.run(read())
     return 0
+
+
+def _admin_call(args: argparse.Namespace, method: str, path: str, body: object | None = None) -> tuple[int, object]:
+    key = _admin_key(args.data_dir)
+    if key is None:
+        raise SystemExit("crm: no admin key: set CRM_API_KEY (crm run keeps its development key in var/admin-key)")
+    base = args.url or f"http://127.0.0.1:{service_port(args.service)}"
+    try:
+        return http_json(method, f"{base.rstrip('/')}{path}", body, api_key=key)
+    except OSError as exc:
+        raise SystemExit(f"crm: cannot reach {base}: {exc}") from exc
+
+
+def _answer(status: int, body: object, ok: int = 200) -> int:
+    _say(json.dumps(body, indent=2, ensure_ascii=False))
+    return 0 if status == ok else 1
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        body = {
+            "name": args.name,
+            "scopes": args.scope,
+            "event_types": args.event_type or None,
+            "read_only": args.read_only,
+            "rate_limit": args.rate_limit,
+            "expires_in_days": args.expires_in_days,
+        }
+        status, answer = _admin_call(args, "POST", "/v1/admin/keys", body)
+        if status == 201 and isinstance(answer, dict):
+            _say(f"API key (shown once, keep it now): {answer['key']}")
+            _say(json.dumps(answer["record"], indent=2))
+            return 0
+        return _answer(status, answer)
+    if args.action == "list":
+        return _answer(*_admin_call(args, "GET", "/v1/admin/keys"))
+    if args.key_id is None:
+        raise SystemExit(f"crm keys {args.action}: give the key id")
+    if args.action == "revoke":
+        return _answer(*_admin_call(args, "DELETE", f"/v1/admin/keys/{args.key_id}"))
+    status, answer = _admin_call(
+        args, "POST", f"/v1/admin/keys/{args.key_id}/rotate", {"grace_seconds": args.grace_seconds}
+    )
+    if status == 201 and isinstance(answer, dict):
+        _say(f"new API key (shown once; the old one works for {args.grace_seconds} s more): {answer['key']}")
+        return 0
+    return _answer(status, answer)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    query = f"?limit={args.limit}" + (f"&outcome={args.outcome}" if args.outcome else "")
+    status, answer = _admin_call(args, "GET", f"/v1/admin/audit{query}")
+    if status != 200 or not isinstance(answer, dict):
+        return _answer(status, answer)
+    for record in reversed(answer["items"]):
+        _say(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def _admin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--service", choices=list(SERVICES), default="customer", help="whose admin API (default customer)"
+    )
+    parser.add_argument("--url", help="the service's base URL, instead of --service on this host")
+    parser.add_argument("--data-dir", default=os.environ.get("CRM_DATA_DIR", "var"), help="where crm run keeps its key")
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -267,6 +380,23 @@ def build_parser() -> argparse.ArgumentParser:
     deadletters = sub.add_parser("deadletters", help="print the records the services rejected, with the reasons")
     deadletters.add_argument("--limit", type=int, default=50, help="the newest N (default 50)")
     deadletters.set_defaults(func=cmd_deadletters)
+    keys = sub.add_parser("keys", help="issue, list, rotate and revoke API keys (CRM_API_KEY is the admin key)")
+    keys.add_argument("action", choices=["create", "list", "rotate", "revoke"])
+    keys.add_argument("key_id", nargs="?", help="the key (rotate, revoke)")
+    keys.add_argument("--name", default="channel-system", help="what the key is for (create)")
+    keys.add_argument("--scope", action="append", default=[], help="a scope it may use; repeat (create)")
+    keys.add_argument("--event-type", action="append", help="an event type it may submit; repeat (create)")
+    keys.add_argument("--read-only", action="store_true", help="refuse every scope but :read ones (create)")
+    keys.add_argument("--rate-limit", help="its own limit, e.g. 500/second (create)")
+    keys.add_argument("--expires-in-days", type=int, default=90, help="default 90 (create)")
+    keys.add_argument("--grace-seconds", type=int, default=86400, help="how long the old key works (rotate)")
+    _admin_options(keys)
+    keys.set_defaults(func=cmd_keys)
+    audit = sub.add_parser("audit", help="print a service's audit log, oldest first")
+    audit.add_argument("--outcome", choices=["allowed", "denied", "failed"])
+    audit.add_argument("--limit", type=int, default=50)
+    _admin_options(audit)
+    audit.set_defaults(func=cmd_audit)
     scoring = sub.add_parser("scoring", help="the scoring service's tasks: crm scoring --help", add_help=False)
     scoring.set_defaults(func=cmd_scoring)
     docs = sub.add_parser("docs", help="regenerate docs/ from the code")

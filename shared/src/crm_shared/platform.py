@@ -46,9 +46,12 @@ def service_env(name: str, kafka_bootstrap: str, mongo_uri: str, port: int, base
     }
 
 
-def http_json(method: str, url: str, body: Any | None = None, timeout: float = 10) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: Any | None = None, timeout: float = 10, *, api_key: str | None = None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")

@@ -32,24 +32,20 @@ from crm_shared.batching import BatchConsumer, BatchHandler, Subscription
 from crm_shared.events import configure_time_window
 from crm_shared.logging import configure_logging, get_logger
 from crm_shared.outbox import OutboxRelay
+from crm_shared.problems import Problem as Problem  # re-exported: routes import it from here
+from crm_shared.security import Guard
+from crm_shared.security import admin as security_admin
+from crm_shared.security.audit import AUDIT_INDEXES, AuditTrail
+from crm_shared.security.keys import ApiKeyRecord, KeyFeed
 from crm_shared.settings import ServiceSettings
 from crm_shared.store import IndexSpec, Store, TransientFailure
+from crm_shared.topics import Topic
+from crm_shared.transport import kafka_broker_security, kafka_client_options, mongo_client_options
 
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 GRACEFUL_TIMEOUT_SECONDS = 15.0
-
-
-class Problem(Exception):
-    """An RFC 9457 problem: raise it from a route to answer with a precise 4xx."""
-
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.extra = extra
 
 
 def problem_response(
@@ -127,6 +123,26 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+class JsonBodiesOnly:
+    """ASGI middleware: a request body that is not JSON is refused with a 415 before anything parses it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope["headers"])
+            has_body = headers.get(b"content-length", b"0") not in (b"", b"0") or b"transfer-encoding" in headers
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if has_body and not (media == b"application/json" or media.endswith(b"+json")):
+                shown = media.decode("latin-1")[:100] or "none"
+                detail = f"the request body must be application/json, not {shown}"
+                response = problem_response(415, _phrase(415), detail, scope["path"])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class Runtime:
     """Everything a service holds for its lifetime.
@@ -143,11 +159,40 @@ class Runtime:
     spec: KafkaBroker = field(default_factory=lambda: KafkaBroker("documented:9092"))
     subscriptions: list[Subscription] = field(default_factory=list)
     consumers: list[BatchConsumer] = field(default_factory=list)
+    guard: Guard = field(default_factory=lambda: Guard(ServiceSettings()))
+    key_feed: KeyFeed | None = None
 
     @classmethod
     def for_service(cls, settings: ServiceSettings, *, indexes: Sequence[IndexSpec] = ()) -> Runtime:
         spec = KafkaBroker(settings.kafka_bootstrap)
-        return cls(settings=settings, broker=build_broker(settings), indexes=indexes, spec=spec)
+        runtime = cls(
+            settings=settings,
+            broker=build_broker(settings),
+            indexes=(*indexes, *AUDIT_INDEXES),
+            spec=spec,
+            guard=Guard(settings),
+        )
+        runtime.document_api_keys()
+        return runtime
+
+    def document_api_keys(self) -> None:
+        """Every service writes key records (its admin API) and reads them all (KeyFeed, with no consumer group)."""
+        self.publishes(
+            Topic.SECURITY_KEYS,
+            title=Topic.SECURITY_KEYS.value,
+            description="An API key's record, whole, at each change (issued, rotated, revoked); keyed by key id. "
+            "Never the key: its SHA-256.",
+            schema=ApiKeyRecord,
+        )
+
+        async def documented(record: ApiKeyRecord) -> None:
+            """Every instance reads every key record from the beginning, into memory and its own database."""
+
+        self.spec.subscriber(
+            Topic.SECURITY_KEYS,
+            title=f"{Topic.SECURITY_KEYS.value}:{self.settings.service_name}",
+            description="The API keys every service accepts; read without a consumer group.",
+        )(documented)
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -198,6 +243,7 @@ class Runtime:
                 broker=self.broker,
                 max_records=settings.consumer_batch_max_records,
                 max_wait_ms=settings.consumer_batch_max_wait_ms,
+                kafka_options=kafka_client_options(settings),
             )
             for subscription in self.subscriptions
         ]
@@ -222,6 +268,7 @@ def build_broker(settings: ServiceSettings) -> KafkaBroker:
         # Stdlib logger without handlers: its records reach the root JSON handler.
         logger=logging.getLogger("crm.faststream"),
         log_level=logging.DEBUG,
+        security=kafka_broker_security(settings),
     )
 
 
@@ -243,11 +290,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        unprotected = open_operations(app.openapi())
+        if unprotected:
+            # New routes are born protected: a route without requires(<scope>) stops the service.
+            raise RuntimeError(f"routes without a credential check: {', '.join(unprotected)}")
         store = Store.connect(
             settings.mongo_uri,
             settings.database_name,
             retry_attempts=settings.consumer_retry_attempts,
             retry_base_seconds=settings.consumer_retry_base_seconds,
+            client_options=mongo_client_options(settings),
         )
         runtime.store = store
         await store.ensure_indexes(runtime.indexes)
@@ -256,10 +308,19 @@ def create_app(
         await runtime.broker.start()
         await runtime.start_consumers()
         relay.start()
+        runtime.key_feed = KeyFeed(
+            runtime.guard.keys,
+            store,
+            bootstrap=settings.kafka_bootstrap,
+            client_id=f"crm-{settings.service_name}",
+            kafka_options=kafka_client_options(settings),
+        )
+        await runtime.key_feed.start()
         log.info("service_started", port=settings.port, database=settings.database_name)
         try:
             yield
         finally:
+            await runtime.key_feed.stop()
             await runtime.stop_consumers()
             await relay.stop()
             await runtime.broker.stop()
@@ -268,11 +329,14 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_middleware(JsonBodiesOnly)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: it sees the final status of every request, the 413s and 500s included.
+    app.add_middleware(AuditTrail, service=settings.service_name)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, request.url.path, **exc.extra)
+        return problem_response(exc.status, exc.title, exc.detail, request.url.path, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -335,7 +399,7 @@ def create_app(
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    for router in routers:
+    for router in (*routers, security_admin.router):
         app.include_router(router)
     build_openapi = app.openapi
 
@@ -351,6 +415,21 @@ def create_app(
     return app
 
 
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""The only paths that answer without a credential: they reveal nothing personal."""
+
+
+def open_operations(document: Mapping[str, Any]) -> list[str]:
+    """The operations of an OpenAPI document that answer without a credential, OPEN_PATHS aside."""
+    return [
+        f"{method.upper()} {path}"
+        for path, item in document.get("paths", {}).items()
+        if path not in OPEN_PATHS
+        for method, operation in item.items()
+        if method in _METHODS and not operation.get("security")
+    ]
+
+
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 _ALLOW_CANDIDATES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _PROBLEM_REF = "#/components/schemas/ProblemDetails"
@@ -362,7 +441,7 @@ def describe_problems(document: dict[str, Any], *, max_body_bytes: int) -> None:
     """Make an OpenAPI document say what `create_app` answers to errors, for every route at once.
 
     Every 4xx/5xx is problem+json, except where a route declared another body itself; an operation
-    taking a cursor can answer 400, one taking a body 413.
+    taking a cursor can answer 400, one taking a body 400 (not UTF-8) and 413.
     """
     _, definitions = models_json_schema(
         [(ProblemDetails, "validation"), (ValidationProblemDetails, "validation")],
@@ -376,10 +455,32 @@ def describe_problems(document: dict[str, Any], *, max_body_bytes: int) -> None:
                 continue
             responses = operation.setdefault("responses", {})
             parameters = operation.get("parameters", [])
+            malformed: list[str] = []
             if any(p.get("in") == "query" and p.get("name") == "cursor" for p in parameters):
-                responses.setdefault("400", {"description": "Invalid cursor: not one this API returned"})
+                malformed.append("Invalid cursor: not one this API returned")
             if "requestBody" in operation:
+                # FastAPI answers 400 to a body it cannot decode; one that decodes but is not JSON is a 422.
+                malformed.append("The request body is not UTF-8 text")
                 responses.setdefault("413", {"description": f"The request body is over {max_body_bytes} bytes"})
+                responses.setdefault("415", {"description": "The request body is not application/json"})
+            if malformed:
+                responses.setdefault("400", {"description": "; ".join(malformed)})
+            if operation.get("security"):
+                responses.setdefault(
+                    "401", {"description": "No credential, or one that is not valid (see WWW-Authenticate)"}
+                )
+                responses.setdefault("403", {"description": "The credential lacks a scope this operation needs"})
+                responses.setdefault("429", {"description": "Over the caller's rate limit (see Retry-After)"})
+                # The guard sends these with every 401 and 429: how to authenticate, when to retry.
+                challenge = "The schemes this API takes; what was wrong with the credential"
+                responses["401"].setdefault(
+                    "headers",
+                    {"WWW-Authenticate": {"description": challenge, "required": True, "schema": {"type": "string"}}},
+                )
+                wait = "Seconds until the caller may retry"
+                responses["429"].setdefault(
+                    "headers", {"Retry-After": {"description": wait, "required": True, "schema": {"type": "integer"}}}
+                )
             for code, response in responses.items():
                 if code[:1] in ("4", "5") and not _declares_its_own_body(response):
                     ref = _VALIDATION_PROBLEM_REF if code == "422" else _PROBLEM_REF

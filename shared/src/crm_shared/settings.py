@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import AliasChoices, AwareDatetime, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from crm_shared.events import TimeWindow
+from crm_shared.security.settings import AuthSettings
+from crm_shared.transport import TransportSettings
 
 SERVICES: dict[str, int] = {
     "customer": 8001,
@@ -26,7 +28,7 @@ def _shared(name: str) -> AliasChoices:
     return AliasChoices(f"CRM_{name}")
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(TransportSettings, AuthSettings):
     """What every service needs. Subclass it with `env_prefix="CRM_<SERVICE>_"`."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)

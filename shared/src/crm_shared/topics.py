@@ -17,6 +17,8 @@ class Topic(StrEnum):
     SCORING_SEGMENTS = "crm.scoring.segments"
     # Every record a service rejects.
     DEADLETTER = "crm.deadletter"
+    # API key records (not CloudEvents): every service issues and revokes keys, and every service reads them all.
+    SECURITY_KEYS = "crm.security.keys"
 
 
 ALL_TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)

@@ -8,13 +8,17 @@ import importlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from crm_shared.api import keyset_page
 from crm_shared.settings import SERVICES
 from crm_shared.store import Store
+
+from helpers import ADMIN_HEADERS
 
 NewStore = Callable[..., Awaitable[Store]]
 PROBLEM = "application/problem+json"
@@ -86,7 +90,7 @@ async def apis(new_store: NewStore) -> AsyncIterator[dict[str, httpx.AsyncClient
         app.state.runtime.store = await new_store(f"{service}_edges", repository.INDEXES)
         # A 500 is answered, not raised, so the test sees what a client would.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        apis[service] = httpx.AsyncClient(transport=transport, base_url=f"http://{service}")
+        apis[service] = httpx.AsyncClient(headers=ADMIN_HEADERS, transport=transport, base_url=f"http://{service}")
     created = await apis["marketing"].post("/v1/segments", json=SEGMENT)
     assert created.status_code == 201, created.text
     yield apis
@@ -139,10 +143,11 @@ async def test_a_body_over_the_limit_is_a_413_and_is_not_read_past_it(
             pulled += 1
             yield b" " * CHUNK
 
-    over = await http.post(path, content=b"{" + b" " * LIMIT + b"}")
-    declared = await http.post(path, content=megabytes(48), headers={"Content-Length": str(48 << 20)})
+    json_body = {"Content-Type": "application/json"}
+    over = await http.post(path, content=b"{" + b" " * LIMIT + b"}", headers=json_body)
+    declared = await http.post(path, content=megabytes(48), headers={**json_body, "Content-Length": str(48 << 20)})
     assert pulled == 0, "a Content-Length over the limit is refused before the body is read"
-    chunked = await http.post(path, content=megabytes(48))
+    chunked = await http.post(path, content=megabytes(48), headers=json_body)
     assert "content-length" not in chunked.request.headers
     assert pulled <= LIMIT // CHUNK + 1, f"{pulled} chunks of {CHUNK} bytes read, past the limit of {LIMIT}"
     for answer in (over, declared, chunked):
@@ -185,8 +190,28 @@ async def test_a_method_the_path_does_not_take_is_a_405_saying_which_it_takes(
 async def test_an_unexpected_failure_is_a_problem_too() -> None:
     app = importlib.import_module("crm_customer.app").create_service()  # never started: it has no store
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://customer") as http:
+    async with httpx.AsyncClient(headers=ADMIN_HEADERS, transport=transport, base_url="http://customer") as http:
         answer = await http.get("/v1/customers/C-1")
     assert answer.status_code == 500
     assert answer.headers["content-type"] == PROBLEM
     assert answer.json()["title"] == "Internal Server Error"
+
+
+async def test_every_page_keeps_a_query_that_has_an_or_of_its_own(new_store: Any) -> None:
+    """Row-level access narrows a list with an $or: the cursor's own $or must not replace it on page 2."""
+    store = await new_store("keyset_or")
+    at = datetime(2026, 11, 20, tzinfo=UTC)
+    await store.db["items"].insert_many(
+        [{"_id": f"i-{n:02d}", "owner": "a" if n % 2 else "b", "at": at + timedelta(minutes=n)} for n in range(10)]
+    )
+    query = {"$or": [{"owner": "a"}, {"owner": "nobody"}]}
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        docs, cursor = await keyset_page(
+            store.db["items"], query, time_field="at", limit=2, cursor=cursor, newest_first=True
+        )
+        seen.extend(d["_id"] for d in docs)
+        if cursor is None:
+            break
+    assert seen == ["i-09", "i-07", "i-05", "i-03", "i-01"]

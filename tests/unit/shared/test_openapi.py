@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from crm_shared.security import SCOPES
+from crm_shared.service import OPEN_PATHS, open_operations
 from crm_shared.settings import SERVICES
 
 PROBLEM_JSON = "application/problem+json"
@@ -72,3 +74,39 @@ def test_every_operation_taking_a_body_documents_the_413(document: dict[str, Any
     with_body = [(path, method, op) for path, method, op in operations(document) if "requestBody" in op]
     missing = [f"{method.upper()} {path}" for path, method, op in with_body if "413" not in op["responses"]]
     assert not missing, f"operations taking a body without a 413: {missing}"
+
+
+def test_every_operation_but_health_and_metrics_needs_a_credential_and_says_which_scope(
+    document: dict[str, Any],
+) -> None:
+    assert open_operations(document) == []
+    assert set(document["components"]["securitySchemes"]) == {"ApiKey", "BearerToken"}
+    for path, method, op in operations(document):
+        if path in OPEN_PATHS:
+            assert "security" not in op, f"{method.upper()} {path} reveals nothing and needs no credential"
+            continue
+        scopes = {scope for requirement in op["security"] for names in requirement.values() for scope in names}
+        assert scopes <= set(SCOPES), f"{method.upper()} {path}: unknown scopes {scopes - set(SCOPES)}"
+        if path != "/v1/auth/whoami":
+            assert scopes, f"{method.upper()} {path} names no scope"
+        assert {"401", "403", "429"} <= op["responses"].keys(), f"{method.upper()} {path} lacks 401/403/429"
+
+
+async def test_a_route_without_a_credential_check_stops_the_service_at_start_up() -> None:
+    from fastapi import APIRouter
+
+    from crm_shared.service import Runtime, create_app
+    from crm_shared.settings import ServiceSettings
+
+    router = APIRouter()
+
+    @router.get("/v1/forgotten", summary="Open by mistake")
+    async def forgotten() -> dict[str, str]:
+        return {}
+
+    app = create_app(Runtime.for_service(ServiceSettings()), title="t", description="d", routers=[router])
+    assert open_operations(app.openapi()) == ["GET /v1/forgotten"]
+    # Refused before it connects to anything.
+    with pytest.raises(RuntimeError, match="GET /v1/forgotten"):
+        async with app.router.lifespan_context(app):
+            pass

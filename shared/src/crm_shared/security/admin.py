@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from crm_shared.api import Cursor, Limit, Page, keyset_page
 from crm_shared.events import EVENT_TYPES, utc_now
@@ -104,7 +104,7 @@ class IssuedKey(BaseModel):
 class Rotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace_seconds: int = Field(
+    grace_seconds: StrictInt = Field(
         default=86400, ge=0, le=30 * 86400, description="How long the old key keeps working (default a day)."
     )
 
@@ -161,7 +161,11 @@ def _known(request: Request, key_id: str) -> keys.ApiKeyRecord:
 
 
 @router.get(
-    "/admin/keys/{key_id}", response_model=KeyView, dependencies=[requires(ADMIN), Admin], summary="One API key"
+    "/admin/keys/{key_id}",
+    response_model=KeyView,
+    dependencies=[requires(ADMIN), Admin],
+    responses={404: {"description": "No API key with this id"}},
+    summary="One API key",
 )
 async def get_key(request: Request, key_id: str) -> KeyView:
     return KeyView.of(_known(request, key_id))
@@ -172,6 +176,10 @@ async def get_key(request: Request, key_id: str) -> KeyView:
     status_code=status.HTTP_201_CREATED,
     response_model=IssuedKey,
     dependencies=[requires(ADMIN), Admin],
+    responses={
+        404: {"description": "No API key with this id"},
+        409: {"description": "The key is revoked or expired: issue a new one"},
+    },
     summary="A new key with the same rights; the old one works for the grace period, then expires",
 )
 async def rotate_key(request: Request, key_id: str, body: Rotation | None = None) -> IssuedKey:
@@ -188,6 +196,7 @@ async def rotate_key(request: Request, key_id: str, body: Rotation | None = None
     "/admin/keys/{key_id}",
     response_model=KeyView,
     dependencies=[requires(ADMIN), Admin],
+    responses={404: {"description": "No API key with this id"}},
     summary="Revoke an API key: refused by every service within about a second",
 )
 async def revoke_key(request: Request, key_id: str) -> KeyView:

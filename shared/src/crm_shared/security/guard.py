@@ -20,7 +20,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from crm_shared.problems import Problem
 from crm_shared.security import audit
-from crm_shared.security.keys import AuthFailure, KeyTable
+from crm_shared.security.keys import AuthFailure, KeyTable, key_id_of
 from crm_shared.security.principal import SCOPES, Principal
 from crm_shared.security.settings import AuthSettings
 from crm_shared.security.tokens import TokenVerifier
@@ -92,6 +92,17 @@ def _challenge(error: str | None = None, description: str | None = None, scope: 
     return f"Bearer {params}, ApiKey {parts[0]}"
 
 
+def _presented(api_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    """Whose credential failed, for the audit log: a key's id is not secret; a bad token names nobody."""
+    presented = api_key or (bearer.credentials if bearer else "")
+    if not presented.startswith("crm_"):
+        return "token:unverified" if presented else None
+    try:
+        return f"key:{key_id_of(presented)}:unverified"
+    except AuthFailure:
+        return "key:malformed"
+
+
 def route_name(request: Request) -> str:
     route = request.scope.get("route")
     path = getattr(route, "path", None) or request.url.path
@@ -110,7 +121,7 @@ async def authenticate(
         principal = await guard.identify(api_key, bearer.credentials if bearer else None)
     except AuthFailure as exc:
         error = "invalid_token" if (api_key or bearer) else None
-        audit.note(request.scope, action, reason=str(exc))
+        audit.note(request.scope, action, principal=_presented(api_key, bearer), reason=str(exc))
         raise Problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": _challenge(error, str(exc))}) from exc
     missing = [scope for scope in security.scopes if not principal.allows(scope)]
     if missing:
