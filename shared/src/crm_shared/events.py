@@ -296,6 +296,12 @@ class ComplaintFiled(Payload):
     summary: Text = Field(min_length=1, max_length=2000)
     channel: Channel = "call_centre"
     order_id: EntityId | None = None
+    group: EntityId | None = Field(
+        default=None,
+        description="The support group (queue) the channel routes the complaint to; its agents see it. "
+        "Null: unrouted until assigned.",
+        examples=["billing"],
+    )
 
 
 class SurveyAnswered(Payload):

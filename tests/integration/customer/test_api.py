@@ -14,6 +14,8 @@ from crm_customer.app import create_service
 from crm_shared.events import OrderPlaced, OrderPlacedEvent
 from crm_shared.store import OUTBOX, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 PROBLEM = "application/problem+json"
@@ -24,7 +26,9 @@ async def api(new_store: NewStore) -> AsyncIterator[tuple[httpx.AsyncClient, Sto
     store = await new_store("customer_api", repository.INDEXES)
     app = create_service()
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://customer") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://customer"
+    ) as http:
         yield http, store
 
 

@@ -13,6 +13,8 @@ from crm_marketing.journeys import DEFAULT_JOURNEYS
 from crm_shared.events import ScoreSnapshot, SegmentChanged, SegmentChangedEvent
 from crm_shared.store import Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
@@ -52,7 +54,9 @@ async def test_journeys_campaigns_and_enrolments_pages(new_store: NewStore) -> N
             store, lifecycle_change(customer, T0 + timedelta(hours=i)), DEFAULT_JOURNEYS, domain.Policy(holdout_share=0)
         )
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
         journeys = (await http.get("/v1/journeys")).json()
         assert [j["name"] for j in journeys] == [
             "welcome",

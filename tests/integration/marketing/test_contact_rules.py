@@ -32,6 +32,8 @@ from crm_shared.events import (
 )
 from crm_shared.store import OUTBOX, AlreadyApplied, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 # In the past: an event may not be dated ahead of the clock, and the latest event here is T0 + 31 days.
 T0 = (utc_now() - timedelta(days=40)).replace(hour=10, minute=0, second=0, microsecond=0)
@@ -252,7 +254,9 @@ async def api(new_store: NewStore) -> AsyncIterator[tuple[httpx.AsyncClient, Sto
     store = await new_store("marketing_campaigns", repository.INDEXES)
     app = create_service()
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
         yield http, store
 
 

@@ -30,6 +30,8 @@ from crm_shared.events import (
 from crm_shared.store import OUTBOX, AlreadyApplied, Store
 from crm_shared.topics import Topic
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 # In the past: an event may not be dated ahead of the clock, and the latest interaction here is T0 + 40 days.
 T0 = (utc_now() - timedelta(days=60)).replace(hour=9, minute=0, second=0, microsecond=0)
@@ -210,7 +212,9 @@ async def api(new_store: NewStore) -> AsyncIterator[tuple[httpx.AsyncClient, Sto
     store = await new_store("marketing_engagement_api", repository.INDEXES)
     app = create_service(MarketingSettings(lead_engagement_days=10))
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
         yield http, store
 
 
@@ -259,7 +263,9 @@ async def test_sales_takes_the_engagement_lead_from_the_outbox(new_store: NewSto
 
     app = create_sales_service()
     app.state.runtime.store = sales
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sales") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://sales"
+    ) as http:
         [lead] = (await http.get(f"/v1/customers/{customer}/leads")).json()["items"]
     assert (lead["segment_id"], lead["status"]) == ("engagement", "new")
     assert lead["reason"].startswith("Engagement score 5 reached 5 within 30 days, from 2 interactions: visit I-1")

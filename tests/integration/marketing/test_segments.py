@@ -32,6 +32,8 @@ from crm_shared.events import (
 )
 from crm_shared.store import OUTBOX, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 NOW = utc_now()
 NO_HOLDOUT = domain.Policy(holdout_share=0)
@@ -42,7 +44,9 @@ async def api(new_store: NewStore) -> AsyncIterator[tuple[httpx.AsyncClient, Sto
     store = await new_store("marketing_segments", repository.INDEXES)
     app = create_service()
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
         yield http, store
 
 
@@ -214,7 +218,9 @@ async def test_a_segment_campaign_launch_enrols_members_once_within_its_budget(n
         "budget": "1.00",
         "cost_per_contact": "0.40",
     }
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
         unknown = await http.post("/v1/campaigns", json=campaign)
         assert unknown.status_code == 422 and "no segment" in unknown.json()["detail"]
         both = await http.post("/v1/campaigns", json={**campaign, "journey": "win-back"})
@@ -376,7 +382,9 @@ async def test_a_segment_is_deleted_only_once_no_live_campaign_targets_it(new_st
         "budget": "10.00",
         "cost_per_contact": "0.40",
     }
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://marketing") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
         assert (await http.post("/v1/segments", json=segment)).status_code == 201
         assert (await http.post("/v1/campaigns", json=campaign)).status_code == 201
 

@@ -34,7 +34,7 @@ from crm_shared.events import (
 from crm_shared.store import Store
 from crm_shared.topics import Topic
 
-from helpers import TopicReader, broker_of_its_own, eventually
+from helpers import ADMIN_HEADERS, TopicReader, broker_of_its_own, eventually
 
 NewStore = Callable[..., Awaitable[Store]]
 PROBLEM_JSON = "application/problem+json"
@@ -63,7 +63,7 @@ def body(event: CloudEvent[Any]) -> dict[str, Any]:
 async def sales_api(store: Store, settings: SalesSettings | None = None) -> httpx.AsyncClient:
     app = create_service(settings or SalesSettings())
     app.state.runtime.store = store
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sales")
+    return httpx.AsyncClient(headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://sales")
 
 
 async def test_a_usd_refund_of_a_eur_order_is_refused_with_both_currencies(new_store: NewStore) -> None:
@@ -175,7 +175,9 @@ async def test_on_the_ingest_topic_an_unscorable_currency_is_dead_lettered_with_
                     record = await reader.find(lambda r, e=event: json.loads(r.value).get("event_id") == e.id, 60)
                     letters.append(json.loads(record.value))
 
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sales") as http:
+            async with httpx.AsyncClient(
+                headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://sales"
+            ) as http:
 
                 async def placed() -> bool:
                     return (await http.get(f"/v1/orders/{order_id}")).status_code == 200

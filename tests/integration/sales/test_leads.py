@@ -12,6 +12,8 @@ from crm_sales.app import create_service
 from crm_shared.events import CampaignContacted, CampaignContactedEvent, LeadQualified, LeadQualifiedEvent
 from crm_shared.store import AlreadyApplied, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
@@ -47,7 +49,9 @@ async def test_a_lead_is_kept_once_and_listed_newest_first(new_store: NewStore) 
 
     app = create_service()
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sales") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://sales"
+    ) as http:
         seen, cursor = [], None
         while True:
             params = {"limit": 2, **({"cursor": cursor} if cursor else {})}

@@ -26,6 +26,8 @@ from crm_shared.events import (
 )
 from crm_shared.store import Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
@@ -58,7 +60,9 @@ async def test_scores_show_the_facts_and_thresholds_behind_them(new_store: NewSt
         store, SurveyAnsweredEvent.create(answered, source="/support", time=T0 + timedelta(days=3)), thresholds
     )
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         response = await http.get(f"/v1/customers/{customer}/scores")
 
     assert response.status_code == 200
@@ -120,7 +124,9 @@ async def test_scores_show_interactions_and_referrals_and_e_from_own_referrals(n
         data = CustomerReferred(customer_id=customer, referral_id=referral_id, referred_customer_id=f"C-{referral_id}")
         await handlers.apply_customer_event(store, CustomerReferredEvent.create(data, source="/x", time=T0))
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         body = (await http.get(f"/v1/customers/{customer}/scores")).json()
 
     assert (body["interactions"], body["last_interaction_at"]) == (1, "2026-11-20T10:00:00Z")
@@ -141,7 +147,9 @@ async def test_segment_changes_page_oldest_first_and_unknown_customers(new_store
     for i in range(2, 10):
         await handlers.apply_event(store, order(customer, f"O-{i}", "10.00", T0 + timedelta(days=i)))
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         seen = []
         cursor = None
         while True:

@@ -30,7 +30,7 @@ from crm_shared.events import OrderPlaced, OrderPlacedEvent
 from crm_shared.store import PROCESSED
 from crm_shared.topics import Topic
 
-from helpers import eventually
+from helpers import ADMIN_HEADERS, eventually
 
 SAMPLE = Path(os.environ.get("CRM_CDNOW_SAMPLE", "/work/shared/data/cdnow/CDNOW_sample.txt"))
 SAMPLE_ROWS = 6_919
@@ -150,7 +150,9 @@ async def test_the_cdnow_sample_replayed_gives_the_batch_frequency_monetary_and_
             published = time.monotonic()
             frequency_of = {customer_of[s]: e.frequency for s, e in expected.items()}
 
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as api:
+            async with httpx.AsyncClient(
+                headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+            ) as api:
 
                 async def all_applied() -> bool:
                     # A partition is consumed in order: once the customer of its last record has all their

@@ -16,6 +16,8 @@ from crm_shared.consumer import Rejected
 from crm_shared.events import OrderPlaced, OrderPlacedEvent, OrderRefunded, OrderRefundedEvent
 from crm_shared.store import PROCESSED, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 SHOWN = ("order_id", "currency", "total", "refunded", "net_value", "exchange_rate", "converted_net_value", "counts")
@@ -53,7 +55,9 @@ async def test_the_scores_convert_each_order_and_show_the_conversion(new_store: 
     with pytest.raises(Rejected, match=r"refund of 5\.00 USD on order O-1 contradicts its currency: the order is in"):
         await handlers.apply_event(store, mismatched, thresholds)
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         body = (await http.get(f"/v1/customers/{customer}/scores")).json()
 
     # 100.00 EUR + (200.00 - 50.00) USD x 0.90 = 100.00 + 135.00 = 235.00 EUR (not 250.00).

@@ -20,6 +20,8 @@ from crm_shared.events import (
 )
 from crm_shared.store import OUTBOX, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 THRESHOLDS = Thresholds()
 # A past "now": the passes below run months after it, and event times may not lie ahead of the clock.
@@ -113,7 +115,9 @@ async def test_a_late_old_event_does_not_undo_the_decay_and_an_order_reactivates
 
     app = create_service(ScoringSettings())
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         by_month = (await http.get("/v1/population/movements")).json()
         by_day = (await http.get("/v1/population/movements", params={"period": "day"})).json()
     first_order = NOW - timedelta(days=200)

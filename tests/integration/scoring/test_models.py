@@ -14,6 +14,8 @@ from crm_scoring.settings import ScoringSettings
 from crm_shared.events import OrderPlaced, OrderPlacedEvent
 from crm_shared.store import Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 START = datetime(2026, 1, 5, 12, tzinfo=UTC)
 END_WEEKS = 39
@@ -56,7 +58,9 @@ async def test_fitting_with_too_few_customers_is_a_409_with_the_reason(new_store
     app = create_service(settings)
     app.state.runtime.store = store
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         response = await http.post("/v1/models/fit")
 
     assert response.status_code == 409
@@ -78,7 +82,9 @@ async def test_fitted_params_are_stored_and_every_customer_gets_p_alive_and_life
     app.state.runtime.store = store
     some = orders[0][0]
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         fitted = await http.post("/v1/models/fit")
         scores = await http.get(f"/v1/customers/{some}/scores")
 

@@ -14,6 +14,8 @@ from crm_scoring.settings import ScoringSettings
 from crm_shared.events import OrderPlaced, OrderPlacedEvent, SurveyAnswered, SurveyAnsweredEvent
 from crm_shared.store import OUTBOX, Store
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 T0 = datetime(2026, 9, 1, 10, tzinfo=UTC)
 THRESHOLDS = Thresholds()
@@ -91,7 +93,9 @@ async def test_population_endpoints(new_store: NewStore) -> None:
     app = create_service(ScoringSettings())
     app.state.runtime.store = store
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         refreshed = await http.post("/v1/population/refresh")
         distribution = await http.get("/v1/population")
         pareto = await http.get("/v1/population/pareto")
@@ -135,7 +139,9 @@ async def test_the_population_shows_csat_and_nps_from_the_stored_answers(new_sto
     for i, (score, dimension) in enumerate([(5, "people"), (4, "people"), (3, "people"), (1, "service")]):
         await handlers.apply_event(store, answered(f"C-{prefix}-{i}", f"S-{prefix}-{i}", "csat", score, dimension))
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
         body = (await http.get("/v1/population")).json()
 
     satisfaction = body["satisfaction"]

@@ -27,7 +27,7 @@ from crm_shared.embedded import free_port
 from crm_shared.store import DEADLETTERS
 from crm_shared.topics import Topic
 
-from helpers import TopicReader, broker_of_its_own, eventually
+from helpers import ADMIN_HEADERS, TopicReader, broker_of_its_own, eventually
 
 PROBLEM = "application/problem+json"
 
@@ -88,7 +88,7 @@ async def big_producer(kafka: str) -> AsyncIterator[AIOKafkaProducer]:
 
 
 def client(app: FastAPI, name: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+    return httpx.AsyncClient(headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
 
 
 async def test_poison_records_of_any_size_never_stall_the_partition(

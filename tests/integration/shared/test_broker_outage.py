@@ -18,7 +18,7 @@ from crm_shared.embedded import free_port
 from crm_shared.store import OUTBOX
 from crm_shared.topics import Topic
 
-from helpers import TopicReader, broker_of_its_own, eventually
+from helpers import ADMIN_HEADERS, TopicReader, broker_of_its_own, eventually
 
 
 async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it_returns(
@@ -36,7 +36,9 @@ async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it
             store = app.state.runtime.require_store()
             broker.stop_broker()
 
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sales") as api:
+            async with httpx.AsyncClient(
+                headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://sales"
+            ) as api:
                 response = await api.post(
                     "/v1/orders",
                     json={"order_id": "O-OUT-1", "customer_id": "C-OUT", "currency": "EUR", "total": "75.00"},

@@ -13,6 +13,8 @@ from crm_shared.store import OUTBOX, Store
 from crm_support import repository
 from crm_support.app import create_service
 
+from helpers import ADMIN_HEADERS
+
 NewStore = Callable[..., Awaitable[Store]]
 PROBLEM = "application/problem+json"
 
@@ -41,7 +43,9 @@ async def store(new_store: NewStore) -> Store:
 async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     app = create_service()
     app.state.runtime.store = store
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://support") as client:
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://support"
+    ) as client:
         yield client
 
 

@@ -1,10 +1,12 @@
-"""The order document mapping keeps the currency of payments and refunds, and reads documents written without it."""
+"""The order document mapping keeps the currency of payments and refunds, and reads documents written without it;
+the lead mapping keeps owner and territory, and reads documents written without them as unassigned."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from crm_sales import domain, repository
-from crm_shared.events import OrderPaid, OrderPlaced, OrderRefunded
+from crm_shared.events import LeadQualified, OrderPaid, OrderPlaced, OrderRefunded
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 PLACED = OrderPlaced(order_id="O-1", customer_id="C-1", currency="EUR", total=Decimal("100.00"))
@@ -45,3 +47,30 @@ def test_an_old_document_without_currencies_reads_them_as_the_orders() -> None:
     # Once the order arrives, the facts recorded without a currency take its.
     placed = domain.place(awaiting, PLACED.model_copy(update={"currency": "GBP"}), T0)
     assert [f.currency for f in (*placed.payments, *placed.refunds)] == ["GBP", "GBP"]
+
+
+LEAD = domain.Lead(
+    lead_id="L-1",
+    customer_id="C-1",
+    segment_id="hot",
+    reason="Hot prospects",
+    value_tier="potential",
+    lifecycle_stage="prospect",
+    qualified_at=T0,
+)
+
+
+def test_a_lead_keeps_its_owner_and_territory_in_the_document() -> None:
+    assigned = replace(LEAD, owner_id="rep-a", territory="north")
+    doc = repository.lead_to_document(assigned)
+    assert (doc["owner_id"], doc["territory"]) == ("rep-a", "north")
+    assert repository.lead_from_document(doc) == assigned
+
+
+def test_a_lead_from_marketing_is_unassigned_and_an_old_document_reads_so() -> None:
+    taken = domain.take_lead(
+        LeadQualified(customer_id="C-1", lead_id="L-1", segment_id="hot", reason="Hot prospects"), T0
+    )
+    assert (taken.owner_id, taken.territory, taken.status) == (None, None, "new")
+    old = {k: v for k, v in repository.lead_to_document(LEAD).items() if k not in ("owner_id", "territory", "status")}
+    assert repository.lead_from_document(old) == LEAD

@@ -91,3 +91,9 @@ def test_a_survey_answered_again_differently_is_refused() -> None:
         domain.record_survey_answer(answer, ANSWER.model_copy(update={"score": 5}), T0)
     with pytest.raises(domain.ComplaintRejected, match=r"^survey S-1 belongs to customer C-1, not C-9$"):
         domain.record_survey_answer(answer, ANSWER.model_copy(update={"customer_id": "C-9"}), T0)
+
+
+def test_a_complaint_is_filed_to_the_group_the_channel_routed_it_to_and_unassigned() -> None:
+    routed = domain.file_complaint(None, COMPLAINT.model_copy(update={"group": "billing"}), T0)
+    assert (routed.group, routed.assignee_id) == ("billing", None)
+    assert (domain.file_complaint(None, COMPLAINT, T0).group, COMPLAINT.group) == (None, None)

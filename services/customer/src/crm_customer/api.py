@@ -3,8 +3,8 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response, status
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm_customer import domain, handlers, repository
 from crm_shared.api import (
@@ -30,12 +30,26 @@ from crm_shared.events import (
     InteractionLogged,
     InteractionLoggedEvent,
 )
-from crm_shared.service import Problem, StoreDep
+from crm_shared.problems import Problem
+from crm_shared.security import Principal, audited, check_event_type, requires
+from crm_shared.service import StoreDep
 from crm_shared.store import AlreadyApplied
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
 API_SOURCE = "/crm/customer/api"
+
+CustomerReader = Annotated[Principal, requires("customers:read")]
+CustomerWriter = Annotated[Principal, requires("customers:write")]
+ConsentWriter = Annotated[Principal, requires("consents:write")]
+InteractionReader = Annotated[Principal, requires("interactions:read")]
+InteractionWriter = Annotated[Principal, requires("interactions:write")]
+EventWriter = Annotated[Principal, requires("events:write")]
+
+NOT_SEEN = (
+    "No such customer, or one the caller may not see: a person sees the customers they own, their team owns or "
+    "of their territories (the same answer either way)"
+)
 
 
 class ProfileView(BaseModel):
@@ -142,10 +156,30 @@ class TimelineEntryView(BaseModel):
 class ConsentUpdate(BaseModel):
     """The customer's answer for one channel."""
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid")
 
     granted: bool
     preferred: bool = Field(default=False, description="Also make this the preferred channel (only when granted).")
+
+
+# A user id is the token subject of the identity provider: e-mail-like and `provider|id` subjects included.
+UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
+TerritoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+
+
+class AssignmentUpdate(BaseModel):
+    """Who answers for the customer. Both fields are stated: null unassigns."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    owner_id: UserId | None = Field(description="The owning user (their token subject); null for none.")
+    territory: TerritoryId | None = Field(description="The territory; null for none.")
+
+
+class AssignmentView(BaseModel):
+    customer_id: str
+    owner_id: str | None
+    territory: str | None
 
 
 CUSTOMER_EXAMPLE = {
@@ -181,7 +215,8 @@ EventType = Annotated[
     "/customers",
     response_model=ProfileView,
     status_code=status.HTTP_201_CREATED,
-    summary="Register a customer (same payload as crm.customer.registered.v1 data)",
+    summary="Register a customer (same payload as crm.customer.registered.v1 data); unassigned until assigned",
+    dependencies=[requires("customers:write")],
     responses={
         200: {"description": "Already registered with these details"},
         409: {"description": "Already registered with other details, or the Idempotency-Key was reused"},
@@ -219,15 +254,18 @@ async def register_customer(
     summary="Log an interaction (same payload as crm.interaction.logged.v1 data)",
     responses={
         200: {"description": "Already logged with this content"},
+        404: {"description": NOT_SEEN},
         409: {"description": "Already logged with other content, or the Idempotency-Key was reused"},
     },
 )
 async def log_interaction(
     store: StoreDep,
+    principal: InteractionWriter,
     response: Response,
     interaction: Annotated[InteractionLogged, Body(examples=[INTERACTION_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
 ) -> InteractionView:
+    await _must_see(store, principal, interaction.customer_id)
     event = InteractionLoggedEvent.create(
         interaction, source=API_SOURCE, id=command_event_id("customer/interactions", idempotency_key)
     )
@@ -254,15 +292,18 @@ async def log_interaction(
     summary="Record a referral (same payload as crm.customer.referred.v1 data; customer_id is the referrer)",
     responses={
         200: {"description": "Already recorded with this content"},
+        404: {"description": f"The referrer: {NOT_SEEN}"},
         409: {"description": "Already recorded with other content, or the Idempotency-Key was reused"},
     },
 )
 async def record_referral(
     store: StoreDep,
+    principal: CustomerWriter,
     response: Response,
     referral: Annotated[CustomerReferred, Body(examples=[REFERRAL_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
 ) -> ReferralView:
+    await _must_see(store, principal, referral.customer_id)
     event = CustomerReferredEvent.create(
         referral, source=API_SOURCE, id=command_event_id("customer/referrals", idempotency_key)
     )
@@ -288,9 +329,19 @@ async def record_referral(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a sign-up, consent change, referral or interaction CloudEvent, exactly as on "
     "crm.ingest.customers|interactions",
-    responses={409: {"description": "The event contradicts a known customer, interaction or referral"}},
+    responses={
+        403: {"description": "The credential lacks events:write, or the API key may not submit this event type"},
+        404: {"description": f"Not for a sign-up: {NOT_SEEN}"},
+        409: {"description": "The event contradicts a known customer, interaction or referral"},
+    },
 )
-async def submit_event(store: StoreDep, event: Annotated[CustomerIngest, Body()]) -> Accepted:
+async def submit_event(
+    store: StoreDep, request: Request, principal: EventWriter, event: Annotated[CustomerIngest, Body()]
+) -> Accepted:
+    check_event_type(request, principal, event.type)
+    if not isinstance(event, CustomerRegisteredEvent):
+        # The same rule as the routes: a person changes only a customer they see; a sign-up has no owner yet.
+        await _must_see(store, principal, event.customer_id)
     return await accept_event(event.id, handlers.apply_ingest(store, event))
 
 
@@ -298,30 +349,31 @@ async def submit_event(store: StoreDep, event: Annotated[CustomerIngest, Body()]
     "/customers/{customer_id}",
     response_model=ProfileView,
     summary="A customer's profile",
-    responses={404: {"description": "No such customer"}},
+    responses={404: {"description": NOT_SEEN}},
 )
-async def get_customer(store: StoreDep, customer_id: str) -> ProfileView:
-    return ProfileView.of(await _profile(store, customer_id))
+async def get_customer(store: StoreDep, principal: CustomerReader, customer_id: str) -> ProfileView:
+    return ProfileView.of(await _profile(store, customer_id, principal))
 
 
 @router.get(
     "/customers/{customer_id}/consents",
     response_model=ConsentsView,
     summary="The channels the customer granted or refused, and the preferred one",
-    responses={404: {"description": "No such customer"}},
+    responses={404: {"description": NOT_SEEN}},
 )
-async def get_consents(store: StoreDep, customer_id: str) -> ConsentsView:
-    return ConsentsView.of(await _profile(store, customer_id))
+async def get_consents(store: StoreDep, principal: CustomerReader, customer_id: str) -> ConsentsView:
+    return ConsentsView.of(await _profile(store, customer_id, principal))
 
 
 @router.put(
     "/customers/{customer_id}/consents/{channel}",
     response_model=ConsentsView,
     summary="Grant or refuse one channel; publishes crm.customer.consent_changed.v1 when it changes",
-    responses={404: {"description": "No such customer"}, 422: {"description": "Unknown channel or invalid body"}},
+    responses={404: {"description": NOT_SEEN}, 422: {"description": "Unknown channel or invalid body"}},
 )
 async def change_consent(
     store: StoreDep,
+    principal: ConsentWriter,
     customer_id: str,
     channel: Channel,
     update: Annotated[ConsentUpdate, Body(examples=[{"granted": False}])],
@@ -337,28 +389,48 @@ async def change_consent(
             preferred_channel=channel if update.preferred else None,
         )
     except ValidationError as exc:
-        raise Problem(404, "Customer not found", f"no customer {customer_id}") from exc
+        raise _no_customer(customer_id) from exc
+    await _must_see(store, principal, customer_id)
     event_id = command_event_id(f"customer/consents/{customer_id}/{channel}", idempotency_key)
     try:
         await handlers.answer_consent(store, changed, source=API_SOURCE, event_id=event_id)
     except AlreadyApplied:
         pass
     except handlers.UnknownCustomer as exc:
-        raise Problem(404, "Customer not found", str(exc)) from exc
+        raise _no_customer(customer_id) from exc
     except Rejected as exc:
         raise Problem(409, "Consent refused", str(exc)) from exc
     return ConsentsView.of(await _profile(store, customer_id))
+
+
+@router.put(
+    "/customers/{customer_id}/assignment",
+    response_model=AssignmentView,
+    summary="Assign the customer an owner and a territory: who besides API keys and managers of all sees it",
+    dependencies=[requires("customers:write"), Depends(audited)],
+    responses={404: {"description": NOT_SEEN}, 422: {"description": "Invalid owner or territory"}},
+)
+async def assign_customer(
+    store: StoreDep,
+    principal: CustomerWriter,
+    customer_id: str,
+    update: Annotated[AssignmentUpdate, Body(examples=[{"owner_id": "rep-17", "territory": "DE-North"}])],
+) -> AssignmentView:
+    assignment = domain.Assignment(owner_id=update.owner_id, territory=update.territory)
+    if not await handlers.assign_customer(store, customer_id, assignment, seen_by=principal):
+        raise _no_customer(customer_id)
+    return AssignmentView(customer_id=customer_id, owner_id=update.owner_id, territory=update.territory)
 
 
 @router.get(
     "/interactions/{interaction_id}",
     response_model=InteractionView,
     summary="One logged interaction",
-    responses={404: {"description": "No such interaction"}},
+    responses={404: {"description": "No such interaction, or one of a customer the caller may not see"}},
 )
-async def get_interaction(store: StoreDep, interaction_id: str) -> InteractionView:
+async def get_interaction(store: StoreDep, principal: InteractionReader, interaction_id: str) -> InteractionView:
     interaction = await handlers.find_interaction(store, interaction_id)
-    if interaction is None:
+    if interaction is None or not await handlers.sees_customer(store, principal, interaction.logged.customer_id):
         raise Problem(404, "Interaction not found", f"no interaction {interaction_id}")
     return InteractionView.of(interaction)
 
@@ -367,13 +439,23 @@ async def get_interaction(store: StoreDep, interaction_id: str) -> InteractionVi
     "/customers/{customer_id}/timeline",
     response_model=Page[TimelineEntryView],
     summary="The customer 360 timeline: every service's events about the customer, oldest first",
-    responses={400: {"description": "Invalid cursor"}, 422: {"description": "Unknown event type"}},
+    responses={
+        400: {"description": "Invalid cursor"},
+        404: {"description": f"Only for a person: {NOT_SEEN}"},
+        422: {"description": "Unknown event type"},
+    },
 )
 async def timeline(
-    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None, event_type: EventType = None
+    store: StoreDep,
+    principal: CustomerReader,
+    customer_id: str,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    event_type: EventType = None,
 ) -> Page[TimelineEntryView]:
     if event_type is not None and event_type not in EVENT_TYPES:
         raise Problem(422, "Unknown event type", f"type {event_type!r} is not one of: {', '.join(sorted(EVENT_TYPES))}")
+    await _must_see(store, principal, customer_id)
     entries, next_cursor = await repository.timeline_page(
         store.db, customer_id, limit=limit, cursor=cursor, event_type=event_type
     )
@@ -388,8 +470,18 @@ def _same_details(profile: domain.Profile, registered: CustomerRegistered) -> bo
         return False
 
 
-async def _profile(store: StoreDep, customer_id: str) -> domain.Profile:
-    profile = await handlers.find_profile(store, customer_id)
+def _no_customer(customer_id: str) -> Problem:
+    """The one answer for a customer that is missing and for one the caller may not see."""
+    return Problem(404, "Customer not found", f"no customer {customer_id}")
+
+
+async def _must_see(store: StoreDep, principal: Principal, customer_id: str) -> None:
+    if not await handlers.sees_customer(store, principal, customer_id):
+        raise _no_customer(customer_id)
+
+
+async def _profile(store: StoreDep, customer_id: str, principal: Principal | None = None) -> domain.Profile:
+    profile = await handlers.find_profile(store, customer_id, seen_by=principal)
     if profile is None:
-        raise Problem(404, "Customer not found", f"no customer {customer_id}")
+        raise _no_customer(customer_id)
     return profile

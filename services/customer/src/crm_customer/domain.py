@@ -179,6 +179,21 @@ def answer_time(profile: Profile, channel: Channel, now: datetime) -> datetime:
     return max(now, profile.consents_changed_at.get(channel, profile.registered_at))
 
 
+# ---------------------------------------------------------------- assignment
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Who answers for a customer: its owner (a user id) and its territory; None until assigned.
+
+    Row-level access follows from it: a person sees the customers they own, their team owns, or of their
+    territories, and with them those customers' interactions and timeline.
+    """
+
+    owner_id: str | None = None
+    territory: str | None = None
+
+
 # ---------------------------------------------------------------- interactions
 
 

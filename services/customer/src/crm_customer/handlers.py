@@ -24,12 +24,16 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.logging import get_logger
+from crm_shared.security import OWNED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/customer"
 # Whose processed records these are: "customer:<event id>", as before batching.
 CONSUMER = "customer"
+
+CUSTOMER_ACCESS = OWNED
+"""Who sees a customer, its interactions and its timeline: its owner, their manager, its territory."""
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -279,9 +283,30 @@ async def record_timeline(store: Store, event: CloudEvent[Any]) -> bool:
     return event.id in (await record_timeline_events(store, [event])).applied
 
 
-async def find_profile(store: Store, customer_id: str) -> domain.Profile | None:
-    doc = await store.db[repository.CUSTOMERS].find_one({"_id": customer_id})
+def _seen_by(principal: Principal | None, customer_id: str) -> dict[str, Any]:
+    query: dict[str, Any] = {"_id": customer_id}
+    return query if principal is None else CUSTOMER_ACCESS.restrict(principal, query)
+
+
+async def find_profile(store: Store, customer_id: str, *, seen_by: Principal | None = None) -> domain.Profile | None:
+    """The profile; None too when `seen_by` is given and may not see the customer."""
+    doc = await store.db[repository.CUSTOMERS].find_one(_seen_by(seen_by, customer_id))
     return repository.profile_from_document(doc) if doc else None
+
+
+async def sees_customer(store: Store, principal: Principal, customer_id: str) -> bool:
+    """Whether the principal sees the customer. Those who see every record see every customer id, registered
+    or not (a timeline can start before the sign-up); a person sees only a registered customer assigned to
+    them, their team or their territories."""
+    if principal.sees_all_records:
+        return True
+    projection = {"_id": 1}
+    return await store.db[repository.CUSTOMERS].find_one(_seen_by(principal, customer_id), projection) is not None
+
+
+async def assign_customer(store: Store, customer_id: str, assignment: domain.Assignment, *, seen_by: Principal) -> bool:
+    """Give the customer this owner and territory; False when there is no such customer `seen_by` sees."""
+    return await repository.assign(store.db, _seen_by(seen_by, customer_id), assignment)
 
 
 async def find_interaction(store: Store, interaction_id: str) -> domain.Interaction | None:

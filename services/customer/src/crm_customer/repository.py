@@ -5,11 +5,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from crm_customer.domain import Details, Interaction, Profile, Referral, TimelineEntry
+from crm_customer.domain import Assignment, Details, Interaction, Profile, Referral, TimelineEntry
 from crm_shared.api import keyset_page
 from crm_shared.events import CustomerReferred, InteractionLogged
 from crm_shared.store import IndexSpec, UnitOfWork
@@ -84,8 +84,18 @@ def profile_as_stored(profile: Profile) -> Profile:
     )
 
 
+def _profile_fields(profile: Profile) -> dict[str, Any]:
+    """The `$set` of a profile change: every field of the profile, so the assignment beside it stays."""
+    return {"$set": {k: v for k, v in profile_to_document(profile).items() if k != "_id"}}
+
+
+def _new_customer(profile: Profile) -> dict[str, Any]:
+    """A new customer's document: unassigned, so only those who see every record see it until assigned."""
+    return {**profile_to_document(profile), **assignment_to_document(Assignment())}
+
+
 async def save_profile(uow: UnitOfWork, profile: Profile) -> None:
-    await uow.db[CUSTOMERS].replace_one({"_id": profile.customer_id}, profile_to_document(profile), session=uow.session)
+    await uow.db[CUSTOMERS].update_one({"_id": profile.customer_id}, _profile_fields(profile), session=uow.session)
 
 
 async def get_profiles(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, Profile]:
@@ -98,13 +108,25 @@ async def get_profiles(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str
 
 
 async def save_profiles(uow: UnitOfWork, new: Iterable[Profile], changed: Iterable[Profile]) -> None:
-    """Insert the `new` profiles and replace the `changed` ones, in one bulk write."""
-    writes: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
-        InsertOne(profile_to_document(p)) for p in new
-    ]
-    writes += [ReplaceOne({"_id": p.customer_id}, profile_to_document(p)) for p in changed]
+    """Insert the `new` profiles (unassigned) and update the `changed` ones, in one bulk write."""
+    writes: list[InsertOne[dict[str, Any]] | UpdateOne] = [InsertOne(_new_customer(p)) for p in new]
+    writes += [UpdateOne({"_id": p.customer_id}, _profile_fields(p)) for p in changed]
     if writes:
         await uow.db[CUSTOMERS].bulk_write(writes, ordered=False, session=uow.session)
+
+
+# ---------------------------------------------------------------- assignment
+
+
+def assignment_to_document(assignment: Assignment) -> dict[str, Any]:
+    return {"owner_id": assignment.owner_id, "territory": assignment.territory}
+
+
+async def assign(db: AsyncDatabase[dict[str, Any]], customer: dict[str, Any], assignment: Assignment) -> bool:
+    """Set the owner and territory of the customer `customer` (an `_id` filter, narrowed to what the caller
+    sees) selects; False when it selects none."""
+    result = await db[CUSTOMERS].update_one(customer, {"$set": assignment_to_document(assignment)})
+    return result.matched_count == 1
 
 
 # ---------------------------------------------------------------- interactions

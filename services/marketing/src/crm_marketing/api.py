@@ -1,4 +1,9 @@
-"""REST API of marketing: journeys, campaigns and their results, segments, enrolments, consents and engagement."""
+"""REST API of marketing: journeys, campaigns and their results, segments, enrolments, consents and engagement.
+
+Each route needs its campaigns:* or segments:* scope; exporting a segment's members (customer ids in bulk)
+needs segments:export and is audited. A scope is all that is checked: marketing does not know who owns a
+customer, so it has no row-level access.
+"""
 
 import csv
 import io
@@ -18,6 +23,7 @@ from crm_marketing.segments import MAX_DEPTH, MAX_GROUP_MEMBERS, MAX_IN_VALUES, 
 from crm_marketing.settings import MarketingSettings
 from crm_shared.api import Cursor, Limit, Page, cursor_id, decode_cursor, encode_cursor, keyset_page
 from crm_shared.events import Channel, Currency, EntityId, Line, Money, PlannedTime, Text, utc_now
+from crm_shared.security import audited, requires
 from crm_shared.service import Problem, StoreDep, get_runtime
 from crm_shared.store import Store
 
@@ -199,7 +205,12 @@ class ContactPreferencesView(BaseModel):
 # ---------------------------------------------------------------- journeys
 
 
-@router.get("/journeys", response_model=list[JourneyView], summary="The configured triggered journeys")
+@router.get(
+    "/journeys",
+    response_model=list[JourneyView],
+    summary="The configured triggered journeys",
+    dependencies=[requires("campaigns:read")],
+)
 async def journeys(settings: SettingsDep) -> list[JourneyView]:
     return [JourneyView.of(j) for j in settings.journeys]
 
@@ -211,6 +222,7 @@ async def journeys(settings: SettingsDep) -> list[JourneyView]:
     "/campaigns",
     response_model=Page[CampaignView],
     summary="Campaigns, by id: each journey's own (created at its first enrolment) and the planned ones",
+    dependencies=[requires("campaigns:read")],
 )
 async def campaigns(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[CampaignView]:
     query: dict[str, Any] = {}
@@ -242,6 +254,7 @@ def _same_plan(doc: dict[str, Any], plan: CampaignPlan) -> bool:
         409: {"description": "The campaign id is taken by another campaign"},
         422: {"description": "Invalid plan, or an unknown journey"},
     },
+    dependencies=[requires("campaigns:write")],
 )
 async def plan_campaign(
     store: StoreDep,
@@ -279,6 +292,7 @@ async def _campaign(store: Store, campaign_id: str) -> dict[str, Any]:
     response_model=CampaignView,
     summary="One campaign, with what it has spent",
     responses={404: {"description": "No such campaign"}},
+    dependencies=[requires("campaigns:read")],
 )
 async def get_campaign(store: StoreDep, campaign_id: str) -> CampaignView:
     return CampaignView.of(await _campaign(store, campaign_id))
@@ -294,6 +308,7 @@ async def get_campaign(store: StoreDep, campaign_id: str) -> CampaignView:
         404: {"description": "No such campaign"},
         409: {"description": "A journey's own campaign"},
     },
+    dependencies=[requires("campaigns:write")],
 )
 async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> Response:
     campaign = await _campaign(store, campaign_id)
@@ -313,6 +328,7 @@ async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: 
     response_model=ResultsView,
     summary="Contacted vs holdout: conversions, revenue, conversion rates, uplift, cost and ROI",
     responses={404: {"description": "No such campaign"}},
+    dependencies=[requires("campaigns:read")],
 )
 async def campaign_results(store: StoreDep, settings: SettingsDep, campaign_id: str) -> ResultsView:
     campaign = await _campaign(store, campaign_id)
@@ -385,6 +401,7 @@ class LaunchView(BaseModel):
         404: {"description": "No such campaign"},
         409: {"description": "Not a segment campaign, not running, archived, or its segment is gone or unusable"},
     },
+    dependencies=[requires("campaigns:write")],
 )
 async def launch_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> LaunchView:
     campaign = await _campaign(store, campaign_id)
@@ -431,6 +448,7 @@ async def _enrolment_page(store: Store, query: dict[str, Any], limit: int, curso
     response_model=Page[EnrolmentView],
     summary="A campaign's enrolments, newest first",
     responses={404: {"description": "No such campaign"}},
+    dependencies=[requires("campaigns:read")],
 )
 async def campaign_enrolments(
     store: StoreDep, settings: SettingsDep, campaign_id: str, limit: Limit = 50, cursor: Cursor = None
@@ -448,6 +466,7 @@ async def campaign_enrolments(
     "/customers/{customer_id}/enrolments",
     response_model=Page[EnrolmentView],
     summary="A customer's enrolments, newest first",
+    dependencies=[requires("campaigns:read")],
 )
 async def customer_enrolments(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
@@ -460,6 +479,7 @@ async def customer_enrolments(
     response_model=ContactPreferencesView,
     summary="The channels the customer granted or refused, as marketing knows them",
     responses={404: {"description": "Marketing has no consent on record for this customer"}},
+    dependencies=[requires("campaigns:read")],
 )
 async def contact_preferences(store: StoreDep, customer_id: str) -> ContactPreferencesView:
     doc = await store.db[repository.CONTACT_PREFERENCES].find_one({"_id": customer_id})
@@ -494,6 +514,7 @@ class EngagementView(BaseModel):
     response_model=EngagementView,
     summary="The customer's engagement score from logged interactions, and when it qualified them as a lead",
     responses={200: {"description": "A customer with no interaction logged has score 0"}},
+    dependencies=[requires("campaigns:read")],
 )
 async def customer_engagement(store: StoreDep, settings: SettingsDep, customer_id: str) -> EngagementView:
     rule = settings.engagement
@@ -641,6 +662,7 @@ async def _segment_view(store: Store, segment: SegmentDefinition) -> SegmentView
             "an empty group or list; or the definition is over a limit"
         },
     },
+    dependencies=[requires("segments:write")],
 )
 async def define_segment(
     store: StoreDep, response: Response, segment: Annotated[SegmentDefinition, Body(examples=[SEGMENT_EXAMPLE])]
@@ -674,6 +696,7 @@ async def define_segment(
         404: {"description": "No such segment"},
         409: {"description": "Stored under rules no longer accepted: delete it and define it again"},
     },
+    dependencies=[requires("segments:read")],
 )
 async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
     return await _segment_view(store, await _segment(store, segment_id))
@@ -689,6 +712,7 @@ async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
         404: {"description": "No such segment"},
         409: {"description": "The audience of a campaign that is not archived"},
     },
+    dependencies=[requires("segments:write")],
 )
 async def delete_segment(store: StoreDep, segment_id: str) -> Response:
     campaigns = await repository.live_campaigns_on_segment(store.db, segment_id)
@@ -708,6 +732,8 @@ async def delete_segment(store: StoreDep, segment_id: str) -> Response:
     "/segments/{segment_id}/members",
     response_model=Page[MemberView],
     summary="The segment's members by customer id, a page at a time, as JSON or CSV",
+    description="A bulk export of customer ids: it needs the segments:export scope, and every call (each page) "
+    "is recorded in the audit log, allowed or not.",
     responses={
         200: {
             "content": {"text/csv": {}},
@@ -716,6 +742,7 @@ async def delete_segment(store: StoreDep, segment_id: str) -> Response:
         404: {"description": "No such segment"},
         409: {"description": "Stored under rules no longer accepted: delete it and define it again"},
     },
+    dependencies=[requires("segments:export"), Depends(audited)],
 )
 async def segment_members(
     store: StoreDep,
@@ -763,6 +790,7 @@ class HandOverView(BaseModel):
         404: {"description": "No such segment"},
         409: {"description": "Stored under rules no longer accepted: delete it and define it again"},
     },
+    dependencies=[requires("segments:write")],
 )
 async def hand_over(store: StoreDep, segment_id: str) -> HandOverView:
     segment = await _segment(store, segment_id)

@@ -1,12 +1,13 @@
-"""REST API of sales: the same payloads as the ingest topic, plus reads."""
+"""REST API of sales: the same payloads as the ingest topic, plus reads; leads seen and assigned row by row."""
 
 from collections.abc import Awaitable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from crm_sales import domain, handlers, repository
 from crm_sales.settings import sales_settings
@@ -26,7 +27,9 @@ from crm_shared.api import (
 )
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
 from crm_shared.money import ExchangeRates
-from crm_shared.service import Problem, StoreDep, get_runtime
+from crm_shared.problems import Problem
+from crm_shared.security import Principal, check_event_type, requires
+from crm_shared.service import StoreDep, get_runtime
 
 T = TypeVar("T")
 
@@ -38,6 +41,9 @@ def get_rates(request: Request) -> ExchangeRates:
 
 
 RatesDep = Annotated[ExchangeRates, Depends(get_rates)]
+EventWriter = Annotated[Principal, requires("events:write")]
+LeadReader = Annotated[Principal, requires("leads:read")]
+LeadWriter = Annotated[Principal, requires("leads:write")]
 
 
 async def priced(applying: Awaitable[T]) -> T:
@@ -101,6 +107,7 @@ ORDER_EXAMPLE = {
     response_model=OrderView,
     status_code=status.HTTP_201_CREATED,
     summary="Place an order (same payload as crm.order.placed.v1 data)",
+    dependencies=[requires("orders:write")],
     responses={
         200: {"description": "Already placed with this content"},
         409: {"description": "Conflict"},
@@ -138,13 +145,23 @@ async def place_order(
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit an order CloudEvent, exactly as on crm.ingest.orders",
+    description="An API key limited to some event types is refused (403) the others.",
     responses={409: {"description": "The event contradicts a known order"}, 422: CURRENCY_NOT_ACCEPTED},
 )
-async def submit_event(store: StoreDep, rates: RatesDep, event: Annotated[OrderIngest, Body()]) -> Accepted:
+async def submit_event(
+    request: Request, principal: EventWriter, store: StoreDep, rates: RatesDep, event: Annotated[OrderIngest, Body()]
+) -> Accepted:
+    check_event_type(request, principal, event.type)
     return await accept_event(event.id, priced(handlers.apply_order_event(store, event, rates)))
 
 
-@router.get("/orders/{order_id}", response_model=OrderView, summary="One order and its status")
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderView,
+    summary="One order and its status",
+    dependencies=[requires("orders:read")],
+    responses={404: {"description": "No such order"}},
+)
 async def get_order(store: StoreDep, order_id: str) -> OrderView:
     order = await handlers.find_order(store, order_id)
     if order is None:
@@ -156,6 +173,7 @@ async def get_order(store: StoreDep, order_id: str) -> OrderView:
     "/customers/{customer_id}/orders",
     response_model=Page[OrderView],
     summary="A customer's orders, newest first",
+    dependencies=[requires("orders:read")],
 )
 async def customer_orders(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
@@ -178,30 +196,124 @@ class LeadView(BaseModel):
     value_tier: str | None
     lifecycle_stage: str | None
     qualified_at: datetime
-    status: str
+    status: domain.LeadStatus
+    owner_id: str | None = Field(description="The sales person who owns the lead (their token subject); null for none.")
+    territory: str | None = Field(description="The lead's territory; null for none.")
 
     @classmethod
     def of(cls, lead: domain.Lead) -> "LeadView":
         return cls(**lead.__dict__)
 
 
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
+# A user id is the token subject of the identity provider: e-mail-like and `provider|id` subjects included.
+UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
+TerritoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+def _at_least_one_field(schema: dict[str, Any]) -> None:
+    # An absent field stays as it is: no property has a default to show.
+    for field in schema.get("properties", {}).values():
+        field.pop("default", None)
+    schema["minProperties"] = 1
+
+
+class LeadUpdate(BaseModel):
+    """What to change on a lead: the fields sent are set (null unassigns the owner or the territory), the others
+    stay as they are. At least one field."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_at_least_one_field)
+
+    owner_id: UserId | None = Field(
+        default=None, description="The owning sales person (their token subject); null for none."
+    )
+    territory: TerritoryId | None = Field(default=None, description="The territory; null for none.")
+    status: domain.LeadStatus | SkipJsonSchema[None] = Field(
+        default=None, description="The lead's status: sales knows only `new` yet."
+    )
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send at least one of owner_id, territory, status")
+        if "status" in self.model_fields_set and self.status is None:
+            raise ValueError("status cannot be null")
+        return self
+
+    def changes(self) -> dict[str, str | None]:
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+LEAD_UPDATE_EXAMPLE = {"owner_id": "rep-17", "territory": "north"}
+NO_SUCH_LEAD: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead, or not one the caller sees"}}
+
+
+def lead_not_found(lead_id: str) -> Problem:
+    """The same answer for a lead that is missing and one the caller may not see."""
+    return Problem(404, "Lead not found", f"no lead {lead_id}")
+
+
 leads_router = APIRouter(prefix="/v1", tags=["leads"])
 
 
-async def _lead_page(store: StoreDep, query: dict[str, Any], limit: int, cursor: str | None) -> Page[LeadView]:
+async def _lead_page(
+    store: StoreDep, principal: Principal, query: dict[str, Any], limit: int, cursor: str | None
+) -> Page[LeadView]:
     docs, next_cursor = await keyset_page(
-        store.db[repository.LEADS], query, time_field="qualified_at", limit=limit, cursor=cursor, newest_first=True
+        store.db[repository.LEADS],
+        handlers.leads_seen_by(principal, query),
+        time_field="qualified_at",
+        limit=limit,
+        cursor=cursor,
+        newest_first=True,
     )
     return Page[LeadView](items=[LeadView.of(repository.lead_from_document(d)) for d in docs], next_cursor=next_cursor)
 
 
-@leads_router.get("/leads", response_model=Page[LeadView], summary="Qualified leads from marketing, newest first")
-async def leads(store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[LeadView]:
-    return await _lead_page(store, {}, limit, cursor)
+@leads_router.get(
+    "/leads",
+    response_model=Page[LeadView],
+    summary="Qualified leads the caller sees, newest first",
+    description="A person sees the leads they or their team own and those of their territories; an API key, "
+    "`admin` or `records:all` sees every lead.",
+)
+async def leads(principal: LeadReader, store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[LeadView]:
+    return await _lead_page(store, principal, {}, limit, cursor)
 
 
 @leads_router.get(
-    "/customers/{customer_id}/leads", response_model=Page[LeadView], summary="A customer's leads, newest first"
+    "/customers/{customer_id}/leads",
+    response_model=Page[LeadView],
+    summary="A customer's leads the caller sees, newest first",
 )
-async def customer_leads(store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None) -> Page[LeadView]:
-    return await _lead_page(store, {"customer_id": customer_id}, limit, cursor)
+async def customer_leads(
+    principal: LeadReader, store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+) -> Page[LeadView]:
+    return await _lead_page(store, principal, {"customer_id": customer_id}, limit, cursor)
+
+
+@leads_router.get("/leads/{lead_id}", response_model=LeadView, summary="One lead", responses=NO_SUCH_LEAD)
+async def get_lead(principal: LeadReader, store: StoreDep, lead_id: str) -> LeadView:
+    lead = await handlers.find_lead(store, lead_id, seen_by=principal)
+    if lead is None:
+        raise lead_not_found(lead_id)
+    return LeadView.of(lead)
+
+
+@leads_router.patch(
+    "/leads/{lead_id}",
+    response_model=LeadView,
+    summary="Assign a lead (owner, territory) or set its status",
+    description="Only a lead the caller sees can be changed; the answer is the lead after the change.",
+    responses=NO_SUCH_LEAD,
+)
+async def change_lead(
+    principal: LeadWriter,
+    store: StoreDep,
+    lead_id: str,
+    update: Annotated[LeadUpdate, Body(examples=[LEAD_UPDATE_EXAMPLE])],
+) -> LeadView:
+    lead = await handlers.change_lead(store, lead_id, update.changes(), seen_by=principal)
+    if lead is None:
+        raise lead_not_found(lead_id)
+    return LeadView.of(lead)

@@ -171,9 +171,18 @@ def cancel(order: Order | None, fact: OrderCancelled, at: datetime) -> Order:
 # ---------------------------------------------------------------- leads
 
 
+LeadStatus = Literal["new"]
+"""The statuses of a lead sales knows: every lead is "new" until its follow-up is modelled, so there is no
+transition yet."""
+
+
 @dataclass(frozen=True)
 class Lead:
-    """A customer marketing qualified for a sales follow-up."""
+    """A customer marketing qualified for a sales follow-up.
+
+    `owner_id` (the sales person, a token subject) and `territory` decide who sees the lead; both are None
+    when marketing hands it over, until someone who sees every lead assigns it.
+    """
 
     lead_id: str
     customer_id: str
@@ -182,7 +191,9 @@ class Lead:
     value_tier: str | None
     lifecycle_stage: str | None
     qualified_at: datetime
-    status: Literal["new"] = "new"
+    status: LeadStatus = "new"
+    owner_id: str | None = None
+    territory: str | None = None
 
 
 def take_lead(qualified: LeadQualified, at: datetime) -> Lead:

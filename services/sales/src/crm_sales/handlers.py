@@ -1,7 +1,10 @@
-"""Use cases of sales: apply an order fact, from the ingest topic or the API, exactly once; take leads."""
+"""Use cases of sales: apply an order fact, from the ingest topic or the API, exactly once; take, read and
+assign leads, each person only the leads they see."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pymongo import ReturnDocument
 
 from crm_sales import domain, repository
 from crm_shared.consumer import Rejected
@@ -19,6 +22,7 @@ from crm_shared.events import (
     derived_event_id,
 )
 from crm_shared.money import ExchangeRates
+from crm_shared.security import OWNED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
@@ -130,3 +134,39 @@ async def apply_marketing_event(store: Store, event: CloudEvent[Any]) -> domain.
 async def find_order(store: Store, order_id: str) -> domain.Order | None:
     doc = await store.db[repository.ORDERS].find_one({"_id": order_id})
     return repository.from_document(doc) if doc else None
+
+
+LEAD_ACCESS = OWNED
+"""A person sees the leads they own, those their team owns and those of their territories; API keys and those
+who see every record see every lead (the unassigned ones marketing hands over included)."""
+
+LEAD_CHANGES = frozenset({"owner_id", "territory", "status"})
+"""What a person may change on a lead."""
+
+
+def leads_seen_by(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
+    """`query` narrowed to the leads `principal` sees. The access clause stays under `$and`, since a page's
+    cursor adds an `$or` of its own beside the query (keyset_page)."""
+    clause = LEAD_ACCESS.query(principal)
+    return query if clause is None else {"$and": [part for part in (query, clause) if part]}
+
+
+async def find_lead(store: Store, lead_id: str, *, seen_by: Principal) -> domain.Lead | None:
+    """The lead, or None when there is none the principal sees (missing and hidden look the same)."""
+    doc = await store.db[repository.LEADS].find_one(leads_seen_by(seen_by, {"_id": lead_id}))
+    return repository.lead_from_document(doc) if doc else None
+
+
+async def change_lead(
+    store: Store, lead_id: str, changes: Mapping[str, str | None], *, seen_by: Principal
+) -> domain.Lead | None:
+    """Set `changes` (owner_id, territory, status) on a lead the principal sees, checked and written in one
+    atomic update; None when there is no such lead for them. A lead has one status yet ("new"), so there is no
+    transition to check."""
+    unknown = set(changes) - LEAD_CHANGES
+    if unknown or not changes:
+        raise ValueError(f"a lead change sets some of {sorted(LEAD_CHANGES)}, got {sorted(changes)}")
+    doc = await store.db[repository.LEADS].find_one_and_update(
+        leads_seen_by(seen_by, {"_id": lead_id}), {"$set": dict(changes)}, return_document=ReturnDocument.AFTER
+    )
+    return repository.lead_from_document(doc) if doc else None

@@ -1,4 +1,8 @@
-"""The sales database: `orders` (one document per order, its facts inside) and `leads` (from marketing)."""
+"""The sales database: `orders` (one document per order, its facts inside) and `leads` (from marketing).
+
+A lead document carries `owner_id` and `territory`, the fields row-level access filters on; documents written
+before leads had them read as unassigned.
+"""
 
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +22,15 @@ INDEXES = (
     IndexSpec(
         LEADS,
         IndexModel([("customer_id", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_customer"),
+    ),
+    # A person's lead list is an $or of their owners and their territories: one index per branch, in list order.
+    IndexSpec(
+        LEADS,
+        IndexModel([("owner_id", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_owner"),
+    ),
+    IndexSpec(
+        LEADS,
+        IndexModel([("territory", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_territory"),
     ),
 )
 
@@ -93,6 +106,8 @@ def lead_to_document(lead: Lead) -> dict[str, Any]:
         "lifecycle_stage": lead.lifecycle_stage,
         "qualified_at": lead.qualified_at,
         "status": lead.status,
+        "owner_id": lead.owner_id,
+        "territory": lead.territory,
     }
 
 
@@ -106,6 +121,8 @@ def lead_from_document(doc: dict[str, Any]) -> Lead:
         lifecycle_stage=doc.get("lifecycle_stage"),
         qualified_at=doc["qualified_at"],
         status=doc.get("status", "new"),
+        owner_id=doc.get("owner_id"),
+        territory=doc.get("territory"),
     )
 
 

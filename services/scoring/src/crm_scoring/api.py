@@ -1,4 +1,8 @@
-"""REST API of scoring: a customer's scores with the facts and thresholds behind them, and their segment changes."""
+"""REST API of scoring: a customer's scores with the facts and thresholds behind them, and their segment changes.
+
+Reads need scores:read, recomputing the population and fitting the models scores:run. A scope is all that is
+checked: scoring knows customers by id from events, not who owns them, so it has no row-level access.
+"""
 
 from collections import Counter
 from dataclasses import asdict
@@ -15,6 +19,7 @@ from crm_scoring.settings import ClvInputs, ScoringSettings
 from crm_shared.api import Cursor, Limit, Page, keyset_page
 from crm_shared.events import Dimension, ScoreSnapshot, SegmentDimension, utc_now
 from crm_shared.money import ExchangeRates
+from crm_shared.security import requires
 from crm_shared.service import Problem, StoreDep, get_runtime
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -418,6 +423,7 @@ class SegmentChangeView(BaseModel):
     response_model=ScoresView,
     summary="A customer's scores, with the facts and thresholds behind them",
     responses={404: {"description": "Scoring has seen no order, ticket, interaction or referral of this customer"}},
+    dependencies=[requires("scores:read")],
 )
 async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: str) -> ScoresView:
     customer = await handlers.find_customer(store, customer_id)
@@ -436,6 +442,7 @@ async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: s
     "/customers/{customer_id}/segment-changes",
     response_model=Page[SegmentChangeView],
     summary="A customer's segment changes, oldest first",
+    dependencies=[requires("scores:read")],
 )
 async def segment_changes(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
@@ -467,6 +474,7 @@ class RefreshedView(BaseModel):
     "/population/refresh",
     response_model=RefreshedView,
     summary="Recompute the population statistics now (and fit the models when there are enough customers)",
+    dependencies=[requires("scores:run")],
 )
 async def refresh_population(store: StoreDep, thresholds: ThresholdsDep) -> RefreshedView:
     result = await handlers.refresh_population(store, thresholds, utc_now())
@@ -482,6 +490,7 @@ async def refresh_population(store: StoreDep, thresholds: ThresholdsDep) -> Refr
     response_model=ModelsView,
     summary="Fit BG/NBD and Gamma-Gamma on every customer's orders now, and rescore with them",
     responses={409: {"description": "Too few customers (or no repeat buyer) to fit on; the reason is in detail"}},
+    dependencies=[requires("scores:run")],
 )
 async def fit_models(store: StoreDep, thresholds: ThresholdsDep) -> ModelsView:
     now = utc_now()
@@ -528,7 +537,12 @@ class DistributionView(BaseModel):
     population: PopulationThresholdsView | None
 
 
-@population_router.get("/population", response_model=DistributionView, summary="Customers by segment")
+@population_router.get(
+    "/population",
+    response_model=DistributionView,
+    summary="Customers by segment",
+    dependencies=[requires("scores:read")],
+)
 async def population_distribution(store: StoreDep) -> DistributionView:
     projection = {"segments": 1, "scores.loyalty_stage": 1, "facts.surveys": 1}
     docs = await store.db[repository.CUSTOMERS].find({}, projection).to_list(None)
@@ -570,7 +584,10 @@ class ParetoView(BaseModel):
 
 
 @population_router.get(
-    "/population/pareto", response_model=ParetoView, summary="The revenue share of the top customers (80/20)"
+    "/population/pareto",
+    response_model=ParetoView,
+    summary="The revenue share of the top customers (80/20)",
+    dependencies=[requires("scores:read")],
 )
 async def pareto(store: StoreDep, settings: SettingsDep) -> ParetoView:
     docs = store.db[repository.CUSTOMERS].find({"scores.frequency": {"$gte": 1}}, {"scores.monetary": 1})
@@ -597,6 +614,7 @@ class MovementView(BaseModel):
     "/population/movements",
     response_model=list[MovementView],
     summary="New, lost and reactivated customers per period, from the lifecycle changes",
+    dependencies=[requires("scores:read")],
 )
 async def movements(
     store: StoreDep,

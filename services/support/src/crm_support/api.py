@@ -1,10 +1,10 @@
-"""REST API of support: the same payloads as the ingest topic, plus reads."""
+"""REST API of support: the same payloads as the ingest topic, plus reads; complaints seen and assigned by group."""
 
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crm_shared.api import (
     Accepted,
@@ -22,12 +22,15 @@ from crm_shared.events import (
     ComplaintFiled,
     ComplaintFiledEvent,
     Dimension,
+    EntityId,
     SurveyAnswered,
     SurveyAnsweredEvent,
     TicketIngest,
     utc_now,
 )
-from crm_shared.service import Problem, StoreDep
+from crm_shared.problems import Problem
+from crm_shared.security import Principal, check_event_type, requires
+from crm_shared.service import StoreDep
 from crm_support import domain, handlers, repository
 
 router = APIRouter(prefix="/v1", tags=["support"])
@@ -38,6 +41,9 @@ def _sla_targets(request: Request) -> domain.SlaTargets:
 
 
 SlaTargetsDep = Annotated[domain.SlaTargets, Depends(_sla_targets)]
+EventWriter = Annotated[Principal, requires("events:write")]
+TicketReader = Annotated[Principal, requires("tickets:read")]
+TicketWriter = Annotated[Principal, requires("tickets:write")]
 
 
 def _command_time() -> datetime:
@@ -55,6 +61,8 @@ class ComplaintView(BaseModel):
     channel: Channel
     order_id: str | None
     status: domain.ComplaintStatus
+    group: str | None = Field(description="The support group (queue) working the complaint; null for none.")
+    assignee_id: str | None = Field(description="The agent assigned (their token subject); null for none.")
     filed_at: datetime
     sla_due_at: datetime
     sla_state: domain.SlaState = Field(description="'breached' once the response target has passed.")
@@ -71,6 +79,8 @@ class ComplaintView(BaseModel):
             channel=filed.channel,
             order_id=filed.order_id,
             status=complaint.status,
+            group=complaint.group,
+            assignee_id=complaint.assignee_id,
             filed_at=complaint.filed_at,
             sla_due_at=complaint.sla_due_at,
             sla_state=domain.sla_state(complaint, utc_now()),
@@ -112,6 +122,14 @@ CREATED_OR_SAME: dict[int | str, dict[str, Any]] = {
     200: {"description": "Already recorded with this content"},
     409: {"description": "Conflict"},
 }
+NO_SUCH_COMPLAINT: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such complaint, or not one the caller sees"}
+}
+
+
+def complaint_not_found(complaint_id: str) -> Problem:
+    """The same answer for a complaint that is missing and one the caller may not see."""
+    return Problem(404, "Complaint not found", f"no complaint {complaint_id}")
 
 
 @router.post(
@@ -119,6 +137,7 @@ CREATED_OR_SAME: dict[int | str, dict[str, Any]] = {
     response_model=ComplaintView,
     status_code=status.HTTP_201_CREATED,
     summary="File a complaint (same payload as crm.complaint.filed.v1 data)",
+    dependencies=[requires("tickets:write")],
     responses=CREATED_OR_SAME,
 )
 async def file_complaint(
@@ -140,7 +159,7 @@ async def file_complaint(
         return filed, filed.filed_at == event.time
 
     async def same_complaint() -> domain.Complaint | None:
-        existing = await handlers.find_complaint(store, complaint.complaint_id)
+        existing = await handlers.find_complaint(store, complaint.complaint_id, seen_by=None)
         return existing if existing is not None and existing.filed == complaint else None
 
     return ComplaintView.of(
@@ -159,6 +178,7 @@ async def file_complaint(
     response_model=SurveyView,
     status_code=status.HTTP_201_CREATED,
     summary="Record a survey answer (same payload as crm.survey.answered.v1 data)",
+    dependencies=[requires("surveys:write")],
     responses=CREATED_OR_SAME,
 )
 async def record_survey_answer(
@@ -198,9 +218,17 @@ async def record_survey_answer(
     response_model=Accepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a ticket CloudEvent, exactly as on crm.ingest.tickets",
+    description="An API key limited to some event types is refused (403) the others.",
     responses={409: {"description": "The event contradicts a known complaint or survey answer"}},
 )
-async def submit_event(store: StoreDep, targets: SlaTargetsDep, event: Annotated[TicketIngest, Body()]) -> Accepted:
+async def submit_event(
+    request: Request,
+    principal: EventWriter,
+    store: StoreDep,
+    targets: SlaTargetsDep,
+    event: Annotated[TicketIngest, Body()],
+) -> Accepted:
+    check_event_type(request, principal, event.type)
     return await accept_event(event.id, handlers.apply_ticket_event(store, event, targets))
 
 
@@ -208,26 +236,65 @@ async def submit_event(store: StoreDep, targets: SlaTargetsDep, event: Annotated
     "/complaints/{complaint_id}",
     response_model=ComplaintView,
     summary="One complaint, its SLA due time and whether it is breached",
-    responses={404: {"description": "No such complaint"}},
+    responses=NO_SUCH_COMPLAINT,
 )
-async def get_complaint(store: StoreDep, complaint_id: str) -> ComplaintView:
-    complaint = await handlers.find_complaint(store, complaint_id)
+async def get_complaint(principal: TicketReader, store: StoreDep, complaint_id: str) -> ComplaintView:
+    complaint = await handlers.find_complaint(store, complaint_id, seen_by=principal)
     if complaint is None:
-        raise Problem(404, "Complaint not found", f"no complaint {complaint_id}")
+        raise complaint_not_found(complaint_id)
+    return ComplaintView.of(complaint)
+
+
+# A user id is the token subject of the identity provider: e-mail-like and `provider|id` subjects included.
+UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
+
+
+class Assignment(BaseModel):
+    """Who works the complaint. Both fields are stated: null routes it to no group, or leaves it unassigned."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    group: EntityId | None = Field(description="The support group (queue); null for none.")
+    assignee_id: UserId | None = Field(description="The agent (their token subject); null for none.")
+
+
+ASSIGNMENT_EXAMPLE = {"group": "billing", "assignee_id": "agent-7"}
+
+
+@router.put(
+    "/complaints/{complaint_id}/assignment",
+    response_model=ComplaintView,
+    summary="Route a complaint to a group and assign it to an agent",
+    description="Only a complaint the caller sees can be assigned; the answer is the complaint after it.",
+    responses=NO_SUCH_COMPLAINT,
+)
+async def assign_complaint(
+    principal: TicketWriter,
+    store: StoreDep,
+    complaint_id: str,
+    assignment: Annotated[Assignment, Body(examples=[ASSIGNMENT_EXAMPLE])],
+) -> ComplaintView:
+    complaint = await handlers.assign_complaint(
+        store, complaint_id, group=assignment.group, assignee_id=assignment.assignee_id, seen_by=principal
+    )
+    if complaint is None:
+        raise complaint_not_found(complaint_id)
     return ComplaintView.of(complaint)
 
 
 @router.get(
     "/customers/{customer_id}/complaints",
     response_model=Page[ComplaintView],
-    summary="A customer's complaints, newest first",
+    summary="A customer's complaints the caller sees, newest first",
+    description="An agent sees the complaints of their groups and those assigned to them or their team; an API "
+    "key, `admin` or `records:all` sees every complaint.",
 )
 async def customer_complaints(
-    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    principal: TicketReader, store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ComplaintView]:
     docs, next_cursor = await keyset_page(
         store.db[repository.COMPLAINTS],
-        {"customer_id": customer_id},
+        handlers.complaints_seen_by(principal, {"customer_id": customer_id}),
         time_field="filed_at",
         limit=limit,
         cursor=cursor,
@@ -241,6 +308,7 @@ async def customer_complaints(
     "/customers/{customer_id}/surveys",
     response_model=Page[SurveyView],
     summary="A customer's survey answers, newest first",
+    dependencies=[requires("surveys:read")],
 )
 async def customer_surveys(
     store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None

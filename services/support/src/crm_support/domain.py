@@ -4,6 +4,9 @@ A complaint is open from the time the channel filed it until it is resolved; res
 escalation come in a later issue, so today every complaint stays "open". Its SLA response target
 depends on its severity. A complaint or survey answer is filed once: the same fact again changes
 nothing, a different fact under the same id is refused.
+
+A complaint is worked by a group (the queue the channel routed it to) and, once assigned, by an agent; both
+can change after filing, while the filed fact stays as it was.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Complaint:
     filed_at: datetime
     sla_due_at: datetime
     status: ComplaintStatus = "open"
+    group: str | None = None
+    assignee_id: str | None = None
 
     @property
     def complaint_id(self) -> str:
@@ -82,7 +87,7 @@ def file_complaint(
 ) -> Complaint:
     """Open the complaint, due by `at` plus the target of its severity. Filing it again as it was is a no-op."""
     if complaint is None:
-        return Complaint(filed=fact, filed_at=at, sla_due_at=at + targets.for_severity(fact.severity))
+        return Complaint(filed=fact, filed_at=at, sla_due_at=at + targets.for_severity(fact.severity), group=fact.group)
     _check_same_fact(f"complaint {complaint.complaint_id}", "filed", complaint.filed, fact)
     return complaint
 

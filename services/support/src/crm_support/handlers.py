@@ -1,7 +1,10 @@
-"""Use cases of support: file a complaint, record a survey answer, from the ingest topic or the API, exactly once."""
+"""Use cases of support: file a complaint, record a survey answer, from the ingest topic or the API, exactly once;
+read and assign complaints, each agent only the complaints they see."""
 
 from collections.abc import Sequence
 from typing import Any
+
+from pymongo import ReturnDocument
 
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
@@ -12,6 +15,7 @@ from crm_shared.events import (
     SurveyAnsweredEvent,
     derived_event_id,
 )
+from crm_shared.security import GROUPED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 from crm_support import domain, repository
@@ -114,8 +118,34 @@ async def record_survey_answer(store: Store, event: CloudEvent[SurveyAnswered]) 
     return answer
 
 
-async def find_complaint(store: Store, complaint_id: str) -> domain.Complaint | None:
-    doc = await store.db[repository.COMPLAINTS].find_one({"_id": complaint_id})
+COMPLAINT_ACCESS = GROUPED
+"""An agent sees the complaints of their groups, those assigned to them and those assigned to their team; API
+keys and those who see every record see every complaint."""
+
+
+def complaints_seen_by(principal: Principal | None, query: dict[str, Any]) -> dict[str, Any]:
+    """`query` narrowed to the complaints `principal` sees (all for None: the service's own checks). The access
+    clause stays under `$and`, since a page's cursor adds an `$or` of its own beside the query (keyset_page)."""
+    clause = None if principal is None else COMPLAINT_ACCESS.query(principal)
+    return query if clause is None else {"$and": [part for part in (query, clause) if part]}
+
+
+async def find_complaint(store: Store, complaint_id: str, *, seen_by: Principal | None) -> domain.Complaint | None:
+    """The complaint, or None when there is none `seen_by` sees (missing and hidden look the same)."""
+    doc = await store.db[repository.COMPLAINTS].find_one(complaints_seen_by(seen_by, {"_id": complaint_id}))
+    return repository.complaint_from_document(doc) if doc else None
+
+
+async def assign_complaint(
+    store: Store, complaint_id: str, *, group: str | None, assignee_id: str | None, seen_by: Principal
+) -> domain.Complaint | None:
+    """Route the complaint to `group` and `assignee_id` (None for none), when the principal sees it: checked and
+    written in one atomic update. None when there is no such complaint for them."""
+    doc = await store.db[repository.COMPLAINTS].find_one_and_update(
+        complaints_seen_by(seen_by, {"_id": complaint_id}),
+        {"$set": {"group": group, "assignee_id": assignee_id}},
+        return_document=ReturnDocument.AFTER,
+    )
     return repository.complaint_from_document(doc) if doc else None
 
 

@@ -1,4 +1,8 @@
-"""The support database: `complaints` and `surveys`, one document per business id."""
+"""The support database: `complaints` and `surveys`, one document per business id.
+
+A complaint document carries `group` and `assignee_id` at its top level, the fields row-level access filters on;
+documents written before complaints had them read as unrouted and unassigned.
+"""
 
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +36,8 @@ def complaint_to_document(complaint: Complaint) -> dict[str, Any]:
         "filed_at": complaint.filed_at,
         "sla_due_at": complaint.sla_due_at,
         "status": complaint.status,
+        "group": complaint.group,
+        "assignee_id": complaint.assignee_id,
     }
 
 
@@ -41,6 +47,8 @@ def complaint_from_document(doc: dict[str, Any]) -> Complaint:
         filed_at=doc["filed_at"],
         sla_due_at=doc["sla_due_at"],
         status=doc["status"],
+        group=doc.get("group"),
+        assignee_id=doc.get("assignee_id"),
     )
 
 
