@@ -91,6 +91,7 @@ from crm_shared.events import (
 )
 from crm_shared.money import ExchangeRates
 from crm_shared.platform import Platform
+from crm_shared.security.keys import key_sha256, new_key
 from crm_shared.settings import SERVICES, ServiceSettings
 from crm_shared.store import DEADLETTERS, MONEY_TYPES, OUTBOX, PROCESSED
 from crm_shared.topics import Topic
@@ -800,16 +801,17 @@ async def mongo_baseline(mongo: AsyncMongoClient[dict[str, Any]], orders: Sequen
             await mongo.drop_database(names[kind])
 
 
-def _get_worker(host: str, port: int, paths: list[str], rate: float, seconds: float, conn: Any) -> None:
+def _get_worker(host: str, port: int, api_key: str, paths: list[str], rate: float, seconds: float, conn: Any) -> None:
     """In its own process: GET the paths round robin, open loop at `rate`; latency from each scheduled time."""
     local = threading.local()
+    headers = {"X-API-Key": api_key}
 
     def fetch(path: str, scheduled: float) -> tuple[float, int]:
         connection: http.client.HTTPConnection | None = getattr(local, "connection", None)
         if connection is None:
             connection = local.connection = http.client.HTTPConnection(host, port, timeout=10)
         try:
-            connection.request("GET", path)
+            connection.request("GET", path, headers=headers)
             response = connection.getresponse()
             response.read()
             status = response.status
@@ -834,11 +836,11 @@ def _get_worker(host: str, port: int, paths: list[str], rate: float, seconds: fl
     conn.close()
 
 
-def get_load(what: str, url: str, paths: list[str], seconds: float) -> GetLoad:
+def get_load(what: str, url: str, api_key: str, paths: list[str], seconds: float) -> GetLoad:
     host, port = url.removeprefix("http://").split(":")
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_get_worker, args=(host, int(port), paths, GET_RATE, seconds, child))
+    process = context.Process(target=_get_worker, args=(host, int(port), api_key, paths, GET_RATE, seconds, child))
     process.start()
     try:
         child.close()
@@ -909,7 +911,9 @@ class Bench:
     results: Results
 
 
-async def run(args: argparse.Namespace, servers: EmbeddedServers, platform_: Platform, results: Results) -> None:
+async def run(
+    args: argparse.Namespace, servers: EmbeddedServers, platform_: Platform, api_key: str, results: Results
+) -> None:
     replay = plan_replay(read_orders(args.log, args.orders))
     if not replay.orders:
         raise SystemExit(f"no orders in {args.log}")
@@ -939,7 +943,7 @@ async def run(args: argparse.Namespace, servers: EmbeddedServers, platform_: Pla
             say(f"GET {what}: {GET_RATE:.0f} requests/s for {args.get_seconds:g}s from another process ...")
             paths = [template.format(c) for c in sample]
             results.gets.append(
-                await asyncio.to_thread(get_load, what, platform_.url(service), paths, args.get_seconds)
+                await asyncio.to_thread(get_load, what, platform_.url(service), api_key, paths, args.get_seconds)
             )
         results.correctness = await correctness(mongo, replay)
         if not args.skip_baselines:
@@ -1197,9 +1201,13 @@ def command_line() -> str:
     return shlex.join([shown(sys.executable), shown(sys.argv[0]), *sys.argv[1:]])
 
 
-def service_environment() -> dict[str, str]:
+def service_environment(admin_key: str) -> dict[str, str]:
     return {
         **os.environ,
+        # Every call needs a credential: the services accept this run's own admin key. The GET loads send 200
+        # requests/s with that one key, over the default limit of 100/s per caller: the limit is lifted.
+        "CRM_AUTH_ADMIN_KEY_SHA256": key_sha256(admin_key),
+        "CRM_AUTH_RATE_LIMIT": "100000/second",
         # The purchase log is in dollars: scored in dollars, with no conversion (sales refuses unrated currencies).
         "CRM_REPORTING_CURRENCY": IN_DOLLARS.reporting_currency,
         "CRM_EXCHANGE_RATES": json.dumps({c: str(r) for c, r in IN_DOLLARS.rates}),
@@ -1260,7 +1268,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupted)
     commit, command, began = git_state(), command_line(), datetime.now(UTC)
-    env = service_environment()
+    # A bootstrap admin key of this run's own, never printed: the platform lives as long as the run.
+    admin_key, _ = new_key("bootstrap")
+    env = service_environment(admin_key)
     code = code_under_test(env)
     say(f"platform benchmark at {commit}: Python {platform.python_version()}, {os.cpu_count()} CPUs; code: {code}")
     results = Results()
@@ -1281,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
             platform_.start(env)
             for name, process in platform_.processes.items():
                 sampler.watch(name, process.process.pid)
-            asyncio.run(run(args, servers, platform_, results))
+            asyncio.run(run(args, servers, platform_, admin_key, results))
         except BaseException:
             if platform_ is not None:
                 tail_logs(platform_.log_dir)
