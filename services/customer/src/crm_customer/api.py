@@ -31,7 +31,7 @@ from crm_shared.events import (
     InteractionLoggedEvent,
 )
 from crm_shared.problems import Problem
-from crm_shared.security import Principal, audited, check_event_type, requires
+from crm_shared.security import Principal, TerritoryId, UserId, audited, check_event_type, requires
 from crm_shared.service import StoreDep
 from crm_shared.store import AlreadyApplied
 
@@ -160,11 +160,6 @@ class ConsentUpdate(BaseModel):
 
     granted: bool
     preferred: bool = Field(default=False, description="Also make this the preferred channel (only when granted).")
-
-
-# A user id is the token subject of the identity provider: e-mail-like and `provider|id` subjects included.
-UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
-TerritoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
 
 class AssignmentUpdate(BaseModel):

@@ -28,7 +28,7 @@ from crm_shared.api import (
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
 from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
-from crm_shared.security import Principal, check_event_type, requires
+from crm_shared.security import Principal, TerritoryId, UserId, check_event_type, requires
 from crm_shared.service import StoreDep, get_runtime
 
 T = TypeVar("T")
@@ -203,12 +203,6 @@ class LeadView(BaseModel):
     @classmethod
     def of(cls, lead: domain.Lead) -> "LeadView":
         return cls(**lead.__dict__)
-
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
-# A user id is the token subject of the identity provider: e-mail-like and `provider|id` subjects included.
-UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
-TerritoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
 def _at_least_one_field(schema: dict[str, Any]) -> None:

@@ -145,10 +145,8 @@ LEAD_CHANGES = frozenset({"owner_id", "territory", "status"})
 
 
 def leads_seen_by(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
-    """`query` narrowed to the leads `principal` sees. The access clause stays under `$and`, since a page's
-    cursor adds an `$or` of its own beside the query (keyset_page)."""
-    clause = LEAD_ACCESS.query(principal)
-    return query if clause is None else {"$and": [part for part in (query, clause) if part]}
+    """`query` narrowed to the leads `principal` sees."""
+    return LEAD_ACCESS.restrict(principal, query)
 
 
 async def find_lead(store: Store, lead_id: str, *, seen_by: Principal) -> domain.Lead | None:

@@ -29,7 +29,7 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.problems import Problem
-from crm_shared.security import Principal, check_event_type, requires
+from crm_shared.security import Principal, UserId, check_event_type, requires
 from crm_shared.service import StoreDep
 from crm_support import domain, handlers, repository
 
@@ -243,10 +243,6 @@ async def get_complaint(principal: TicketReader, store: StoreDep, complaint_id: 
     if complaint is None:
         raise complaint_not_found(complaint_id)
     return ComplaintView.of(complaint)
-
-
-# A user id is the token subject of the identity provider: e-mail-like and `provider|id` subjects included.
-UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
 
 
 class Assignment(BaseModel):

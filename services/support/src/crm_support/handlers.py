@@ -124,10 +124,8 @@ keys and those who see every record see every complaint."""
 
 
 def complaints_seen_by(principal: Principal | None, query: dict[str, Any]) -> dict[str, Any]:
-    """`query` narrowed to the complaints `principal` sees (all for None: the service's own checks). The access
-    clause stays under `$and`, since a page's cursor adds an `$or` of its own beside the query (keyset_page)."""
-    clause = None if principal is None else COMPLAINT_ACCESS.query(principal)
-    return query if clause is None else {"$and": [part for part in (query, clause) if part]}
+    """`query` narrowed to the complaints `principal` sees (all for None: the service's own checks)."""
+    return query if principal is None else COMPLAINT_ACCESS.restrict(principal, query)
 
 
 async def find_complaint(store: Store, complaint_id: str, *, seen_by: Principal | None) -> domain.Complaint | None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+UserId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$")]
+"""A person, as their token's subject names them: e-mail-like and `provider|id` subjects included (255 is
+OpenID Connect's limit)."""
+TerritoryId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+"""A sales territory, or a ticket group."""
 
 ADMIN = "admin"
 ALL_RECORDS = "records:all"
