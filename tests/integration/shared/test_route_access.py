@@ -1,0 +1,159 @@
+"""Every route of every service: 401 without a credential, 403 without its scope, through with it.
+
+The table is the contract: a route added, or given another scope, without changing it here fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from crm_shared.security import ADMIN, SCOPES
+from crm_shared.service import OPEN_PATHS
+from crm_shared.settings import SERVICES
+from crm_shared.store import Store
+
+from helpers import bearer
+
+PROBLEM = "application/problem+json"
+
+ADMIN_API = {
+    "GET /v1/auth/whoami": "",
+    "POST /v1/admin/keys": ADMIN,
+    "GET /v1/admin/keys": ADMIN,
+    "GET /v1/admin/keys/{key_id}": ADMIN,
+    "POST /v1/admin/keys/{key_id}/rotate": ADMIN,
+    "DELETE /v1/admin/keys/{key_id}": ADMIN,
+    "GET /v1/admin/audit": ADMIN,
+}
+SCOPE_OF: dict[str, dict[str, str]] = {
+    "customer": {
+        "POST /v1/customers": "customers:write",
+        "POST /v1/interactions": "interactions:write",
+        "POST /v1/referrals": "customers:write",
+        "POST /v1/events": "events:write",
+        "GET /v1/customers/{customer_id}": "customers:read",
+        "GET /v1/customers/{customer_id}/consents": "customers:read",
+        "PUT /v1/customers/{customer_id}/consents/{channel}": "consents:write",
+        "PUT /v1/customers/{customer_id}/assignment": "customers:write",
+        "GET /v1/interactions/{interaction_id}": "interactions:read",
+        "GET /v1/customers/{customer_id}/timeline": "customers:read",
+    },
+    "sales": {
+        "POST /v1/orders": "orders:write",
+        "POST /v1/events": "events:write",
+        "GET /v1/orders/{order_id}": "orders:read",
+        "GET /v1/customers/{customer_id}/orders": "orders:read",
+        "GET /v1/leads": "leads:read",
+        "GET /v1/customers/{customer_id}/leads": "leads:read",
+        "GET /v1/leads/{lead_id}": "leads:read",
+        "PATCH /v1/leads/{lead_id}": "leads:write",
+    },
+    "support": {
+        "POST /v1/complaints": "tickets:write",
+        "POST /v1/surveys": "surveys:write",
+        "POST /v1/events": "events:write",
+        "GET /v1/complaints/{complaint_id}": "tickets:read",
+        "PUT /v1/complaints/{complaint_id}/assignment": "tickets:write",
+        "GET /v1/customers/{customer_id}/complaints": "tickets:read",
+        "GET /v1/customers/{customer_id}/surveys": "surveys:read",
+    },
+    "scoring": {
+        "GET /v1/customers/{customer_id}/scores": "scores:read",
+        "GET /v1/customers/{customer_id}/segment-changes": "scores:read",
+        "GET /v1/population": "scores:read",
+        "GET /v1/population/pareto": "scores:read",
+        "GET /v1/population/movements": "scores:read",
+        "POST /v1/population/refresh": "scores:run",
+        "POST /v1/models/fit": "scores:run",
+    },
+    "marketing": {
+        "GET /v1/journeys": "campaigns:read",
+        "GET /v1/campaigns": "campaigns:read",
+        "POST /v1/campaigns": "campaigns:write",
+        "GET /v1/campaigns/{campaign_id}": "campaigns:read",
+        "DELETE /v1/campaigns/{campaign_id}": "campaigns:write",
+        "GET /v1/campaigns/{campaign_id}/results": "campaigns:read",
+        "POST /v1/campaigns/{campaign_id}/launch": "campaigns:write",
+        "GET /v1/campaigns/{campaign_id}/enrolments": "campaigns:read",
+        "GET /v1/customers/{customer_id}/enrolments": "campaigns:read",
+        "GET /v1/customers/{customer_id}/contact-preferences": "campaigns:read",
+        "GET /v1/customers/{customer_id}/engagement": "campaigns:read",
+        "POST /v1/segments": "segments:write",
+        "GET /v1/segments/{segment_id}": "segments:read",
+        "DELETE /v1/segments/{segment_id}": "segments:write",
+        "GET /v1/segments/{segment_id}/members": "segments:export",
+        "POST /v1/segments/{segment_id}/hand-over": "segments:write",
+    },
+}
+APPS: dict[str, FastAPI] = {name: importlib.import_module(f"crm_{name}.app").create_service() for name in SERVICES}
+
+
+def declared(app: FastAPI) -> dict[str, frozenset[str]]:
+    """Each operation of the app's OpenAPI document and the scopes its security requirements name."""
+    return {
+        f"{method.upper()} {path}": frozenset(
+            s for requirement in op.get("security", []) for names in requirement.values() for s in names
+        )
+        for path, item in app.openapi()["paths"].items()
+        if path not in OPEN_PATHS
+        for method, op in item.items()
+    }
+
+
+CASES = [(name, operation) for name, app in APPS.items() for operation in declared(app)]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_operation_has_the_scope_of_the_table(service: str) -> None:
+    wanted = {
+        operation: frozenset({scope} if scope else ())
+        for operation, scope in {**SCOPE_OF[service], **ADMIN_API}.items()
+    }
+    assert declared(APPS[service]) == wanted
+
+
+@pytest.fixture(scope="module")
+async def clients(new_store: Callable[..., Awaitable[Store]]) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """A client per service with no credential of its own: each request says who calls."""
+    opened: dict[str, httpx.AsyncClient] = {}
+    for name, app in APPS.items():
+        app.state.runtime.store = await new_store(f"access_{name}", app.state.runtime.indexes)
+        opened[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+    yield opened
+    for client in opened.values():
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("service", "operation"), CASES, ids=[f"{s} {o}" for s, o in CASES])
+async def test_no_credential_is_a_401_and_every_other_scope_a_403(
+    clients: dict[str, httpx.AsyncClient], service: str, operation: str
+) -> None:
+    method, path = operation.split(" ", 1)
+    url = re.sub(r"\{[^}]+\}", "x-1", path)
+    body: dict[str, Any] = {"json": {}} if method in {"POST", "PUT", "PATCH"} else {}
+    http = clients[service]
+
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"X-API-Key": "crm_unknown_" + "x" * 40}):
+        anonymous = await http.request(method, url, headers=headers, **body)
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.headers["content-type"] == PROBLEM
+        assert anonymous.headers["www-authenticate"].startswith('Bearer realm="crm"')
+
+    scopes = declared(APPS[service])[operation]
+    if scopes:
+        # Every other scope, records:all included: none stands in for the one the route needs (admin does).
+        others = sorted(set(SCOPES) - scopes - {ADMIN})
+        refused = await http.request(method, url, headers=bearer("rep-1", *others), **body)
+        assert refused.status_code == 403, refused.text
+        assert refused.headers["content-type"] == PROBLEM
+        assert all(scope in refused.json()["detail"] for scope in scopes)
+
+    allowed = await http.request(method, url, headers=bearer("rep-1", *scopes), **body)
+    assert allowed.status_code not in (401, 403, 429), allowed.text
