@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import Header, Query, Response, status
+from fastapi import Header, Path, Query, Response, status
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -30,6 +30,16 @@ IdempotencyKey = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+IdInPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$",
+        description="An id, as the contract's ids.",
+    ),
+]
+"""Every id in a path: what the contract allows for ids, so no other string reaches a query."""
 Cursor = Annotated[str | None, Query(max_length=500, description="`next_cursor` of the previous page.")]
 
 

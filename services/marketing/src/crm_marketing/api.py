@@ -21,7 +21,7 @@ from crm_marketing import domain, engagement, handlers, repository
 from crm_marketing.journeys import Journey
 from crm_marketing.segments import MAX_DEPTH, MAX_GROUP_MEMBERS, MAX_IN_VALUES, MAX_RULES, MAX_VALUES, Group, to_filter
 from crm_marketing.settings import MarketingSettings
-from crm_shared.api import Cursor, Limit, Page, cursor_id, decode_cursor, encode_cursor, keyset_page
+from crm_shared.api import Cursor, IdInPath, Limit, Page, cursor_id, decode_cursor, encode_cursor, keyset_page
 from crm_shared.events import Channel, Currency, EntityId, Line, Money, PlannedTime, Text, utc_now
 from crm_shared.security import audited, requires
 from crm_shared.service import Problem, StoreDep, get_runtime
@@ -294,7 +294,7 @@ async def _campaign(store: Store, campaign_id: str) -> dict[str, Any]:
     responses={404: {"description": "No such campaign"}},
     dependencies=[requires("campaigns:read")],
 )
-async def get_campaign(store: StoreDep, campaign_id: str) -> CampaignView:
+async def get_campaign(store: StoreDep, campaign_id: IdInPath) -> CampaignView:
     return CampaignView.of(await _campaign(store, campaign_id))
 
 
@@ -310,7 +310,7 @@ async def get_campaign(store: StoreDep, campaign_id: str) -> CampaignView:
     },
     dependencies=[requires("campaigns:write")],
 )
-async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> Response:
+async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: IdInPath) -> Response:
     campaign = await _campaign(store, campaign_id)
     if campaign.get("kind") != "planned" or campaign_id in {j.campaign for j in settings.journeys}:
         raise Problem(
@@ -330,7 +330,7 @@ async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: 
     responses={404: {"description": "No such campaign"}},
     dependencies=[requires("campaigns:read")],
 )
-async def campaign_results(store: StoreDep, settings: SettingsDep, campaign_id: str) -> ResultsView:
+async def campaign_results(store: StoreDep, settings: SettingsDep, campaign_id: IdInPath) -> ResultsView:
     campaign = await _campaign(store, campaign_id)
     currency = campaign.get("currency", "EUR")
     counts = {s: 0 for s in ("contacted", "holdout", "skipped")}
@@ -403,7 +403,7 @@ class LaunchView(BaseModel):
     },
     dependencies=[requires("campaigns:write")],
 )
-async def launch_campaign(store: StoreDep, settings: SettingsDep, campaign_id: str) -> LaunchView:
+async def launch_campaign(store: StoreDep, settings: SettingsDep, campaign_id: IdInPath) -> LaunchView:
     campaign = await _campaign(store, campaign_id)
     if campaign.get("segment_id") is None:
         raise Problem(409, "Not a segment campaign", f"campaign {campaign_id} enrols as its journey triggers")
@@ -451,7 +451,7 @@ async def _enrolment_page(store: Store, query: dict[str, Any], limit: int, curso
     dependencies=[requires("campaigns:read")],
 )
 async def campaign_enrolments(
-    store: StoreDep, settings: SettingsDep, campaign_id: str, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep, settings: SettingsDep, campaign_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[EnrolmentView]:
     configured = any(j.campaign == campaign_id for j in settings.journeys)
     if not configured:
@@ -469,7 +469,7 @@ async def campaign_enrolments(
     dependencies=[requires("campaigns:read")],
 )
 async def customer_enrolments(
-    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[EnrolmentView]:
     return await _enrolment_page(store, {"customer_id": customer_id}, limit, cursor)
 
@@ -481,7 +481,7 @@ async def customer_enrolments(
     responses={404: {"description": "Marketing has no consent on record for this customer"}},
     dependencies=[requires("campaigns:read")],
 )
-async def contact_preferences(store: StoreDep, customer_id: str) -> ContactPreferencesView:
+async def contact_preferences(store: StoreDep, customer_id: IdInPath) -> ContactPreferencesView:
     doc = await store.db[repository.CONTACT_PREFERENCES].find_one({"_id": customer_id})
     if doc is None:
         raise Problem(404, "No consent on record", f"marketing has no consent on record for {customer_id}")
@@ -516,7 +516,7 @@ class EngagementView(BaseModel):
     responses={200: {"description": "A customer with no interaction logged has score 0"}},
     dependencies=[requires("campaigns:read")],
 )
-async def customer_engagement(store: StoreDep, settings: SettingsDep, customer_id: str) -> EngagementView:
+async def customer_engagement(store: StoreDep, settings: SettingsDep, customer_id: IdInPath) -> EngagementView:
     rule = settings.engagement
     latest = await repository.latest_interaction_at(store.db, customer_id)
     facts = (
@@ -698,7 +698,7 @@ async def define_segment(
     },
     dependencies=[requires("segments:read")],
 )
-async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
+async def get_segment(store: StoreDep, segment_id: IdInPath) -> SegmentView:
     return await _segment_view(store, await _segment(store, segment_id))
 
 
@@ -714,7 +714,7 @@ async def get_segment(store: StoreDep, segment_id: str) -> SegmentView:
     },
     dependencies=[requires("segments:write")],
 )
-async def delete_segment(store: StoreDep, segment_id: str) -> Response:
+async def delete_segment(store: StoreDep, segment_id: IdInPath) -> Response:
     campaigns = await repository.live_campaigns_on_segment(store.db, segment_id)
     if campaigns:
         raise Problem(
@@ -747,7 +747,7 @@ async def delete_segment(store: StoreDep, segment_id: str) -> Response:
 async def segment_members(
     store: StoreDep,
     request: Request,
-    segment_id: str,
+    segment_id: IdInPath,
     format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
     limit: Annotated[int, Query(ge=1, le=5000, description="Page size.")] = 500,
     cursor: Cursor = None,
@@ -792,7 +792,7 @@ class HandOverView(BaseModel):
     },
     dependencies=[requires("segments:write")],
 )
-async def hand_over(store: StoreDep, segment_id: str) -> HandOverView:
+async def hand_over(store: StoreDep, segment_id: IdInPath) -> HandOverView:
     segment = await _segment(store, segment_id)
     new, already = await handlers.hand_over_leads(store, segment_id, segment.name, segment.definition, utc_now())
     return HandOverView(segment_id=segment_id, handed_over=new, already_handed_over=already)

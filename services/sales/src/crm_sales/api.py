@@ -15,6 +15,7 @@ from crm_shared.api import (
     Accepted,
     Cursor,
     IdempotencyKey,
+    IdInPath,
     Limit,
     Page,
     accept_event,
@@ -162,7 +163,7 @@ async def submit_event(
     dependencies=[requires("orders:read")],
     responses={404: {"description": "No such order"}},
 )
-async def get_order(store: StoreDep, order_id: str) -> OrderView:
+async def get_order(store: StoreDep, order_id: IdInPath) -> OrderView:
     order = await handlers.find_order(store, order_id)
     if order is None:
         raise Problem(404, "Order not found", f"no order {order_id}")
@@ -176,7 +177,7 @@ async def get_order(store: StoreDep, order_id: str) -> OrderView:
     dependencies=[requires("orders:read")],
 )
 async def customer_orders(
-    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[OrderView]:
     query: dict[str, Any] = {"customer_id": customer_id}
     after = decode_cursor(cursor)
@@ -281,13 +282,13 @@ async def leads(principal: LeadReader, store: StoreDep, limit: Limit = 50, curso
     summary="A customer's leads the caller sees, newest first",
 )
 async def customer_leads(
-    principal: LeadReader, store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    principal: LeadReader, store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[LeadView]:
     return await _lead_page(store, principal, {"customer_id": customer_id}, limit, cursor)
 
 
 @leads_router.get("/leads/{lead_id}", response_model=LeadView, summary="One lead", responses=NO_SUCH_LEAD)
-async def get_lead(principal: LeadReader, store: StoreDep, lead_id: str) -> LeadView:
+async def get_lead(principal: LeadReader, store: StoreDep, lead_id: IdInPath) -> LeadView:
     lead = await handlers.find_lead(store, lead_id, seen_by=principal)
     if lead is None:
         raise lead_not_found(lead_id)
@@ -304,7 +305,7 @@ async def get_lead(principal: LeadReader, store: StoreDep, lead_id: str) -> Lead
 async def change_lead(
     principal: LeadWriter,
     store: StoreDep,
-    lead_id: str,
+    lead_id: IdInPath,
     update: Annotated[LeadUpdate, Body(examples=[LEAD_UPDATE_EXAMPLE])],
 ) -> LeadView:
     lead = await handlers.change_lead(store, lead_id, update.changes(), seen_by=principal)

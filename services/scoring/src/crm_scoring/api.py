@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from crm_scoring import domain, handlers, population, repository
 from crm_scoring.repository import CustomerScores
 from crm_scoring.settings import ClvInputs, ScoringSettings
-from crm_shared.api import Cursor, Limit, Page, keyset_page
+from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
 from crm_shared.events import Dimension, ScoreSnapshot, SegmentDimension, utc_now
 from crm_shared.money import ExchangeRates
 from crm_shared.security import requires
@@ -425,7 +425,7 @@ class SegmentChangeView(BaseModel):
     responses={404: {"description": "Scoring has seen no order, ticket, interaction or referral of this customer"}},
     dependencies=[requires("scores:read")],
 )
-async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: str) -> ScoresView:
+async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: IdInPath) -> ScoresView:
     customer = await handlers.find_customer(store, customer_id)
     if customer is None:
         raise Problem(
@@ -445,7 +445,7 @@ async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: s
     dependencies=[requires("scores:read")],
 )
 async def segment_changes(
-    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[SegmentChangeView]:
     docs, next_cursor = await keyset_page(
         store.db[repository.SEGMENT_CHANGES],

@@ -10,6 +10,7 @@ from crm_shared.api import (
     Accepted,
     Cursor,
     IdempotencyKey,
+    IdInPath,
     Limit,
     Page,
     accept_event,
@@ -238,7 +239,7 @@ async def submit_event(
     summary="One complaint, its SLA due time and whether it is breached",
     responses=NO_SUCH_COMPLAINT,
 )
-async def get_complaint(principal: TicketReader, store: StoreDep, complaint_id: str) -> ComplaintView:
+async def get_complaint(principal: TicketReader, store: StoreDep, complaint_id: IdInPath) -> ComplaintView:
     complaint = await handlers.find_complaint(store, complaint_id, seen_by=principal)
     if complaint is None:
         raise complaint_not_found(complaint_id)
@@ -267,7 +268,7 @@ ASSIGNMENT_EXAMPLE = {"group": "billing", "assignee_id": "agent-7"}
 async def assign_complaint(
     principal: TicketWriter,
     store: StoreDep,
-    complaint_id: str,
+    complaint_id: IdInPath,
     assignment: Annotated[Assignment, Body(examples=[ASSIGNMENT_EXAMPLE])],
 ) -> ComplaintView:
     complaint = await handlers.assign_complaint(
@@ -286,7 +287,7 @@ async def assign_complaint(
     "key, `admin` or `records:all` sees every complaint.",
 )
 async def customer_complaints(
-    principal: TicketReader, store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    principal: TicketReader, store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ComplaintView]:
     docs, next_cursor = await keyset_page(
         store.db[repository.COMPLAINTS],
@@ -307,7 +308,7 @@ async def customer_complaints(
     dependencies=[requires("surveys:read")],
 )
 async def customer_surveys(
-    store: StoreDep, customer_id: str, limit: Limit = 50, cursor: Cursor = None
+    store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[SurveyView]:
     docs, next_cursor = await keyset_page(
         store.db[repository.SURVEYS],

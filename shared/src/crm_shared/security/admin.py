@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from crm_shared.api import Cursor, Limit, Page, keyset_page
+from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
 from crm_shared.events import EVENT_TYPES, utc_now
 from crm_shared.problems import Problem
 from crm_shared.security import keys
@@ -167,7 +167,7 @@ def _known(request: Request, key_id: str) -> keys.ApiKeyRecord:
     responses={404: {"description": "No API key with this id"}},
     summary="One API key",
 )
-async def get_key(request: Request, key_id: str) -> KeyView:
+async def get_key(request: Request, key_id: IdInPath) -> KeyView:
     return KeyView.of(_known(request, key_id))
 
 
@@ -182,7 +182,7 @@ async def get_key(request: Request, key_id: str) -> KeyView:
     },
     summary="A new key with the same rights; the old one works for the grace period, then expires",
 )
-async def rotate_key(request: Request, key_id: str, body: Rotation | None = None) -> IssuedKey:
+async def rotate_key(request: Request, key_id: IdInPath, body: Rotation | None = None) -> IssuedKey:
     record = _known(request, key_id)
     if record.usable_at(utc_now()):
         raise Problem(409, "API key not active", f"API key {key_id} is expired or revoked: issue a new one")
@@ -199,7 +199,7 @@ async def rotate_key(request: Request, key_id: str, body: Rotation | None = None
     responses={404: {"description": "No API key with this id"}},
     summary="Revoke an API key: refused by every service within about a second",
 )
-async def revoke_key(request: Request, key_id: str) -> KeyView:
+async def revoke_key(request: Request, key_id: IdInPath) -> KeyView:
     record = _known(request, key_id)
     if record.revoked_at is None:
         record = keys.revoked(record)
