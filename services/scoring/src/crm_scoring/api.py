@@ -19,7 +19,7 @@ from crm_scoring.settings import ClvInputs, ScoringSettings
 from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
 from crm_shared.events import Dimension, ScoreSnapshot, SegmentDimension, utc_now
 from crm_shared.money import ExchangeRates
-from crm_shared.security import requires
+from crm_shared.security import audited, requires
 from crm_shared.service import Problem, StoreDep, get_runtime
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -474,7 +474,7 @@ class RefreshedView(BaseModel):
     "/population/refresh",
     response_model=RefreshedView,
     summary="Recompute the population statistics now (and fit the models when there are enough customers)",
-    dependencies=[requires("scores:run")],
+    dependencies=[requires("scores:run"), Depends(audited)],
 )
 async def refresh_population(store: StoreDep, thresholds: ThresholdsDep) -> RefreshedView:
     result = await handlers.refresh_population(store, thresholds, utc_now())
@@ -490,7 +490,7 @@ async def refresh_population(store: StoreDep, thresholds: ThresholdsDep) -> Refr
     response_model=ModelsView,
     summary="Fit BG/NBD and Gamma-Gamma on every customer's orders now, and rescore with them",
     responses={409: {"description": "Too few customers (or no repeat buyer) to fit on; the reason is in detail"}},
-    dependencies=[requires("scores:run")],
+    dependencies=[requires("scores:run"), Depends(audited)],
 )
 async def fit_models(store: StoreDep, thresholds: ThresholdsDep) -> ModelsView:
     now = utc_now()
