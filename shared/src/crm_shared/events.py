@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from crm_shared.personal import ClearOrSealed
+
 # Namespace for ids derived from other ids, so a retry derives the same id again.
 _ID_NAMESPACE = uuid.UUID("6f1c2d1e-8c44-4d8e-9a57-4c3b3f0b6a10")
 
@@ -329,11 +331,21 @@ class ChannelConsent(BaseModel):
 
 
 class CustomerRegistered(Payload):
-    """A customer signed up in a channel. Personal data travels only in this event and the customer service."""
+    """A customer signed up in a channel. Personal data travels only in this event: name, email and phone
+    come in clear from the channel (crm.ingest.customers, read only by the customer service, or its API) and
+    leave the customer service sealed with the customer's key (crm.customer.events): erasing the customer
+    destroys the key, and every copy becomes unreadable. POST /v1/personal-data/unseal opens a sealed field."""
 
-    name: Line = Field(min_length=1, max_length=200)
-    email: Line | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9()][0-9 ()./-]{2,39}$")
+    name: ClearOrSealed[Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line)]] = Field(
+        description="In clear from a channel; sealed on crm.customer.events."
+    )
+    email: (
+        ClearOrSealed[Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), AfterValidator(_single_line)]]
+        | None
+    ) = Field(default=None, description="In clear from a channel; sealed on crm.customer.events.")
+    phone: ClearOrSealed[Annotated[str, Field(max_length=40, pattern=r"^\+?[0-9()][0-9 ()./-]{2,39}$")]] | None = Field(
+        default=None, description="In clear from a channel; sealed on crm.customer.events."
+    )
     channel: Channel = "web"
     consents: list[ChannelConsent] = Field(default_factory=list, max_length=16)
     preferred_channel: Channel | None = Field(default=None, description="Must be a channel granted in `consents`.")

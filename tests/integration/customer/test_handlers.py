@@ -23,6 +23,7 @@ from crm_shared.events import (
     derived_event_id,
     parse_event,
 )
+from crm_shared.personal import unseal
 from crm_shared.store import OUTBOX, AlreadyApplied, Store
 from crm_shared.topics import Topic
 
@@ -74,7 +75,14 @@ async def test_a_registration_stores_the_profile_and_emits_one_event_once(new_st
     published = parse_event(records[0]["value"])
     assert isinstance(published, CustomerRegisteredEvent)
     assert published.id == derived_event_id("/crm/customer", event.id)
-    assert (published.causationid, published.time, published.data) == (event.id, T0, event.data)
+    assert (published.causationid, published.time) == (event.id, T0)
+    # Published with the personal fields sealed with the customer's key: opened, they are the sign-up's.
+    key = await repository.find_personal_key(store.db, customer)
+    assert key is not None and published.data.phone is None
+    opened = {
+        f: unseal(getattr(published.data, f), key=key.key, customer_id=customer, field=f) for f in ("name", "email")
+    }
+    assert published.data.model_copy(update=opened) == event.data
 
     with pytest.raises(AlreadyApplied):
         await handlers.register_customer(store, event)

@@ -44,6 +44,8 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "PUT /v1/customers/{customer_id}/assignment": "customers:write",
         "GET /v1/interactions/{interaction_id}": "interactions:read",
         "GET /v1/customers/{customer_id}/timeline": "customers:read",
+        "POST /v1/personal-data/unseal": "customers:unseal",
+        "DELETE /v1/customers/{customer_id}/personal-data": "customers:erase",
     },
     "sales": {
         "POST /v1/orders": "orders:write",

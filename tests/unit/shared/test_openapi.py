@@ -110,3 +110,13 @@ async def test_a_route_without_a_credential_check_stops_the_service_at_start_up(
     with pytest.raises(RuntimeError, match="GET /v1/forgotten"):
         async with app.router.lifespan_context(app):
             pass
+
+
+def test_every_id_in_a_path_has_a_pattern_and_a_length(document: dict[str, Any]) -> None:
+    loose = [
+        f"{method.upper()} {path} {p['name']}"
+        for path, method, op in operations(document)
+        for p in op.get("parameters", [])
+        if p["in"] == "path" and p["name"].endswith("_id") and not {"pattern", "maxLength"} <= p["schema"].keys()
+    ]
+    assert not loose, f"ids in paths taken as any string: {loose}"

@@ -1,7 +1,8 @@
-"""REST API of the customer service: the same payloads as the ingest topics, plus reads."""
+"""REST API of the customer service: the same payloads as the ingest topics, plus reads, and the personal data:
+unsealing the fields sealed in events, and erasing them."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -11,6 +12,7 @@ from crm_shared.api import (
     Accepted,
     Cursor,
     IdempotencyKey,
+    IdInPath,
     Limit,
     Page,
     accept_event,
@@ -22,6 +24,7 @@ from crm_shared.events import (
     EVENT_TYPES,
     Channel,
     ConsentChanged,
+    CustomerId,
     CustomerIngest,
     CustomerReferred,
     CustomerReferredEvent,
@@ -30,6 +33,7 @@ from crm_shared.events import (
     InteractionLogged,
     InteractionLoggedEvent,
 )
+from crm_shared.personal import SealedValue, UnsealError
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, TerritoryId, UserId, audited, check_event_type, requires
 from crm_shared.service import StoreDep
@@ -45,6 +49,8 @@ ConsentWriter = Annotated[Principal, requires("consents:write")]
 InteractionReader = Annotated[Principal, requires("interactions:read")]
 InteractionWriter = Annotated[Principal, requires("interactions:write")]
 EventWriter = Annotated[Principal, requires("events:write")]
+Unsealer = Annotated[Principal, requires("customers:unseal")]
+Eraser = Annotated[Principal, requires("customers:erase")]
 
 NOT_SEEN = (
     "No such customer, or one the caller may not see: a person sees the customers they own, their team owns or "
@@ -54,13 +60,16 @@ NOT_SEEN = (
 
 class ProfileView(BaseModel):
     customer_id: str
-    name: str
+    name: str | None = Field(description="None once the customer's personal data was erased.")
     email: str | None
     phone: str | None
     channel: Channel = Field(description="The channel the customer signed up in.")
     consents: dict[Channel, bool] = Field(examples=[{"email": True, "sms": False}])
     preferred_channel: Channel | None
     registered_at: datetime
+    personal_data_erased_at: datetime | None = Field(
+        default=None, description="When name, email and phone were erased; None while the profile holds them."
+    )
 
     @classmethod
     def of(cls, profile: domain.Profile) -> "ProfileView":
@@ -74,6 +83,7 @@ class ProfileView(BaseModel):
             consents=dict(d.consents),
             preferred_channel=d.preferred_channel,
             registered_at=profile.registered_at,
+            personal_data_erased_at=profile.erased_at,
         )
 
 
@@ -177,6 +187,45 @@ class AssignmentView(BaseModel):
     territory: str | None
 
 
+PersonalField = Literal["name", "email", "phone"]
+
+
+class UnsealRequest(BaseModel):
+    """Sealed fields of one customer, as read from an event, by field name."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    customer_id: CustomerId
+    values: dict[PersonalField, SealedValue] = Field(
+        min_length=1, max_length=3, description="The sealed value of each field wanted, as the event carries it."
+    )
+
+
+class UnsealedView(BaseModel):
+    customer_id: str
+    values: dict[PersonalField, str] = Field(examples=[{"email": "ada@example.com"}])
+
+
+class ErasureView(BaseModel):
+    """What an erasure removed (never the values)."""
+
+    customer_id: str
+    erased_at: datetime
+    profile_fields: list[PersonalField] = Field(
+        description="The personal fields removed from the profile now; empty when none was left."
+    )
+    key_destroyed: bool = Field(
+        description="The customer's key was destroyed now: every sealed copy of their fields is unreadable."
+    )
+    key_id: str | None = Field(description="The id of the key destroyed.")
+    dead_letter_originals: int = Field(
+        description="Kept originals of the customer's dead letters removed (the letters, without personal data, stay)."
+    )
+
+
+SEALED_REFUSED = "name, email and phone are sent in clear: only the customer service seals them"
+
+
 CUSTOMER_EXAMPLE = {
     "customer_id": "C-1001",
     "name": "Ada Example",
@@ -215,6 +264,7 @@ EventType = Annotated[
     responses={
         200: {"description": "Already registered with these details"},
         409: {"description": "Already registered with other details, or the Idempotency-Key was reused"},
+        422: {"description": f"Invalid body, or sealed personal fields ({SEALED_REFUSED})"},
     },
 )
 async def register_customer(
@@ -223,6 +273,7 @@ async def register_customer(
     customer: Annotated[CustomerRegistered, Body(examples=[CUSTOMER_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
 ) -> ProfileView:
+    _refuse_sealed(customer)
     event = CustomerRegisteredEvent.create(
         customer, source=API_SOURCE, id=command_event_id("customer/customers", idempotency_key)
     )
@@ -328,13 +379,16 @@ async def record_referral(
         403: {"description": "The credential lacks events:write, or the API key may not submit this event type"},
         404: {"description": f"Not for a sign-up: {NOT_SEEN}"},
         409: {"description": "The event contradicts a known customer, interaction or referral"},
+        422: {"description": f"Invalid event, or a sign-up with sealed personal fields ({SEALED_REFUSED})"},
     },
 )
 async def submit_event(
     store: StoreDep, request: Request, principal: EventWriter, event: Annotated[CustomerIngest, Body()]
 ) -> Accepted:
     check_event_type(request, principal, event.type)
-    if not isinstance(event, CustomerRegisteredEvent):
+    if isinstance(event, CustomerRegisteredEvent):
+        _refuse_sealed(event.data)
+    else:
         # The same rule as the routes: a person changes only a customer they see; a sign-up has no owner yet.
         await _must_see(store, principal, event.customer_id)
     return await accept_event(event.id, handlers.apply_ingest(store, event))
@@ -346,7 +400,7 @@ async def submit_event(
     summary="A customer's profile",
     responses={404: {"description": NOT_SEEN}},
 )
-async def get_customer(store: StoreDep, principal: CustomerReader, customer_id: str) -> ProfileView:
+async def get_customer(store: StoreDep, principal: CustomerReader, customer_id: IdInPath) -> ProfileView:
     return ProfileView.of(await _profile(store, customer_id, principal))
 
 
@@ -356,7 +410,7 @@ async def get_customer(store: StoreDep, principal: CustomerReader, customer_id: 
     summary="The channels the customer granted or refused, and the preferred one",
     responses={404: {"description": NOT_SEEN}},
 )
-async def get_consents(store: StoreDep, principal: CustomerReader, customer_id: str) -> ConsentsView:
+async def get_consents(store: StoreDep, principal: CustomerReader, customer_id: IdInPath) -> ConsentsView:
     return ConsentsView.of(await _profile(store, customer_id, principal))
 
 
@@ -369,7 +423,7 @@ async def get_consents(store: StoreDep, principal: CustomerReader, customer_id: 
 async def change_consent(
     store: StoreDep,
     principal: ConsentWriter,
-    customer_id: str,
+    customer_id: IdInPath,
     channel: Channel,
     update: Annotated[ConsentUpdate, Body(examples=[{"granted": False}])],
     idempotency_key: IdempotencyKey = None,
@@ -408,7 +462,7 @@ async def change_consent(
 async def assign_customer(
     store: StoreDep,
     principal: CustomerWriter,
-    customer_id: str,
+    customer_id: IdInPath,
     update: Annotated[AssignmentUpdate, Body(examples=[{"owner_id": "rep-17", "territory": "DE-North"}])],
 ) -> AssignmentView:
     assignment = domain.Assignment(owner_id=update.owner_id, territory=update.territory)
@@ -423,7 +477,7 @@ async def assign_customer(
     summary="One logged interaction",
     responses={404: {"description": "No such interaction, or one of a customer the caller may not see"}},
 )
-async def get_interaction(store: StoreDep, principal: InteractionReader, interaction_id: str) -> InteractionView:
+async def get_interaction(store: StoreDep, principal: InteractionReader, interaction_id: IdInPath) -> InteractionView:
     interaction = await handlers.find_interaction(store, interaction_id)
     if interaction is None or not await handlers.sees_customer(store, principal, interaction.logged.customer_id):
         raise Problem(404, "Interaction not found", f"no interaction {interaction_id}")
@@ -443,7 +497,7 @@ async def get_interaction(store: StoreDep, principal: InteractionReader, interac
 async def timeline(
     store: StoreDep,
     principal: CustomerReader,
-    customer_id: str,
+    customer_id: IdInPath,
     limit: Limit = 50,
     cursor: Cursor = None,
     event_type: EventType = None,
@@ -456,6 +510,65 @@ async def timeline(
     )
     items = [TimelineEntryView.of(e) for e in entries]
     return Page[TimelineEntryView](items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "/personal-data/unseal",
+    response_model=UnsealedView,
+    summary="Open personal fields sealed in events (a sign-up's name, email, phone on crm.customer.events)",
+    dependencies=[requires("customers:unseal"), Depends(audited)],
+    responses={
+        404: {"description": NOT_SEEN},
+        410: {"description": "The key that sealed a value is gone: the customer's personal data was erased"},
+        422: {"description": "Invalid body, or a value that does not decrypt as that field of that customer"},
+    },
+)
+async def unseal_personal_data(
+    store: StoreDep,
+    principal: Unsealer,
+    sealed: Annotated[
+        UnsealRequest,
+        Body(examples=[{"customer_id": "C-1001", "values": {"email": "sealed:v1:Jq3mX0cVv2bV4Kx7mO1cNw:9h2kz0Xl3m"}}]),
+    ],
+) -> UnsealedView:
+    await _must_see(store, principal, sealed.customer_id)
+    try:
+        values = await handlers.unseal_personal_data(store, sealed.customer_id, sealed.values)
+    except handlers.KeyGone as exc:
+        raise Problem(410, "Personal data erased", str(exc)) from exc
+    except UnsealError as exc:
+        raise Problem(422, "Sealed value refused", str(exc)) from exc
+    return UnsealedView.model_validate({"customer_id": sealed.customer_id, "values": values})
+
+
+@router.delete(
+    "/customers/{customer_id}/personal-data",
+    response_model=ErasureView,
+    summary="Erase the customer's personal data: destroy their key (every sealed copy in events becomes "
+    "unreadable), remove name, email and phone from the profile and their dead letters' kept originals",
+    dependencies=[requires("customers:erase"), Depends(audited)],
+    responses={404: {"description": NOT_SEEN}},
+)
+async def erase_personal_data(store: StoreDep, principal: Eraser, customer_id: IdInPath) -> ErasureView:
+    erasure = await handlers.erase_personal_data(store, customer_id, seen_by=principal)
+    if erasure is None:
+        raise _no_customer(customer_id)
+    return ErasureView.model_validate(
+        {
+            "customer_id": erasure.customer_id,
+            "erased_at": erasure.erased_at,
+            "profile_fields": erasure.profile_fields,
+            "key_destroyed": erasure.key_id is not None,
+            "key_id": erasure.key_id,
+            "dead_letter_originals": erasure.dead_letter_originals,
+        }
+    )
+
+
+def _refuse_sealed(registered: CustomerRegistered) -> None:
+    sealed = domain.sealed_fields(registered)
+    if sealed:
+        raise Problem(422, "Sealed personal data", f"{', '.join(sealed)} arrived sealed; {SEALED_REFUSED}")
 
 
 def _same_details(profile: domain.Profile, registered: CustomerRegistered) -> bool:

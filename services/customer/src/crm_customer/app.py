@@ -14,7 +14,8 @@ def create_service(settings: CustomerSettings | None = None) -> FastAPI:
     return create_app(
         runtime,
         title="CRM customer",
-        description="Customer profiles, channel consents and interactions; publishes crm.customer.events. "
-        "Keeps the customer 360 timeline from every service's events.",
+        description="Customer profiles, channel consents and interactions; publishes crm.customer.events, a "
+        "sign-up's personal fields sealed with the customer's key, and unseals them for callers allowed to read "
+        "them; erasing a customer destroys the key. Keeps the customer 360 timeline from every service's events.",
         routers=[api.router],
     )

@@ -45,10 +45,11 @@ def register(runtime: Runtime) -> None:
         schema=CustomersIngest,
         handler=on_ingest,
         title="crm.ingest.customers:customer",
-        description="Sign-ups (crm.customer.registered.v1), consent changes (crm.customer.consent_changed.v1) "
-        "and referrals (crm.customer.referred.v1, keyed by the referrer) from channel systems. A re-registration "
-        "with other details, a consent change for an unknown customer, a referral id reused with other content, "
-        "or an invalid record, goes to crm.deadletter with the reason.",
+        description="Sign-ups (crm.customer.registered.v1, name, email and phone in clear), consent changes "
+        "(crm.customer.consent_changed.v1) and referrals (crm.customer.referred.v1, keyed by the referrer) from "
+        "channel systems. A re-registration with other details, a sign-up with sealed personal fields, a consent "
+        "change for an unknown customer, a referral id reused with other content, or an invalid record, goes to "
+        "crm.deadletter with the reason.",
     )
 
     runtime.subscribe(
@@ -81,7 +82,9 @@ def register(runtime: Runtime) -> None:
         title="crm.customer.events",
         description="Sign-ups, consent changes, interactions and referrals the customer service accepted: "
         "crm.customer.registered.v1, crm.customer.consent_changed.v1, crm.interaction.logged.v1 and "
-        "crm.customer.referred.v1. Key: customer id (the referrer's for a referral).",
+        "crm.customer.referred.v1. Key: customer id (the referrer's for a referral). A sign-up's name, email "
+        "and phone are sealed with the customer's key (sealed:v1:...): POST /v1/personal-data/unseal opens them "
+        "(scope customers:unseal), and they become unreadable for good once the customer is erased.",
         schema=CustomerIngest,
     )
     runtime.publishes(

@@ -2,7 +2,14 @@
 
 A registration states who the customer is and which channels they consented to. Registering the
 same customer again with the same details is a no-op; with other details it is refused, since
-profile updates are a separate use case (to come).
+profile updates are a separate use case (to come). Name, email and phone arrive in clear: a registration
+that brings them sealed is refused, since only the customer service seals them (with the customer's
+`PersonalKey`, in the events it publishes).
+
+Erasing a customer's personal data removes name, email and phone from the profile (and, in the handlers,
+destroys the key, so every sealed copy in old events becomes unreadable); the customer id, consents and
+registration stay, so refusals keep being honoured. An erased customer may register again: from a time
+after the erasure, with new details; each channel's newer answer wins, as for consent changes.
 
 The timeline is one entry per event of any service, readable by a person: its summary is built from
 the payload without personal data, and the stored payload of a sign-up leaves out name, email and
@@ -37,6 +44,7 @@ from crm_shared.events import (
     SegmentChanged,
     SurveyAnswered,
 )
+from crm_shared.personal import is_sealed
 
 
 class RegistrationRejected(Exception):
@@ -68,11 +76,22 @@ def consents_by_channel(consents: list[ChannelConsent]) -> dict[Channel, bool]:
     return by_channel
 
 
+PERSONAL_DATA = ("name", "email", "phone")
+"""The fields of a profile that identify the person: sealed in events, removed by an erasure."""
+
+
+def sealed_fields(registered: CustomerRegistered) -> list[str]:
+    """The personal fields of a registration that arrived sealed (a channel must send them in clear)."""
+    return [name for name in PERSONAL_DATA if is_sealed(getattr(registered, name))]
+
+
 @dataclass(frozen=True)
 class Details:
-    """What a registration states about the customer; the order of the consents does not matter."""
+    """What a registration states about the customer; the order of the consents does not matter.
 
-    name: str
+    Name, email and phone are None once the customer's personal data was erased."""
+
+    name: str | None
     email: str | None
     phone: str | None
     channel: Channel
@@ -94,6 +113,11 @@ class Details:
         """The names (never the values: they are personal data) of the fields that differ."""
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
+    @property
+    def personal_fields(self) -> list[str]:
+        """The names of the personal fields that hold a value."""
+        return [name for name in PERSONAL_DATA if getattr(self, name) is not None]
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -103,6 +127,8 @@ class Profile:
     registered_by: str
     # When each channel's consent last changed after sign-up; the newer fact (by its own time) wins.
     consents_changed_at: Mapping[Channel, datetime] = field(default_factory=dict)
+    # When the personal data was erased; None while the profile holds it (and again after a new sign-up).
+    erased_at: datetime | None = None
 
     @property
     def granted(self) -> list[Channel]:
@@ -114,10 +140,19 @@ class Profile:
 
 
 def register(profile: Profile | None, registered: CustomerRegistered, at: datetime, event_id: str) -> Profile:
-    """The profile after this registration: new, or unchanged when the same details were registered before."""
+    """The profile after this registration: new, unchanged when the same details were registered before, or
+    holding the new details when the customer's personal data was erased before `at`."""
+    sealed = sealed_fields(registered)
+    if sealed:
+        raise RegistrationRejected(
+            f"the {', '.join(sealed)} of customer {registered.customer_id} arrived sealed: channels send name, "
+            "email and phone in clear, only the customer service seals them"
+        )
     details = Details.of(registered)
     if profile is None:
         return Profile(registered.customer_id, details, at, event_id)
+    if profile.erased_at is not None:
+        return _registered_again(profile, details, at)
     differing = profile.details.differing_fields(details)
     if differing:
         raise RegistrationRejected(
@@ -125,6 +160,40 @@ def register(profile: Profile | None, registered: CustomerRegistered, at: dateti
             " profile updates are not supported yet"
         )
     return profile
+
+
+def _registered_again(profile: Profile, details: Details, at: datetime) -> Profile:
+    """An erased customer signs up again: the new name, email, phone and channel; each stated consent where it
+    is the channel's newer fact (a refusal on a tie), the others as on record; the preferred channel stated
+    when it is granted, else the one on record when it still is. The first registration's time stays."""
+    assert profile.erased_at is not None
+    if at <= profile.erased_at:
+        raise RegistrationRejected(
+            f"the personal data of customer {profile.customer_id} was erased at {profile.erased_at.isoformat()}: "
+            f"a registration of {at.isoformat()}, from before then, is not applied again"
+        )
+    consents = dict(profile.details.consents)
+    changed_at = dict(profile.consents_changed_at)
+    for channel, granted in details.consents.items():
+        recorded = (changed_at.get(channel, profile.registered_at), consents.get(channel) is False)
+        if (at, not granted) > recorded:
+            consents[channel], changed_at[channel] = granted, at
+    stated, recorded_preferred = details.preferred_channel, profile.details.preferred_channel
+    preferred = next((c for c in (stated, recorded_preferred) if c is not None and consents.get(c)), None)
+    return replace(
+        profile,
+        details=replace(details, consents=consents, preferred_channel=preferred),
+        consents_changed_at=changed_at,
+        erased_at=None,
+    )
+
+
+def erase_personal_data(profile: Profile, at: datetime) -> Profile:
+    """The profile without name, email and phone, erased at `at`; the customer id, channel, consents, preferred
+    channel and registration stay, so refusals keep being honoured. A profile already erased stays as it is."""
+    if profile.erased_at is not None and not profile.details.personal_fields:
+        return profile
+    return replace(profile, details=replace(profile.details, name=None, email=None, phone=None), erased_at=at)
 
 
 def change_consent(profile: Profile, changed: ConsentChanged, at: datetime) -> Profile:
@@ -192,6 +261,20 @@ class Assignment:
 
     owner_id: str | None = None
     territory: str | None = None
+
+
+# ---------------------------------------------------------------- personal keys
+
+
+@dataclass(frozen=True)
+class PersonalKey:
+    """The AES-256-GCM key the customer's personal fields are sealed with in the events published; destroying
+    it erases every sealed copy (crypto-shredding). A customer registered again after erasure gets a new one."""
+
+    customer_id: str
+    key_id: str
+    key: bytes = field(repr=False)
+    created_at: datetime
 
 
 # ---------------------------------------------------------------- interactions

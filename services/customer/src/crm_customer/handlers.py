@@ -5,10 +5,17 @@ loads what they touch with one query per collection, decides per event in order 
 change sees a sign-up earlier in the batch) and writes in bulk, in one transaction with its outbox and
 processed records. `record_timeline_events` writes a batch's timeline entries in one bulk write. The
 single-event use cases (the API) are batches of one.
+
+A sign-up is published with its name, email and phone sealed with the customer's key (made with the first
+sign-up published, in the same transaction); the profile keeps them in clear. `unseal_personal_data` opens
+sealed fields for a consumer that needs them; `erase_personal_data` destroys the key, so every sealed copy
+(old Kafka records, outboxes, dead letters) becomes unreadable, and removes the personal fields from the
+profile and the originals of the customer's kept dead letters.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from crm_customer import domain, repository
@@ -18,12 +25,14 @@ from crm_shared.events import (
     ConsentChanged,
     ConsentChangedEvent,
     CustomerReferredEvent,
+    CustomerRegistered,
     CustomerRegisteredEvent,
     InteractionLoggedEvent,
     derived_event_id,
     utc_now,
 )
 from crm_shared.logging import get_logger
+from crm_shared.personal import key_id_of, new_personal_key, seal, unseal
 from crm_shared.security import OWNED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
@@ -46,10 +55,26 @@ class Outcome(NamedTuple, Generic[T]):
     new: bool = True
 
 
-def _republished(event: CloudEvent[Any]) -> CloudEvent[Any]:
-    """The fact as the customer service publishes it: same business time, id derived so a retry emits it again."""
+def _republished(event: CloudEvent[Any], data: Any = None) -> CloudEvent[Any]:
+    """The fact as the customer service publishes it (with `data` instead of the event's when given): same
+    business time, id derived so a retry emits it again."""
     return type(event).create(
-        event.data, source=SOURCE, id=derived_event_id(SOURCE, event.id), time=event.time, cause=event
+        event.data if data is None else data,
+        source=SOURCE,
+        id=derived_event_id(SOURCE, event.id),
+        time=event.time,
+        cause=event,
+    )
+
+
+def sealed(registered: CustomerRegistered, key: domain.PersonalKey) -> CustomerRegistered:
+    """The registration with its name, email and phone (those given) sealed with the customer's key."""
+    return registered.model_copy(
+        update={
+            name: seal(value, key_id=key.key_id, key=key.key, customer_id=registered.customer_id, field=name)
+            for name in domain.PERSONAL_DATA
+            if (value := getattr(registered, name)) is not None
+        }
     )
 
 
@@ -66,10 +91,12 @@ class _Ingest:
     """
 
     profiles: dict[str, domain.Profile]
+    keys: dict[str, domain.PersonalKey]
     interactions: dict[str, domain.Interaction]
     referrals: dict[str, domain.Referral]
     new_profiles: set[str] = field(default_factory=set)
     changed_profiles: set[str] = field(default_factory=set)
+    new_keys: list[domain.PersonalKey] = field(default_factory=list)
     new_interactions: list[domain.Interaction] = field(default_factory=list)
     new_referrals: list[domain.Referral] = field(default_factory=list)
 
@@ -79,11 +106,30 @@ class _Ingest:
             after = domain.register(before, event.data, event.time, event.id)
         except domain.RegistrationRejected as exc:
             raise Rejected(str(exc)) from exc
-        if before is not None:
+        if after == before:
             return Outcome(after, new=False)
         stored = self.profiles[event.customer_id] = repository.profile_as_stored(after)
-        self.new_profiles.add(event.customer_id)
+        if before is None:
+            self.new_profiles.add(event.customer_id)
+        elif event.customer_id not in self.new_profiles:
+            self.changed_profiles.add(event.customer_id)  # signed up again after an erasure
         return Outcome(stored)
+
+    def key_of(self, customer_id: str) -> domain.PersonalKey:
+        """The customer's key; a new one when they have none yet (a new customer, or one erased)."""
+        key = self.keys.get(customer_id)
+        if key is None:
+            key_id, secret = new_personal_key()
+            key = domain.PersonalKey(customer_id, key_id, secret, repository.as_stored(utc_now()))
+            self.keys[customer_id] = key
+            self.new_keys.append(key)
+        return key
+
+    def republished(self, event: CloudEvent[Any]) -> CloudEvent[Any]:
+        """The event as published: a sign-up's personal fields sealed with the customer's key."""
+        if isinstance(event, CustomerRegisteredEvent):
+            return _republished(event, sealed(event.data, self.key_of(event.customer_id)))
+        return _republished(event)
 
     def change_consent(self, event: ConsentChangedEvent) -> Outcome[domain.Profile]:
         before = self.profiles.get(event.customer_id)
@@ -138,6 +184,7 @@ class _Ingest:
         raise Rejected(f"the customer service does not ingest events of type {event.type}")
 
     async def save(self, uow: UnitOfWork) -> None:
+        await repository.insert_personal_keys(uow, self.new_keys)
         await repository.save_profiles(
             uow,
             [self.profiles[c] for c in sorted(self.new_profiles)],
@@ -149,16 +196,20 @@ class _Ingest:
 
 async def apply_ingest_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
     """Apply sign-ups, consent changes, interactions and referrals, the batch in one transaction, and publish
-    each one that changed something on crm.customer.events; a redelivered event changes nothing. The result of
-    each is an Outcome (what is stored, and whether it was new); a registration with other details, a consent
-    change for an unknown customer (UnknownCustomer) or one the consents refuse, an interaction or referral id
-    reused with other content, or an event type not ingested here, is rejected and the others applied."""
+    each one that changed something on crm.customer.events (a sign-up with its personal fields sealed); a
+    redelivered event changes nothing. The result of each is an Outcome (what is stored, and whether it was
+    new); a registration with other details or with sealed personal fields, a consent change for an unknown
+    customer (UnknownCustomer) or one the consents refuse, an interaction or referral id reused with other
+    content, or an event type not ingested here, is rejected and the others applied."""
 
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         todo = batch.events
         profiled = (e for e in todo if isinstance(e, CustomerRegisteredEvent | ConsentChangedEvent))
         state = _Ingest(
             profiles=await repository.get_profiles(uow, (e.customer_id for e in profiled)),
+            keys=await repository.get_personal_keys(
+                uow, (e.customer_id for e in todo if isinstance(e, CustomerRegisteredEvent))
+            ),
             interactions=await repository.get_interactions(
                 uow, (e.data.interaction_id for e in todo if isinstance(e, InteractionLoggedEvent))
             ),
@@ -174,7 +225,7 @@ async def apply_ingest_events(store: Store, events: Sequence[CloudEvent[Any]]) -
                 continue
             batch.done(event, outcome)
             if outcome.new:
-                uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
+                uow.emit(state.republished(event), Topic.CUSTOMER_EVENTS)
         await state.save(uow)
 
     outcome = await store.apply_batch(CONSUMER, events, work)
@@ -205,7 +256,8 @@ async def apply_ingest(store: Store, event: CloudEvent[Any]) -> Outcome[Any]:
 
 
 async def register_customer(store: Store, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
-    """Store the profile and publish the sign-up; the same details again change nothing and emit nothing."""
+    """Store the profile and publish the sign-up, its personal fields sealed; the same details again change
+    nothing and emit nothing."""
     return await apply_ingest(store, event)
 
 
@@ -317,3 +369,71 @@ async def find_interaction(store: Store, interaction_id: str) -> domain.Interact
 async def find_referral(store: Store, referral_id: str) -> domain.Referral | None:
     doc = await store.db[repository.REFERRALS].find_one({"_id": referral_id})
     return repository.referral_from_document(doc) if doc else None
+
+
+# ---------------------------------------------------------------- personal data
+
+
+class KeyGone(Exception):
+    """The key a value was sealed with is not held (any more): the customer's personal data was erased."""
+
+
+async def unseal_personal_data(store: Store, customer_id: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The clear value of each sealed field (by field name) of the customer. Raises KeyGone when the key that
+    sealed a value is gone (destroyed by an erasure, or never held), crm_shared.personal.UnsealError when a
+    value does not decrypt as that field of that customer."""
+    key = await repository.find_personal_key(store.db, customer_id)
+    clear: dict[str, str] = {}
+    for name, token in values.items():
+        key_id = key_id_of(token)
+        if key is None or key.key_id != key_id:
+            raise KeyGone(
+                f"key {key_id} of customer {customer_id} is not held: it was destroyed when the customer's "
+                "personal data was erased (or never was this customer's), so the value cannot be read any more"
+            )
+        clear[name] = unseal(token, key=key.key, customer_id=customer_id, field=name, key_id=key.key_id)
+    return clear
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure removed: no value, only which fields, key and dead-letter originals."""
+
+    customer_id: str
+    erased_at: datetime
+    profile_fields: list[str]
+    key_id: str | None
+    dead_letter_originals: int
+
+
+async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Principal) -> Erasure | None:
+    """Destroy the customer's key (every sealed copy of their personal fields becomes unreadable), remove name,
+    email and phone from the profile and the originals of the customer's kept dead letters, in one transaction.
+    None when `seen_by` may not see the customer; erasing again removes what is left, usually nothing. Those
+    who see every record may erase a customer id without a profile (a refused sign-up's dead letter)."""
+
+    async def work(uow: UnitOfWork) -> Erasure | None:
+        profile = await repository.get_profile(uow, customer_id, where=_seen_by(seen_by, customer_id))
+        if profile is None and not seen_by.sees_all_records:
+            return None
+        at = repository.as_stored(utc_now())
+        key_id = await repository.destroy_personal_key(uow, customer_id)
+        erased_fields: list[str] = []
+        if profile is not None:
+            after = domain.erase_personal_data(profile, at)
+            if after != profile:
+                erased_fields = profile.details.personal_fields
+                await repository.save_profile(uow, after)
+        originals = await repository.erase_dead_letter_originals(uow, customer_id, at)
+        return Erasure(customer_id, at, erased_fields, key_id, originals)
+
+    erasure = await store.transaction(work)
+    if erasure is not None:
+        log.info(
+            "personal_data_erased",
+            customer_id=customer_id,
+            fields=erasure.profile_fields,
+            key_destroyed=erasure.key_id is not None,
+            dead_letter_originals=erasure.dead_letter_originals,
+        )
+    return erasure

@@ -1,5 +1,7 @@
-"""The customer database: `customers` (profiles), `interactions`, `referrals` and `timeline` (the 360 view)."""
+"""The customer database: `customers` (profiles), `personal_keys` (each customer's key for the personal fields
+sealed in events), `interactions`, `referrals` and `timeline` (the 360 view)."""
 
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -9,15 +11,16 @@ from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from crm_customer.domain import Assignment, Details, Interaction, Profile, Referral, TimelineEntry
+from crm_customer.domain import Assignment, Details, Interaction, PersonalKey, Profile, Referral, TimelineEntry
 from crm_shared.api import keyset_page
 from crm_shared.events import CustomerReferred, InteractionLogged
-from crm_shared.store import IndexSpec, UnitOfWork
+from crm_shared.store import DEADLETTERS, IndexSpec, UnitOfWork
 
 CUSTOMERS = "customers"
 INTERACTIONS = "interactions"
 REFERRALS = "referrals"
 TIMELINE = "timeline"
+PERSONAL_KEYS = "personal_keys"
 
 INDEXES = (
     IndexSpec(
@@ -26,6 +29,8 @@ INDEXES = (
     ),
     IndexSpec(INTERACTIONS, IndexModel([("customer_id", ASCENDING), ("logged_at", ASCENDING)], name="by_customer")),
     IndexSpec(REFERRALS, IndexModel([("customer_id", ASCENDING), ("referred_at", ASCENDING)], name="by_customer")),
+    # An erasure finds the customer's kept dead-letter originals by their Kafka key, the customer id.
+    IndexSpec(DEADLETTERS, IndexModel([("key", ASCENDING)], name="by_key")),
 )
 
 
@@ -50,6 +55,7 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         "registered_at": profile.registered_at,
         "registered_by": profile.registered_by,
         "consents_changed_at": dict(profile.consents_changed_at),
+        "erased_at": profile.erased_at,
     }
 
 
@@ -57,7 +63,7 @@ def profile_from_document(doc: dict[str, Any]) -> Profile:
     return Profile(
         customer_id=doc["_id"],
         details=Details(
-            name=doc["name"],
+            name=doc.get("name"),
             email=doc.get("email"),
             phone=doc.get("phone"),
             channel=doc["channel"],
@@ -67,11 +73,13 @@ def profile_from_document(doc: dict[str, Any]) -> Profile:
         registered_at=doc["registered_at"],
         registered_by=doc["registered_by"],
         consents_changed_at=dict(doc.get("consents_changed_at", {})),
+        erased_at=doc.get("erased_at"),
     )
 
 
-async def get_profile(uow: UnitOfWork, customer_id: str) -> Profile | None:
-    doc = await uow.db[CUSTOMERS].find_one({"_id": customer_id}, session=uow.session)
+async def get_profile(uow: UnitOfWork, customer_id: str, *, where: dict[str, Any] | None = None) -> Profile | None:
+    """The profile, when there is one (and `where`, a filter on `_id` narrowed to what a caller sees, selects it)."""
+    doc = await uow.db[CUSTOMERS].find_one(where or {"_id": customer_id}, session=uow.session)
     return profile_from_document(doc) if doc else None
 
 
@@ -81,6 +89,7 @@ def profile_as_stored(profile: Profile) -> Profile:
         profile,
         registered_at=as_stored(profile.registered_at),
         consents_changed_at={c: as_stored(at) for c, at in profile.consents_changed_at.items()},
+        erased_at=as_stored(profile.erased_at) if profile.erased_at else None,
     )
 
 
@@ -113,6 +122,71 @@ async def save_profiles(uow: UnitOfWork, new: Iterable[Profile], changed: Iterab
     writes += [UpdateOne({"_id": p.customer_id}, _profile_fields(p)) for p in changed]
     if writes:
         await uow.db[CUSTOMERS].bulk_write(writes, ordered=False, session=uow.session)
+
+
+# ---------------------------------------------------------------- personal keys and erasure
+
+
+def personal_key_to_document(key: PersonalKey) -> dict[str, Any]:
+    return {"_id": key.customer_id, "key_id": key.key_id, "key": key.key, "created_at": key.created_at}
+
+
+def personal_key_from_document(doc: dict[str, Any]) -> PersonalKey:
+    return PersonalKey(
+        customer_id=doc["_id"], key_id=doc["key_id"], key=bytes(doc["key"]), created_at=doc["created_at"]
+    )
+
+
+async def get_personal_keys(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, PersonalKey]:
+    """The keys of the customers among `customer_ids` that have one, by customer id: one query."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    cursor = uow.db[PERSONAL_KEYS].find({"_id": {"$in": ids}}, session=uow.session)
+    return {doc["_id"]: personal_key_from_document(doc) for doc in await cursor.to_list(None)}
+
+
+async def insert_personal_keys(uow: UnitOfWork, keys: Collection[PersonalKey]) -> None:
+    """Insert the new keys in one write; a key made concurrently for the same customer fails the transaction,
+    which is then run again and finds it."""
+    if keys:
+        docs = [personal_key_to_document(k) for k in keys]
+        await uow.db[PERSONAL_KEYS].insert_many(docs, ordered=False, session=uow.session)
+
+
+async def find_personal_key(db: AsyncDatabase[dict[str, Any]], customer_id: str) -> PersonalKey | None:
+    doc = await db[PERSONAL_KEYS].find_one({"_id": customer_id})
+    return personal_key_from_document(doc) if doc else None
+
+
+async def destroy_personal_key(uow: UnitOfWork, customer_id: str) -> str | None:
+    """Delete the customer's key: the id of the key destroyed, None when there was none."""
+    doc = await uow.db[PERSONAL_KEYS].find_one_and_delete(
+        {"_id": customer_id}, projection={"key_id": 1}, session=uow.session
+    )
+    return doc["key_id"] if doc else None
+
+
+def _dead_letters_of(customer_id: str) -> dict[str, Any]:
+    """The customer's kept dead letters: keyed by the customer id, or (a record refused for a Kafka key that
+    was not its subject) whose JSON text names the customer as subject or customer_id."""
+    named = rf'"(subject|customer_id)"\s*:\s*"{re.escape(customer_id)}"'
+    return {"$or": [{"key": customer_id}, {"original_text": {"$regex": named}}]}
+
+
+async def erase_dead_letter_originals(uow: UnitOfWork, customer_id: str, at: datetime) -> int:
+    """Remove the originals (bytes, text and base64 copy) of the customer's kept dead letters; the letters
+    stay, with their reason, topic, partition and offset. How many letters lost their original."""
+    erased = {
+        "original": None,
+        "original_kept_in": None,
+        "original_text": None,
+        "original_value_base64": None,
+        "original_erased_at": at,
+    }
+    query = {"$and": [_dead_letters_of(customer_id), {"original_erased_at": None}]}
+    result = await uow.db[DEADLETTERS].update_many(query, {"$set": erased}, session=uow.session)
+    return result.modified_count
 
 
 # ---------------------------------------------------------------- assignment

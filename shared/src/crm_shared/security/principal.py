@@ -26,6 +26,7 @@ SCOPES: Mapping[str, str] = {
     "customers:write": "Register customers, record referrals, assign owners and territories.",
     "consents:write": "Grant or refuse a channel for a customer.",
     "customers:erase": "Erase a customer's personal data.",
+    "customers:unseal": "Read personal fields sealed in events, through the customer service.",
     "interactions:read": "Logged interactions.",
     "interactions:write": "Log interactions.",
     "orders:read": "Orders and their status.",
