@@ -7,21 +7,41 @@ from __future__ import annotations
 
 import importlib
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from crm_shared.events import (
+    CloudEvent,
+    ComplaintFiled,
+    ComplaintFiledEvent,
+    CustomerRegistered,
+    CustomerRegisteredEvent,
+    InteractionLogged,
+    InteractionLoggedEvent,
+    OrderPaid,
+    OrderPaidEvent,
+    OrderPlaced,
+    OrderPlacedEvent,
+    SurveyAnswered,
+    SurveyAnsweredEvent,
+)
 from crm_shared.security import ADMIN, SCOPES
+from crm_shared.security.keys import issue
 from crm_shared.service import OPEN_PATHS
 from crm_shared.settings import SERVICES
 from crm_shared.store import Store
 
-from helpers import bearer
+from helpers import ADMIN_HEADERS, bearer
 
 PROBLEM = "application/problem+json"
+JSON = {"Content-Type": "application/json"}
+T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 ADMIN_API = {
     "GET /v1/auth/whoami": "",
@@ -159,3 +179,75 @@ async def test_no_credential_is_a_401_and_every_other_scope_a_403(
 
     allowed = await http.request(method, url, headers=bearer("rep-1", *scopes), **body)
     assert allowed.status_code not in (401, 403, 429), allowed.text
+
+
+def _events(customer: str) -> dict[str, tuple[CloudEvent[Any], CloudEvent[Any]]]:
+    """Per service taking POST /v1/events: an event of the type a key is limited to, and one of another type."""
+    return {
+        "customer": (
+            InteractionLoggedEvent.create(
+                InteractionLogged(interaction_id=f"I-{customer}", customer_id=customer, kind="call", channel="phone"),
+                source="/channels/call-centre",
+                time=T0,
+            ),
+            CustomerRegisteredEvent.create(
+                CustomerRegistered(customer_id=customer, name="Test Person"), source="/channels/call-centre", time=T0
+            ),
+        ),
+        "sales": (
+            OrderPaidEvent.create(
+                OrderPaid(order_id=f"O-{customer}", customer_id=customer, currency="EUR", amount="10.00"),
+                source="/channels/payments",
+                time=T0,
+            ),
+            OrderPlacedEvent.create(
+                OrderPlaced(order_id=f"O-{customer}", customer_id=customer, currency="EUR", total="10.00"),
+                source="/channels/payments",
+                time=T0,
+            ),
+        ),
+        "support": (
+            SurveyAnsweredEvent.create(
+                SurveyAnswered(survey_id=f"S-{customer}", customer_id=customer, kind="nps", score=9),
+                source="/channels/surveys",
+                time=T0,
+            ),
+            ComplaintFiledEvent.create(
+                ComplaintFiled(
+                    complaint_id=f"T-{customer}",
+                    customer_id=customer,
+                    dimension="service",
+                    severity="low",
+                    summary="Late.",
+                ),
+                source="/channels/surveys",
+                time=T0,
+            ),
+        ),
+    }
+
+
+@pytest.mark.parametrize("service", ["customer", "sales", "support"])
+async def test_an_api_key_limited_to_some_event_types_is_refused_the_others_and_applies_nothing(
+    clients: dict[str, httpx.AsyncClient], service: str
+) -> None:
+    allowed, other = _events(f"C-{uuid.uuid4().hex[:8]}")[service]
+    key, record = issue(
+        name="channel",
+        scopes=["events:write"],
+        event_types=[allowed.type],
+        read_only=False,
+        rate_limit=None,
+        expires_at=None,
+    )
+    APPS[service].state.runtime.guard.keys.apply(record)
+    http, as_key = clients[service], {"X-API-Key": key, **JSON}
+
+    refused = await http.post("/v1/events", content=other.to_bytes(), headers=as_key)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"] == f"this API key may not submit {other.type} events"
+    # Nothing of it was applied: the same event from a key allowed it is new, not a duplicate.
+    again = await http.post("/v1/events", content=other.to_bytes(), headers={**ADMIN_HEADERS, **JSON})
+    assert (again.status_code, again.json()["status"]) == (202, "applied"), again.text
+    admitted = await http.post("/v1/events", content=allowed.to_bytes(), headers=as_key)
+    assert admitted.status_code == 202, admitted.text
