@@ -1,4 +1,5 @@
-"""BG/NBD and Gamma-Gamma: the published CDNOW fit, and the formulas against independent transcriptions."""
+"""BG/NBD, MBG/NBD and Gamma-Gamma: the published CDNOW fits, and the formulas against independent transcriptions
+and numerical integrations."""
 
 import functools
 import math
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from crm_scoring import lifetime
-from crm_scoring.lifetime import BgNbdParams, CustomerSummaries, GammaGammaParams
+from crm_scoring import fitting, lifetime
+from crm_scoring.lifetime import BgNbdParams, CustomerSummaries, GammaGammaParams, MbgNbdParams
 
 CDNOW = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cdnow"
 CALIBRATION_END = date(1997, 9, 30)
@@ -20,8 +21,11 @@ CALIBRATION_END = date(1997, 9, 30)
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_BGNBD_LOG_LIKELIHOOD = -9582.4
 PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "v": 15.44}
+# BTYDplus (Platzer), its MBG/NBD fit of the same sample and calibration period.
+PUBLISHED_MBGNBD = {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}
 
 PARAMS = BgNbdParams(r=0.5, alpha=3.0, a=0.8, b=2.5, log_likelihood=0.0)
+MBG_PARAMS = MbgNbdParams(r=0.5, alpha=3.0, a=0.8, b=2.5, log_likelihood=0.0)
 
 
 def read_sample_transactions() -> list[tuple[str, date, float]]:
@@ -49,6 +53,14 @@ def test_the_bgnbd_fit_on_cdnow_reproduces_the_published_parameters(
     for name, published in PUBLISHED_BGNBD.items():
         assert getattr(cdnow_bgnbd, name) == pytest.approx(published, rel=0.01), name
     assert cdnow_bgnbd.log_likelihood == pytest.approx(PUBLISHED_BGNBD_LOG_LIKELIHOOD, rel=0.001)
+
+
+def test_the_mbgnbd_fit_on_cdnow_reproduces_btydpluss_parameters(cdnow: CustomerSummaries) -> None:
+    fitted = lifetime.fit_mbgnbd(cdnow.x, cdnow.t_x, cdnow.T)
+    for name, published in PUBLISHED_MBGNBD.items():
+        assert getattr(fitted, name) == pytest.approx(published, rel=0.01), name
+    at_fit = lifetime.mbgnbd_log_likelihoods(fitted.r, fitted.alpha, fitted.a, fitted.b, cdnow.x, cdnow.t_x, cdnow.T)
+    assert at_fit.sum() == pytest.approx(fitted.log_likelihood, rel=1e-12)
 
 
 def test_the_gamma_gamma_fit_on_cdnow_reproduces_the_published_parameters(cdnow: CustomerSummaries) -> None:
@@ -81,6 +93,28 @@ def direct_bgnbd_log_likelihood(r: float, alpha: float, a: float, b: float, x: i
     return math.log(alive + dropped)
 
 
+def direct_mbgnbd_log_likelihood(r: float, alpha: float, a: float, b: float, x: int, t_x: float, T: float) -> float:
+    """The MBG/NBD likelihood with beta functions, one customer at a time: alive at T after x + 1 purchases that
+    each spared them, or dropped out at the last one (the first included, so even when x == 0)."""
+
+    def beta(u: float, v: float) -> float:
+        return math.exp(math.lgamma(u) + math.lgamma(v) - math.lgamma(u + v))
+
+    gamma_part = math.exp(math.lgamma(r + x) - math.lgamma(r)) * alpha**r
+    alive = beta(a, b + x + 1) / beta(a, b) * gamma_part / (alpha + T) ** (r + x)
+    dropped = beta(a + 1, b + x) / beta(a, b) * gamma_part / (alpha + t_x) ** (r + x)
+    return math.log(alive + dropped)
+
+
+def test_the_vectorised_mbgnbd_likelihood_matches_the_formula_customer_by_customer() -> None:
+    customers = [(0, 0.0, 10.0), (0, 0.0, 0.0), (1, 2.0, 10.0), (3, 8.5, 12.0), (2, 1.5, 5.5), (7, 30.0, 38.0)]
+    x, t_x, T = (np.array(column, dtype=float) for column in zip(*customers, strict=True))
+    r, alpha, a, b = MBG_PARAMS.r, MBG_PARAMS.alpha, MBG_PARAMS.a, MBG_PARAMS.b
+    vectorised = lifetime.mbgnbd_log_likelihoods(r, alpha, a, b, x, t_x, T)
+    direct = [direct_mbgnbd_log_likelihood(r, alpha, a, b, *c) for c in customers]
+    assert vectorised == pytest.approx(direct, rel=1e-12)
+
+
 def test_the_vectorised_bgnbd_likelihood_matches_the_formula_customer_by_customer() -> None:
     customers = [(0, 0.0, 10.0), (1, 2.0, 10.0), (3, 8.5, 12.0), (2, 1.5, 5.5), (7, 30.0, 38.0)]
     x, t_x, T = (np.array(column, dtype=float) for column in zip(*customers, strict=True))
@@ -103,6 +137,15 @@ def test_the_gamma_gamma_likelihood_matches_the_formula_customer_by_customer() -
     assert lifetime.gamma_gamma_log_likelihoods(p, q, v, frequency, mean_spend) == pytest.approx(direct, rel=1e-12)
 
 
+def test_the_gamma_gamma_fit_is_scale_invariant(cdnow: CustomerSummaries) -> None:
+    frequency, mean_spend = fitting.spend_sample(cdnow)
+    in_dollars = lifetime.fit_gamma_gamma(frequency, mean_spend)
+    in_millis = lifetime.fit_gamma_gamma(frequency, mean_spend * 1000)
+    assert in_millis.v == pytest.approx(in_dollars.v * 1000, rel=1e-4)
+    assert in_millis.p == pytest.approx(in_dollars.p, rel=1e-4)
+    assert in_millis.q == pytest.approx(in_dollars.q, rel=1e-4)
+
+
 def test_the_gamma_gamma_fit_leaves_out_customers_without_a_repeat_purchase() -> None:
     frequency = np.array([1, 2, 3, 1, 4, 2])
     mean_spend = np.array([10.0, 25.0, 12.0, 40.0, 18.0, 30.0])
@@ -120,6 +163,19 @@ def test_a_long_silence_after_repeat_purchases_lowers_the_probability_of_being_a
     alive = lifetime.probability_alive(PARAMS, 3, 5.0, np.array([5.0, 10.0, 20.0, 40.0]))
     assert np.all(np.diff(alive) < 0)
     assert 0.0 < alive[-1] < alive[0] < 1.0
+
+
+def test_a_silent_one_time_buyer_is_ever_less_likely_alive_and_ever_more_likely_to_buy_nothing() -> None:
+    T = np.array([0.0, 0.5, 4.0, 13.0, 39.0, 78.0, 520.0])
+    zeros = np.zeros(len(T))
+    alive = lifetime.mbgnbd_probability_alive(MBG_PARAMS, zeros, zeros, T)
+    assert np.all(np.diff(alive) < 0)
+    assert np.all(alive < 1.0)
+    # At birth, only the chance of dropping out at the first purchase, b / (a + b) of staying.
+    assert alive[0] == pytest.approx(MBG_PARAMS.b / (MBG_PARAMS.a + MBG_PARAMS.b), rel=1e-12)
+    no_purchase = lifetime.mbgnbd_probability_no_purchase(MBG_PARAMS, 13.0, zeros, zeros, T)
+    assert np.all(np.diff(no_purchase) > 0)
+    assert np.all((no_purchase > 1.0 - alive) & (no_purchase < 1.0))
 
 
 def test_expected_purchases_grow_with_the_horizon() -> None:
@@ -171,6 +227,59 @@ def test_the_expectation_from_birth_matches_a_numerical_integration() -> None:
         assert lifetime.expected_purchases(PARAMS, t, 0, 0.0, 0.0) == pytest.approx(numerical, rel=1e-8)
 
 
+def posterior_integral(params: MbgNbdParams, integrand: Callable[[float, float], float]) -> float:
+    """The integral of integrand(lambda, p) times the gamma(r, alpha) x beta(a, b) prior density, both numerically."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    log_norm = r * math.log(alpha) - math.lgamma(r) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+
+    def over_lambda(p: float) -> float:
+        value, _error = quad(
+            lambda lam: math.exp(log_norm + (r - 1) * math.log(lam) - alpha * lam) * integrand(lam, p),
+            0.0,
+            math.inf,
+            epsabs=0.0,
+            epsrel=1e-10,
+            limit=200,
+        )
+        return float(value)
+
+    value, _error = quad(over_lambda, 0.0, 1.0, weight="alg", wvar=(a - 1.0, b - 1.0), epsabs=0.0, epsrel=1e-10)
+    return float(value)
+
+
+@pytest.mark.parametrize(("x", "t_x", "T", "t"), [(0, 0.0, 25.0, 13.0), (2, 30.43, 38.86, 13.0), (5, 12.0, 30.0, 39.0)])
+def test_the_mbgnbd_predictions_match_a_numerical_integration_over_the_posterior(
+    x: int, t_x: float, T: float, t: float
+) -> None:
+    # Given lambda and p, the history's likelihood: lambda^x e^(-lambda T) (1 - p)^(x+1) if alive at T (each of the
+    # x + 1 purchases spared them), lambda^x e^(-lambda t_x) p (1 - p)^x if they dropped out at the last one. Alive,
+    # they buy nothing in t with probability e^(-lambda t), and drop out at rate lambda p, so they make
+    # (1 - e^(-lambda p t)) / p purchases on average. No hypergeometric function and no conjugacy involved.
+    def alive(lam: float, p: float) -> float:
+        return lam**x * math.exp(-lam * T) * (1 - p) ** (x + 1)
+
+    def dropped(lam: float, p: float) -> float:
+        return lam**x * math.exp(-lam * t_x) * p * (1 - p) ** x
+
+    def purchases_if_alive(lam: float, p: float) -> float:
+        return -math.expm1(-lam * p * t) / p if p > 0 else lam * t
+
+    evidence = posterior_integral(MBG_PARAMS, lambda lam, p: alive(lam, p) + dropped(lam, p))
+    p_alive = posterior_integral(MBG_PARAMS, alive) / evidence
+    bought = posterior_integral(MBG_PARAMS, lambda lam, p: alive(lam, p) * -math.expm1(-lam * t)) / evidence
+    expected = posterior_integral(MBG_PARAMS, lambda lam, p: alive(lam, p) * purchases_if_alive(lam, p)) / evidence
+    # The integrals are good to about 1e-10; 1e-7 leaves room for the closed forms' rounding.
+    assert lifetime.mbgnbd_probability_alive(MBG_PARAMS, x, t_x, T) == pytest.approx(p_alive, rel=1e-7)
+    assert lifetime.mbgnbd_probability_no_purchase(MBG_PARAMS, t, x, t_x, T) == pytest.approx(1 - bought, rel=1e-7)
+    assert lifetime.mbgnbd_expected_purchases(MBG_PARAMS, t, x, t_x, T) == pytest.approx(expected, rel=1e-7)
+
+
+def test_the_mbgnbd_expectation_from_birth_is_the_conditional_one_at_birth() -> None:
+    t = np.array([1.0, 13.0, 39.0, 78.0])
+    from_birth = lifetime.mbgnbd_expected_purchases_from_birth(MBG_PARAMS, t)
+    assert from_birth == pytest.approx(lifetime.mbgnbd_expected_purchases(MBG_PARAMS, t, 0, 0.0, 0.0), rel=1e-12)
+
+
 def test_the_expected_spend_of_a_customer_without_repeat_purchases_is_the_population_mean() -> None:
     gg = GammaGammaParams(p=6.0, q=4.0, v=15.0, log_likelihood=0.0)
     assert lifetime.expected_spend(gg, 0, 123.0) == pytest.approx(6.0 * 15.0 / 3.0)
@@ -178,13 +287,18 @@ def test_the_expected_spend_of_a_customer_without_repeat_purchases_is_the_popula
     assert np.all(np.diff(np.abs(many - 50.0)) < 0)
 
 
-def test_the_lifetime_value_is_spend_times_purchases_discounted() -> None:
-    gg = GammaGammaParams(p=6.0, q=4.0, v=15.0, log_likelihood=0.0)
-    x, t_x, T, spend = np.array([0, 3]), np.array([0.0, 20.0]), np.array([30.0, 30.0]), np.array([0.0, 40.0])
-    undiscounted = lifetime.discounted_lifetime_value(PARAMS, gg, x, t_x, T, spend, 52.0, 0.0)
-    expected = lifetime.expected_purchases(PARAMS, 52.0, x, t_x, T) * lifetime.expected_spend(gg, x, spend)
-    assert undiscounted == pytest.approx(expected, rel=1e-12)
-    discounted = lifetime.discounted_lifetime_value(PARAMS, gg, x, t_x, T, spend, 52.0, 0.1)
+@pytest.mark.parametrize(
+    ("params", "expected_purchases"),
+    [(PARAMS, lifetime.expected_purchases), (MBG_PARAMS, lifetime.mbgnbd_expected_purchases)],
+)
+def test_discounted_purchases_are_the_expected_purchases_discounted(
+    params: BgNbdParams | MbgNbdParams, expected_purchases: Callable[..., np.ndarray]
+) -> None:
+    x, t_x, T = np.array([0, 3]), np.array([0.0, 20.0]), np.array([30.0, 30.0])
+    undiscounted = lifetime.discounted_purchases(params, x, t_x, T, 52.0, 0.0)
+    assert undiscounted == pytest.approx(expected_purchases(params, 52.0, x, t_x, T), rel=1e-12)
+    discounted = lifetime.discounted_purchases(params, x, t_x, T, 52.0, 0.1)
+    # Every purchase is made within the year, so each is discounted by less than a year's rate.
     assert np.all(discounted < undiscounted)
     assert np.all(discounted > undiscounted / 1.1)
 
@@ -235,8 +349,8 @@ def test_an_aware_purchase_time_counts_on_its_utc_day() -> None:
 
 def test_the_model_version_names_the_date_and_changes_with_the_parameters() -> None:
     gg = GammaGammaParams(p=6.0, q=4.0, v=15.0, log_likelihood=0.0)
-    version = lifetime.model_version(PARAMS, gg, date(2024, 5, 6))
-    assert version.startswith("bgnbd-gg-20240506-")
-    assert version == lifetime.model_version(PARAMS, gg, date(2024, 5, 6))
-    other = BgNbdParams(r=0.51, alpha=3.0, a=0.8, b=2.5, log_likelihood=0.0)
+    version = lifetime.model_version(MBG_PARAMS, gg, date(2024, 5, 6))
+    assert version.startswith("mbgnbd-gg-20240506-")
+    assert version == lifetime.model_version(MBG_PARAMS, gg, date(2024, 5, 6))
+    other = MbgNbdParams(r=0.51, alpha=3.0, a=0.8, b=2.5, log_likelihood=0.0)
     assert lifetime.model_version(other, gg, date(2024, 5, 6)) != version

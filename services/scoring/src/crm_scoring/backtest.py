@@ -1,5 +1,10 @@
 """Backtest of the customer-base models on a purchase log: fit on a calibration period, predict the holdout.
 
+MBG/NBD and Gamma-Gamma are the models scoring uses, so the model version, the predictions and the churn risk come
+from them; BG/NBD is fitted beside them as the published reference. The churn check ranks the calibration cohort
+by churn risk and measures, as an AUC, how well that ranking picks out the customers who bought nothing in the
+holdout, beside recency alone and 1 - P(alive) of each purchase model.
+
 Reads the CDNOW sample format (master id, sample id, YYYYMMDD, CDs, dollars), the CDNOW master format
 (id, YYYYMMDD, CDs, dollars; an optional header line) or a CSV with the header `customer_id,time,amount`
 (ISO dates or datetimes; an aware time is taken in UTC). Writes params.json, predictions.csv and tracking.png.
@@ -21,13 +26,15 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from scipy.stats import mannwhitneyu
 
-from crm_scoring import lifetime
-from crm_scoring.lifetime import BgNbdParams, CustomerSummaries, GammaGammaParams
+from crm_scoring import fitting, lifetime
+from crm_scoring.lifetime import BgNbdParams, CustomerSummaries, GammaGammaParams, MbgNbdParams
 
 LogFormat = Literal["cdnow_sample", "cdnow_master", "csv"]
 
 CSV_HEADER = ("customer_id", "time", "amount")
+DEFAULT_CHURN_HORIZON_DAYS = 90.0
 PREDICTION_COLUMNS = (
     "customer_id",
     "x",
@@ -35,6 +42,7 @@ PREDICTION_COLUMNS = (
     "T",
     "expected_holdout_purchases",
     "probability_alive",
+    "churn_risk",
     "expected_spend",
     "actual_holdout_purchases",
     "actual_holdout_spend",
@@ -52,17 +60,42 @@ class PurchaseLog:
 
 
 @dataclass(frozen=True)
+class ChurnRanking:
+    """How well each score ranks the cohort's customers who made no purchase in the holdout above those who did.
+
+    Each AUC is the probability that a customer without a holdout purchase scores higher than one with, ties
+    counting half: 0.5 is a coin toss, 1 a perfect ranking. None when one of the two groups is empty.
+    `churn_risk_auc` is MBG/NBD's P(no purchase in the next `horizon_days`), scoring's churn risk before the
+    complaint and survey penalties (a purchase log has none); `recency_auc` the weeks since the last purchase
+    alone; the `*_not_alive_auc` 1 - P(alive) of each purchase model.
+    """
+
+    horizon_days: float
+    churn_risk_auc: float | None
+    recency_auc: float | None
+    mbgnbd_not_alive_auc: float | None
+    bgnbd_not_alive_auc: float | None
+    customers_without_holdout_purchase: int
+    customers_with_holdout_purchase: int
+
+
+@dataclass(frozen=True)
 class BacktestResult:
+    """The fits and how they did on the holdout; predictions and spend are MBG/NBD's and Gamma-Gamma's."""
+
     model_version: str
+    mbgnbd: MbgNbdParams
     bgnbd: BgNbdParams
     gamma_gamma: GammaGammaParams
     customers: int
     repeat_buyers: int
     predicted_holdout_purchases: float
+    bgnbd_predicted_holdout_purchases: float
     actual_holdout_purchases: int
     predicted_holdout_spend: float
     actual_holdout_spend: float
     mean_absolute_error: float
+    churn: ChurnRanking
     out_dir: Path
 
 
@@ -141,20 +174,60 @@ def holdout_actuals(
     return per_customer["purchases"].to_numpy(dtype=np.int64), per_customer["spend"].to_numpy(dtype=np.float64)
 
 
+def auc(score: npt.ArrayLike, positive: npt.ArrayLike) -> float | None:
+    """The area under the ROC curve of `score` for telling the `positive` customers from the others, ties counting
+    half (the Mann-Whitney U over n1 n2); None when either group is empty."""
+    score, positive = np.asarray(score, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+    if n_positive == 0 or n_negative == 0:
+        return None
+    u = mannwhitneyu(score[positive], score[~positive]).statistic
+    return float(u) / (n_positive * n_negative)
+
+
+def churn_ranking(
+    cohort: CustomerSummaries,
+    mbg: MbgNbdParams,
+    bg: BgNbdParams,
+    churn_risk: npt.NDArray[np.float64],
+    holdout_purchases: npt.NDArray[np.int64],
+    horizon_days: float,
+) -> ChurnRanking:
+    """The churn AUCs of the cohort against "no purchase in the holdout" (see ChurnRanking)."""
+    lapsed = holdout_purchases == 0
+    return ChurnRanking(
+        horizon_days=horizon_days,
+        churn_risk_auc=auc(churn_risk, lapsed),
+        recency_auc=auc(cohort.T - cohort.t_x, lapsed),
+        mbgnbd_not_alive_auc=auc(1.0 - lifetime.mbgnbd_probability_alive(mbg, cohort.x, cohort.t_x, cohort.T), lapsed),
+        bgnbd_not_alive_auc=auc(1.0 - lifetime.probability_alive(bg, cohort.x, cohort.t_x, cohort.T), lapsed),
+        customers_without_holdout_purchase=int(lapsed.sum()),
+        customers_with_holdout_purchase=int((~lapsed).sum()),
+    )
+
+
 @dataclass(frozen=True)
 class Tracking:
-    """Cumulative repeat purchases of the cohort at the end of each week since its first birth."""
+    """Cumulative repeat purchases of the cohort at the end of each week since its first birth, actual and as
+    each purchase model predicts them."""
 
     week: npt.NDArray[np.int64]
     actual: npt.NDArray[np.int64]
-    predicted: npt.NDArray[np.float64]
+    predicted_mbgnbd: npt.NDArray[np.float64]
+    predicted_bgnbd: npt.NDArray[np.float64]
     calibration_weeks: float
 
 
 def tracking(
-    log: PurchaseLog, cohort: CustomerSummaries, bg: BgNbdParams, calibration_end: date, holdout_end: date
+    log: PurchaseLog,
+    cohort: CustomerSummaries,
+    mbg: MbgNbdParams,
+    bg: BgNbdParams,
+    calibration_end: date,
+    holdout_end: date,
 ) -> Tracking:
-    """Actual vs predicted cumulative repeat purchases; the prediction sums eq. 9 over customers from their births.
+    """Actual vs predicted cumulative repeat purchases; each prediction sums the model's expected repeat purchases
+    from birth over the customers.
 
     Week k ends on day 7k - 1 from the first birth, inclusive; a customer born on day d has then been watched
     for (7k - 1 - d) / 7 weeks, the same day convention as T.
@@ -174,9 +247,14 @@ def tracking(
 
     birth_offset, born = np.unique(cohort.birth.astype(np.int64) - origin, return_counts=True)
     watched = np.maximum(7 * week[:, None] - 1 - birth_offset[None, :], 0) / lifetime.DAYS_PER_WEEK
-    predicted = lifetime.expected_purchases_from_birth(bg, watched) @ born
     calibration_weeks = (np.datetime64(calibration_end, "D").astype(np.int64) - origin + 1) / 7
-    return Tracking(week=week, actual=actual.astype(np.int64), predicted=predicted, calibration_weeks=calibration_weeks)
+    return Tracking(
+        week=week,
+        actual=actual.astype(np.int64),
+        predicted_mbgnbd=lifetime.mbgnbd_expected_purchases_from_birth(mbg, watched) @ born,
+        predicted_bgnbd=lifetime.expected_purchases_from_birth(bg, watched) @ born,
+        calibration_weeks=calibration_weeks,
+    )
 
 
 def plot_tracking(track: Tracking, path: Path) -> None:
@@ -184,7 +262,8 @@ def plot_tracking(track: Tracking, path: Path) -> None:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.plot(track.week, track.actual, color="black", label="Actual")
-    axes.plot(track.week, track.predicted, color="tab:blue", linestyle="--", label="BG/NBD")
+    axes.plot(track.week, track.predicted_mbgnbd, color="tab:orange", linestyle="--", label="MBG/NBD")
+    axes.plot(track.week, track.predicted_bgnbd, color="tab:blue", linestyle="-.", label="BG/NBD")
     axes.axvline(track.calibration_weeks, color="grey", linestyle=":", label="End of calibration")
     axes.set_xlabel("Week")
     axes.set_ylabel("Cumulative repeat purchases")
@@ -193,38 +272,59 @@ def plot_tracking(track: Tracking, path: Path) -> None:
     figure.savefig(path, format="png", dpi=100)
 
 
-def run_backtest(log_path: Path, calibration_end: date, holdout_end: date, out_dir: Path) -> BacktestResult:
-    """Fit BG/NBD and Gamma-Gamma on the calibration period (inclusive), compare with the holdout, write the files.
+def run_backtest(
+    log_path: Path,
+    calibration_end: date,
+    holdout_end: date,
+    out_dir: Path,
+    churn_horizon_days: float = DEFAULT_CHURN_HORIZON_DAYS,
+) -> BacktestResult:
+    """Fit MBG/NBD, BG/NBD and Gamma-Gamma on the calibration period (inclusive), compare with the holdout, write
+    the files. Churn risk is P(no purchase in the next `churn_horizon_days`), as scoring computes it.
 
     The model version is dated by calibration_end, the as-of date of the data, so a rerun gives the same version.
     """
     if holdout_end <= calibration_end:
         raise ValueError("the holdout must end after the calibration period")
+    if not churn_horizon_days > 0:
+        raise ValueError("the churn horizon must be positive")
     log = read_purchase_log(Path(log_path))
     cohort = lifetime.summarise_arrays(log.customer_id, log.day, log.amount, calibration_end)
     if len(cohort) == 0:
         raise ValueError(f"no customer was born on or before {calibration_end}")
+    mbg = lifetime.fit_mbgnbd(cohort.x, cohort.t_x, cohort.T)
     bg = lifetime.fit_bgnbd(cohort.x, cohort.t_x, cohort.T)
-    gg = lifetime.fit_gamma_gamma(cohort.x, cohort.mean_repeat_spend)
-    version = lifetime.model_version(bg, gg, calibration_end)
+    frequency, mean_spend = fitting.spend_sample(cohort)
+    gg = lifetime.fit_gamma_gamma(frequency, mean_spend)
+    version = lifetime.model_version(mbg, gg, calibration_end)
 
     holdout_weeks = (holdout_end - calibration_end).days / lifetime.DAYS_PER_WEEK
-    expected = lifetime.expected_purchases(bg, holdout_weeks, cohort.x, cohort.t_x, cohort.T)
-    alive = lifetime.probability_alive(bg, cohort.x, cohort.t_x, cohort.T)
-    spend = lifetime.expected_spend(gg, cohort.x, cohort.mean_repeat_spend)
+    expected = lifetime.mbgnbd_expected_purchases(mbg, holdout_weeks, cohort.x, cohort.t_x, cohort.T)
+    bg_expected = lifetime.expected_purchases(bg, holdout_weeks, cohort.x, cohort.t_x, cohort.T)
+    alive = lifetime.mbgnbd_probability_alive(mbg, cohort.x, cohort.t_x, cohort.T)
+    churn_risk = lifetime.mbgnbd_probability_no_purchase(
+        mbg, churn_horizon_days / lifetime.DAYS_PER_WEEK, cohort.x, cohort.t_x, cohort.T
+    )
+    # Over all x + 1 purchases, as the fit counts them. A customer whose purchases add up to nothing (or less, with
+    # refunds) was left out of the fit, a gamma density having no mass there, but still gets the posterior mean of
+    # a zero mean spend: shrunk below the population's, never negative.
+    spend = lifetime.expected_spend(gg, cohort.x + 1, mean_spend)
     actual_purchases, actual_spend = holdout_actuals(log, cohort, calibration_end, holdout_end)
 
     result = BacktestResult(
         model_version=version,
+        mbgnbd=mbg,
         bgnbd=bg,
         gamma_gamma=gg,
         customers=len(cohort),
         repeat_buyers=int(np.count_nonzero(cohort.x)),
         predicted_holdout_purchases=float(expected.sum()),
+        bgnbd_predicted_holdout_purchases=float(bg_expected.sum()),
         actual_holdout_purchases=int(actual_purchases.sum()),
         predicted_holdout_spend=float((expected * spend).sum()),
         actual_holdout_spend=round(float(actual_spend.sum()), 2),
         mean_absolute_error=float(np.abs(expected - actual_purchases).mean()),
+        churn=churn_ranking(cohort, mbg, bg, churn_risk, actual_purchases, churn_horizon_days),
         out_dir=Path(out_dir),
     )
 
@@ -238,6 +338,7 @@ def run_backtest(log_path: Path, calibration_end: date, holdout_end: date, out_d
             "T": cohort.T,
             "expected_holdout_purchases": expected,
             "probability_alive": alive,
+            "churn_risk": churn_risk,
             "expected_spend": spend,
             "actual_holdout_purchases": actual_purchases,
             "actual_holdout_spend": actual_spend.round(2),
@@ -247,15 +348,17 @@ def run_backtest(log_path: Path, calibration_end: date, holdout_end: date, out_d
     (out / "params.json").write_text(
         json.dumps(_params_document(result, log, cohort, calibration_end, holdout_end), indent=2) + "\n"
     )
-    plot_tracking(tracking(log, cohort, bg, calibration_end, holdout_end), out / "tracking.png")
+    plot_tracking(tracking(log, cohort, mbg, bg, calibration_end, holdout_end), out / "tracking.png")
     return result
 
 
 def _params_document(
     result: BacktestResult, log: PurchaseLog, cohort: CustomerSummaries, calibration_end: date, holdout_end: date
 ) -> dict[str, object]:
+    churn = result.churn
     return {
         "model_version": result.model_version,
+        "mbgnbd": asdict(result.mbgnbd),
         "bgnbd": asdict(result.bgnbd),
         "gamma_gamma": asdict(result.gamma_gamma),
         "periods": {
@@ -274,44 +377,86 @@ def _params_document(
         },
         "holdout": {
             "predicted_purchases": result.predicted_holdout_purchases,
+            "bgnbd_predicted_purchases": result.bgnbd_predicted_holdout_purchases,
             "actual_purchases": result.actual_holdout_purchases,
             "predicted_spend": result.predicted_holdout_spend,
             "actual_spend": result.actual_holdout_spend,
             "mean_absolute_error": result.mean_absolute_error,
+        },
+        "churn": {
+            "target": "no purchase in the holdout",
+            "horizon_days": churn.horizon_days,
+            "horizon_weeks": churn.horizon_days / lifetime.DAYS_PER_WEEK,
+            "auc": {
+                "churn_risk": churn.churn_risk_auc,
+                "recency": churn.recency_auc,
+                "mbgnbd_not_alive": churn.mbgnbd_not_alive_auc,
+                "bgnbd_not_alive": churn.bgnbd_not_alive_auc,
+            },
+            "customers_without_holdout_purchase": churn.customers_without_holdout_purchase,
+            "customers_with_holdout_purchase": churn.customers_with_holdout_purchase,
         },
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="crm scoring backtest", description="Backtest the BG/NBD and Gamma-Gamma models on a purchase log."
+        prog="crm scoring backtest",
+        description="Backtest the MBG/NBD, BG/NBD and Gamma-Gamma models and the churn risk on a purchase log.",
     )
     parser.add_argument("--log", type=Path, required=True, help="CDNOW sample or master file, or a CSV")
     parser.add_argument("--calibration-end", type=date.fromisoformat, required=True, help="last day fitted on")
     parser.add_argument("--holdout-end", type=date.fromisoformat, required=True, help="last day predicted")
     parser.add_argument("--out", type=Path, required=True, help="folder for params.json, predictions.csv, tracking.png")
+    parser.add_argument(
+        "--churn-horizon-days",
+        type=float,
+        default=DEFAULT_CHURN_HORIZON_DAYS,
+        help=f"churn risk is P(no purchase in this many days); default {DEFAULT_CHURN_HORIZON_DAYS:g}",
+    )
     args = parser.parse_args(argv)
     if args.holdout_end <= args.calibration_end:
         parser.error("--holdout-end must come after --calibration-end")
+    if not args.churn_horizon_days > 0:
+        parser.error("--churn-horizon-days must be positive")
     try:
-        result = run_backtest(args.log, args.calibration_end, args.holdout_end, args.out)
+        result = run_backtest(args.log, args.calibration_end, args.holdout_end, args.out, args.churn_horizon_days)
     except (OSError, ValueError) as exc:
         print(f"crm scoring backtest: {exc}", file=sys.stderr)
         return 2
-    bg, gg = result.bgnbd, result.gamma_gamma
+    mbg, bg, gg, churn = result.mbgnbd, result.bgnbd, result.gamma_gamma, result.churn
     print(f"model {result.model_version}: {result.customers} customers, {result.repeat_buyers} repeat buyers")
+    for name, fit in (("MBG/NBD", mbg), ("BG/NBD", bg)):
+        print(
+            f"{name} r={fit.r:.3f} alpha={fit.alpha:.3f} a={fit.a:.3f} b={fit.b:.3f} "
+            f"(log-likelihood {fit.log_likelihood:.1f})"
+        )
     print(
-        f"BG/NBD r={bg.r:.3f} alpha={bg.alpha:.3f} a={bg.a:.3f} b={bg.b:.3f} (log-likelihood {bg.log_likelihood:.1f})"
+        f"Gamma-Gamma p={gg.p:.2f} q={gg.q:.2f} v={gg.v:.2f} (log-likelihood {gg.log_likelihood:.1f}; "
+        "every purchase counted, the first included)"
     )
-    print(f"Gamma-Gamma p={gg.p:.2f} q={gg.q:.2f} v={gg.v:.2f} (log-likelihood {gg.log_likelihood:.1f})")
     print(
-        f"holdout purchases: predicted {result.predicted_holdout_purchases:.1f}, "
-        f"actual {result.actual_holdout_purchases}; "
+        f"holdout purchases: predicted {result.predicted_holdout_purchases:.1f} by MBG/NBD "
+        f"({result.bgnbd_predicted_holdout_purchases:.1f} by BG/NBD), actual {result.actual_holdout_purchases}; "
         f"mean absolute error per customer {result.mean_absolute_error:.3f}"
     )
     print(f"holdout spend: predicted {result.predicted_holdout_spend:.2f}, actual {result.actual_holdout_spend:.2f}")
+    print(
+        f"churn AUC (no purchase in the holdout): churn risk {_shown(churn.churn_risk_auc)}, "
+        f"recency alone {_shown(churn.recency_auc)}, 1 - P(alive) MBG/NBD {_shown(churn.mbgnbd_not_alive_auc)}, "
+        f"BG/NBD {_shown(churn.bgnbd_not_alive_auc)}"
+    )
+    print(
+        f"churn risk = P(no purchase in the next {churn.horizon_days:g} days); "
+        f"{churn.customers_without_holdout_purchase} customers without a holdout purchase, "
+        f"{churn.customers_with_holdout_purchase} with"
+    )
     print(f"wrote params.json, predictions.csv, tracking.png to {result.out_dir}")
     return 0
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
