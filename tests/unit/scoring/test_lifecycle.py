@@ -1,5 +1,6 @@
 """Time decay, the loyalty ladder and the formula lifetime value, by hand at the exact boundaries."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -174,6 +175,13 @@ def test_the_main_product_line_is_the_most_ordered_then_the_first_by_name() -> N
 # ---------------------------------------------------------------- order-insensitivity with a population
 
 
+# MBG/NBD on the CDNOW sample (BTYDplus's published fit) and Gamma-Gamma on every purchase of it.
+MBG = lifetime.MbgNbdParams(r=0.525, alpha=6.183, a=0.891, b=1.614, log_likelihood=0.0)
+GG = lifetime.GammaGammaParams(p=9.88, q=3.40, v=7.93, log_likelihood=0.0)
+MODELS = population.FittedModels("mbgnbd-gg-test", MBG, GG, T0, 100, 40)
+FITTED = population.Population(0, False, 0.8, (), (), (), None, None, None, MODELS)
+
+
 POPULATION = population.compute(
     [
         population.CustomerValue(at(d), 1 + d % 4, Decimal(10 * (d + 1)), Decimal(10 * (d + 1)) / (1 + d % 4))
@@ -216,34 +224,105 @@ def test_any_permutation_with_duplicates_gives_the_same_scores(data: st.DataObje
     as_of = max(first.latest_at or T0, second.latest_at or T0)
     assert first.latest_at == second.latest_at
     assert domain.score(first, as_of, DEFAULT, POPULATION) == domain.score(second, as_of, DEFAULT, POPULATION)
+    with_models = replace(POPULATION, models=MODELS)
+    assert domain.score(first, as_of, DEFAULT, with_models) == domain.score(second, as_of, DEFAULT, with_models)
 
 
-def test_churn_risk_starts_from_one_minus_p_alive_when_the_models_are_fitted() -> None:
+def test_with_models_churn_risk_is_the_probability_of_no_purchase_plus_the_penalties() -> None:
     customer = domain.record_all(CustomerFacts("C-1"), [placed("O-1"), Complaint("T-1", "medium", "service", T0)])
-    assert domain.churn_risk(customer, 1, DEFAULT, probability_alive=0.8) == 0.45  # 0.2 + 0.25
-    assert domain.churn_risk(customer, 1, DEFAULT, probability_alive=0.12345) == 1.0  # capped
-    assert domain.churn_risk(customer, 1, DEFAULT) == 0.45  # without models: the base for one order, 0.2
-    assert domain.churn_risk(CustomerFacts("C-2"), 3, DEFAULT, probability_alive=1.0) == 0.0
+    assert domain.churn_risk(customer, 1, DEFAULT, no_purchase_probability=0.2) == 0.45  # 0.2 + 0.25
+    assert domain.churn_risk(customer, 1, DEFAULT, no_purchase_probability=0.87655) == 1.0  # capped
+    assert domain.churn_risk(CustomerFacts("C-2"), 3, DEFAULT, no_purchase_probability=0.0) == 0.0
 
 
-def test_model_scores_summarise_the_orders_in_weeks_from_the_first() -> None:
-    bg = lifetime.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426, log_likelihood=0.0)
-    gg = lifetime.GammaGammaParams(p=6.25, q=3.74, v=15.44, log_likelihood=0.0)
-    models = population.FittedModels("bgnbd-gg-test", bg, gg, T0, 100, 40)
-    pop = population.Population(0, False, 0.8, (), (), (), None, None, None, models)
+def test_without_models_silence_raises_churn_risk_to_the_stage_floor() -> None:
+    customer = domain.record_all(CustomerFacts("C-1"), [placed("O-1")])
+    assert domain.churn_risk(customer, 1, DEFAULT, stage="first_time_buyer") == 0.2
+    assert domain.churn_risk(customer, 1, DEFAULT, stage="at_risk") == 0.3
+    assert domain.churn_risk(customer, 1, DEFAULT, stage="lost") == 0.6
+    scores = [domain.score(customer, at(days), DEFAULT) for days in (0, 90, 180)]
+    assert [(s.lifecycle_stage, s.churn_risk_band) for s in scores] == [
+        ("first_time_buyer", "low"),
+        ("at_risk", "medium"),
+        ("lost", "high"),
+    ]
+
+
+def test_a_one_time_buyer_s_churn_risk_rises_with_silence_and_p_alive_falls() -> None:
+    customer = domain.record_all(CustomerFacts("C-1"), [placed("O-1", 0, "25.00")])
+    scores = [domain.score(customer, at(days), DEFAULT, FITTED) for days in (0, 30, 90, 365, 3 * 365)]
+    alive = [s.probability_alive for s in scores]
+    risk = [s.churn_risk for s in scores]
+    assert all(a is not None and 0 < a < 1 for a in alive)
+    assert alive == sorted(alive, reverse=True) and len(set(alive)) == len(alive)  # strictly falling
+    assert risk == sorted(risk) and len(set(risk)) == len(risk)  # strictly rising
+    assert scores[-1].churn_risk > 0.95 and scores[-1].lifecycle_stage == "lost"
+
+
+def test_a_high_value_one_time_buyer_with_a_high_complaint_is_in_the_high_churn_band() -> None:
+    facts = [placed("O-1", 0, "9000.00"), Complaint("T-1", "high", "service", at(1))]
+    customer = domain.record_all(CustomerFacts("C-1"), facts)
+    for pop in (None, FITTED):
+        scores = domain.score(customer, at(1), DEFAULT, pop)
+        assert (scores.value_tier, scores.churn_risk_band) == ("high_value", "high"), pop
+
+
+def test_a_one_time_buyer_s_expected_spend_counts_their_own_order() -> None:
+    big = domain.score(domain.record_all(CustomerFacts("C-1"), [placed("O-1", 0, "9000.00")]), at(0), DEFAULT, FITTED)
+    small = domain.score(domain.record_all(CustomerFacts("C-2"), [placed("O-1", 0, "10.00")]), at(0), DEFAULT, FITTED)
+    # The Gamma-Gamma posterior with n = 1: (v + 9000) p / (p + q - 1).
+    assert big.expected_average_spend == Decimal(f"{(7.93 + 9000) * 9.88 / (9.88 + 3.40 - 1):.2f}")
+    assert big.expected_average_spend > Decimal(7000) > Decimal(20) > small.expected_average_spend
+    assert big.lifetime_value is not None and small.lifetime_value is not None
+    assert big.lifetime_value > 100 * small.lifetime_value
+
+
+def test_the_forecast_is_computed_from_the_orders_in_weeks_from_the_first() -> None:
     # Orders in weeks 0, 10 and 20 (the first is not a repeat), scored at week 39: x = 2, t_x = 20, T = 39.
     facts = domain.record_all(
         CustomerFacts("C-1"), [placed("O-1", 0, "30.00"), placed("O-2", 70, "40.00"), placed("O-3", 140, "60.00")]
     )
-    scores = domain.score(facts, at(273), DEFAULT, pop)
-    alive = float(lifetime.probability_alive(bg, 2, 20, 39))
-    assert scores.probability_alive == round(alive, 4)
-    assert scores.expected_purchases_90d == round(float(lifetime.expected_purchases(bg, 90 / 7, 2, 20, 39)), 4)
-    assert scores.expected_average_spend == Decimal(f"{float(lifetime.expected_spend(gg, 2, 50.0)):.2f}")
-    value = lifetime.discounted_lifetime_value(bg, gg, 2, 20, 39, 50.0, 52, 0.1)
-    assert scores.lifetime_value == Decimal(f"{float(value):.2f}")
-    assert scores.churn_risk == round(1 - round(alive, 4), 4)
-    assert domain.score(CustomerFacts("C-2"), at(0), DEFAULT, pop).probability_alive is None
+    scores = domain.score(facts, at(273), DEFAULT, FITTED)
+    forecast = domain.forecast(
+        [(o.placed.at, o.placed.total) for o in facts.orders.values() if o.placed], at(273), DEFAULT, FITTED
+    )
+    assert forecast is not None
+    assert (
+        forecast.purchases,
+        forecast.repeat_purchases,
+        forecast.weeks_to_last_purchase,
+        forecast.weeks_observed,
+    ) == (
+        3,
+        2,
+        20.0,
+        39.0,
+    )
+    alive = float(lifetime.mbgnbd_probability_alive(MBG, 2, 20, 39))
+    quiet = float(lifetime.mbgnbd_probability_no_purchase(MBG, 90 / 7, 2, 20, 39))
+    assert scores.probability_alive == forecast.probability_alive == round(alive, 4)
+    assert scores.churn_risk == round(quiet, 4)
+    assert scores.expected_purchases_90d == round(float(lifetime.mbgnbd_expected_purchases(MBG, 90 / 7, 2, 20, 39)), 4)
+    spend = float(lifetime.expected_spend(GG, 3, 130 / 3))
+    assert scores.expected_average_spend == forecast.expected_spend == Decimal(f"{spend:.2f}")
+    weight = forecast.own_spend_weight
+    assert spend == pytest.approx(weight * 130 / 3 + (1 - weight) * float(forecast.population_mean_spend), abs=0.01)
+    purchases = float(lifetime.discounted_purchases(MBG, 2, 20, 39, 52, 0.1))
+    assert scores.lifetime_value == forecast.lifetime_value == Decimal(f"{purchases * spend:.2f}")
+    assert domain.score(CustomerFacts("C-2"), at(0), DEFAULT, FITTED).probability_alive is None
+
+
+def test_the_next_review_is_the_day_silence_lifts_the_churn_band() -> None:
+    # A loyal customer (an order a week for 20 weeks) starts in the low band; silence alone lifts it.
+    orders = [placed(f"O-{k}", 7 * k, "30.00") for k in range(20)]
+    customer = domain.record_all(CustomerFacts("C-1"), orders)
+    now = at(7 * 19)
+    scores = domain.score(customer, now, DEFAULT, FITTED)
+    assert scores.churn_risk_band == "low" and scores.next_review_at is not None
+    review = scores.next_review_at
+    assert review < at(7 * 19 + 90)  # before the lifecycle's at_risk boundary
+    assert domain.score(customer, review, DEFAULT, FITTED).churn_risk_band == "medium"
+    assert domain.score(customer, review - DAY, DEFAULT, FITTED).churn_risk_band == "low"
 
 
 # ---------------------------------------------------------------- CSAT and NPS of the base

@@ -178,3 +178,65 @@ def test_scores_carry_rfm_and_quadrant_only_with_a_population_in_force() -> None
     assert scores.segments.rfm_segment == "champions"
     without = domain.score(facts, T0 + timedelta(days=31), Thresholds())
     assert (without.rfm_score, without.rfm_segment, without.value_quadrant) == (None, None, None)
+
+
+def base(spends: list[int], start: datetime = T0) -> population.Population:
+    values = [CustomerValue(start + timedelta(days=i), 1, Decimal(s), Decimal(s)) for i, s in enumerate(spends)]
+    return population.compute(values, revenue_share=0.8, min_population=20)
+
+
+def test_statistics_move_only_beyond_the_tolerance_of_their_value() -> None:
+    in_force = base(list(range(10, 260, 10)))  # 25 customers of 10 .. 250
+    # One more small, early customer: the median 130 -> 120, nothing else.
+    nudged = population.compute(
+        [
+            CustomerValue(T0 - timedelta(days=1), 1, Decimal(15), Decimal(15)),
+            *(
+                CustomerValue(T0 + timedelta(days=i), 1, Decimal(s), Decimal(s))
+                for i, s in enumerate(range(10, 260, 10))
+            ),
+        ],
+        revenue_share=0.8,
+        min_population=20,
+    )
+    assert [m.name for m in population.changes(in_force, nudged)] == ["median_average_order_value"]
+    newest = T0 + timedelta(days=24)
+    # 130 -> 120 is 7.7%: within 10%, beyond 5%.
+    assert population.moved(in_force, nudged, 0.1, newest) == []
+    assert "median_average_order_value" in population.moved(in_force, nudged, 0.05, newest)
+    assert population.moved(in_force, in_force, 0.0, newest) == []
+
+
+def test_a_recency_cut_moves_relative_to_its_age_not_to_the_epoch() -> None:
+    old = base(list(range(10, 260, 10)))
+    later = base(list(range(10, 260, 10)), start=T0 + timedelta(days=3))
+    newest = T0 + timedelta(days=27)
+    # The cuts are 5 to 20 days before the newest order; moving them 3 days is 15% of the oldest's age or more.
+    assert population.moved(old, later, 0.1, newest) == [f"recency_cuts[{k}]" for k in range(4)]
+    assert population.moved(old, later, 0.9, newest) == []
+
+
+def test_coming_into_force_the_rates_and_the_models_change_the_whole_base() -> None:
+    small, big = base(list(range(10, 100, 10))), base(list(range(10, 260, 10)))
+    assert population.moved(small, big, 0.5, None) == ["in_force"]
+    assert population.whole_base_changes(small, big)
+    other_rates = population.Population(**{**big.__dict__, "exchange_rates": "EUR: EUR=1, USD=0.5"})
+    assert population.moved(big, other_rates, 0.5, None) == ["exchange_rates"]
+    assert not population.whole_base_changes(big, base([*range(10, 260, 10), 1000]))
+
+
+def test_the_affected_ranges_hold_every_value_whose_quintile_tier_or_quadrant_can_change() -> None:
+    old, new = base(list(range(10, 260, 10))), base([*range(10, 260, 10), 1000, 1000, 1000])
+    ranges = population.affected_ranges(old, new)
+    by_score: dict[str, list[tuple[object, object]]] = {}
+    for field, low, high in ranges:
+        by_score.setdefault(field, []).append((low, high))
+    assert all(low <= high for pairs in by_score.values() for low, high in pairs)  # type: ignore[operator]
+    # Brute force: every monetary value whose M quintile or tier differs between old and new lies in a range.
+    for spend in range(0, 1100, 5):
+        value = CustomerValue(T0 + timedelta(days=30), 1, Decimal(spend), Decimal(spend))
+        tier_old = spend >= (old.high_value_monetary or 0)
+        tier_new = spend >= (new.high_value_monetary or 0)
+        moved = population.rfm_scores(old, value)[2] != population.rfm_scores(new, value)[2] or tier_old != tier_new
+        inside = any(low <= Decimal(spend) <= high for low, high in by_score["scores.monetary"])  # type: ignore[operator]
+        assert inside or not moved, spend

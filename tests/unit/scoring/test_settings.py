@@ -51,7 +51,7 @@ def test_population_decay_model_and_clv_settings_come_from_the_environment(monke
     thresholds = settings.thresholds
     assert (thresholds.high_value_revenue_share, thresholds.min_population) == (0.7, 30)
     assert (thresholds.at_risk_days, thresholds.lost_days, settings.decay_interval_seconds) == (60, 120, 5)
-    assert (thresholds.min_fit_customers, thresholds.clv_horizon_weeks, thresholds.annual_discount_rate) == (
+    assert (thresholds.fit_limits.min_customers, thresholds.clv_horizon_weeks, thresholds.annual_discount_rate) == (
         80,
         104,
         0.05,

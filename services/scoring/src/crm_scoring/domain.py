@@ -24,12 +24,15 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal, TypeVar
 
+import numpy as np
+
 from crm_scoring import lifetime
+from crm_scoring.fitting import FitLimits
 from crm_scoring.population import CustomerValue, Population, rfm_scores, rfm_segment, value_quadrant
 from crm_shared.events import Dimension, SegmentDimension
 from crm_shared.money import ExchangeRates
@@ -59,6 +62,9 @@ CHURN_PER_COMPLAINT: Mapping[Severity, Decimal] = {
     "medium": Decimal("0.25"),
     "high": Decimal("0.5"),
 }
+# Without fitted models, silence raises the risk too: at least medium once the lifecycle says at_risk, at least
+# high once it says lost (the rules' stand-in for the models' probability of no purchase).
+CHURN_FLOOR: Mapping[str, Decimal] = {"at_risk": Decimal("0.3"), "lost": Decimal("0.6")}
 CHURN_PER_BAD_SURVEY = Decimal("0.15")
 BAD_CSAT_AT_MOST = 2
 BAD_NPS_AT_MOST = 6
@@ -87,7 +93,9 @@ class Thresholds:
     annual_discount_rate: float = 0.1
     high_value_revenue_share: float = 0.8
     min_population: int = 20
-    min_fit_customers: int = 50
+    churn_horizon_days: int = 90
+    population_tolerance: float = 0.05
+    fit_limits: FitLimits = field(default_factory=FitLimits)
     exchange_rates: ExchangeRates = field(default_factory=ExchangeRates.default)
 
     def __post_init__(self) -> None:
@@ -101,8 +109,12 @@ class Thresholds:
             raise ValueError("clv_horizon_weeks must be positive and annual_discount_rate in [0, 1]")
         if not 0 < self.high_value_revenue_share <= 1:
             raise ValueError(f"high_value_revenue_share must be in (0, 1], got {self.high_value_revenue_share}")
-        if self.min_population < 1 or self.min_fit_customers < 2:
-            raise ValueError("min_population must be at least 1 and min_fit_customers at least 2")
+        if self.min_population < 1:
+            raise ValueError(f"min_population must be at least 1, got {self.min_population}")
+        if not 1 <= self.churn_horizon_days <= 3650:
+            raise ValueError(f"churn_horizon_days must be 1 to 3650, got {self.churn_horizon_days}")
+        if not 0 <= self.population_tolerance < 1:
+            raise ValueError(f"population_tolerance must be in [0, 1), got {self.population_tolerance}")
 
 
 # ---------------------------------------------------------------- facts
@@ -528,21 +540,33 @@ def loyalty_stage(facts: CustomerFacts, frequency: int, overall_satisfaction: fl
 
 
 def churn_risk(
-    facts: CustomerFacts, frequency: int, thresholds: Thresholds, probability_alive: float | None = None
+    facts: CustomerFacts,
+    frequency: int,
+    thresholds: Thresholds,
+    no_purchase_probability: float | None = None,
+    stage: LifecycleStage | None = None,
 ) -> float:
-    """1 - P(alive) when the models are fitted, else a base by order count; plus the complaint and survey
-    penalties; capped at 1."""
-    if probability_alive is not None:
-        risk = Decimal(1) - Decimal(str(round(probability_alive, 4)))
-    elif frequency < 2:
-        risk = CHURN_BASE_FEW_ORDERS
-    elif frequency < thresholds.stable_after_orders:
-        risk = CHURN_BASE_REPEAT
+    """With fitted models, the probability of no purchase in the next `churn_horizon_days` (MBG/NBD); without,
+    a base by order count, raised to CHURN_FLOOR by an at_risk or lost lifecycle `stage`. Plus the complaint and
+    survey penalties; capped at 1."""
+    if no_purchase_probability is not None:
+        risk = Decimal(str(round(no_purchase_probability, 4)))
     else:
-        risk = CHURN_BASE_STABLE
-    risk += sum((CHURN_PER_COMPLAINT[c.severity] for c in facts.complaints.values()), Decimal(0))
-    risk += CHURN_PER_BAD_SURVEY * sum(1 for s in facts.surveys.values() if is_bad(s))
+        if frequency < 2:
+            risk = CHURN_BASE_FEW_ORDERS
+        elif frequency < thresholds.stable_after_orders:
+            risk = CHURN_BASE_REPEAT
+        else:
+            risk = CHURN_BASE_STABLE
+        risk = max(risk, CHURN_FLOOR.get(stage or "", Decimal(0)))
+    risk += churn_penalty(facts)
     return round(float(max(Decimal(0), min(risk, Decimal(1)))), 4)
+
+
+def churn_penalty(facts: CustomerFacts) -> Decimal:
+    """What complaints and bad surveys add to the churn risk."""
+    penalty = sum((CHURN_PER_COMPLAINT[c.severity] for c in facts.complaints.values()), Decimal(0))
+    return penalty + CHURN_PER_BAD_SURVEY * sum(1 for s in facts.surveys.values() if is_bad(s))
 
 
 def churn_risk_band(risk: float) -> ChurnRiskBand:
@@ -552,10 +576,26 @@ def churn_risk_band(risk: float) -> ChurnRiskBand:
 
 
 @dataclass(frozen=True)
-class ModelScores:
+class Forecast:
+    """The models' view of one customer, with every input (time in weeks from the first order, money in the
+    reporting currency): what the score page shows beside the realised value and the source's formula."""
+
+    model_version: str
+    purchases: int
+    repeat_purchases: int
+    weeks_to_last_purchase: float
+    weeks_observed: float
+    mean_spend: Decimal
     probability_alive: float
+    no_purchase_probability: float
+    churn_horizon_days: int
     expected_purchases_90d: float
-    expected_average_spend: Decimal
+    discounted_purchases: float
+    horizon_weeks: float
+    annual_discount_rate: float
+    population_mean_spend: Decimal
+    own_spend_weight: float
+    expected_spend: Decimal
     lifetime_value: Decimal
 
 
@@ -563,33 +603,99 @@ def _money(value: float) -> Decimal | None:
     return Decimal(f"{value:.2f}") if math.isfinite(value) else None
 
 
-def model_scores(
-    orders: Sequence[tuple[datetime, Decimal]], as_of: datetime, thresholds: Thresholds, population: Population
-) -> ModelScores | None:
-    """P(alive), expected purchases in the next 90 days, expected spend per purchase and the discounted lifetime
-    value from the fitted models, from the counted orders' (time, net value in the reporting currency); None
-    without fitted models or orders. Time in weeks from the first order."""
-    models = population.models
-    if models is None or not orders:
-        return None
+def _summary(orders: Sequence[tuple[datetime, Decimal]], as_of: datetime) -> lifetime.PurchaseSummary:
     summaries = lifetime.summarise(
         [("c", at, value) for at, value in orders],
         lifetime.purchase_day(max(as_of, max(at for at, _ in orders))),
     )
-    s = next(iter(summaries))
-    bg, gg = models.bgnbd, models.gamma_gamma
-    alive = float(lifetime.probability_alive(bg, s.x, s.t_x, s.T))
-    purchases = float(lifetime.expected_purchases(bg, EXPECTED_PURCHASES_DAYS / 7, s.x, s.t_x, s.T))
-    spend = float(lifetime.expected_spend(gg, s.x, s.mean_repeat_spend))
-    value = float(
-        lifetime.discounted_lifetime_value(
-            bg, gg, s.x, s.t_x, s.T, s.mean_repeat_spend, thresholds.clv_horizon_weeks, thresholds.annual_discount_rate
+    return next(iter(summaries))
+
+
+def forecast(
+    orders: Sequence[tuple[datetime, Decimal]], as_of: datetime, thresholds: Thresholds, population: Population
+) -> Forecast | None:
+    """P(alive), the probability of no purchase in the churn horizon and the expected purchases in the next 90
+    days from MBG/NBD; the expected spend per purchase from Gamma-Gamma with every purchase counted, the first
+    included (the posterior mean: a weighted mean of the customer's own mean spend and the population's); and the
+    lifetime value, the discounted expected purchases over the horizon times that spend. From the counted orders'
+    (time, net value in the reporting currency); None without fitted models or orders."""
+    models = population.models
+    if models is None or not orders:
+        return None
+    s = _summary(orders, as_of)
+    mbg, gg = models.mbgnbd, models.gamma_gamma
+    n = s.x + 1
+    alive = float(lifetime.mbgnbd_probability_alive(mbg, s.x, s.t_x, s.T))
+    quiet = float(lifetime.mbgnbd_probability_no_purchase(mbg, thresholds.churn_horizon_days / 7, s.x, s.t_x, s.T))
+    purchases = float(lifetime.mbgnbd_expected_purchases(mbg, EXPECTED_PURCHASES_DAYS / 7, s.x, s.t_x, s.T))
+    discounted = float(
+        lifetime.discounted_purchases(
+            mbg, s.x, s.t_x, s.T, thresholds.clv_horizon_weeks, thresholds.annual_discount_rate
         )
     )
-    spend_money, value_money = _money(spend), _money(value)
-    if not math.isfinite(alive) or not math.isfinite(purchases) or spend_money is None or value_money is None:
+    mean_spend = max(s.mean_spend, 0.0)
+    spend = float(lifetime.expected_spend(gg, n, mean_spend))
+    own_weight = gg.p * n / (gg.p * n + gg.q - 1.0)
+    spend_money, value_money = _money(spend), _money(discounted * spend)
+    population_mean = _money(gg.p * gg.v / (gg.q - 1.0))
+    figures = (alive, quiet, purchases, discounted, own_weight)
+    if not all(math.isfinite(f) for f in figures) or spend_money is None or value_money is None:
         return None
-    return ModelScores(round(alive, 4), round(purchases, 4), spend_money, value_money)
+    if population_mean is None:
+        return None
+    return Forecast(
+        model_version=models.model_version,
+        purchases=n,
+        repeat_purchases=s.x,
+        weeks_to_last_purchase=round(s.t_x, 4),
+        weeks_observed=round(s.T, 4),
+        mean_spend=Decimal(f"{mean_spend:.2f}"),
+        probability_alive=round(alive, 4),
+        no_purchase_probability=round(quiet, 4),
+        churn_horizon_days=thresholds.churn_horizon_days,
+        expected_purchases_90d=round(purchases, 4),
+        discounted_purchases=round(discounted, 4),
+        horizon_weeks=thresholds.clv_horizon_weeks,
+        annual_discount_rate=thresholds.annual_discount_rate,
+        population_mean_spend=population_mean,
+        own_spend_weight=round(own_weight, 4),
+        expected_spend=spend_money,
+        lifetime_value=value_money,
+    )
+
+
+def churn_review_at(
+    orders: Sequence[tuple[datetime, Decimal]],
+    facts: CustomerFacts,
+    as_of: datetime,
+    thresholds: Thresholds,
+    population: Population,
+    risk: float,
+) -> datetime | None:
+    """With fitted models, the first midnight (UTC) after `as_of` at which silence alone lifts the churn risk into
+    the next band: the probability of no purchase rises every day without an order. None in the high band, without
+    models, or when it would take more than ten years."""
+    models = population.models
+    band = churn_risk_band(risk)
+    if models is None or not orders or band == "high":
+        return None
+    target = CHURN_MEDIUM_FROM if band == "low" else CHURN_HIGH_FROM
+    s = _summary(orders, as_of)
+    days = np.arange(1, 3651)
+    quiet = lifetime.mbgnbd_probability_no_purchase(
+        models.mbgnbd, thresholds.churn_horizon_days / 7, s.x, s.t_x, s.T + days / 7
+    )
+    # A float estimate finds the day; the exact rule (Decimal, rounded as the score is) confirms it.
+    above = np.flatnonzero(np.round(quiet, 4) + float(churn_penalty(facts)) >= target - 1e-9)
+    if len(above) == 0:
+        return None
+    day = max(int(days[above[0]]) - 1, 1)
+    start = datetime.combine(lifetime.purchase_day(as_of), datetime.min.time(), tzinfo=UTC)
+    for candidate in range(day, min(day + 3, 3651)):
+        at = start + timedelta(days=candidate)
+        if churn_risk_band(churn_risk(facts, len(orders), thresholds, float(quiet[candidate - 1]))) != band:
+            return at
+    return start + timedelta(days=int(days[above[0]]))
 
 
 def score(
@@ -602,8 +708,9 @@ def score(
     frequency = len(purchases)
     monetary = sum((value for _, value in purchases), Decimal(0))
     average = (monetary / frequency).quantize(_CENT) if frequency else Decimal(0).quantize(_CENT)
-    models = model_scores(purchases, as_of, thresholds, population) if population is not None else None
-    risk = churn_risk(facts, frequency, thresholds, models.probability_alive if models else None)
+    model = forecast(purchases, as_of, thresholds, population) if population is not None else None
+    stage = lifecycle_stage(times, as_of, thresholds)
+    risk = churn_risk(facts, frequency, thresholds, model.no_purchase_probability if model else None, stage)
     overall = satisfaction(facts)
     rfm: tuple[int, int, int] | None = None
     quadrant: str | None = None
@@ -611,6 +718,10 @@ def score(
         value = CustomerValue(times[-1], frequency, monetary, average)
         rfm = rfm_scores(population, value)
         quadrant = value_quadrant(population, value)
+    review = next_review_at(times, as_of, thresholds)
+    if model is not None and population is not None:
+        churn_review = churn_review_at(purchases, facts, as_of, thresholds, population, risk)
+        review = min((r for r in (review, churn_review) if r is not None), default=None)
     return Scores(
         recency_days=recency_days(times[-1] if times else None, as_of),
         frequency=frequency,
@@ -619,7 +730,7 @@ def score(
         first_order_at=times[0] if times else None,
         last_order_at=times[-1] if times else None,
         value_tier=value_tier(frequency, monetary, thresholds, population),
-        lifecycle_stage=lifecycle_stage(times, as_of, thresholds),
+        lifecycle_stage=stage,
         satisfaction=overall,
         satisfaction_by_dimension={d: satisfaction(facts, d) for d in DIMENSIONS},
         churn_risk=risk,
@@ -628,11 +739,11 @@ def score(
         rfm_segment=rfm_segment(*rfm) if rfm else None,
         value_quadrant=quadrant,
         loyalty_stage=loyalty_stage(facts, frequency, overall),
-        probability_alive=models.probability_alive if models else None,
-        expected_purchases_90d=models.expected_purchases_90d if models else None,
-        expected_average_spend=models.expected_average_spend if models else None,
-        lifetime_value=models.lifetime_value if models else None,
-        next_review_at=next_review_at(times, as_of, thresholds),
+        probability_alive=model.probability_alive if model else None,
+        expected_purchases_90d=model.expected_purchases_90d if model else None,
+        expected_average_spend=model.expected_spend if model else None,
+        lifetime_value=model.lifetime_value if model else None,
+        next_review_at=review,
     )
 
 

@@ -2,7 +2,10 @@
 
 RFM quintiles, the 80/20 value threshold, the medians of the value plane and the fitted customer-base models.
 Only customers with at least one counted order take part. A `Population` is identified by a version derived
-from its content, so recomputing an unchanged base gives the same version and re-scores nobody.
+from its content. A recomputed population replaces the one in force only when a statistic moved by more than the
+configured tolerance (`moved`), and then only the customers whose segments the move can change are re-scored
+(`affected_ranges`): every new order nudges the statistics, and re-scoring the whole base for that would change
+nobody's segments at great cost.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal, TypeVar
 
-from crm_scoring.lifetime import BgNbdParams, GammaGammaParams
+from crm_scoring.lifetime import GammaGammaParams, MbgNbdParams
 
 RfmSegment = Literal[
     "champions",
@@ -48,10 +51,10 @@ class CustomerValue:
 
 @dataclass(frozen=True)
 class FittedModels:
-    """BG/NBD and Gamma-Gamma parameters fitted on the base (time unit: weeks)."""
+    """MBG/NBD and Gamma-Gamma parameters fitted on the base (time unit: weeks), which passed the fit's checks."""
 
     model_version: str
-    bgnbd: BgNbdParams
+    mbgnbd: MbgNbdParams
     gamma_gamma: GammaGammaParams
     fitted_at: datetime
     customers: int
@@ -227,3 +230,99 @@ def value_quadrant(population: Population, value: CustomerValue) -> ValueQuadran
     if frequent:
         return "frequent_big" if big else "frequent_small"
     return "big_occasional" if big else "small_occasional"
+
+
+Bound = int | Decimal | datetime
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A statistic of the population in force and its recomputed value."""
+
+    name: str
+    field: str  # the customer's score it is compared with
+    old: Bound | None
+    new: Bound | None
+
+
+def _beyond(old: Bound | None, new: Bound | None, tolerance: float, newest: datetime | None) -> bool:
+    """Whether `new` differs from `old` by more than the tolerance: of the value itself for counts and money, of
+    the cut's age (its time before the newest order) for a recency cut, which otherwise drifts every day."""
+    if old is None or new is None:
+        return old != new
+    if isinstance(old, datetime) and isinstance(new, datetime):
+        age = (newest - old) if newest is not None and newest > old else timedelta(0)
+        return abs(new - old) > age * tolerance
+    assert not isinstance(old, datetime) and not isinstance(new, datetime)
+    return abs(Decimal(new) - Decimal(old)) > abs(Decimal(old)) * Decimal(str(tolerance))
+
+
+def changes(in_force: Population, candidate: Population) -> list[Moved]:
+    """Every statistic that differs between the two, with the score it is compared with."""
+    pairs: list[tuple[str, str, Sequence[Bound | None], Sequence[Bound | None]]] = [
+        ("recency_cuts", "scores.last_order_at", in_force.recency_cuts, candidate.recency_cuts),
+        ("frequency_cuts", "scores.frequency", in_force.frequency_cuts, candidate.frequency_cuts),
+        ("monetary_cuts", "scores.monetary", in_force.monetary_cuts, candidate.monetary_cuts),
+        ("high_value_monetary", "scores.monetary", [in_force.high_value_monetary], [candidate.high_value_monetary]),
+        ("median_frequency", "scores.frequency", [in_force.median_frequency], [candidate.median_frequency]),
+        (
+            "median_average_order_value",
+            "scores.average_order_value",
+            [in_force.median_average_order_value],
+            [candidate.median_average_order_value],
+        ),
+    ]
+    moved: list[Moved] = []
+    for name, score, old_values, new_values in pairs:
+        if len(old_values) != len(new_values):
+            moved.append(Moved(name, score, None, None))
+            continue
+        for k, (old, new) in enumerate(zip(old_values, new_values, strict=True)):
+            if old != new:
+                moved.append(Moved(f"{name}[{k}]" if len(old_values) > 1 else name, score, old, new))
+    return moved
+
+
+def _structural(in_force: Population, candidate: Population) -> list[str]:
+    """What changes every customer's scores, not only those near a bound: statistics coming into or out of force,
+    the rate table, the models, the revenue share."""
+    pairs = (
+        ("in_force", in_force.in_force, candidate.in_force),
+        ("exchange_rates", in_force.exchange_rates, candidate.exchange_rates),
+        ("models", _models_version(in_force), _models_version(candidate)),
+        ("revenue_share", in_force.revenue_share, candidate.revenue_share),
+    )
+    return [name for name, old, new in pairs if old != new]
+
+
+def _models_version(pop: Population) -> str | None:
+    return pop.models.model_version if pop.models else None
+
+
+def moved(in_force: Population, candidate: Population, tolerance: float, newest_order_at: datetime | None) -> list[str]:
+    """The names of what moved beyond the tolerance. Any structural change counts (see `_structural`; a fit
+    replaces the models in force only when its parameters moved: see fitting.moved_beyond); statistics not in force
+    change nobody's scores."""
+    structural = _structural(in_force, candidate)
+    if structural or not candidate.in_force:
+        return structural
+    return [m.name for m in changes(in_force, candidate) if _beyond(m.old, m.new, tolerance, newest_order_at)]
+
+
+def whole_base_changes(in_force: Population, candidate: Population) -> bool:
+    """Whether the change can move any customer's scores, rather than only those between an old and a new bound."""
+    return bool(_structural(in_force, candidate)) or any(
+        m.old is None or m.new is None for m in changes(in_force, candidate)
+    )
+
+
+def affected_ranges(in_force: Population, candidate: Population) -> list[tuple[str, Bound, Bound]]:
+    """(score, low, high), both inclusive, for every bound that moved: a customer's quintile, value tier or value
+    quadrant can change only if the score it compares lies between the old and the new bound (a value equal to a
+    cut is in the lower quintile, so both ends count)."""
+    ranges: list[tuple[str, Bound, Bound]] = []
+    for m in changes(in_force, candidate):
+        if m.old is not None and m.new is not None:
+            low, high = (m.old, m.new) if m.old <= m.new else (m.new, m.old)  # type: ignore[operator]
+            ranges.append((m.field, low, high))
+    return ranges
