@@ -1,5 +1,6 @@
 """The time-decay pass on the real database: only due customers, one change per boundary, reruns emit nothing."""
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -54,8 +55,10 @@ async def test_a_customer_decays_to_at_risk_then_lost_once_each(new_store: NewSt
 
     changes = await handlers.decay_pass(store, THRESHOLDS, NOW)
 
+    # Silence raises the churn risk with the stage: at least medium at_risk, at least high lost.
     assert [(c.data.customer_id, c.data.dimension, c.data.old, c.data.new) for c in changes] == [
-        (customer, "lifecycle_stage", "first_time_buyer", "at_risk")
+        (customer, "lifecycle_stage", "first_time_buyer", "at_risk"),
+        (customer, "churn_risk_band", "low", "medium"),
     ]
     change = changes[0]
     assert change.id == derived_event_id("/crm/scoring", customer, "decay", "lifecycle_stage", "at_risk", DAY)
@@ -72,18 +75,18 @@ async def test_a_customer_decays_to_at_risk_then_lost_once_each(new_store: NewSt
 
     later = placed_at + timedelta(days=180)
     lost = await handlers.decay_pass(store, THRESHOLDS, later)
-    assert [(c.data.old, c.data.new) for c in lost] == [("at_risk", "lost")]
+    assert [(c.data.old, c.data.new) for c in lost] == [("at_risk", "lost"), ("medium", "high")]
     assert await handlers.decay_pass(store, THRESHOLDS, later) == []
     # Only the other customer, due now, moves a month later.
     month_later = await handlers.decay_pass(store, THRESHOLDS, later + timedelta(days=30))
-    assert [(c.data.customer_id, c.data.new) for c in month_later] == [(recent, "at_risk")]
+    assert [(c.data.customer_id, c.data.new) for c in month_later] == [(recent, "at_risk"), (recent, "medium")]
 
     assert await lifecycle_changes(store, customer) == [
         ("prospect", "first_time_buyer", first.changes[0].data.caused_by),
         ("first_time_buyer", "at_risk", f"decay:{DAY}"),
         ("at_risk", "lost", f"decay:{later:%Y-%m-%d}"),
     ]
-    assert await store.db[OUTBOX].count_documents({"key": customer}) == 4
+    assert await store.db[OUTBOX].count_documents({"key": customer}) == 6
     assert [(o, n) for o, n, _ in await lifecycle_changes(store, recent)] == [
         ("prospect", "first_time_buyer"),
         ("first_time_buyer", "at_risk"),
@@ -97,7 +100,8 @@ async def test_a_late_old_event_does_not_undo_the_decay_and_an_order_reactivates
     customer = f"C-{uuid.uuid4().hex[:8]}"
     await handlers.apply_event(store, order(customer, "O-1", NOW - timedelta(days=200)), THRESHOLDS)
     assert [(c.data.old, c.data.new) for c in await handlers.decay_pass(store, THRESHOLDS, NOW)] == [
-        ("first_time_buyer", "lost")
+        ("first_time_buyer", "lost"),
+        ("low", "high"),
     ]
     filed = ComplaintFiled(
         customer_id=customer, complaint_id="T-1", dimension="service", severity="low", summary="Slow answer."
@@ -110,7 +114,7 @@ async def test_a_late_old_event_does_not_undo_the_decay_and_an_order_reactivates
     back = await handlers.apply_event(store, order(customer, "O-2", NOW + timedelta(days=1)), THRESHOLDS)
     assert [(c.data.dimension, c.data.old, c.data.new) for c in back.changes] == [
         ("lifecycle_stage", "lost", "reactivated"),
-        ("churn_risk_band", "medium", "low"),  # two orders: a lower base risk under the low complaint
+        ("churn_risk_band", "high", "low"),  # no longer lost, and two orders: a lower base under the low complaint
     ]
 
     app = create_service(ScoringSettings())
@@ -127,3 +131,21 @@ async def test_a_late_old_event_does_not_undo_the_decay_and_an_order_reactivates
     ]
     next_day = NOW + timedelta(days=1)
     assert [row["period"] for row in by_day] == [f"{first_order:%Y-%m-%d}", DAY, f"{next_day:%Y-%m-%d}"]
+
+
+async def test_two_decay_passes_at_once_publish_each_change_once(new_store: NewStore) -> None:
+    store = await new_store("scoring_decay", repository.INDEXES)
+    customers = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+    events = [order(c, f"O-{c}", NOW - timedelta(days=100)) for c in customers]
+    await handlers.apply_events(store, events, THRESHOLDS)
+
+    first, second = await asyncio.gather(
+        handlers.decay_pass(store, THRESHOLDS, NOW), handlers.decay_pass(store, THRESHOLDS, NOW)
+    )
+
+    published = sorted((c.data.customer_id, c.data.dimension) for c in [*first, *second])
+    assert published == sorted((c, d) for c in customers for d in ("lifecycle_stage", "churn_risk_band"))
+    stored = await store.db[repository.SEGMENT_CHANGES].count_documents(
+        {"customer_id": {"$in": customers}, "caused_by": f"decay:{DAY}"}
+    )
+    assert stored == 10

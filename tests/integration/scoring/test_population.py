@@ -160,3 +160,47 @@ def answered(customer: str, survey_id: str, kind: str, score: int, dimension: st
         {"customer_id": customer, "survey_id": survey_id, "kind": kind, "score": score, "dimension": dimension}
     )
     return SurveyAnsweredEvent.create(data, source="/crm/support", time=T0)
+
+
+async def test_statistics_take_effect_only_beyond_the_tolerance_and_rescore_only_whom_they_can_move(
+    new_store: NewStore,
+) -> None:
+    store = await new_store("scoring_pop", repository.INDEXES)
+    thresholds = Thresholds(population_tolerance=0.1)
+    prefix = uuid.uuid4().hex[:6]
+    base = [(f"C-{prefix}-{i:02d}", f"{10 * (i + 1)}.00", T0 + timedelta(hours=i)) for i in range(25)]
+    for customer, total, at in base:
+        await handlers.apply_event(store, order(customer, f"O-{customer}", total, at), thresholds)
+    now = datetime.now(UTC)
+    first = await handlers.refresh_population(store, thresholds, now, fit=False)
+    assert (first.adopted, first.rescored) == (True, 25)
+
+    # One more small, early customer: the median moves from 130.00 to 120.00 (under 10%), the cuts not at all.
+    small = f"C-{prefix}-small"
+    await handlers.apply_event(store, order(small, f"O-{small}", "15.00", T0 - timedelta(hours=1)), thresholds)
+    unmoved = await handlers.refresh_population(store, thresholds, now + timedelta(seconds=1), fit=False)
+    assert (unmoved.adopted, unmoved.moved, unmoved.rescored, unmoved.changes) == (False, [], 0, [])
+    assert unmoved.population.version == first.population.version
+    doc = await store.db[repository.POPULATION].find_one({"_id": repository.CURRENT})
+    assert doc is not None and doc["last_refresh"]["customers"] == 26 and doc["last_refresh"]["adopted"] is False
+
+    # Five big, late customers move the cuts, the 80/20 threshold and the medians: only the customers between an
+    # old and a new bound are rescored, the others are labelled with the new version.
+    for i in range(5):
+        big = f"C-{prefix}-big-{i}"
+        await handlers.apply_event(
+            store, order(big, f"O-{big}", "1000.00", T0 + timedelta(days=2, hours=i)), thresholds
+        )
+    moved = await handlers.refresh_population(store, thresholds, now + timedelta(seconds=2), fit=False)
+    assert moved.adopted and moved.population.version != first.population.version
+    assert "high_value_monetary" in moved.moved
+    assert 0 < moved.rescored < 31
+    doc = await store.db[repository.POPULATION].find_one({"_id": repository.CURRENT})
+    assert doc is not None and doc["last_refresh"]["relabelled"] == 31 - moved.rescored
+    stale = await store.db[repository.CUSTOMERS].count_documents(
+        {"population_version": {"$ne": moved.population.version}}
+    )
+    assert stale == 0
+    # Nobody left behind: every customer's scores are what a full rescore under the new statistics gives.
+    rebuilt = await handlers.rebuild(store, thresholds)
+    assert (rebuilt.customers, rebuilt.different) == (31, [])

@@ -94,6 +94,7 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "GET /v1/population/movements": "scores:read",
         "POST /v1/population/refresh": "scores:run",
         "POST /v1/models/fit": "scores:run",
+        "GET /v1/models": "scores:read",
     },
     "marketing": {
         "GET /v1/journeys": "campaigns:read",

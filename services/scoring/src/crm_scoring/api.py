@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from crm_scoring import domain, handlers, population, repository
+from crm_scoring.population import Population
 from crm_scoring.repository import CustomerScores
 from crm_scoring.settings import ClvInputs, ScoringSettings
 from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
@@ -39,42 +40,103 @@ ThresholdsDep = Annotated[domain.Thresholds, Depends(get_thresholds)]
 SettingsDep = Annotated[ScoringSettings, Depends(get_settings)]
 
 
-class BgNbdView(BaseModel):
-    r: float
-    alpha: float
-    a: float
-    b: float
+class MbgNbdView(BaseModel):
+    r: float = Field(description="Shape of the purchase rates' gamma distribution.")
+    alpha: float = Field(description="Scale of the purchase rates' gamma distribution, in weeks.")
+    a: float = Field(description="Beta distribution of the drop-out probability after each purchase: a.")
+    b: float = Field(description="Beta distribution of the drop-out probability after each purchase: b.")
     log_likelihood: float
 
 
 class GammaGammaView(BaseModel):
     p: float
     q: float
-    v: float
+    v: float = Field(description="In the reporting currency.")
     log_likelihood: float
 
 
 class ModelsView(BaseModel):
-    """The fitted customer-base models (time unit: weeks)."""
+    """The fitted customer-base models in force (time unit: weeks): MBG/NBD for purchases and drop-out, Gamma-Gamma
+    for the spend per purchase, every purchase counted, the first included."""
 
     model_version: str
     fitted_at: datetime
     customers: int = Field(description="Customers the models were fitted on.")
-    repeat_buyers: int = Field(description="Customers with a repeat purchase (the Gamma-Gamma fit's sample).")
-    bgnbd: BgNbdView
+    repeat_buyers: int = Field(description="Customers who bought again on a later day.")
+    mbgnbd: MbgNbdView
     gamma_gamma: GammaGammaView
 
     @classmethod
     def of(cls, models: population.FittedModels) -> "ModelsView":
-        bg, gg = models.bgnbd, models.gamma_gamma
+        mbg, gg = models.mbgnbd, models.gamma_gamma
         return cls(
             model_version=models.model_version,
             fitted_at=models.fitted_at,
             customers=models.customers,
             repeat_buyers=models.repeat_buyers,
-            bgnbd=BgNbdView(r=bg.r, alpha=bg.alpha, a=bg.a, b=bg.b, log_likelihood=bg.log_likelihood),
+            mbgnbd=MbgNbdView(r=mbg.r, alpha=mbg.alpha, a=mbg.a, b=mbg.b, log_likelihood=mbg.log_likelihood),
             gamma_gamma=GammaGammaView(p=gg.p, q=gg.q, v=gg.v, log_likelihood=gg.log_likelihood),
         )
+
+
+class QualityView(BaseModel):
+    """How far the fit can be trusted, from the likelihood's shape at the parameters."""
+
+    gradient: float = Field(description="Largest slope of the mean log-likelihood along the parameters' logs.")
+    maximum: bool = Field(description="Whether the Hessian is negative definite there (a maximum).")
+    relative_errors: dict[str, float] | None = Field(description="Each parameter's standard error over its value.")
+    standard_errors: dict[str, float] | None = Field(description="Each parameter's standard error, from the Hessian.")
+
+
+class HoldoutView(BaseModel):
+    """MBG/NBD fitted up to calibration_end, its predicted purchases after it against those made."""
+
+    calibration_end: str
+    holdout_weeks: float
+    customers: int
+    predicted_purchases: float
+    actual_purchases: int
+    relative_error: float | None
+
+
+class FitView(BaseModel):
+    """One fit and what became of it."""
+
+    fit_id: str
+    status: Literal["adopted", "within_tolerance", "refused"] = Field(
+        description="adopted: in force now; within_tolerance: passed every check but moved no parameter by more than "
+        "CRM_SCORING_POPULATION_TOLERANCE, so the models in force stay; refused: see refusals."
+    )
+    refusals: list[str] = Field(description="Why the fit was refused; empty otherwise.")
+    moved: list[str] = Field(description="The parameters that moved beyond the tolerance.")
+    model_version: str | None
+    fitted_at: datetime
+    data_end: str = Field(description="The newest order's day the fit saw.")
+    customers: int
+    repeat_buyers: int
+    mbgnbd: MbgNbdView | None
+    gamma_gamma: GammaGammaView | None
+    quality: dict[str, QualityView | None]
+    holdout: HoldoutView | None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> "FitView":
+        return cls(fit_id=doc["_id"], **{k: v for k, v in doc.items() if k in cls.model_fields and k != "fit_id"})
+
+
+class ModelsReport(BaseModel):
+    in_force: ModelsView | None = Field(description="The models the scores use; None: the scores use the rules.")
+    fits: list[FitView] = Field(description="The newest fits first, refused ones included.")
+
+
+class LastRefreshView(BaseModel):
+    at: datetime
+    customers: int = Field(description="Customers with a counted order at the time.")
+    adopted: bool = Field(description="Whether the recomputed statistics replaced those in force.")
+    moved: list[str] = Field(description="What moved beyond CRM_SCORING_POPULATION_TOLERANCE.")
+    rescored: int = Field(description="Customers rescored: those whose segments the move could change.")
+    relabelled: int = Field(description="Customers the move could not change, labelled with the new version.")
+    fit: str | None = Field(description="What became of the fit made with it (see GET /v1/models).")
 
 
 class PopulationThresholdsView(BaseModel):
@@ -99,9 +161,14 @@ class PopulationThresholdsView(BaseModel):
         "currency's rate (None for statistics computed before scoring converted currencies).",
         examples=["EUR: EUR=1, USD=0.92"],
     )
+    last_refresh: LastRefreshView | None = Field(
+        default=None, description="The last scheduled or requested recomputation, whether or not it was adopted."
+    )
 
     @classmethod
-    def of(cls, pop: population.Population, computed_at: datetime | None) -> "PopulationThresholdsView":
+    def of(
+        cls, pop: population.Population, computed_at: datetime | None, doc: dict[str, Any] | None = None
+    ) -> "PopulationThresholdsView":
         return cls(
             version=pop.version,
             computed_at=computed_at,
@@ -116,6 +183,7 @@ class PopulationThresholdsView(BaseModel):
             median_average_order_value=pop.median_average_order_value,
             models=ModelsView.of(pop.models) if pop.models else None,
             exchange_rates=pop.exchange_rates,
+            last_refresh=LastRefreshView(**doc["last_refresh"]) if doc and doc.get("last_refresh") else None,
         )
 
 
@@ -155,7 +223,19 @@ class ThresholdsView(BaseModel):
     annual_discount_rate: float
     churn_medium_from: float = Field(description="Churn risk from which the band is medium.")
     churn_high_from: float = Field(description="Churn risk from which the band is high.")
-    churn_base: ChurnBaseView = Field(description="Churn risk before complaints and surveys, by order count.")
+    churn_base: ChurnBaseView = Field(
+        description="Without fitted models: churn risk before complaints and surveys, by order count."
+    )
+    churn_floor: dict[str, float] = Field(
+        description="Without fitted models: the least churn risk of an at_risk or lost customer, before penalties."
+    )
+    churn_horizon_days: int = Field(
+        description="With fitted models: churn risk is the probability of no purchase in this many days."
+    )
+    population_tolerance: float = Field(
+        description="How far a recomputed statistic or model parameter must move, as a share of its value, to "
+        "replace the one in force."
+    )
     churn_per_complaint: dict[domain.Severity, float] = Field(description="Churn risk added per complaint.")
     churn_per_bad_survey: float
     bad_csat_at_most: int
@@ -181,6 +261,9 @@ class ThresholdsView(BaseModel):
                 repeat=float(domain.CHURN_BASE_REPEAT),
                 stable=float(domain.CHURN_BASE_STABLE),
             ),
+            churn_floor={k: float(v) for k, v in domain.CHURN_FLOOR.items()},
+            churn_horizon_days=thresholds.churn_horizon_days,
+            population_tolerance=thresholds.population_tolerance,
             churn_per_complaint={k: float(v) for k, v in domain.CHURN_PER_COMPLAINT.items()},
             churn_per_bad_survey=float(domain.CHURN_PER_BAD_SURVEY),
             bad_csat_at_most=domain.BAD_CSAT_AT_MOST,
@@ -297,6 +380,82 @@ class Inputs(BaseModel):
         )
 
 
+class RealisedValueView(BaseModel):
+    """What the customer has spent: the brief's realised value."""
+
+    amount: Decimal = Field(description="The sum of the counted orders' net values (refunds deducted).")
+    orders: int = Field(description="The counted orders.")
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+
+
+class ForecastValueView(BaseModel):
+    """What the models expect the customer to spend over the horizon, discounted: the brief's potential value.
+    amount = discounted_purchases x expected_spend; expected_spend = own_spend_weight x mean_spend + (1 -
+    own_spend_weight) x population_mean_spend (the Gamma-Gamma posterior, every purchase counted, the first
+    included); time in weeks from the first order."""
+
+    amount: Decimal
+    model_version: str
+    purchases: int = Field(description="Purchase days, the first included (same-day orders are one purchase).")
+    repeat_purchases: int = Field(description="x: purchases after the first.")
+    weeks_to_last_purchase: float = Field(description="t_x: weeks from the first purchase to the last.")
+    weeks_observed: float = Field(description="T: weeks from the first purchase to the time scored as of.")
+    mean_spend: Decimal = Field(description="The customer's own mean spend per purchase.")
+    probability_alive: float = Field(description="MBG/NBD P(alive).")
+    no_purchase_probability: float = Field(description="MBG/NBD P(no purchase in the churn horizon).")
+    churn_horizon_days: int
+    expected_purchases_90d: float
+    discounted_purchases: float = Field(description="Expected purchases over the horizon, each discounted.")
+    horizon_weeks: float
+    annual_discount_rate: float
+    population_mean_spend: Decimal = Field(description="Gamma-Gamma p v / (q - 1).")
+    own_spend_weight: float = Field(description="p n / (p n + q - 1), n = purchases: the weight of mean_spend.")
+    expected_spend: Decimal = Field(description="Expected spend per future purchase.")
+
+
+class CustomerValueView(BaseModel):
+    """The customer's value three ways, side by side, each with its inputs (money in the reporting currency)."""
+
+    realised: RealisedValueView
+    forecast: ForecastValueView | None = Field(description="None without fitted models in force, or orders.")
+    forecast_unavailable_because: str | None
+    formula: FormulaLifetimeValueView = Field(description="The source's formula: the brief's model value.")
+
+
+def _customer_value_of(
+    customer: CustomerScores,
+    thresholds: domain.Thresholds,
+    pop: population.Population | None,
+    formula: FormulaLifetimeValueView,
+) -> CustomerValueView:
+    scores = customer.scores
+    purchases = [(p.at, v) for p, v in domain.counted_orders(customer.facts, thresholds.exchange_rates)]
+    realised = RealisedValueView(
+        amount=scores.monetary,
+        orders=scores.frequency,
+        first_order_at=scores.first_order_at,
+        last_order_at=scores.last_order_at,
+    )
+    model = domain.forecast(purchases, customer.scored_as_of, thresholds, pop) if pop is not None else None
+    reason: str | None = None
+    if model is None:
+        if pop is None or pop.models is None:
+            reason = "no fitted models are in force (see GET /v1/models): the scores use the rules"
+        elif not purchases:
+            reason = "the customer has no counted order"
+        else:
+            reason = "the models give no finite value for this customer"
+    forecast = (
+        ForecastValueView(
+            amount=model.lifetime_value, **{k: v for k, v in asdict(model).items() if k != "lifetime_value"}
+        )
+        if model
+        else None
+    )
+    return CustomerValueView(realised=realised, forecast=forecast, forecast_unavailable_because=reason, formula=formula)
+
+
 class ScoresView(BaseModel):
     customer_id: str
     reporting_currency: str = Field(
@@ -315,7 +474,12 @@ class ScoresView(BaseModel):
     last_order_at: datetime | None
     value_tier: domain.ValueTier
     lifecycle_stage: domain.LifecycleStage
-    churn_risk: float = Field(ge=0, le=1)
+    churn_risk: float = Field(
+        ge=0,
+        le=1,
+        description="With fitted models, the probability of no purchase in the churn horizon (MBG/NBD); without, a "
+        "base by order count raised by an at_risk or lost stage. Plus the complaint and bad-survey penalties.",
+    )
     churn_risk_band: domain.ChurnRiskBand
     satisfaction: float | None = Field(description="In [0, 1]; None without any survey or complaint.")
     satisfaction_by_dimension: dict[Dimension, float | None]
@@ -325,11 +489,14 @@ class ScoresView(BaseModel):
         description="Corner of the average-order-value x frequency plane against the population's medians."
     )
     loyalty_stage: domain.LoyaltyStage
-    probability_alive: float | None = Field(description="BG/NBD P(alive); None without fitted models.")
+    probability_alive: float | None = Field(description="MBG/NBD P(alive); None without fitted models.")
     expected_purchases_90d: float | None
-    expected_average_spend: Decimal | None = Field(description="Gamma-Gamma expected spend per purchase.")
+    expected_average_spend: Decimal | None = Field(
+        description="Gamma-Gamma expected spend per purchase, the customer's own purchases counted (the first too)."
+    )
     lifetime_value: Decimal | None = Field(description="Discounted expected spend over the configured horizon.")
     formula_lifetime_value: FormulaLifetimeValueView
+    value: CustomerValueView = Field(description="Realised, forecast and formula value side by side.")
     interactions: int = Field(description="Logged interactions (calls, visits, emails, web sessions).")
     last_interaction_at: datetime | None
     referrals: int = Field(description="Customers this customer referred.")
@@ -350,6 +517,7 @@ class ScoresView(BaseModel):
         settings: ScoringSettings,
         now: datetime,
         pop: PopulationThresholdsView | None = None,
+        population_in_force: Population | None = None,
     ) -> "ScoresView":
         scores = customer.scores
         facts = customer.facts
@@ -357,6 +525,15 @@ class ScoresView(BaseModel):
         formula_inputs, referrals_from = domain.formula_inputs_for(facts, configured)
         formula = domain.formula_lifetime_value(formula_inputs)
         rates = settings.rate_table
+        formula_view = FormulaLifetimeValueView(
+            product_line=line,
+            inputs=settings.clv_inputs[line].model_copy(update={"E": formula_inputs.referrals}),
+            referrals_from=referrals_from,
+            D=formula.own,
+            F=formula.referred,
+            G=formula.total,
+        )
+        value = _customer_value_of(customer, settings.thresholds, population_in_force, formula_view)
         return cls(
             customer_id=customer.facts.customer_id,
             reporting_currency=rates.reporting_currency,
@@ -380,14 +557,8 @@ class ScoresView(BaseModel):
             expected_purchases_90d=scores.expected_purchases_90d,
             expected_average_spend=scores.expected_average_spend,
             lifetime_value=scores.lifetime_value,
-            formula_lifetime_value=FormulaLifetimeValueView(
-                product_line=line,
-                inputs=settings.clv_inputs[line].model_copy(update={"E": formula_inputs.referrals}),
-                referrals_from=referrals_from,
-                D=formula.own,
-                F=formula.referred,
-                G=formula.total,
-            ),
+            formula_lifetime_value=formula_view,
+            value=value,
             interactions=len(facts.interactions),
             last_interaction_at=facts.last_interaction_at,
             referrals=len(facts.referrals),
@@ -434,8 +605,8 @@ async def customer_scores(store: StoreDep, settings: SettingsDep, customer_id: I
             f"scoring has seen no order, ticket, interaction or referral of customer {customer_id}",
         )
     found = await handlers.current_population(store)
-    pop = PopulationThresholdsView.of(found[0], found[1].get("computed_at")) if found else None
-    return ScoresView.of(customer, settings, utc_now(), pop)
+    pop = PopulationThresholdsView.of(found[0], found[1].get("computed_at"), found[1]) if found else None
+    return ScoresView.of(customer, settings, utc_now(), pop, found[0] if found else None)
 
 
 @router.get(
@@ -465,41 +636,82 @@ population_router = APIRouter(prefix="/v1", tags=["population"])
 
 
 class RefreshedView(BaseModel):
-    population: PopulationThresholdsView
-    rescored: int = Field(description="Customers rescored because they were scored under other statistics.")
+    population: PopulationThresholdsView = Field(description="The statistics in force after the refresh.")
+    adopted: bool = Field(description="Whether the recomputed statistics replaced those in force.")
+    moved: list[str] = Field(description="What moved beyond CRM_SCORING_POPULATION_TOLERANCE (empty: nothing did).")
+    rescored: int = Field(description="Customers rescored: only those whose segments the change could move.")
     segment_changes: int = Field(description="Segment changes published by the rescoring.")
+    fit: FitView | None = Field(description="The fit made with the refresh, when one was made.")
+
+
+async def _fit_view(store: StoreDep, outcome: handlers.FitOutcome | None) -> FitView | None:
+    if outcome is None:
+        return None
+    doc = await store.db[repository.MODEL_PARAMS].find_one({"_id": outcome.fit_id})
+    return FitView.of(doc) if doc else None
 
 
 @population_router.post(
     "/population/refresh",
     response_model=RefreshedView,
-    summary="Recompute the population statistics now (and fit the models when there are enough customers)",
+    summary="Recompute the population statistics now (and fit the models); adopt them if they moved",
     dependencies=[requires("scores:run"), Depends(audited)],
 )
 async def refresh_population(store: StoreDep, thresholds: ThresholdsDep) -> RefreshedView:
     result = await handlers.refresh_population(store, thresholds, utc_now())
+    found = await handlers.current_population(store)
     return RefreshedView(
-        population=PopulationThresholdsView.of(result.population, result.computed_at),
+        population=PopulationThresholdsView.of(result.population, result.computed_at, found[1] if found else None),
+        adopted=result.adopted,
+        moved=result.moved,
         rescored=result.rescored,
         segment_changes=len(result.changes),
+        fit=await _fit_view(store, result.fit),
     )
+
+
+class FittedView(BaseModel):
+    fit: FitView
+    in_force: ModelsView | None = Field(description="The models the scores use after the fit.")
+    rescored: int = Field(description="Customers rescored because the models or the statistics changed.")
 
 
 @population_router.post(
     "/models/fit",
-    response_model=ModelsView,
-    summary="Fit BG/NBD and Gamma-Gamma on every customer's orders now, and rescore with them",
-    responses={409: {"description": "Too few customers (or no repeat buyer) to fit on; the reason is in detail"}},
+    response_model=FittedView,
+    summary="Fit MBG/NBD and Gamma-Gamma on every customer's orders now, check the fit, and rescore if adopted",
+    responses={
+        409: {
+            "description": "The fit was refused (too few customers or repeat buyers, no clear maximum, absurd or "
+            "uncertain parameters, a failed holdout check): every reason is in detail; the models in force stay"
+        }
+    },
     dependencies=[requires("scores:run"), Depends(audited)],
 )
-async def fit_models(store: StoreDep, thresholds: ThresholdsDep) -> ModelsView:
-    now = utc_now()
-    try:
-        models = await handlers.fit_models(store, thresholds, now)
-    except handlers.NotEnoughCustomers as exc:
-        raise Problem(409, "Not enough customers to fit the models", str(exc)) from exc
-    await handlers.refresh_population(store, thresholds, now, fit=False)
-    return ModelsView.of(models)
+async def fit_models(store: StoreDep, thresholds: ThresholdsDep) -> FittedView:
+    result = await handlers.refresh_population(store, thresholds, utc_now())
+    assert result.fit is not None
+    if result.fit.status == "refused":
+        raise Problem(409, "The fit was refused", "; ".join(result.fit.fit.refusals))
+    fit = await _fit_view(store, result.fit)
+    assert fit is not None
+    models = result.population.models
+    return FittedView(fit=fit, in_force=ModelsView.of(models) if models else None, rescored=result.rescored)
+
+
+@population_router.get(
+    "/models",
+    response_model=ModelsReport,
+    summary="The models in force and the recent fits, with their checks and why any was refused",
+    dependencies=[requires("scores:read")],
+)
+async def models_report(
+    store: StoreDep, limit: Annotated[int, Query(ge=1, le=100, description="How many fits to list.")] = 20
+) -> ModelsReport:
+    found = await handlers.current_population(store)
+    in_force = found[0].models if found else None
+    fits = [FitView.of(doc) for doc in await handlers.recent_fits(store, limit)]
+    return ModelsReport(in_force=ModelsView.of(in_force) if in_force else None, fits=fits)
 
 
 class SurveyFiguresView(BaseModel):
@@ -566,7 +778,7 @@ async def population_distribution(store: StoreDep) -> DistributionView:
             overall=SurveyFiguresView.of(overall),
             by_dimension={d: SurveyFiguresView.of(f) for d, f in by_dimension.items()},
         ),
-        population=PopulationThresholdsView.of(found[0], found[1].get("computed_at")) if found else None,
+        population=PopulationThresholdsView.of(found[0], found[1].get("computed_at"), found[1]) if found else None,
     )
 
 

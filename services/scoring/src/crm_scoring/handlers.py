@@ -3,14 +3,16 @@ and publish every segment change, exactly once; recompute the population statist
 time decay, fit the customer-base models, and rebuild every customer's scores from the stored facts."""
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
-from pymongo.errors import DuplicateKeyError
+import numpy as np
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from crm_scoring import domain, lifetime, population, repository
+from crm_scoring import domain, fitting, lifetime, population, repository
 from crm_scoring.repository import CustomerScores
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
@@ -33,7 +35,7 @@ from crm_shared.events import (
 )
 from crm_shared.logging import get_logger
 from crm_shared.money import ExchangeRates
-from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, is_duplicate_key
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/scoring"
@@ -275,9 +277,12 @@ async def apply_customer_event(
     return scored
 
 
+RESCORE_CHUNK = 200
+
+
 async def _rescore(
     store: Store,
-    customer_id: str,
+    customer_ids: Sequence[str],
     thresholds: domain.Thresholds,
     *,
     as_of_for: Callable[[CustomerScores], datetime],
@@ -286,53 +291,31 @@ async def _rescore(
     id_parts: Callable[[str, str], tuple[str, ...]],
     only_if: Callable[[CustomerScores], bool] = lambda _: True,
 ) -> list[SegmentChangedEvent]:
-    """Rescore one customer from their stored facts in one transaction; emit a change per segment that moved,
-    with ids derived from `id_parts(dimension, new)` so a rerun cannot publish a change twice."""
-
-    async def work(uow: UnitOfWork) -> list[SegmentChangedEvent]:
-        before = await repository.get_customer(uow, customer_id)
-        if before is None or not only_if(before):
-            return []
-        pop = await repository.get_population(uow)
-        as_of = as_of_for(before)
-        scores = domain.score(before.facts, as_of, thresholds, pop)
-        version = pop.version if pop else None
-        if scores == before.scores and as_of == before.scored_as_of and version == before.population_version:
-            return []
-        await repository.save_customer(
-            uow, CustomerScores(before.facts, scores, scores.segments, as_of, utc_now(), population_version=version)
-        )
-        changes = []
-        for dimension, old, new in domain.segment_changes(before.segments, scores.segments):
-            change = SegmentChangedEvent.create(
-                SegmentChanged(
-                    customer_id=customer_id,
-                    dimension=dimension,
-                    old=old,
-                    new=new,
-                    scores=snapshot(scores),
-                    model_version=domain.MODEL_VERSION,
-                    changed_at=changed_at,
-                    caused_by=caused_by,
-                ),
-                source=SOURCE,
-                id=derived_event_id(SOURCE, customer_id, *id_parts(dimension, new)),
-                time=changed_at,
+    """Rescore customers from their stored facts, RESCORE_CHUNK of them per transaction (one read and one bulk
+    write per collection); emit a change per segment that moved, with ids derived from (customer,
+    *`id_parts(dimension, new)`) so a rerun cannot publish a change twice."""
+    changes: list[SegmentChangedEvent] = []
+    for start in range(0, len(customer_ids), RESCORE_CHUNK):
+        chunk = customer_ids[start : start + RESCORE_CHUNK]
+        try:
+            changes += await _rescore_chunk(
+                store, chunk, thresholds, as_of_for, caused_by, changed_at, id_parts, only_if
             )
-            await repository.insert_segment_change(uow, _change_document(change))
-            uow.emit(change, Topic.SCORING_SEGMENTS)
-            changes.append(change)
-        return changes
-
-    try:
-        changes = await store.transaction(work)
-    except DuplicateKeyError:
-        # A concurrent pass published the same change (same derived id) first.
-        return []
+        except DuplicateKeyError:
+            # A concurrent pass published one of the same changes (same derived id) first: one by one, the others
+            # still go through and the duplicate alone is skipped.
+            for customer_id in chunk:
+                try:
+                    changes += await _rescore_chunk(
+                        store, [customer_id], thresholds, as_of_for, caused_by, changed_at, id_parts, only_if
+                    )
+                except (DuplicateKeyError, BulkWriteError) as exc:
+                    if not is_duplicate_key(exc):
+                        raise
     for change in changes:
         log.info(
             "segment_changed",
-            customer_id=customer_id,
+            customer_id=change.data.customer_id,
             dimension=change.data.dimension,
             old=change.data.old,
             new=change.data.new,
@@ -341,28 +324,96 @@ async def _rescore(
     return changes
 
 
+async def _rescore_chunk(
+    store: Store,
+    customer_ids: Sequence[str],
+    thresholds: domain.Thresholds,
+    as_of_for: Callable[[CustomerScores], datetime],
+    caused_by: str,
+    changed_at: datetime,
+    id_parts: Callable[[str, str], tuple[str, ...]],
+    only_if: Callable[[CustomerScores], bool],
+) -> list[SegmentChangedEvent]:
+    async def work(uow: UnitOfWork) -> list[SegmentChangedEvent]:
+        found = await repository.get_customers(uow, customer_ids)
+        pop = await repository.get_population(uow)
+        version = pop.version if pop else None
+        saved: list[CustomerScores] = []
+        changes: list[SegmentChangedEvent] = []
+        for customer_id in customer_ids:
+            before = found.get(customer_id)
+            if before is None or not only_if(before):
+                continue
+            as_of = as_of_for(before)
+            scores = domain.score(before.facts, as_of, thresholds, pop)
+            if scores == before.scores and as_of == before.scored_as_of and version == before.population_version:
+                continue
+            saved.append(
+                CustomerScores(before.facts, scores, scores.segments, as_of, utc_now(), population_version=version)
+            )
+            for dimension, old, new in domain.segment_changes(before.segments, scores.segments):
+                changes.append(
+                    SegmentChangedEvent.create(
+                        SegmentChanged(
+                            customer_id=customer_id,
+                            dimension=dimension,
+                            old=old,
+                            new=new,
+                            scores=snapshot(scores),
+                            model_version=domain.MODEL_VERSION,
+                            changed_at=changed_at,
+                            caused_by=caused_by,
+                        ),
+                        source=SOURCE,
+                        id=derived_event_id(SOURCE, customer_id, *id_parts(dimension, new)),
+                        time=changed_at,
+                    )
+                )
+        await repository.save_customers(uow, saved)
+        await repository.insert_segment_changes(uow, [_change_document(c) for c in changes])
+        for change in changes:
+            uow.emit(change, Topic.SCORING_SEGMENTS)
+        return changes
+
+    return await store.transaction(work)
+
+
 async def decay_pass(store: Store, thresholds: domain.Thresholds, now: datetime) -> list[SegmentChangedEvent]:
     """Rescore as of `now` the customers whose next review is due (a lifecycle boundary crossed with no event):
     caused_by "decay:<date>", ids from (customer, dimension, new value, date), so a rerun emits nothing new."""
     day = f"{now:%Y-%m-%d}"
     due = store.db[repository.CUSTOMERS].find({"next_review_at": {"$lte": now}}, {"_id": 1}).sort("next_review_at", 1)
-    changes: list[SegmentChangedEvent] = []
-    for doc in await due.to_list(None):
-        changes += await _rescore(
-            store,
-            str(doc["_id"]),
-            thresholds,
-            as_of_for=lambda c: max(now, c.scored_as_of),
-            caused_by=f"decay:{day}",
-            changed_at=now,
-            id_parts=lambda dimension, new: ("decay", dimension, new, day),
-            only_if=lambda c: c.scores.next_review_at is not None and c.scores.next_review_at <= now,
-        )
-    return changes
+    return await _rescore(
+        store,
+        [str(doc["_id"]) for doc in await due.to_list(None)],
+        thresholds,
+        as_of_for=lambda c: max(now, c.scored_as_of),
+        caused_by=f"decay:{day}",
+        changed_at=now,
+        id_parts=lambda dimension, new: ("decay", dimension, new, day),
+        only_if=lambda c: c.scores.next_review_at is not None and c.scores.next_review_at <= now,
+    )
 
 
-class NotEnoughCustomers(Exception):
-    """The models cannot be fitted on the customers scoring knows (too few, or no repeat buyer)."""
+class FitRefused(Exception):
+    """The models were not fitted, or the fit failed a check; the reasons are the message."""
+
+
+FitStatus = Literal["adopted", "within_tolerance", "refused"]
+FIT_HISTORY = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """A fit and what became of it: adopted (it is in force now), within_tolerance (it passed every check but
+    moved no parameter by more than the tolerance, so the models in force stay), or refused (see `fit.refusals`)."""
+
+    fit_id: str
+    fit: fitting.BaseFit
+    status: FitStatus
+    models: population.FittedModels | None
+    moved: list[str]
+    fitted_at: datetime
 
 
 async def _buyers(store: Store) -> list[dict[str, Any]]:
@@ -370,69 +421,105 @@ async def _buyers(store: Store) -> list[dict[str, Any]]:
     return await store.db[repository.CUSTOMERS].find(query, {"scores": 1}).to_list(None)
 
 
-async def fit_models(store: Store, thresholds: domain.Thresholds, now: datetime) -> population.FittedModels:
-    """Fit BG/NBD and Gamma-Gamma on every customer's counted orders (time in weeks, calibration up to the newest
-    order's day) and store the parameters in `model_params`. Raises NotEnoughCustomers with the reason."""
+async def fit_models(
+    store: Store, thresholds: domain.Thresholds, now: datetime, in_force: population.FittedModels | None = None
+) -> FitOutcome:
+    """Fit MBG/NBD and Gamma-Gamma on every customer's counted orders (time in weeks, up to the newest order's
+    day), check the fit (fitting.py), and record it in `model_params` with its outcome; `in_force` is what it would
+    replace. A refused fit is logged with its reasons and the models in force stay (or the rules, without any)."""
     docs = await store.db[repository.CUSTOMERS].find({"scores.frequency": {"$gte": 1}}, {"facts": 1}).to_list(None)
-    if len(docs) < thresholds.min_fit_customers:
-        raise NotEnoughCustomers(
-            f"{len(docs)} customers have ordered; fitting needs at least {thresholds.min_fit_customers} "
-            "(CRM_SCORING_MIN_FIT_CUSTOMERS)"
-        )
-    transactions: list[lifetime.Transaction] = []
+    ids: list[str] = []
+    days: list[date] = []
+    amounts: list[float] = []
     for doc in docs:
         facts = repository.facts_from_document(str(doc["_id"]), doc["facts"])
         for placed, value in domain.counted_orders(facts, thresholds.exchange_rates):
-            transactions.append((facts.customer_id, placed.at, value))
-    end = max(lifetime.purchase_day(t[1]) for t in transactions)
+            ids.append(facts.customer_id)
+            days.append(lifetime.purchase_day(placed.at))
+            amounts.append(float(value))
+    limits = thresholds.fit_limits
 
-    def fit() -> population.FittedModels:
-        s = lifetime.summarise(transactions, end)
-        repeat = (s.x > 0) & (s.mean_repeat_spend > 0)
-        if not repeat.any():
-            raise NotEnoughCustomers("no customer has a repeat purchase with a positive amount: nothing to fit on")
-        try:
-            bg = lifetime.fit_bgnbd(s.x, s.t_x, s.T)
-            gg = lifetime.fit_gamma_gamma(s.x * repeat, s.mean_repeat_spend)
-        except ValueError as exc:
-            raise NotEnoughCustomers(str(exc)) from exc
-        return population.FittedModels(
-            lifetime.model_version(bg, gg, now.date()), bg, gg, now, len(s), int(repeat.sum())
+    def fit() -> fitting.BaseFit:
+        if not ids:
+            return fitting.BaseFit(now.date(), 0, 0, refusals=(_too_few(0, limits),))
+        return fitting.fit_customer_base(
+            np.array(ids), np.array(days, dtype="datetime64[D]"), np.array(amounts), max(days), limits
         )
 
-    models = await asyncio.to_thread(fit)
-    document = repository.models_to_document(models)
-    await store.db[repository.MODEL_PARAMS].replace_one({"_id": document["_id"]}, document, upsert=True)
-    log.info("models_fitted", model_version=models.model_version, customers=models.customers)
-    return models
+    result = await asyncio.to_thread(fit)
+    models: population.FittedModels | None = None
+    moved: list[str] = []
+    status: FitStatus = "refused"
+    if result.accepted and result.mbgnbd is not None and result.gamma_gamma is not None:
+        version = lifetime.model_version(result.mbgnbd, result.gamma_gamma, result.data_end)
+        models = population.FittedModels(
+            version, result.mbgnbd, result.gamma_gamma, now, result.customers, result.repeat_buyers
+        )
+        if in_force is None:
+            status, moved = "adopted", ["models"]
+        else:
+            candidate = (result.mbgnbd, result.gamma_gamma)
+            moved = fitting.moved_beyond(
+                (in_force.mbgnbd, in_force.gamma_gamma), candidate, thresholds.population_tolerance
+            )
+            status = "adopted" if moved else "within_tolerance"
+    fit_id = f"fit-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+    document = repository.fit_to_document(fit_id, result, status, now, models, moved)
+    fits = store.db[repository.MODEL_PARAMS]
+    await fits.insert_one(document)
+    # A fit runs every population interval: keep those that were not adopted for FIT_HISTORY only.
+    await fits.delete_many({"status": {"$ne": "adopted"}, "fitted_at": {"$lt": now - FIT_HISTORY}})
+    if status == "refused":
+        # Too little data is the normal state of a young platform; a fit that ran and failed its checks is news.
+        report = log.warning if result.mbgnbd is not None else log.info
+        report("models_refused", fit_id=fit_id, customers=result.customers, reasons=list(result.refusals))
+    else:
+        log.info("models_fitted", fit_id=fit_id, status=status, model_version=models and models.model_version)
+    return FitOutcome(fit_id, result, status, models, moved, now)
 
 
-async def latest_models(store: Store) -> population.FittedModels | None:
-    doc = await store.db[repository.MODEL_PARAMS].find_one({}, sort=[("fitted_at", -1)])
-    return repository.models_from_document(doc) if doc else None
+def _too_few(customers: int, limits: fitting.FitLimits) -> str:
+    return (
+        f"{customers} customers have ordered; fitting needs at least {limits.min_customers} "
+        "(CRM_SCORING_MIN_FIT_CUSTOMERS)"
+    )
+
+
+async def recent_fits(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest fits first, whatever became of them."""
+    return await store.db[repository.MODEL_PARAMS].find({}).sort("fitted_at", -1).limit(limit).to_list(None)
 
 
 @dataclass(frozen=True)
 class Refreshed:
+    """A refresh: the population in force after it, whether the recomputed one replaced it (`adopted`, because
+    `moved` moved beyond the tolerance), how many customers were rescored, and the fit, when one was made."""
+
     population: population.Population
     computed_at: datetime
     rescored: int
     changes: list[SegmentChangedEvent]
+    adopted: bool = False
+    moved: list[str] = field(default_factory=list)
+    fit: FitOutcome | None = None
 
 
 async def refresh_population(
     store: Store, thresholds: domain.Thresholds, now: datetime, *, fit: bool = True
 ) -> Refreshed:
-    """Recompute the population statistics (fitting the models first when `fit` and enough customers), store
-    them, and rescore every customer scored under other statistics: a segment change is caused_by
-    "population:<version>", with ids derived from that version, so a rerun emits nothing new."""
-    models: population.FittedModels | None = None
+    """Recompute the population statistics (fitting the models first when `fit`) and put them in force only when
+    one moved by more than the tolerance (CRM_SCORING_POPULATION_TOLERANCE) or the models changed; then rescore
+    only the customers whose segments the move can change (population.affected_ranges), and label the others with
+    the new version in one write. A segment change is caused_by "population:<version>", with ids derived from
+    that version, so a rerun emits nothing new. Customers scored under any other version are rescored too."""
+    found = await current_population(store)
+    in_force = found[0] if found else None
+    models = in_force.models if in_force else None
+    outcome: FitOutcome | None = None
     if fit:
-        try:
-            models = await fit_models(store, thresholds, now)
-        except NotEnoughCustomers as exc:
-            log.info("models_not_fitted", reason=str(exc))
-    models = models or await latest_models(store)
+        outcome = await fit_models(store, thresholds, now, models)
+        if outcome.status == "adopted":
+            models = outcome.models
     values = [
         population.CustomerValue(
             d["scores"]["last_order_at"],
@@ -442,33 +529,70 @@ async def refresh_population(
         )
         for d in await _buyers(store)
     ]
-    pop = population.compute(
+    candidate = population.compute(
         values,
         revenue_share=thresholds.high_value_revenue_share,
         min_population=thresholds.min_population,
         models=models,
         exchange_rates=thresholds.exchange_rates.describe(),
     )
+    newest = max((v.last_order_at for v in values), default=None)
+    moved = (
+        ["first"]
+        if in_force is None
+        else population.moved(in_force, candidate, thresholds.population_tolerance, newest)
+    )
+    customers = store.db[repository.CUSTOMERS]
+    relabelled = 0
+    in_force_since = now
+    if moved:
+        pop = candidate
+        document = repository.population_to_document(pop, now)
+        await store.db[repository.POPULATION].replace_one({"_id": repository.CURRENT}, document, upsert=True)
+        log.info("population_changed", version=pop.version, customers=pop.customers, moved=moved)
+        stale_query: dict[str, Any] = {"population_version": {"$ne": pop.version}}
+        if in_force is not None and not population.whole_base_changes(in_force, pop):
+            near = [
+                {field: {"$gte": low, "$lte": high}} for field, low, high in population.affected_ranges(in_force, pop)
+            ]
+            old = {"population_version": in_force.version}
+            relabel = {**old, "$nor": near} if near else old
+            result = await customers.update_many(relabel, {"$set": {"population_version": pop.version}})
+            relabelled = result.modified_count
+    else:
+        assert in_force is not None and found is not None
+        pop, in_force_since = in_force, found[1].get("computed_at", now)
+        stale_query = {"population_version": {"$ne": pop.version}}
+        if candidate.version == in_force.version and candidate != in_force:
+            # Statistics not in force share one version (they change nobody's scores): show the current ones.
+            pop = candidate
+            document = repository.population_to_document(pop, in_force_since)
+            await store.db[repository.POPULATION].replace_one({"_id": repository.CURRENT}, document, upsert=True)
+    ids = [str(d["_id"]) for d in await customers.find(stale_query, {"_id": 1}).to_list(None)]
     version = pop.version
-    current = await store.db[repository.POPULATION].find_one({"_id": repository.CURRENT}, {"version": 1})
-    document = repository.population_to_document(pop, now)
-    await store.db[repository.POPULATION].replace_one({"_id": repository.CURRENT}, document, upsert=True)
-    if current is None or current.get("version") != version:
-        log.info("population_changed", version=version, customers=pop.customers, in_force=pop.in_force)
-    stale = store.db[repository.CUSTOMERS].find({"population_version": {"$ne": version}}, {"_id": 1})
-    changes: list[SegmentChangedEvent] = []
-    ids = [str(d["_id"]) for d in await stale.to_list(None)]
-    for customer_id in ids:
-        changes += await _rescore(
-            store,
-            customer_id,
-            thresholds,
-            as_of_for=lambda c: c.scored_as_of,
-            caused_by=f"population:{version}",
-            changed_at=now,
-            id_parts=lambda dimension, new: ("population", version, dimension, new),
-        )
-    return Refreshed(pop, now, len(ids), changes)
+    changes = await _rescore(
+        store,
+        ids,
+        thresholds,
+        as_of_for=lambda c: c.scored_as_of,
+        caused_by=f"population:{version}",
+        changed_at=now,
+        id_parts=lambda dimension, new: ("population", version, dimension, new),
+    )
+    last_refresh = {
+        "at": now,
+        "customers": candidate.customers,
+        "adopted": bool(moved),
+        "moved": moved,
+        "rescored": len(ids),
+        "relabelled": relabelled,
+        "fit": outcome.status if outcome else None,
+    }
+    await store.db[repository.POPULATION].update_one(
+        {"_id": repository.CURRENT}, {"$set": {"last_refresh": last_refresh}}
+    )
+    log.info("population_refreshed", version=version, adopted=bool(moved), moved=moved, rescored=len(ids))
+    return Refreshed(pop, in_force_since, len(ids), changes, bool(moved), moved, outcome)
 
 
 async def current_population(store: Store) -> tuple[population.Population, dict[str, Any]] | None:

@@ -1,6 +1,7 @@
 """The scoring database: `customers` (facts, scores and segments per customer), `segment_changes`,
 `order_owners` (which customer each order id belongs to, so an order id reused by another customer is refused),
-`population` (the statistics in force, one document) and `model_params` (every model fit)."""
+`population` (the statistics in force, one document) and `model_params` (every model fit: adopted, kept out because
+it moved less than the tolerance, or refused with its reasons)."""
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,7 +24,8 @@ from crm_scoring.domain import (
     Segments,
     Survey,
 )
-from crm_scoring.lifetime import BgNbdParams, GammaGammaParams
+from crm_scoring.fitting import BaseFit
+from crm_scoring.lifetime import FitQuality, GammaGammaParams, MbgNbdParams
 from crm_scoring.population import FittedModels, Population
 from crm_shared.store import IndexSpec, UnitOfWork
 
@@ -127,17 +129,6 @@ def from_document(doc: dict[str, Any]) -> CustomerScores:
     )
 
 
-async def get_customer(uow: UnitOfWork, customer_id: str) -> CustomerScores | None:
-    doc = await uow.db[CUSTOMERS].find_one({"_id": customer_id}, session=uow.session)
-    return from_document(doc) if doc else None
-
-
-async def save_customer(uow: UnitOfWork, customer: CustomerScores) -> None:
-    await uow.db[CUSTOMERS].replace_one(
-        {"_id": customer.facts.customer_id}, to_document(customer), upsert=True, session=uow.session
-    )
-
-
 async def get_customers(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, CustomerScores]:
     """The stored customers among `customer_ids`, by id: one query."""
     cursor = uow.db[CUSTOMERS].find({"_id": {"$in": sorted(set(customer_ids))}}, session=uow.session)
@@ -167,10 +158,6 @@ async def claim_orders(uow: UnitOfWork, owners: Mapping[str, str]) -> None:
         await uow.db[ORDER_OWNERS].insert_many(documents, ordered=False, session=uow.session)
 
 
-async def insert_segment_change(uow: UnitOfWork, change: dict[str, Any]) -> None:
-    await uow.db[SEGMENT_CHANGES].insert_one(change, session=uow.session)
-
-
 async def insert_segment_changes(uow: UnitOfWork, changes: list[dict[str, Any]]) -> None:
     if changes:
         await uow.db[SEGMENT_CHANGES].insert_many(changes, ordered=False, session=uow.session)
@@ -178,9 +165,8 @@ async def insert_segment_changes(uow: UnitOfWork, changes: list[dict[str, Any]])
 
 def models_to_document(models: FittedModels) -> dict[str, Any]:
     return {
-        "_id": models.model_version,
         "model_version": models.model_version,
-        "bgnbd": asdict(models.bgnbd),
+        "mbgnbd": asdict(models.mbgnbd),
         "gamma_gamma": asdict(models.gamma_gamma),
         "fitted_at": models.fitted_at,
         "customers": models.customers,
@@ -189,15 +175,73 @@ def models_to_document(models: FittedModels) -> dict[str, Any]:
     }
 
 
-def models_from_document(doc: dict[str, Any]) -> FittedModels:
+def models_from_document(doc: dict[str, Any]) -> FittedModels | None:
+    """None for models stored before scoring used MBG/NBD (BG/NBD parameters): the next fit replaces them."""
+    if "mbgnbd" not in doc:
+        return None
     return FittedModels(
         model_version=doc["model_version"],
-        bgnbd=BgNbdParams(**doc["bgnbd"]),
+        mbgnbd=MbgNbdParams(**doc["mbgnbd"]),
         gamma_gamma=GammaGammaParams(**doc["gamma_gamma"]),
         fitted_at=doc["fitted_at"],
         customers=doc["customers"],
         repeat_buyers=doc["repeat_buyers"],
     )
+
+
+def _quality_document(quality: FitQuality | None, params: dict[str, float] | None) -> dict[str, Any] | None:
+    if quality is None or params is None:
+        return None
+    return {
+        "gradient": quality.gradient,
+        "maximum": quality.maximum,
+        "relative_errors": quality.relative_errors,
+        "standard_errors": quality.standard_errors(params),
+    }
+
+
+def fit_to_document(
+    fit_id: str,
+    fit: BaseFit,
+    status: str,
+    fitted_at: datetime,
+    models: FittedModels | None,
+    moved: list[str],
+) -> dict[str, Any]:
+    """A fit as `model_params` keeps it: the parameters (absurd ones too, for diagnosis), the checks and the
+    outcome."""
+    mbg = {k: v for k, v in asdict(fit.mbgnbd).items() if k != "log_likelihood"} if fit.mbgnbd else None
+    gg = {k: v for k, v in asdict(fit.gamma_gamma).items() if k != "log_likelihood"} if fit.gamma_gamma else None
+    holdout = fit.holdout
+    return {
+        "_id": fit_id,
+        "status": status,
+        "refusals": list(fit.refusals),
+        "moved": moved,
+        "model_version": models.model_version if models else None,
+        "fitted_at": fitted_at,
+        "data_end": fit.data_end.isoformat(),
+        "customers": fit.customers,
+        "repeat_buyers": fit.repeat_buyers,
+        "mbgnbd": asdict(fit.mbgnbd) if fit.mbgnbd else None,
+        "gamma_gamma": asdict(fit.gamma_gamma) if fit.gamma_gamma else None,
+        "quality": {
+            "mbgnbd": _quality_document(fit.mbgnbd_quality, mbg),
+            "gamma_gamma": _quality_document(fit.gamma_gamma_quality, gg),
+        },
+        "spend_scale": fit.spend_scale,
+        "holdout": {
+            "calibration_end": holdout.calibration_end.isoformat(),
+            "holdout_weeks": holdout.holdout_weeks,
+            "customers": holdout.customers,
+            "predicted_purchases": holdout.predicted_purchases,
+            "actual_purchases": holdout.actual_purchases,
+            "relative_error": holdout.relative_error,
+        }
+        if holdout
+        else None,
+        "time_unit": "weeks",
+    }
 
 
 def population_to_document(population: Population, computed_at: datetime) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from crm_scoring.domain import FormulaInputs, Thresholds
+from crm_scoring.fitting import FitLimits
 from crm_shared.money import RateTableSettings
 from crm_shared.settings import SERVICES, ServiceSettings
 
@@ -34,7 +35,10 @@ class ScoringSettings(ServiceSettings, RateTableSettings):
     """Environment: CRM_SCORING_PORT, CRM_SCORING_HOST, CRM_SCORING_DB, CRM_SCORING_HIGH_VALUE_MONETARY,
     CRM_SCORING_STABLE_AFTER_ORDERS, CRM_SCORING_HIGH_VALUE_REVENUE_SHARE, CRM_SCORING_MIN_POPULATION,
     CRM_SCORING_POPULATION_INTERVAL_SECONDS, CRM_SCORING_AT_RISK_DAYS, CRM_SCORING_LOST_DAYS,
-    CRM_SCORING_DECAY_INTERVAL_SECONDS, CRM_SCORING_MIN_FIT_CUSTOMERS, CRM_SCORING_CLV_HORIZON_WEEKS,
+    CRM_SCORING_DECAY_INTERVAL_SECONDS, CRM_SCORING_MIN_FIT_CUSTOMERS, CRM_SCORING_MIN_FIT_REPEAT_BUYERS,
+    CRM_SCORING_FIT_MAX_RELATIVE_ERROR, CRM_SCORING_FIT_HOLDOUT_SHARE, CRM_SCORING_FIT_MIN_HOLDOUT_PURCHASES,
+    CRM_SCORING_FIT_MAX_HOLDOUT_ERROR, CRM_SCORING_CHURN_HORIZON_DAYS, CRM_SCORING_POPULATION_TOLERANCE,
+    CRM_SCORING_CLV_HORIZON_WEEKS,
     CRM_SCORING_ANNUAL_DISCOUNT_RATE, CRM_SCORING_CLV_INPUTS, plus the shared CRM_* settings, among them the
     platform's rate table (CRM_REPORTING_CURRENCY, CRM_EXCHANGE_RATES) the money scores are converted with."""
 
@@ -70,7 +74,44 @@ class ScoringSettings(ServiceSettings, RateTableSettings):
         default=60, gt=0, le=86400, description="How often the customers due for time decay are rescored."
     )
     min_fit_customers: int = Field(
-        default=50, ge=2, le=10_000_000, description="Buyers needed to fit the BG/NBD and Gamma-Gamma models."
+        default=50, ge=2, le=10_000_000, description="Buyers needed to fit the MBG/NBD and Gamma-Gamma models."
+    )
+    min_fit_repeat_buyers: int = Field(
+        default=20, ge=1, le=10_000_000, description="Customers who bought again on a later day needed to fit."
+    )
+    fit_max_relative_error: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Largest standard error of a fitted parameter, as a share of its value, for the fit to be used.",
+    )
+    fit_holdout_share: float = Field(
+        default=0.25,
+        gt=0,
+        lt=1,
+        description="Share of the period, at its end, a fit is checked on after fitting on the rest.",
+    )
+    fit_min_holdout_purchases: int = Field(
+        default=10, ge=1, le=10_000_000, description="Purchases the holdout needs for the check to be made."
+    )
+    fit_max_holdout_error: float = Field(
+        default=0.3,
+        gt=0,
+        le=10,
+        description="Largest error of the holdout purchases predicted, as a share of those made, for the fit to pass.",
+    )
+    churn_horizon_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="With fitted models, churn risk is the probability of no purchase in this many days.",
+    )
+    population_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="How far a recomputed statistic or model parameter must move, as a share of its value (of its "
+        "age for a recency cut), to replace the one in force.",
     )
     clv_horizon_weeks: float = Field(default=52, gt=0, le=520, description="Horizon of the lifetime value.")
     annual_discount_rate: float = Field(default=0.1, ge=0, le=1, description="Discount rate of the lifetime value.")
@@ -103,7 +144,16 @@ class ScoringSettings(ServiceSettings, RateTableSettings):
             annual_discount_rate=self.annual_discount_rate,
             high_value_revenue_share=self.high_value_revenue_share,
             min_population=self.min_population,
-            min_fit_customers=self.min_fit_customers,
+            churn_horizon_days=self.churn_horizon_days,
+            population_tolerance=self.population_tolerance,
+            fit_limits=FitLimits(
+                min_customers=self.min_fit_customers,
+                min_repeat_buyers=self.min_fit_repeat_buyers,
+                max_relative_error=self.fit_max_relative_error,
+                holdout_share=self.fit_holdout_share,
+                min_holdout_purchases=self.fit_min_holdout_purchases,
+                max_holdout_error=self.fit_max_holdout_error,
+            ),
             exchange_rates=self.rate_table,
         )
 
