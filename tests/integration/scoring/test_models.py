@@ -164,3 +164,33 @@ async def test_a_fit_that_passes_its_checks_is_adopted_and_every_customer_gets_t
 
     rebuilt = await handlers.rebuild(store, settings.thresholds)
     assert (rebuilt.customers, rebuilt.different) == (200, [])
+
+
+async def test_bgnbd_models_stored_before_the_checks_are_not_used_and_do_not_break_the_report(
+    new_store: NewStore,
+) -> None:
+    store = await new_store("scoring_models", repository.INDEXES)
+    settings = ScoringSettings()
+    orders = synthetic_orders(10)
+    await apply_orders(store, settings, orders)
+    legacy = {
+        "_id": "bgnbd-gg-20261101-0badf00d",
+        "model_version": "bgnbd-gg-20261101-0badf00d",
+        "bgnbd": {"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4, "log_likelihood": -1.0},
+        "gamma_gamma": {"p": 6.25, "q": 3.74, "v": 15.44, "log_likelihood": -1.0},
+        "fitted_at": START,
+        "customers": 60,
+        "repeat_buyers": 30,
+        "time_unit": "weeks",
+    }
+    await store.db[repository.MODEL_PARAMS].insert_one(legacy)
+    await handlers.refresh_population(store, settings.thresholds, START + timedelta(days=400), fit=False)
+    await store.db[repository.POPULATION].update_one({"_id": repository.CURRENT}, {"$set": {"models": legacy}})
+
+    async with client(settings, store) as http:
+        report = await http.get("/v1/models")
+        scores = await http.get(f"/v1/customers/{orders[0][0]}/scores")
+
+    assert report.status_code == 200, report.text
+    assert report.json() == {"in_force": None, "fits": []}
+    assert scores.status_code == 200 and scores.json()["value"]["forecast"] is None

@@ -486,8 +486,9 @@ def _too_few(customers: int, limits: fitting.FitLimits) -> str:
 
 
 async def recent_fits(store: Store, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest fits first, whatever became of them."""
-    return await store.db[repository.MODEL_PARAMS].find({}).sort("fitted_at", -1).limit(limit).to_list(None)
+    """The newest fits first, whatever became of them (BG/NBD fits stored before fits were checked are left out)."""
+    query = {"status": {"$exists": True}}
+    return await store.db[repository.MODEL_PARAMS].find(query).sort("fitted_at", -1).limit(limit).to_list(None)
 
 
 @dataclass(frozen=True)
