@@ -294,21 +294,64 @@ async def _rescore(
     """Rescore customers from their stored facts, RESCORE_CHUNK of them per transaction (one read and one bulk
     write per collection); emit a change per segment that moved, with ids derived from (customer,
     *`id_parts(dimension, new)`) so a rerun cannot publish a change twice."""
+
+    async def rescore(ids: Sequence[str]) -> list[SegmentChangedEvent]:
+        async def work(uow: UnitOfWork) -> list[SegmentChangedEvent]:
+            found = await repository.get_customers(uow, ids)
+            pop = await repository.get_population(uow)
+            version = pop.version if pop else None
+            saved: list[CustomerScores] = []
+            changes: list[SegmentChangedEvent] = []
+            for customer_id in ids:
+                before = found.get(customer_id)
+                if before is None or not only_if(before):
+                    continue
+                as_of = as_of_for(before)
+                scores = domain.score(before.facts, as_of, thresholds, pop)
+                if scores == before.scores and as_of == before.scored_as_of and version == before.population_version:
+                    continue
+                saved.append(
+                    CustomerScores(before.facts, scores, scores.segments, as_of, utc_now(), population_version=version)
+                )
+                for dimension, old, new in domain.segment_changes(before.segments, scores.segments):
+                    changes.append(
+                        SegmentChangedEvent.create(
+                            SegmentChanged(
+                                customer_id=customer_id,
+                                dimension=dimension,
+                                old=old,
+                                new=new,
+                                scores=snapshot(scores),
+                                model_version=domain.MODEL_VERSION,
+                                changed_at=changed_at,
+                                caused_by=caused_by,
+                            ),
+                            source=SOURCE,
+                            id=derived_event_id(SOURCE, customer_id, *id_parts(dimension, new)),
+                            time=changed_at,
+                        )
+                    )
+            await repository.save_customers(uow, saved)
+            await repository.insert_segment_changes(uow, [_change_document(c) for c in changes])
+            for change in changes:
+                uow.emit(change, Topic.SCORING_SEGMENTS)
+            return changes
+
+        return await store.transaction(work)
+
     changes: list[SegmentChangedEvent] = []
     for start in range(0, len(customer_ids), RESCORE_CHUNK):
         chunk = customer_ids[start : start + RESCORE_CHUNK]
         try:
-            changes += await _rescore_chunk(
-                store, chunk, thresholds, as_of_for, caused_by, changed_at, id_parts, only_if
-            )
-        except DuplicateKeyError:
+            changes += await rescore(chunk)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            if not is_duplicate_key(exc):
+                raise
             # A concurrent pass published one of the same changes (same derived id) first: one by one, the others
             # still go through and the duplicate alone is skipped.
             for customer_id in chunk:
                 try:
-                    changes += await _rescore_chunk(
-                        store, [customer_id], thresholds, as_of_for, caused_by, changed_at, id_parts, only_if
-                    )
+                    changes += await rescore([customer_id])
                 except (DuplicateKeyError, BulkWriteError) as exc:
                     if not is_duplicate_key(exc):
                         raise
@@ -322,60 +365,6 @@ async def _rescore(
             caused_by=caused_by,
         )
     return changes
-
-
-async def _rescore_chunk(
-    store: Store,
-    customer_ids: Sequence[str],
-    thresholds: domain.Thresholds,
-    as_of_for: Callable[[CustomerScores], datetime],
-    caused_by: str,
-    changed_at: datetime,
-    id_parts: Callable[[str, str], tuple[str, ...]],
-    only_if: Callable[[CustomerScores], bool],
-) -> list[SegmentChangedEvent]:
-    async def work(uow: UnitOfWork) -> list[SegmentChangedEvent]:
-        found = await repository.get_customers(uow, customer_ids)
-        pop = await repository.get_population(uow)
-        version = pop.version if pop else None
-        saved: list[CustomerScores] = []
-        changes: list[SegmentChangedEvent] = []
-        for customer_id in customer_ids:
-            before = found.get(customer_id)
-            if before is None or not only_if(before):
-                continue
-            as_of = as_of_for(before)
-            scores = domain.score(before.facts, as_of, thresholds, pop)
-            if scores == before.scores and as_of == before.scored_as_of and version == before.population_version:
-                continue
-            saved.append(
-                CustomerScores(before.facts, scores, scores.segments, as_of, utc_now(), population_version=version)
-            )
-            for dimension, old, new in domain.segment_changes(before.segments, scores.segments):
-                changes.append(
-                    SegmentChangedEvent.create(
-                        SegmentChanged(
-                            customer_id=customer_id,
-                            dimension=dimension,
-                            old=old,
-                            new=new,
-                            scores=snapshot(scores),
-                            model_version=domain.MODEL_VERSION,
-                            changed_at=changed_at,
-                            caused_by=caused_by,
-                        ),
-                        source=SOURCE,
-                        id=derived_event_id(SOURCE, customer_id, *id_parts(dimension, new)),
-                        time=changed_at,
-                    )
-                )
-        await repository.save_customers(uow, saved)
-        await repository.insert_segment_changes(uow, [_change_document(c) for c in changes])
-        for change in changes:
-            uow.emit(change, Topic.SCORING_SEGMENTS)
-        return changes
-
-    return await store.transaction(work)
 
 
 async def decay_pass(store: Store, thresholds: domain.Thresholds, now: datetime) -> list[SegmentChangedEvent]:
