@@ -157,8 +157,7 @@ async def park_dead_letters(store: Store, letters: list[tuple[DeadLetter, bytes]
 
     async def work(uow: UnitOfWork) -> list[DeadLetter]:
         ids = [letter.letter_id for letter, _ in letters]
-        found = uow.db[DEADLETTERS].find({"_id": {"$in": ids}}, {"_id": 1}, session=uow.session)
-        before = {d["_id"] for d in await found.to_list(None)}
+        before = {d["_id"] for d in await uow.find_ids(DEADLETTERS, ids, {"_id": 1})}
         documents: dict[str, dict[str, Any]] = {}
         for letter, original in letters:
             if letter.letter_id in before or letter.letter_id in documents:

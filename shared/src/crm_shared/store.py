@@ -25,6 +25,7 @@ from bson.codec_options import TypeCodec, TypeRegistry
 from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
@@ -174,6 +175,15 @@ class UnitOfWork:
             }
         )
 
+    async def find_ids(
+        self, collection: str, ids: Iterable[Any], projection: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The documents of `collection` among `ids`, in this transaction (`find_any`, so in short `$in`s)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        return await find_any(self.db[collection], [{"_id": {"$in": wanted}}], projection, session=self.session)
+
     @property
     def emitted(self) -> Sequence[dict[str, Any]]:
         return tuple(self._outbox)
@@ -318,8 +328,7 @@ class Store:
 
         async def run(uow: UnitOfWork) -> tuple[Batch[E], list[str]]:
             markers = [marker(e) for e in unique]
-            found = uow.db[PROCESSED].find({"_id": {"$in": markers}}, {"_id": 1}, session=uow.session)
-            before = {d["_id"] for d in await found.to_list(None)}
+            before = {d["_id"] for d in await uow.find_ids(PROCESSED, markers, {"_id": 1})}
             batch = Batch([e for e in unique if marker(e) not in before])
             if batch.events:
                 await work(uow, batch)
@@ -366,6 +375,48 @@ class Store:
                 return result
 
             return await session.with_transaction(callback)
+
+
+IN_CHUNK = 25
+"""Values per `$in` a query sends. The embedded database (SecantusDB) checks each document it finds against
+the `$in` list in turn, so one query for 500 ids costs about seven times what 20 queries of 25 cost
+(measured: 390 ms against 55 ms); MongoDB is indifferent to the split."""
+
+
+def _split_in(clause: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`clause` as clauses of at most IN_CHUNK values each on its longest `$in` list (itself if short)."""
+    longest: str | None = None
+    for name, condition in clause.items():
+        values = condition.get("$in") if isinstance(condition, dict) else None
+        if isinstance(values, list | tuple) and (longest is None or len(values) > len(clause[longest]["$in"])):
+            longest = name
+    if longest is None or len(clause[longest]["$in"]) <= IN_CHUNK:
+        return [dict(clause)]
+    values = list(clause[longest]["$in"])
+    return [
+        {**clause, longest: {**clause[longest], "$in": values[i : i + IN_CHUNK]}}
+        for i in range(0, len(values), IN_CHUNK)
+    ]
+
+
+async def find_any(
+    collection: AsyncCollection[dict[str, Any]],
+    clauses: Iterable[Mapping[str, Any]],
+    projection: Mapping[str, Any] | None = None,
+    *,
+    session: AsyncClientSession | None = None,
+) -> list[dict[str, Any]]:
+    """The documents matching any of `clauses`, each once, in the order found; none without a clause.
+
+    One query per clause and per IN_CHUNK values of its longest `$in`, one after the other (a session is
+    not for concurrent use), instead of one `$or` or one long `$in`: SecantusDB plans neither on an index.
+    """
+    found: dict[Any, dict[str, Any]] = {}
+    for clause in clauses:
+        for part in _split_in(clause):
+            async for doc in collection.find(part, projection, session=session):
+                found.setdefault(doc["_id"], doc)
+    return list(found.values())
 
 
 async def insert_or_get(

@@ -1,5 +1,5 @@
-"""The timeline's bulk write without a database: a duplicate key from a concurrent upsert is a duplicate, not a
-failure; another write error fails the batch; an unreachable database is retried, then a TransientFailure."""
+"""The timeline's bulk insert without a database: a duplicate key (the entry is there, or a concurrent copy
+inserted it) is a duplicate, not a failure; another write error fails the batch; an unreachable database is retried, then a TransientFailure."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +28,7 @@ def entries(n: int) -> list[domain.TimelineEntry]:
 
 
 class FailingDb:
-    """A database whose timeline bulk write fails as MongoDB reports it."""
+    """A database whose timeline bulk insert fails as MongoDB reports it."""
 
     def __init__(self, failure: Exception) -> None:
         self.failure = failure
@@ -38,30 +38,29 @@ class FailingDb:
         assert name == repository.TIMELINE
         return self
 
-    async def bulk_write(self, writes: list[Any], ordered: bool = True) -> None:
-        assert ordered is False  # one failing upsert must not stop the others
-        self.writes.append(writes)
+    async def insert_many(self, documents: list[Any], ordered: bool = True) -> None:
+        assert ordered is False  # one refused entry must not stop the others
+        self.writes.append(documents)
         raise self.failure
 
 
-async def test_a_duplicate_key_from_a_concurrent_upsert_counts_as_already_there() -> None:
+async def test_a_duplicate_key_counts_as_already_there_and_the_others_as_written() -> None:
     written = entries(3)
     failure = BulkWriteError(
         {
             "writeErrors": [{"index": 1, "code": 11000, "errmsg": "E11000 duplicate key error"}],
             "writeConcernErrors": [],
-            "nUpserted": 2,
-            "upserted": [{"index": 0, "_id": written[0].event_id}, {"index": 2, "_id": written[2].event_id}],
+            "nInserted": 2,
         }
     )
     db = FailingDb(failure)
     assert await repository.record_entries(db, written) == {written[0].event_id, written[2].event_id}
-    assert len(db.writes) == 1 and len(db.writes[0]) == 3
+    assert len(db.writes) == 1 and [d["_id"] for d in db.writes[0]] == [e.event_id for e in written]
 
 
 async def test_another_write_error_fails_the_batch() -> None:
     failure = BulkWriteError(
-        {"writeErrors": [{"index": 0, "code": 121, "errmsg": "Document failed validation"}], "upserted": []}
+        {"writeErrors": [{"index": 0, "code": 121, "errmsg": "Document failed validation"}], "nInserted": 1}
     )
     with pytest.raises(BulkWriteError):
         await repository.record_entries(FailingDb(failure), entries(2))

@@ -10,7 +10,7 @@ definitions), `customer_attributes` (what segment rules read: scores, consents, 
 counts, one per customer and interaction id) and `engagement` (one per customer, written with each
 new interaction so two concurrent interactions of one customer conflict and neither is missed).
 
-A consumer batch reads with the `*_of` / `*_for` functions below, one query per collection over the
+A consumer batch reads with the `*_of` / `*_for` functions below, one read per collection over the
 batch's customers, orders and campaigns, and writes with `write`: the operations the `*_write`
 functions build, one bulk write per collection.
 """
@@ -29,7 +29,7 @@ from crm_marketing.domain import Consent, ContactPreferences, Enrolment, Fact, P
 from crm_marketing.engagement import ENGAGEMENT_SEGMENT, Interaction
 from crm_marketing.journeys import Journey
 from crm_shared.events import ScoreSnapshot
-from crm_shared.store import IndexSpec, UnitOfWork
+from crm_shared.store import IndexSpec, UnitOfWork, find_any
 
 CONTACT_PREFERENCES = "contact_preferences"
 CAMPAIGNS = "campaigns"
@@ -83,11 +83,8 @@ async def _find(
     clauses: Sequence[dict[str, Any]],
     projection: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The documents matching any of `clauses`, in one query; none without a clause."""
-    if not clauses:
-        return []
-    query = clauses[0] if len(clauses) == 1 else {"$or": list(clauses)}
-    return await uow.db[collection].find(query, projection, session=uow.session).to_list(None)
+    """The documents matching any of `clauses` (`find_any`: a query per clause, never one `$or`)."""
+    return await find_any(uow.db[collection], clauses, projection, session=uow.session)
 
 
 def _ids(values: Iterable[str]) -> list[str]:
@@ -150,7 +147,7 @@ def preferences_from_document(doc: dict[str, Any]) -> ContactPreferences:
 
 
 async def preferences_of(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, ContactPreferences]:
-    """The preferences marketing knows of these customers, by customer: one query."""
+    """The preferences marketing knows of these customers, by customer."""
     ids = _ids(customer_ids)
     docs = await _find(uow, CONTACT_PREFERENCES, [{"_id": {"$in": ids}}] if ids else [])
     return {d["_id"]: preferences_from_document(d) for d in docs}
@@ -199,7 +196,7 @@ async def campaigns_for(
     uow: UnitOfWork, campaign_ids: Iterable[str], journeys: Iterable[str], start: datetime, end: datetime
 ) -> dict[str, dict[str, Any]]:
     """These campaigns, and the planned campaigns, not archived, running one of `journeys` at some time from
-    `start` to `end`: one query."""
+    `start` to `end`."""
     ids, names = _ids(campaign_ids), _ids(journeys)
     clauses: list[dict[str, Any]] = []
     if ids:
@@ -288,7 +285,7 @@ async def enrolments_for(
     start: datetime,
     end: datetime,
 ) -> list[Enrolment]:
-    """These enrolments, and the customers' enrolments in `statuses` from `start` to `end`: one query."""
+    """These enrolments, and the customers' enrolments in `statuses` from `start` to `end`."""
     ids, customers = _ids(enrolment_ids), _ids(customer_ids)
     clauses: list[dict[str, Any]] = []
     if ids:
@@ -324,7 +321,7 @@ async def orders_for(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """These orders, and the customers' orders placed from `start` to `end`, by id: one query."""
+    """These orders, and the customers' orders placed from `start` to `end`, by id."""
     ids, customers = _ids(order_ids), _ids(customer_ids)
     clauses: list[dict[str, Any]] = []
     if ids:
@@ -339,7 +336,7 @@ def order_write(order: dict[str, Any]) -> Write:
 
 
 async def conversions_of(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The conversions of these orders (their order and whether withdrawn), by id: one query."""
+    """The conversions of these orders (their order and whether withdrawn), by id."""
     ids = _ids(order_ids)
     docs = await _find(uow, CONVERSIONS, [{"order_id": {"$in": ids}}] if ids else [], {"order_id": 1, "cancelled": 1})
     return {d["_id"]: d for d in docs}
@@ -363,7 +360,7 @@ def withdraw_conversions_write(order_ids: Iterable[str]) -> Write:
 async def attributes_of(
     uow: UnitOfWork, customer_ids: Iterable[str], fields: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
-    """These fields of the customers' attributes, by customer: one query."""
+    """These fields of the customers' attributes, by customer."""
     ids = _ids(customer_ids)
     docs = await _find(uow, ATTRIBUTES, [{"_id": {"$in": ids}}] if ids else [], {f: 1 for f in fields})
     return {d["_id"]: d for d in docs}
@@ -420,7 +417,7 @@ def interaction_from_document(doc: dict[str, Any]) -> Interaction:
 async def interactions_for(
     uow: UnitOfWork, keys: Iterable[str], customer_ids: Iterable[str], start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
-    """These interactions (by key), and the customers' interactions from `start` to `end`: one query."""
+    """These interactions (by key), and the customers' interactions from `start` to `end`."""
     ids, customers = _ids(keys), _ids(customer_ids)
     clauses: list[dict[str, Any]] = []
     if ids:
@@ -479,7 +476,7 @@ async def latest_interaction_at(db: AsyncDatabase[dict[str, Any]], customer_id: 
 
 
 async def lead_ids_among(uow: UnitOfWork, lead_ids: Iterable[str]) -> set[str]:
-    """Which of these leads were handed over before: one query."""
+    """Which of these leads were handed over before."""
     ids = _ids(lead_ids)
     return {d["_id"] for d in await _find(uow, LEADS, [{"_id": {"$in": ids}}] if ids else [], {"_id": 1})}
 

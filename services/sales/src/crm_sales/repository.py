@@ -84,9 +84,9 @@ async def save_order(uow: UnitOfWork, order: Order) -> None:
 
 
 async def get_orders(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, Order]:
-    """The stored orders among `order_ids`, by id: one query."""
-    cursor = uow.db[ORDERS].find({"_id": {"$in": sorted(set(order_ids))}}, session=uow.session)
-    return {doc["_id"]: from_document(doc) for doc in await cursor.to_list(None)}
+    """The stored orders among `order_ids`, by id."""
+    docs = await uow.find_ids(ORDERS, order_ids)
+    return {doc["_id"]: from_document(doc) for doc in docs}
 
 
 async def save_orders(uow: UnitOfWork, orders: Iterable[Order]) -> None:

@@ -130,9 +130,9 @@ def from_document(doc: dict[str, Any]) -> CustomerScores:
 
 
 async def get_customers(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, CustomerScores]:
-    """The stored customers among `customer_ids`, by id: one query."""
-    cursor = uow.db[CUSTOMERS].find({"_id": {"$in": sorted(set(customer_ids))}}, session=uow.session)
-    return {doc["_id"]: from_document(doc) for doc in await cursor.to_list(None)}
+    """The stored customers among `customer_ids`, by id."""
+    docs = await uow.find_ids(CUSTOMERS, customer_ids)
+    return {doc["_id"]: from_document(doc) for doc in docs}
 
 
 async def save_customers(uow: UnitOfWork, customers: Iterable[CustomerScores]) -> None:
@@ -143,12 +143,12 @@ async def save_customers(uow: UnitOfWork, customers: Iterable[CustomerScores]) -
 
 
 async def get_order_owners(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, str]:
-    """The customer each known order among `order_ids` belongs to, by order id: one query."""
+    """The customer each known order among `order_ids` belongs to, by order id."""
     wanted = sorted(set(order_ids))
     if not wanted:
         return {}
-    cursor = uow.db[ORDER_OWNERS].find({"_id": {"$in": wanted}}, session=uow.session)
-    return {doc["_id"]: str(doc["customer_id"]) for doc in await cursor.to_list(None)}
+    docs = await uow.find_ids(ORDER_OWNERS, wanted)
+    return {doc["_id"]: str(doc["customer_id"]) for doc in docs}
 
 
 async def claim_orders(uow: UnitOfWork, owners: Mapping[str, str]) -> None:

@@ -66,12 +66,12 @@ def survey_from_document(doc: dict[str, Any]) -> SurveyAnswer:
 
 
 async def get_complaints(uow: UnitOfWork, complaint_ids: Iterable[str]) -> dict[str, Complaint]:
-    """The stored complaints among `complaint_ids`, by id: one query (none for no ids)."""
+    """The stored complaints among `complaint_ids`, by id (none for no ids)."""
     ids = sorted(set(complaint_ids))
     if not ids:
         return {}
-    cursor = uow.db[COMPLAINTS].find({"_id": {"$in": ids}}, session=uow.session)
-    return {doc["_id"]: complaint_from_document(doc) for doc in await cursor.to_list(None)}
+    docs = await uow.find_ids(COMPLAINTS, ids)
+    return {doc["_id"]: complaint_from_document(doc) for doc in docs}
 
 
 async def insert_complaints(uow: UnitOfWork, complaints: Iterable[Complaint]) -> None:
@@ -82,12 +82,12 @@ async def insert_complaints(uow: UnitOfWork, complaints: Iterable[Complaint]) ->
 
 
 async def get_surveys(uow: UnitOfWork, survey_ids: Iterable[str]) -> dict[str, SurveyAnswer]:
-    """The stored survey answers among `survey_ids`, by id: one query (none for no ids)."""
+    """The stored survey answers among `survey_ids`, by id (none for no ids)."""
     ids = sorted(set(survey_ids))
     if not ids:
         return {}
-    cursor = uow.db[SURVEYS].find({"_id": {"$in": ids}}, session=uow.session)
-    return {doc["_id"]: survey_from_document(doc) for doc in await cursor.to_list(None)}
+    docs = await uow.find_ids(SURVEYS, ids)
+    return {doc["_id"]: survey_from_document(doc) for doc in docs}
 
 
 async def insert_surveys(uow: UnitOfWork, answers: Iterable[SurveyAnswer]) -> None:
