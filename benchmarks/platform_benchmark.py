@@ -93,7 +93,7 @@ from crm_shared.money import ExchangeRates
 from crm_shared.platform import Platform
 from crm_shared.security.keys import key_sha256, new_key
 from crm_shared.settings import SERVICES, ServiceSettings
-from crm_shared.store import DEADLETTERS, MONEY_TYPES, OUTBOX, PROCESSED
+from crm_shared.store import DEADLETTERS, MONEY_TYPES, PROCESSED, outbox_records, unsent_records
 from crm_shared.topics import Topic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -393,9 +393,7 @@ class PipelineWatch:
             done = {tp: max(0, offsets[tp].offset) if tp in offsets else 0 for tp in partitions}
             committed[group] = sum(done.values())
             lag[group] = sum(max(0, (highwater[f"{tp.topic}:{tp.partition}"] or 0) - done[tp]) for tp in partitions)
-        unsent = {
-            name: await self._mongo[database(name)][OUTBOX].count_documents({"sent_at": None}) for name in SERVICES
-        }
+        unsent = {name: await unsent_records(self._mongo[database(name)]) for name in SERVICES}
         topic_ends = {
             topic: sum(highwater[f"{tp.topic}:{tp.partition}"] or 0 for tp in tps)
             for topic, tps in self._partitions.items()
@@ -676,14 +674,12 @@ async def latency_run(
     # Segment changes name the sales event that caused them; sales' events name the ingest event they came from.
     ingest_of = {
         r["_id"]: json.loads(bytes(r["value"])).get("causationid")
-        async for r in bench.mongo[database("sales")][OUTBOX].find(
-            {"type": OrderPlacedEvent.TYPE, "key": {"$in": customers}}, {"value": 1}
+        for r in await outbox_records(
+            bench.mongo[database("sales")], {"type": OrderPlacedEvent.TYPE, "key": {"$in": customers}}
         )
     }
-    enrolled = await (
-        bench.mongo[database("marketing")][OUTBOX]
-        .find({"type": CampaignEnrolledEvent.TYPE, "key": {"$in": customers}}, {"value": 1, "created_at": 1})
-        .to_list(None)
+    enrolled = await outbox_records(
+        bench.mongo[database("marketing")], {"type": CampaignEnrolledEvent.TYPE, "key": {"$in": customers}}
     )
     triggers = {r["_id"]: json.loads(bytes(r["value"]))["data"]["trigger_event_id"] for r in enrolled}
     causes = {

@@ -43,7 +43,7 @@ from crm_shared.embedded import EmbeddedServers, free_port
 from crm_shared.events import OrderPlaced, OrderPlacedEvent
 from crm_shared.logging import configure_logging
 from crm_shared.money import ExchangeRates
-from crm_shared.store import OUTBOX, PROCESSED
+from crm_shared.store import OUTBOX, PROCESSED, outbox_records
 from crm_shared.topics import Topic
 
 EPOCH = datetime(1997, 1, 1, tzinfo=UTC)
@@ -169,7 +169,7 @@ async def stream_benchmarks(servers: EmbeddedServers, args: argparse.Namespace) 
             relay_began = time.perf_counter()
             await wait_relayed(store, args.timeout)
             relay_seconds = time.perf_counter() - relay_began
-            outbox = await store.db[OUTBOX].count_documents({})
+            outbox = len(await outbox_records(store.db))
 
             raw_seconds = await raw_consume(bootstrap, b"T-", n)
             values: list[bytes] = []

@@ -1,11 +1,13 @@
 """The outbox relay: publishes committed outbox records to Kafka, in order, and marks them sent.
 
-A round hands a page of records to the producer in commit order without waiting for each (the
-producer batches them per partition and keeps their order, one request in flight per partition),
-then awaits the acknowledgements and marks the acknowledged ones sent with one update. A record is
-marked sent only after the broker acknowledged it, so a crash or a broker outage between the two
-publishes it again later: at-least-once, and consumers deduplicate on the id. When a record fails,
-only those before it are marked, so one key's records are never marked sent past a gap.
+An outbox document holds the records of one transaction (`crm_shared.store.outbox_documents`). A round
+takes a page of unsent documents in commit order and hands all their records to the producer without
+waiting for each (the producer batches them per partition and keeps their order, one request in flight
+per partition), then awaits the acknowledgements and marks the documents whose every record was
+acknowledged sent, with one update. A document is marked sent only after the broker acknowledged all of
+it, so a crash or a broker outage between the two publishes it again later: at-least-once, and
+consumers deduplicate on the id. When a record fails, only the documents before it are marked, so one
+key's records are never marked sent past a gap.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from faststream.kafka import KafkaBroker
 from crm_shared import metrics
 from crm_shared.events import utc_now
 from crm_shared.logging import get_logger
-from crm_shared.store import CLOUDEVENTS_CONTENT_TYPE, OUTBOX, Store
+from crm_shared.store import CLOUDEVENTS_CONTENT_TYPE, IN_CHUNK, OUTBOX, Store, unsent_records
 
 log = get_logger(__name__)
 
-BATCH = 1000
+PAGE = IN_CHUNK
+"""Outbox documents per round: each holds a transaction's records, often hundreds."""
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -58,49 +61,57 @@ class OutboxRelay:
         database = self._store.db.name
         sent = 0
         while True:
-            cursor = outbox.find({"sent_at": None}).sort("seq", 1).limit(BATCH)
-            records: list[dict[str, Any]] = await cursor.to_list(BATCH)
-            if not records:
+            documents: list[dict[str, Any]] = (
+                await outbox.find({"sent_at": None}).sort("seq", 1).limit(PAGE).to_list(PAGE)
+            )
+            if not documents:
                 metrics.OUTBOX_BACKLOG.labels(database).set(0)
                 return sent
-            acks = []
+            acks: list[Any] = []
             failure: BaseException | None = None
-            for record in records:
-                key: str | None = record["key"]
-                try:
-                    acks.append(
-                        await self._broker.publish(
-                            bytes(record["value"]),
-                            record["topic"],
-                            key=key.encode() if key is not None else None,
-                            headers={"content-type": record.get("content_type") or CLOUDEVENTS_CONTENT_TYPE},
-                            no_confirm=True,
+            for document in documents:
+                for record in document["records"]:
+                    key: str | None = record["key"]
+                    try:
+                        acks.append(
+                            await self._broker.publish(
+                                bytes(record["value"]),
+                                record["topic"],
+                                key=key.encode() if key is not None else None,
+                                headers={"content-type": record.get("content_type") or CLOUDEVENTS_CONTENT_TYPE},
+                                no_confirm=True,
+                            )
                         )
-                    )
-                except Exception as exc:
-                    failure = exc
+                    except Exception as exc:
+                        failure = exc
+                        break
+                if failure is not None:
                     break
             results = await asyncio.gather(*acks, return_exceptions=True)
-            delivered = []
-            for record, result in zip(records, results, strict=False):
-                if isinstance(result, BaseException):
-                    failure = failure or result
+            acknowledged = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), len(results))
+            if acknowledged < len(results):
+                failure = failure or results[acknowledged]
+            delivered: list[dict[str, Any]] = []
+            position = 0
+            for document in documents:
+                position += len(document["records"])
+                if position > acknowledged:
                     break
-                delivered.append(record)
+                delivered.append(document)
             if delivered:
                 now = utc_now()
-                await outbox.update_many({"_id": {"$in": [r["_id"] for r in delivered]}}, {"$set": {"sent_at": now}})
-                for record in delivered:
-                    metrics.OUTBOX_PUBLISHED.labels(database, record["topic"]).inc()
-                    created = record.get("created_at")
-                    if created is not None:
-                        metrics.OUTBOX_RELAY_SECONDS.labels(database).observe(max((now - created).total_seconds(), 0))
-                sent += len(delivered)
+                await outbox.update_many({"_id": {"$in": [d["_id"] for d in delivered]}}, {"$set": {"sent_at": now}})
+                for document in delivered:
+                    relayed = max((now - document["created_at"]).total_seconds(), 0)
+                    for record in document["records"]:
+                        metrics.OUTBOX_PUBLISHED.labels(database, record["topic"]).inc()
+                        metrics.OUTBOX_RELAY_SECONDS.labels(database).observe(relayed)
+                sent += sum(len(d["records"]) for d in delivered)
             if failure is not None:
-                metrics.OUTBOX_BACKLOG.labels(database).set(await outbox.count_documents({"sent_at": None}))
+                metrics.OUTBOX_BACKLOG.labels(database).set(await unsent_records(self._store.db))
                 raise failure
-            if len(records) == BATCH:
-                metrics.OUTBOX_BACKLOG.labels(database).set(await outbox.count_documents({"sent_at": None}))
+            if len(documents) == PAGE:
+                metrics.OUTBOX_BACKLOG.labels(database).set(await unsent_records(self._store.db))
 
     async def _run(self) -> None:
         backoff = self._poll_seconds

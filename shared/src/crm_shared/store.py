@@ -5,17 +5,21 @@ consumer, the record that the upstream event was applied (`processed_events`, un
 So an event is never published for a change that was rolled back, never lost when the broker is
 down, and a redelivered event changes nothing: exactly-once processing over at-least-once delivery.
 
-Consumers apply a whole batch of events in one such transaction (`Store.apply_batch`): one query finds
-the events applied before, the handler loads what the rest touch with one query per collection, runs
-the pure domain per event in order and writes in bulk; the processed records and the outbox records
-are inserted in bulk, and everything commits once. A domain rejection is set aside for that event
-alone (`Batch.reject`) while the others are applied.
+Consumers apply a whole batch of events in one such transaction (`Store.apply_batch`): one lookup finds
+the events applied before, the handler loads what the rest touch with one read per collection, runs
+the pure domain per event in order and writes in bulk, and everything commits once. A domain rejection
+is set aside for that event alone (`Batch.reject`) while the others are applied.
+
+A transaction's outbox records are one outbox document (`records`, in emit order), so the outbox costs
+a transaction one insert and the relay one update, whatever the batch emits (the embedded database's
+cost is per document and per index entry); `outbox_records` and `unsent_records` read them back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -163,16 +167,7 @@ class UnitOfWork:
     ) -> None:
         """Publish any record once the transaction commits (a dead letter is not a CloudEvent)."""
         self._outbox.append(
-            {
-                "_id": record_id,
-                "topic": topic,
-                "key": key,
-                "value": value,
-                "type": type,
-                "content_type": content_type,
-                "created_at": utc_now(),
-                "sent_at": None,
-            }
+            {"_id": record_id, "topic": topic, "key": key, "value": value, "type": type, "content_type": content_type}
         )
 
     async def find_ids(
@@ -365,11 +360,8 @@ class Store:
                     raise AlreadyApplied(applies)
                 result = await work(uow)
                 if uow.emitted:
-                    # Publish order = commit order within a process: a clock reading, then the position.
-                    stamp = time.time_ns()
-                    await self.db[OUTBOX].insert_many(
-                        [{**r, "seq": f"{stamp:020d}-{i:06d}"} for i, r in enumerate(uow.emitted)], session=s
-                    )
+                    documents = outbox_documents(uow.emitted)
+                    await self.db[OUTBOX].insert_many(documents, session=s)
                 if applies is not None:
                     await self.db[PROCESSED].insert_one({"_id": applies, "applied_at": utc_now()}, session=s)
                 return result
@@ -417,6 +409,74 @@ async def find_any(
             async for doc in collection.find(part, projection, session=session):
                 found.setdefault(doc["_id"], doc)
     return list(found.values())
+
+
+OUTBOX_DOCUMENT_BYTES = 4 * 1024 * 1024
+"""At most this many bytes of record values in one outbox document (MongoDB's limit is 16 MiB)."""
+
+
+def outbox_documents(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A transaction's outbox records as outbox documents: one, unless their values pass OUTBOX_DOCUMENT_BYTES.
+
+    `seq` orders the documents for the relay: commit order within a process (a clock reading, then the
+    part), with a random tail so two instances of a service never collide on an `_id`.
+    """
+    stamp = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+    now = utc_now()
+    parts: list[list[Mapping[str, Any]]] = [[]]
+    size = 0
+    for record in records:
+        length = len(record["value"])
+        if parts[-1] and size + length > OUTBOX_DOCUMENT_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(record)
+        size += length
+    return [
+        {
+            "_id": f"{stamp}-{i:04d}",
+            "seq": f"{stamp}-{i:04d}",
+            "created_at": now,
+            "sent_at": None,
+            "count": len(part),
+            "records": [dict(r) for r in part],
+        }
+        for i, part in enumerate(parts)
+    ]
+
+
+async def outbox_records(
+    db: AsyncDatabase[dict[str, Any]], query: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The outbox's records in publish order, each with its document's `seq`, `created_at` and `sent_at`,
+    those matching `query` (on those fields and the record's own: `_id`, `topic`, `key`, `type`, `value`)."""
+    pipeline: list[dict[str, Any]] = [
+        {"$sort": {"seq": 1}},
+        {"$unwind": "$records"},
+        {
+            "$replaceRoot": {
+                "newRoot": {
+                    "$mergeObjects": [
+                        "$records",
+                        {"seq": "$seq", "created_at": "$created_at", "sent_at": "$sent_at"},
+                    ]
+                }
+            }
+        },
+    ]
+    if query:
+        pipeline.append({"$match": dict(query)})
+    return await (await db[OUTBOX].aggregate(pipeline)).to_list(None)
+
+
+async def unsent_records(db: AsyncDatabase[dict[str, Any]]) -> int:
+    """How many outbox records are committed and not yet published."""
+    pipeline: list[dict[str, Any]] = [
+        {"$match": {"sent_at": None}},
+        {"$group": {"_id": None, "records": {"$sum": "$count"}}},
+    ]
+    found = await (await db[OUTBOX].aggregate(pipeline)).to_list(None)
+    return int(found[0]["records"]) if found else 0
 
 
 async def insert_or_get(

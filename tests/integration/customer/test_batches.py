@@ -31,7 +31,7 @@ from crm_shared.events import (
     parse_event,
 )
 from crm_shared.personal import is_sealed, unseal
-from crm_shared.store import DEADLETTERS, OUTBOX, PROCESSED, BatchOutcome, Store
+from crm_shared.store import DEADLETTERS, OUTBOX, PROCESSED, BatchOutcome, Store, outbox_records
 from crm_shared.topics import Topic
 
 from helpers import broker_of_its_own, eventually
@@ -83,7 +83,7 @@ def order(customer: str, order_id: str, at: datetime = T0) -> OrderPlacedEvent:
 
 
 async def outbox(store: Store, key: str) -> list[CloudEvent[Any]]:
-    records = await store.db[OUTBOX].find({"key": key}).sort("seq", 1).to_list(None)
+    records = await outbox_records(store.db, {"key": key})
     return [parse_event(r["value"]) for r in records]
 
 
@@ -213,12 +213,13 @@ async def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
         (repository.CUSTOMERS, ()),
         (repository.INTERACTIONS, ()),
         (repository.REFERRALS, ()),
-        (OUTBOX, ("seq", "created_at")),
         (PROCESSED, ("applied_at",)),
         (repository.PERSONAL_KEYS, ("key_id", "key", "created_at")),
     ):
         docs = await store.db[name].find().sort("_id", 1).to_list(None)
         taken[name] = [{k: v for k, v in d.items() if k not in moment} for d in docs]
+    records = sorted(await outbox_records(store.db), key=lambda r: r["_id"])
+    taken[OUTBOX] = [{k: v for k, v in r.items() if k not in ("seq", "created_at")} for r in records]
     for record in taken[OUTBOX]:
         record["value"] = await opened(store, record["value"])
     return taken
@@ -291,7 +292,7 @@ async def test_a_timeline_batch_writes_one_entry_per_new_event(new_store: NewSto
     assert [e.event_id for e in entries] == [earlier.id, o1.id, o2.id]
     # Nothing else is written for a timeline entry: no processed record, no outbox record.
     assert await store.db[PROCESSED].count_documents({}) == 0
-    assert await store.db[OUTBOX].count_documents({}) == 0
+    assert await outbox_records(store.db) == []
 
 
 async def test_concurrent_copies_of_a_timeline_batch_write_each_entry_once(new_store: NewStore) -> None:

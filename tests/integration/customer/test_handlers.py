@@ -24,7 +24,7 @@ from crm_shared.events import (
     parse_event,
 )
 from crm_shared.personal import unseal
-from crm_shared.store import OUTBOX, AlreadyApplied, Store
+from crm_shared.store import AlreadyApplied, Store, outbox_records
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -52,7 +52,7 @@ def order(customer: str, order_id: str, at: datetime) -> OrderPlacedEvent:
 
 
 async def outbox(store: Store, customer: str) -> list[dict[str, Any]]:
-    return await store.db[OUTBOX].find({"key": customer}).to_list(None)
+    return await outbox_records(store.db, {"key": customer})
 
 
 async def timeline(store: Store, customer: str, limit: int = 100) -> list[str]:

@@ -26,7 +26,7 @@ from crm_shared.embedded import free_port
 from crm_shared.events import CustomerRegistered, CustomerRegisteredEvent, parse_event
 from crm_shared.personal import UnsealError, is_sealed, key_id_of, seal, unseal
 from crm_shared.security.audit import AUDIT_LOG
-from crm_shared.store import DEADLETTERS, OUTBOX, Store
+from crm_shared.store import DEADLETTERS, Store, outbox_records
 from crm_shared.topics import Topic
 
 from helpers import ADMIN_HEADERS, TopicReader, bearer, broker_of_its_own, eventually
@@ -156,7 +156,7 @@ async def test_an_erased_customers_old_events_cannot_be_decrypted(
         for field, token in sealed.items():
             with pytest.raises(UnsealError):
                 unseal(token, key=bytes(doc["key"]), customer_id=customer, field=field)
-    raw_outbox = await store.db[OUTBOX].find({"key": customer}).to_list(None)
+    raw_outbox = await outbox_records(store.db, {"key": customer})
     assert raw_outbox and not any(body["email"].encode() in bytes(r["value"]) for r in raw_outbox)
 
     profile = (await http.get(f"/v1/customers/{customer}")).json()

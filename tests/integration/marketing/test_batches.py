@@ -32,7 +32,7 @@ from crm_shared.events import (
     parse_event,
     utc_now,
 )
-from crm_shared.store import OUTBOX, PROCESSED, BatchOutcome, Store
+from crm_shared.store import OUTBOX, PROCESSED, BatchOutcome, Store, outbox_records
 
 NewStore = Callable[..., Awaitable[Store]]
 # In the past: an event may not be dated ahead of the clock.
@@ -172,17 +172,17 @@ async def contents(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Every document, but the times of writing; the outbox in publishing order."""
     found: dict[str, list[dict[str, Any]]] = {}
     for name in sorted(await store.db.list_collection_names()):
-        docs = await store.db[name].find().to_list(None)
         if name == OUTBOX:
-            docs.sort(key=lambda d: d["seq"])
+            docs = await outbox_records(store.db)
             found[name] = [{k: v for k, v in d.items() if k not in ("seq", "created_at", "sent_at")} for d in docs]
         else:
+            docs = await store.db[name].find().to_list(None)
             found[name] = sorted(({k: v for k, v in d.items() if k != "applied_at"} for d in docs), key=str)
     return found
 
 
 async def emitted(store: Store, customer: str) -> list[tuple[str, Any]]:
-    records = await store.db[OUTBOX].find({"key": customer}).sort("seq", 1).to_list(None)
+    records = await outbox_records(store.db, {"key": customer})
     return [(r["type"], parse_event(r["value"]).data) for r in records]
 
 

@@ -30,7 +30,7 @@ from crm_shared.events import (
     parse_event,
     utc_now,
 )
-from crm_shared.store import OUTBOX, AlreadyApplied, Store
+from crm_shared.store import AlreadyApplied, Store, outbox_records
 
 from helpers import ADMIN_HEADERS
 
@@ -109,7 +109,7 @@ async def change_consent(store: Store, customer: str, channel: str, granted: boo
 
 
 async def emitted_types(store: Store, customer: str) -> list[str]:
-    return [r["type"] for r in await store.db[OUTBOX].find({"key": customer}).sort("seq", 1).to_list(None)]
+    return [r["type"] for r in await outbox_records(store.db, {"key": customer})]
 
 
 # ---------------------------------------------------------------- consent
@@ -353,7 +353,7 @@ async def test_an_order_after_enrolment_is_a_conversion_with_its_revenue(api: tu
 
     converted = [
         parse_event(r["value"]).data
-        for r in await store.db[OUTBOX].find({"type": "crm.campaign.converted.v1", "key": treated}).to_list(None)
+        for r in await outbox_records(store.db, {"type": "crm.campaign.converted.v1", "key": treated})
     ]
     assert sorted((c.order_id, c.revenue, c.group, c.campaign_id) for c in converted) == [
         (f"O1-{treated}", Decimal("120.00"), "treated", campaign),

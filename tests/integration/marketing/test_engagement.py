@@ -27,7 +27,7 @@ from crm_shared.events import (
     parse_event,
     utc_now,
 )
-from crm_shared.store import OUTBOX, AlreadyApplied, Store
+from crm_shared.store import AlreadyApplied, Store, outbox_records
 from crm_shared.topics import Topic
 
 from helpers import ADMIN_HEADERS
@@ -83,7 +83,7 @@ async def apply_twice(store: Store, event: InteractionLoggedEvent) -> None:
 
 
 async def leads_in_outbox(store: Store, customer: str) -> list[dict[str, Any]]:
-    return await store.db[OUTBOX].find({"key": customer, "type": LEAD}).to_list(None)
+    return await outbox_records(store.db, {"key": customer, "type": LEAD})
 
 
 async def test_interactions_below_the_threshold_emit_nothing(new_store: NewStore) -> None:
@@ -96,7 +96,7 @@ async def test_interactions_below_the_threshold_emit_nothing(new_store: NewStore
     ):
         await apply_twice(store, event)
 
-    assert await store.db[OUTBOX].count_documents({"key": customer}) == 0
+    assert await outbox_records(store.db, {"key": customer}) == []
     assert await store.db[repository.LEADS].count_documents({"customer_id": customer}) == 0
     assert await store.db[repository.INTERACTIONS].count_documents({"customer_id": customer}) == 3
 

@@ -23,7 +23,7 @@ from crm_shared.events import (
     SegmentChangedEvent,
     parse_event,
 )
-from crm_shared.store import OUTBOX, AlreadyApplied, Store, UnitOfWork
+from crm_shared.store import AlreadyApplied, Store, UnitOfWork, outbox_records
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -70,7 +70,7 @@ async def register(store: Store, customer: str, consents: dict[str, bool]) -> No
 
 
 async def outbox(store: Store, customer: str) -> list[dict[str, Any]]:
-    return await store.db[OUTBOX].find({"key": customer}).to_list(None)
+    return await outbox_records(store.db, {"key": customer})
 
 
 async def enrolments(store: Store, customer: str) -> list[dict[str, Any]]:

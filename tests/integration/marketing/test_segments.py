@@ -30,7 +30,7 @@ from crm_shared.events import (
     parse_event,
     utc_now,
 )
-from crm_shared.store import OUTBOX, Store
+from crm_shared.store import Store, outbox_records
 
 from helpers import ADMIN_HEADERS
 
@@ -257,7 +257,7 @@ async def test_a_segments_members_are_handed_to_sales_as_leads_once(api: tuple[h
 
     assert (first["handed_over"], first["already_handed_over"]) == (2, 0)
     assert (again["handed_over"], again["already_handed_over"]) == (0, 2)
-    records = await store.db[OUTBOX].find({"type": "crm.lead.qualified.v1"}).to_list(None)
+    records = await outbox_records(store.db, {"type": "crm.lead.qualified.v1"})
     leads = sorted((parse_event(r["value"]).data for r in records), key=lambda lead: lead.customer_id)
     assert [(lead.customer_id, lead.segment_id, lead.reason) for lead in leads] == [
         (c, f"leads-{tag}", "Reachable prospects") for c in prospects

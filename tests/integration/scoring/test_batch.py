@@ -34,7 +34,7 @@ from crm_shared.events import (
     parse_event,
 )
 from crm_shared.money import ExchangeRates
-from crm_shared.store import OUTBOX, PROCESSED, AlreadyApplied, BatchOutcome, Rejected, Store
+from crm_shared.store import PROCESSED, AlreadyApplied, BatchOutcome, Rejected, Store, outbox_records
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -95,7 +95,7 @@ def referred(customer: str, referral_id: str, at: datetime) -> CustomerReferredE
 
 async def changes_of(store: Store, customer: str) -> list[tuple[str, str, str | None, str]]:
     """(caused_by, dimension, old, new) of what the outbox holds for the customer, in publish order."""
-    records = await store.db[OUTBOX].find({"key": customer}).sort("seq", 1).to_list(None)
+    records = await outbox_records(store.db, {"key": customer})
     events = [parse_event(r["value"]) for r in records]
     return [(e.data.caused_by, e.data.dimension, e.data.old, e.data.new) for e in events]
 
@@ -296,7 +296,10 @@ async def contents(store: Store) -> dict[str, Any]:
         "segment_changes": await all_of(repository.SEGMENT_CHANGES),
         "order_owners": await all_of(repository.ORDER_OWNERS),
         "processed": await all_of(PROCESSED, drop=("applied_at",)),
-        "outbox": await all_of(OUTBOX, sort="seq", drop=("created_at", "seq", "sent_at")),
+        "outbox": [
+            {k: v for k, v in r.items() if k not in ("created_at", "seq", "sent_at")}
+            for r in await outbox_records(store.db)
+        ],
     }
 
 

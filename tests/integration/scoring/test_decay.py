@@ -19,7 +19,7 @@ from crm_shared.events import (
     OrderPlacedEvent,
     derived_event_id,
 )
-from crm_shared.store import OUTBOX, Store
+from crm_shared.store import Store, outbox_records
 
 from helpers import ADMIN_HEADERS
 
@@ -86,7 +86,7 @@ async def test_a_customer_decays_to_at_risk_then_lost_once_each(new_store: NewSt
         ("first_time_buyer", "at_risk", f"decay:{DAY}"),
         ("at_risk", "lost", f"decay:{later:%Y-%m-%d}"),
     ]
-    assert await store.db[OUTBOX].count_documents({"key": customer}) == 6
+    assert len(await outbox_records(store.db, {"key": customer})) == 6
     assert [(o, n) for o, n, _ in await lifecycle_changes(store, recent)] == [
         ("prospect", "first_time_buyer"),
         ("first_time_buyer", "at_risk"),

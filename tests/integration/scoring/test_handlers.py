@@ -30,7 +30,7 @@ from crm_shared.events import (
     derived_event_id,
     parse_event,
 )
-from crm_shared.store import OUTBOX, PROCESSED, AlreadyApplied, Store
+from crm_shared.store import PROCESSED, AlreadyApplied, Store, outbox_records
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -65,7 +65,7 @@ def complaint(customer: str, severity: str, at: datetime) -> ComplaintFiledEvent
 
 
 async def published(store: Store, customer: str) -> list[tuple[dict[str, Any], CloudEvent[Any]]]:
-    records = await store.db[OUTBOX].find({"key": customer}).sort("seq", 1).to_list(None)
+    records = await outbox_records(store.db, {"key": customer})
     return [(r, parse_event(r["value"])) for r in records]
 
 

@@ -24,7 +24,7 @@ from crm_customer.settings import CustomerSettings
 from crm_sales.app import create_service as create_sales
 from crm_sales.settings import SalesSettings
 from crm_shared.embedded import free_port
-from crm_shared.store import DEADLETTERS
+from crm_shared.store import DEADLETTERS, outbox_records
 from crm_shared.topics import Topic
 
 from helpers import ADMIN_HEADERS, TopicReader, broker_of_its_own, eventually
@@ -188,11 +188,9 @@ async def test_a_future_dated_grant_is_refused_and_a_refusal_made_now_takes_effe
         assert refused.status_code == 200, refused.text
         assert refused.json()["refused"] == ["email"] and refused.json()["granted"] == []
         # The refusal is published dated no earlier than the grant it answers, so every projection agrees.
-        timeline_types = (
-            await customer_app.state.runtime.require_store()
-            .db["outbox"]
-            .find({"key": customer, "type": "crm.customer.consent_changed.v1"})
-            .to_list(None)
+        timeline_types = await outbox_records(
+            customer_app.state.runtime.require_store().db,
+            {"key": customer, "type": "crm.customer.consent_changed.v1"},
         )
         published = [json.loads(bytes(r["value"])) for r in timeline_types]
         refusal = next(e for e in published if not e["data"]["granted"])

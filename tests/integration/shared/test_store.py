@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from crm_shared.events import OrderPlaced, OrderPlacedEvent
-from crm_shared.store import OUTBOX, PROCESSED, AlreadyApplied, Store, UnitOfWork
+from crm_shared.store import PROCESSED, AlreadyApplied, Store, UnitOfWork, outbox_records
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -27,8 +27,8 @@ async def test_state_outbox_and_processed_commit_together(new_store: NewStore) -
 
     await store.transaction(work, applies=f"test:{event.id}")
     assert await store.db.things.count_documents({}) == 1
-    record = await store.db[OUTBOX].find_one({"_id": event.id})
-    assert record is not None and record["sent_at"] is None and record["key"] == "C-1"
+    [record] = await outbox_records(store.db, {"_id": event.id})
+    assert record["sent_at"] is None and record["key"] == "C-1"
     assert await store.db[PROCESSED].count_documents({"_id": f"test:{event.id}"}) == 1
 
 
@@ -44,7 +44,7 @@ async def test_a_failed_handler_leaves_no_state_and_no_outbox_record(new_store: 
     with pytest.raises(ValueError):
         await store.transaction(work, applies=f"test:{event.id}")
     assert await store.db.things.count_documents({}) == 0
-    assert await store.db[OUTBOX].count_documents({}) == 0
+    assert await outbox_records(store.db) == []
     assert await store.db[PROCESSED].count_documents({}) == 0
 
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from crm_shared.events import ComplaintFiled, ComplaintFiledEvent
 from crm_shared.security.keys import issue
-from crm_shared.store import OUTBOX, Store
+from crm_shared.store import Store, outbox_records
 from crm_support import repository
 from crm_support.app import create_service
 
@@ -146,7 +146,7 @@ async def test_a_complaint_is_filed_to_its_group_unassigned(http: httpx.AsyncCli
     assert filed.status_code == 201, filed.text
     assert (filed.json()["group"], filed.json()["assignee_id"]) == ("billing", None)
     assert (again.status_code, again.json()) == (200, filed.json())
-    [record] = await store.db[OUTBOX].find({"key": customer}).to_list(None)
+    [record] = await outbox_records(store.db, {"key": customer})
     assert json.loads(record["value"])["data"]["group"] == "billing"
     # A complaint filed without a group (the contract before groups) is routed to none.
     ungrouped = await http.post(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from crm_shared.events import ComplaintFiled, ComplaintFiledEvent
-from crm_shared.store import OUTBOX, Store
+from crm_shared.store import Store, outbox_records
 from crm_support import repository
 from crm_support.app import create_service
 
@@ -74,7 +74,7 @@ async def test_filing_a_complaint_answers_201_then_200_then_409(http: httpx.Asyn
     assert conflict.status_code == 409
     assert conflict.headers["content-type"] == PROBLEM
     assert conflict.json()["detail"] == f"complaint T-77-{customer} was already filed with different content"
-    assert await store.db[OUTBOX].count_documents({"key": customer}) == 1
+    assert len(await outbox_records(store.db, {"key": customer})) == 1
 
 
 async def test_an_idempotency_key_is_applied_once_and_refused_for_another_complaint(http: httpx.AsyncClient) -> None:

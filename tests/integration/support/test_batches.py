@@ -21,7 +21,7 @@ from crm_shared.events import (
     SurveyAnsweredEvent,
     parse_event,
 )
-from crm_shared.store import DEADLETTERS, OUTBOX, PROCESSED, AlreadyApplied, BatchOutcome, Store
+from crm_shared.store import DEADLETTERS, PROCESSED, AlreadyApplied, BatchOutcome, Store, outbox_records
 from crm_shared.topics import Topic
 from crm_support import domain, handlers, repository
 from crm_support.app import create_service
@@ -54,7 +54,7 @@ def survey_answered(customer: str, number: int = 1, at: datetime = T0, **changes
 
 
 async def outbox(store: Store, customer: str) -> list[dict[str, Any]]:
-    return await store.db[OUTBOX].find({"key": customer}).sort("seq", 1).to_list(None)
+    return await outbox_records(store.db, {"key": customer})
 
 
 async def markers(store: Store) -> set[str]:
@@ -170,7 +170,7 @@ async def _state(store: Store) -> dict[str, Any]:
     return {
         "complaints": await store.db[repository.COMPLAINTS].find({}).sort("_id", 1).to_list(None),
         "surveys": await store.db[repository.SURVEYS].find({}).sort("_id", 1).to_list(None),
-        "outbox": _comparable(await store.db[OUTBOX].find({}).sort("seq", 1).to_list(None)),
+        "outbox": _comparable(await outbox_records(store.db)),
         "processed": sorted(await markers(store)),
     }
 
@@ -260,7 +260,7 @@ async def test_the_subscription_applies_a_batch_and_dead_letters_its_rejection(b
             return await store.db[DEADLETTERS].find_one({"key": customer})
 
         parked = await eventually(letter, timeout=60, what="the three events applied and the dead letter")
-        records = await store.db[OUTBOX].find({"key": customer, "topic": Topic.SUPPORT_EVENTS}).to_list(None)
+        records = await outbox_records(store.db, {"key": customer, "topic": Topic.SUPPORT_EVENTS})
         applied = await store.db[PROCESSED].count_documents({})
 
     assert parked["reason"] == f"rejected: complaint T-{customer}-1 was already filed with different content"

@@ -15,7 +15,7 @@ from crm_shared.events import (
     SurveyAnsweredEvent,
     parse_event,
 )
-from crm_shared.store import OUTBOX, PROCESSED, AlreadyApplied, Store
+from crm_shared.store import PROCESSED, AlreadyApplied, Store, outbox_records
 from crm_shared.topics import Topic
 from crm_support import domain, handlers, repository
 
@@ -44,7 +44,7 @@ def survey_answered(customer: str, **changes: Any) -> SurveyAnsweredEvent:
 
 
 async def outbox(store: Store) -> list[dict[str, Any]]:
-    return await store.db[OUTBOX].find({}).to_list(None)
+    return await outbox_records(store.db)
 
 
 async def test_a_complaint_is_stored_and_emitted_once(new_store: NewStore) -> None:

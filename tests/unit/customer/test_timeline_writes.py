@@ -1,5 +1,6 @@
 """The timeline's bulk insert without a database: a duplicate key (the entry is there, or a concurrent copy
-inserted it) is a duplicate, not a failure; another write error fails the batch; an unreachable database is retried, then a TransientFailure."""
+inserted it) is a duplicate, not a failure; another write error fails the batch; an unreachable database
+is retried, then a TransientFailure."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
