@@ -30,6 +30,12 @@ PAGE = IN_CHUNK
 MAX_BACKOFF_SECONDS = 5.0
 
 
+def records_of(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """An outbox document's records; a document written before records were grouped is one record itself."""
+    records: list[dict[str, Any]] = document.get("records") or [document]
+    return records
+
+
 class OutboxRelay:
     def __init__(self, store: Store, broker: KafkaBroker, *, poll_seconds: float = 0.5) -> None:
         self._store = store
@@ -70,7 +76,7 @@ class OutboxRelay:
             acks: list[Any] = []
             failure: BaseException | None = None
             for document in documents:
-                for record in document["records"]:
+                for record in records_of(document):
                     key: str | None = record["key"]
                     try:
                         acks.append(
@@ -94,7 +100,7 @@ class OutboxRelay:
             delivered: list[dict[str, Any]] = []
             position = 0
             for document in documents:
-                position += len(document["records"])
+                position += len(records_of(document))
                 if position > acknowledged:
                     break
                 delivered.append(document)
@@ -103,10 +109,10 @@ class OutboxRelay:
                 await outbox.update_many({"_id": {"$in": [d["_id"] for d in delivered]}}, {"$set": {"sent_at": now}})
                 for document in delivered:
                     relayed = max((now - document["created_at"]).total_seconds(), 0)
-                    for record in document["records"]:
+                    for record in records_of(document):
                         metrics.OUTBOX_PUBLISHED.labels(database, record["topic"]).inc()
                         metrics.OUTBOX_RELAY_SECONDS.labels(database).observe(relayed)
-                sent += sum(len(d["records"]) for d in delivered)
+                sent += sum(len(records_of(d)) for d in delivered)
             if failure is not None:
                 metrics.OUTBOX_BACKLOG.labels(database).set(await unsent_records(self._store.db))
                 raise failure

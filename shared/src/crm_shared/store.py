@@ -473,7 +473,7 @@ async def unsent_records(db: AsyncDatabase[dict[str, Any]]) -> int:
     """How many outbox records are committed and not yet published."""
     pipeline: list[dict[str, Any]] = [
         {"$match": {"sent_at": None}},
-        {"$group": {"_id": None, "records": {"$sum": "$count"}}},
+        {"$group": {"_id": None, "records": {"$sum": {"$ifNull": ["$count", 1]}}}},
     ]
     found = await (await db[OUTBOX].aggregate(pipeline)).to_list(None)
     return int(found[0]["records"]) if found else 0
