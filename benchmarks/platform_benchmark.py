@@ -93,7 +93,7 @@ from crm_shared.money import ExchangeRates
 from crm_shared.platform import Platform
 from crm_shared.security.keys import key_sha256, new_key
 from crm_shared.settings import SERVICES, ServiceSettings
-from crm_shared.store import DEADLETTERS, MONEY_TYPES, PROCESSED, outbox_records, unsent_records
+from crm_shared.store import DEADLETTERS, MONEY_TYPES, PROCESSED, find_any, outbox_records, unsent_records
 from crm_shared.topics import Topic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -663,30 +663,37 @@ async def latency_run(
     )
     bench.results.phases.append(("latency", began - bench.started, done))
     customers = list(last_of)
+    ours = set(customers)
     scoring_db = bench.mongo[database("scoring")]
     # A customer's document is rewritten by each of its orders, in order (one key, one partition): its updated_at
-    # is when the customer's last order was scored.
+    # is when the customer's last order was scored. Read in short $in queries (find_any): SecantusDB compares
+    # each document it finds with the whole list, so one $in of thousands of ids takes minutes.
+    customer_ids = [{"_id": {"$in": customers}}]
     stored = {
         d["_id"]: d["updated_at"].timestamp()
-        async for d in scoring_db[scoring_repository.CUSTOMERS].find({"_id": {"$in": customers}}, {"updated_at": 1})
+        for d in await find_any(scoring_db[scoring_repository.CUSTOMERS], customer_ids, {"updated_at": 1})
     }
     score_ms = [(stored[c] - sent[last_of[c]]) * 1000 for c in customers if c in stored]
     # Segment changes name the sales event that caused them; sales' events name the ingest event they came from.
+    # Only the outbox documents committed since this run began, and its customers picked here, not by a $in.
+    since = datetime.fromtimestamp(began, UTC) - timedelta(seconds=5)
     ingest_of = {
         r["_id"]: json.loads(bytes(r["value"])).get("causationid")
-        for r in await outbox_records(
-            bench.mongo[database("sales")], {"type": OrderPlacedEvent.TYPE, "key": {"$in": customers}}
-        )
+        for r in await outbox_records(bench.mongo[database("sales")], {"type": OrderPlacedEvent.TYPE}, since=since)
+        if r["key"] in ours
     }
-    enrolled = await outbox_records(
-        bench.mongo[database("marketing")], {"type": CampaignEnrolledEvent.TYPE, "key": {"$in": customers}}
-    )
+    enrolled = [
+        r
+        for r in await outbox_records(
+            bench.mongo[database("marketing")], {"type": CampaignEnrolledEvent.TYPE}, since=since
+        )
+        if r["key"] in ours
+    ]
     triggers = {r["_id"]: json.loads(bytes(r["value"]))["data"]["trigger_event_id"] for r in enrolled}
+    segment_changes = [{"_id": {"$in": sorted(set(triggers.values()))}}]
     causes = {
         d["_id"]: d["caused_by"]
-        async for d in scoring_db[scoring_repository.SEGMENT_CHANGES].find(
-            {"_id": {"$in": list(set(triggers.values()))}}, {"caused_by": 1}
-        )
+        for d in await find_any(scoring_db[scoring_repository.SEGMENT_CHANGES], segment_changes, {"caused_by": 1})
     }
     first_enrolment: dict[str, float] = {}
     for r in enrolled:
@@ -861,11 +868,13 @@ def get_load(what: str, url: str, api_key: str, paths: list[str], seconds: float
 async def correctness(mongo: AsyncMongoClient[dict[str, Any]], replay: Replay) -> Correctness:
     expected = batch_scores(replay.orders)
     found: dict[str, tuple[Any, ...]] = {}
-    cursor = mongo[database("scoring")][scoring_repository.CUSTOMERS].find(
-        {"_id": {"$in": list(expected)}},
+    # Short $in queries (find_any): one $in of 23,570 ids would keep SecantusDB busy for many minutes.
+    docs = await find_any(
+        mongo[database("scoring")][scoring_repository.CUSTOMERS],
+        [{"_id": {"$in": list(expected)}}],
         {"scores.frequency": 1, "scores.monetary": 1, "scores.first_order_at": 1, "scores.last_order_at": 1},
     )
-    async for doc in cursor:
+    for doc in docs:
         s = doc["scores"]
         found[doc["_id"]] = (s["frequency"], s["monetary"], s["first_order_at"], s["last_order_at"])
     differing, examples = 0, list[str]()

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -446,11 +447,13 @@ def outbox_documents(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 
 
 async def outbox_records(
-    db: AsyncDatabase[dict[str, Any]], query: Mapping[str, Any] | None = None
+    db: AsyncDatabase[dict[str, Any]], query: Mapping[str, Any] | None = None, *, since: datetime | None = None
 ) -> list[dict[str, Any]]:
     """The outbox's records in publish order, each with its document's `seq`, `created_at` and `sent_at`,
-    those matching `query` (on those fields and the record's own: `_id`, `topic`, `key`, `type`, `value`)."""
+    those matching `query` (on those fields and the record's own: `_id`, `topic`, `key`, `type`, `value`),
+    of the documents committed from `since` on (a filter before the records are unwound: cheap)."""
     pipeline: list[dict[str, Any]] = [
+        *([{"$match": {"created_at": {"$gte": since}}}] if since is not None else []),
         {"$sort": {"seq": 1}},
         {"$unwind": "$records"},
         {
