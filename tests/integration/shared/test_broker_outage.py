@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from crm_sales.app import create_service
 from crm_sales.settings import SalesSettings
@@ -22,17 +23,22 @@ from crm_shared.topics import Topic
 from helpers import ADMIN_HEADERS, TopicReader, broker_of_its_own, eventually
 
 
+def sales_on(broker: Any, backend: Any, name: str) -> FastAPI:
+    """The sales service on this broker and the session's database, a database of its own, relaying fast."""
+    settings = SalesSettings(
+        CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
+        CRM_MONGO_URI=backend.mongo_uri,
+        db=f"{name}_{free_port()}",
+        relay_poll_seconds=0.2,
+    )
+    return create_service(settings)
+
+
 async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it_returns(
     backend: Any, tmp_path: Path
 ) -> None:
     with broker_of_its_own(tmp_path) as broker:
-        settings = SalesSettings(
-            CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
-            CRM_MONGO_URI=backend.mongo_uri,
-            db=f"sales_outage_{free_port()}",
-            relay_poll_seconds=0.2,
-        )
-        app = create_service(settings)
+        app = sales_on(broker, backend, "sales_outage")
         async with app.router.lifespan_context(app):
             store = app.state.runtime.require_store()
             broker.stop_broker()
@@ -65,13 +71,7 @@ async def test_an_event_committed_while_the_broker_is_down_is_delivered_after_it
 async def test_an_outbox_record_of_the_shape_before_grouping_is_still_published(backend: Any, tmp_path: Path) -> None:
     """A database written by a version with one outbox document per record, upgraded with records unsent."""
     with broker_of_its_own(tmp_path) as broker:
-        settings = SalesSettings(
-            CRM_KAFKA_BOOTSTRAP=broker.kafka_bootstrap,
-            CRM_MONGO_URI=backend.mongo_uri,
-            db=f"sales_old_outbox_{free_port()}",
-            relay_poll_seconds=0.2,
-        )
-        app = create_service(settings)
+        app = sales_on(broker, backend, "sales_old_outbox")
         async with app.router.lifespan_context(app):
             store = app.state.runtime.require_store()
             value = json.dumps({"id": "old-shape-1", "subject": "C-OLD", "type": "crm.old.v1"}).encode()
