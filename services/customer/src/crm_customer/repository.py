@@ -108,11 +108,8 @@ async def save_profile(uow: UnitOfWork, profile: Profile) -> None:
 
 
 async def get_profiles(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, Profile]:
-    """The stored profiles among `customer_ids`, by id (none for no ids)."""
-    ids = sorted(set(customer_ids))
-    if not ids:
-        return {}
-    docs = await uow.find_ids(CUSTOMERS, ids)
+    """The stored profiles among `customer_ids`, by id."""
+    docs = await uow.find_ids(CUSTOMERS, customer_ids)
     return {doc["_id"]: profile_from_document(doc) for doc in docs}
 
 
@@ -139,10 +136,7 @@ def personal_key_from_document(doc: dict[str, Any]) -> PersonalKey:
 
 async def get_personal_keys(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, PersonalKey]:
     """The keys of the customers among `customer_ids` that have one, by customer id."""
-    ids = sorted(set(customer_ids))
-    if not ids:
-        return {}
-    docs = await uow.find_ids(PERSONAL_KEYS, ids)
+    docs = await uow.find_ids(PERSONAL_KEYS, customer_ids)
     return {doc["_id"]: personal_key_from_document(doc) for doc in docs}
 
 
@@ -232,11 +226,8 @@ def interaction_as_stored(interaction: Interaction) -> Interaction:
 
 
 async def get_interactions(uow: UnitOfWork, interaction_ids: Iterable[str]) -> dict[str, Interaction]:
-    """The stored interactions among `interaction_ids`, by id (none for no ids)."""
-    ids = sorted(set(interaction_ids))
-    if not ids:
-        return {}
-    docs = await uow.find_ids(INTERACTIONS, ids)
+    """The stored interactions among `interaction_ids`, by id."""
+    docs = await uow.find_ids(INTERACTIONS, interaction_ids)
     return {doc["_id"]: interaction_from_document(doc) for doc in docs}
 
 
@@ -275,11 +266,8 @@ def referral_as_stored(referral: Referral) -> Referral:
 
 
 async def get_referrals(uow: UnitOfWork, referral_ids: Iterable[str]) -> dict[str, Referral]:
-    """The stored referrals among `referral_ids`, by id (none for no ids)."""
-    ids = sorted(set(referral_ids))
-    if not ids:
-        return {}
-    docs = await uow.find_ids(REFERRALS, ids)
+    """The stored referrals among `referral_ids`, by id."""
+    docs = await uow.find_ids(REFERRALS, referral_ids)
     return {doc["_id"]: referral_from_document(doc) for doc in docs}
 
 

@@ -144,10 +144,7 @@ async def save_customers(uow: UnitOfWork, customers: Iterable[CustomerScores]) -
 
 async def get_order_owners(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, str]:
     """The customer each known order among `order_ids` belongs to, by order id."""
-    wanted = sorted(set(order_ids))
-    if not wanted:
-        return {}
-    docs = await uow.find_ids(ORDER_OWNERS, wanted)
+    docs = await uow.find_ids(ORDER_OWNERS, order_ids)
     return {doc["_id"]: str(doc["customer_id"]) for doc in docs}
 
 

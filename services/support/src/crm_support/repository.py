@@ -66,11 +66,8 @@ def survey_from_document(doc: dict[str, Any]) -> SurveyAnswer:
 
 
 async def get_complaints(uow: UnitOfWork, complaint_ids: Iterable[str]) -> dict[str, Complaint]:
-    """The stored complaints among `complaint_ids`, by id (none for no ids)."""
-    ids = sorted(set(complaint_ids))
-    if not ids:
-        return {}
-    docs = await uow.find_ids(COMPLAINTS, ids)
+    """The stored complaints among `complaint_ids`, by id."""
+    docs = await uow.find_ids(COMPLAINTS, complaint_ids)
     return {doc["_id"]: complaint_from_document(doc) for doc in docs}
 
 
@@ -82,11 +79,8 @@ async def insert_complaints(uow: UnitOfWork, complaints: Iterable[Complaint]) ->
 
 
 async def get_surveys(uow: UnitOfWork, survey_ids: Iterable[str]) -> dict[str, SurveyAnswer]:
-    """The stored survey answers among `survey_ids`, by id (none for no ids)."""
-    ids = sorted(set(survey_ids))
-    if not ids:
-        return {}
-    docs = await uow.find_ids(SURVEYS, ids)
+    """The stored survey answers among `survey_ids`, by id."""
+    docs = await uow.find_ids(SURVEYS, survey_ids)
     return {doc["_id"]: survey_from_document(doc) for doc in docs}
 
 
