@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 
@@ -245,11 +245,29 @@ class Payload(BaseModel):
 
 
 class OrderLine(BaseModel):
+    """A line of an order or a quote: its net amount is quantity x unit price - discount."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sku: EntityId
     quantity: Annotated[int, Field(gt=0, le=1_000_000)]
     unit_price: Money
+    discount: Money = Field(default=Decimal(0), description="Off the line's gross amount (not per unit).")
+    unit_cost: Money | None = Field(default=None, description="What one unit costs the seller, for margins.")
+
+    @property
+    def gross(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+    @property
+    def net(self) -> Decimal:
+        return self.gross - self.discount
+
+    @model_validator(mode="after")
+    def _discount_within_line(self) -> Self:
+        if self.discount > self.gross:
+            raise ValueError(f"discount {self.discount} on {self.sku} exceeds the line's amount {self.gross}")
+        return self
 
 
 class OrderPlaced(Payload):
@@ -265,9 +283,9 @@ class OrderPlaced(Payload):
     @model_validator(mode="after")
     def _total_matches_lines(self) -> Self:
         if self.lines:
-            lines_sum = sum((line.unit_price * line.quantity for line in self.lines), Decimal(0))
+            lines_sum = sum((line.net for line in self.lines), Decimal(0))
             if lines_sum != self.total:
-                raise ValueError(f"total {self.total} does not equal the sum of the lines {lines_sum}")
+                raise ValueError(f"total {self.total} does not equal the sum of the lines net of discounts {lines_sum}")
         return self
 
 
@@ -493,6 +511,153 @@ class LeadQualified(Payload):
     lifecycle_stage: str | None = None
 
 
+# ---------------------------------------------------------------- sales force automation
+
+OwnerId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@|\-]*$",
+        description="A sales person, as their token's subject names them.",
+        examples=["rep-17"],
+    ),
+]
+LeadSource = Literal["field_visit", "directory_import", "inbound", "campaign", "referral", "marketing", "other"]
+"""Where a lead came from; `marketing` is a lead marketing qualified (crm.lead.qualified.v1)."""
+ForecastCategory = Literal["pipeline", "best_case", "commit", "closed", "omitted"]
+ActivityKind = Literal["call", "meeting", "visit", "email", "task", "reminder"]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class LeadConverted(Payload):
+    """A lead became a customer with an opportunity: `customer_id` is the customer it registered or matched."""
+
+    lead_id: EntityId
+    source: LeadSource
+    new_customer: bool = Field(
+        description="True when the conversion registered the customer (crm.customer.registered.v1 on "
+        "crm.ingest.customers); false when the lead matched a customer sales already knew."
+    )
+    account_id: EntityId | None = Field(default=None, description="The organisation the contact works for.")
+    opportunity_id: EntityId | None = None
+    owner_id: OwnerId | None = None
+
+
+class OpportunityOpened(Payload):
+    """A sales opportunity was opened for a customer (and their account), in a pipeline's first stage or another."""
+
+    opportunity_id: EntityId
+    pipeline_id: EntityId
+    stage: EntityId
+    name: Line = Field(min_length=1, max_length=200)
+    amount: Money
+    currency: Currency
+    expected_close: date | None = None
+    probability: Probability
+    forecast_category: ForecastCategory
+    owner_id: OwnerId | None = None
+    account_id: EntityId | None = None
+    lead_id: EntityId | None = None
+    source: LeadSource | None = None
+
+
+class OpportunityStageChanged(Payload):
+    """An open opportunity moved from one stage of its pipeline to another."""
+
+    opportunity_id: EntityId
+    pipeline_id: EntityId
+    from_stage: EntityId
+    to_stage: EntityId
+    probability: Probability
+    forecast_category: ForecastCategory
+    amount: Money
+    currency: Currency
+
+
+class OpportunityWon(Payload):
+    """An opportunity was won; `order_id` names the order it became, if any."""
+
+    opportunity_id: EntityId
+    pipeline_id: EntityId
+    amount: Money
+    currency: Currency
+    reason: Text | None = Field(default=None, max_length=500)
+    order_id: EntityId | None = None
+
+
+class OpportunityLost(Payload):
+    """An opportunity was lost, with the reason."""
+
+    opportunity_id: EntityId
+    pipeline_id: EntityId
+    amount: Money
+    currency: Currency
+    reason: Text = Field(min_length=1, max_length=500)
+
+
+class OrderFulfilled(Payload):
+    """An order was fulfilled: shipped or handed over, with where to track it."""
+
+    order_id: EntityId
+    carrier: Line | None = Field(default=None, max_length=100)
+    tracking_number: Line | None = Field(default=None, max_length=100)
+    location: Line | None = Field(default=None, max_length=200, description="Where the order is, in words.")
+
+
+class ActivityScheduled(Payload):
+    """A call, meeting, visit, email, task or reminder with a customer was planned."""
+
+    activity_id: EntityId
+    kind: ActivityKind
+    title: Line = Field(min_length=1, max_length=200)
+    due_at: PlannedTime
+    owner_id: OwnerId | None = None
+    lead_id: EntityId | None = None
+    opportunity_id: EntityId | None = None
+    account_id: EntityId | None = None
+
+
+class ActivityCompleted(Payload):
+    """An activity with a customer was done, with its outcome: for scoring, a call, meeting, visit or email is an
+    interaction."""
+
+    activity_id: EntityId
+    kind: ActivityKind
+    title: Line = Field(min_length=1, max_length=200)
+    outcome: Text | None = Field(default=None, max_length=2000)
+    owner_id: OwnerId | None = None
+    opportunity_id: EntityId | None = None
+
+
+class QuoteSent(Payload):
+    """A quote was sent to the customer."""
+
+    quote_id: EntityId
+    opportunity_id: EntityId | None = None
+    currency: Currency
+    total: Money = Field(description="Net of discounts, taxes included.")
+    valid_until: date
+
+
+class QuoteAccepted(Payload):
+    """The customer accepted a quote; it became order `order_id`."""
+
+    quote_id: EntityId
+    opportunity_id: EntityId | None = None
+    order_id: EntityId
+    currency: Currency
+    total: Money
+
+
+class QuoteRejected(Payload):
+    """The customer rejected a quote."""
+
+    quote_id: EntityId
+    opportunity_id: EntityId | None = None
+    reason: Text | None = Field(default=None, max_length=500)
+
+
 # ---------------------------------------------------------------- envelope
 
 DataT = TypeVar("DataT", bound=Payload)
@@ -668,6 +833,83 @@ class CustomerReferredEvent(CloudEvent[CustomerReferred]):
     type: Literal["crm.customer.referred.v1"] = "crm.customer.referred.v1"
 
 
+class OrderFulfilledEvent(CloudEvent[OrderFulfilled]):
+    """An order was fulfilled."""
+
+    TYPE: ClassVar[str] = "crm.order.fulfilled.v1"
+    type: Literal["crm.order.fulfilled.v1"] = "crm.order.fulfilled.v1"
+
+
+class LeadConvertedEvent(CloudEvent[LeadConverted]):
+    """A lead was converted into a customer and an opportunity."""
+
+    TYPE: ClassVar[str] = "crm.lead.converted.v1"
+    type: Literal["crm.lead.converted.v1"] = "crm.lead.converted.v1"
+
+
+class OpportunityOpenedEvent(CloudEvent[OpportunityOpened]):
+    """An opportunity was opened."""
+
+    TYPE: ClassVar[str] = "crm.opportunity.opened.v1"
+    type: Literal["crm.opportunity.opened.v1"] = "crm.opportunity.opened.v1"
+
+
+class OpportunityStageChangedEvent(CloudEvent[OpportunityStageChanged]):
+    """An opportunity changed stage."""
+
+    TYPE: ClassVar[str] = "crm.opportunity.stage_changed.v1"
+    type: Literal["crm.opportunity.stage_changed.v1"] = "crm.opportunity.stage_changed.v1"
+
+
+class OpportunityWonEvent(CloudEvent[OpportunityWon]):
+    """An opportunity was won."""
+
+    TYPE: ClassVar[str] = "crm.opportunity.won.v1"
+    type: Literal["crm.opportunity.won.v1"] = "crm.opportunity.won.v1"
+
+
+class OpportunityLostEvent(CloudEvent[OpportunityLost]):
+    """An opportunity was lost."""
+
+    TYPE: ClassVar[str] = "crm.opportunity.lost.v1"
+    type: Literal["crm.opportunity.lost.v1"] = "crm.opportunity.lost.v1"
+
+
+class ActivityScheduledEvent(CloudEvent[ActivityScheduled]):
+    """An activity with a customer was scheduled."""
+
+    TYPE: ClassVar[str] = "crm.activity.scheduled.v1"
+    type: Literal["crm.activity.scheduled.v1"] = "crm.activity.scheduled.v1"
+
+
+class ActivityCompletedEvent(CloudEvent[ActivityCompleted]):
+    """An activity with a customer was completed."""
+
+    TYPE: ClassVar[str] = "crm.activity.completed.v1"
+    type: Literal["crm.activity.completed.v1"] = "crm.activity.completed.v1"
+
+
+class QuoteSentEvent(CloudEvent[QuoteSent]):
+    """A quote was sent."""
+
+    TYPE: ClassVar[str] = "crm.quote.sent.v1"
+    type: Literal["crm.quote.sent.v1"] = "crm.quote.sent.v1"
+
+
+class QuoteAcceptedEvent(CloudEvent[QuoteAccepted]):
+    """A quote was accepted."""
+
+    TYPE: ClassVar[str] = "crm.quote.accepted.v1"
+    type: Literal["crm.quote.accepted.v1"] = "crm.quote.accepted.v1"
+
+
+class QuoteRejectedEvent(CloudEvent[QuoteRejected]):
+    """A quote was rejected."""
+
+    TYPE: ClassVar[str] = "crm.quote.rejected.v1"
+    type: Literal["crm.quote.rejected.v1"] = "crm.quote.rejected.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -686,14 +928,44 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         CampaignConvertedEvent,
         LeadQualifiedEvent,
         CustomerReferredEvent,
+        OrderFulfilledEvent,
+        LeadConvertedEvent,
+        OpportunityOpenedEvent,
+        OpportunityStageChangedEvent,
+        OpportunityWonEvent,
+        OpportunityLostEvent,
+        ActivityScheduledEvent,
+        ActivityCompletedEvent,
+        QuoteSentEvent,
+        QuoteAcceptedEvent,
+        QuoteRejectedEvent,
     )
 }
 
 # What may arrive on each ingest topic, as one discriminated union per topic.
 OrderIngest = Annotated[
-    OrderPlacedEvent | OrderPaidEvent | OrderCancelledEvent | OrderRefundedEvent,
+    OrderPlacedEvent | OrderPaidEvent | OrderCancelledEvent | OrderRefundedEvent | OrderFulfilledEvent,
     Field(discriminator="type"),
 ]
+SalesEvent = Annotated[
+    OrderPlacedEvent
+    | OrderPaidEvent
+    | OrderCancelledEvent
+    | OrderRefundedEvent
+    | OrderFulfilledEvent
+    | LeadConvertedEvent
+    | OpportunityOpenedEvent
+    | OpportunityStageChangedEvent
+    | OpportunityWonEvent
+    | OpportunityLostEvent
+    | ActivityScheduledEvent
+    | ActivityCompletedEvent
+    | QuoteSentEvent
+    | QuoteAcceptedEvent
+    | QuoteRejectedEvent,
+    Field(discriminator="type"),
+]
+"""What sales publishes on crm.sales.events."""
 TicketIngest = Annotated[
     ComplaintFiledEvent | SurveyAnsweredEvent,
     Field(discriminator="type"),
@@ -717,7 +989,18 @@ AnyEvent = Annotated[
     | CampaignContactedEvent
     | CampaignConvertedEvent
     | LeadQualifiedEvent
-    | CustomerReferredEvent,
+    | CustomerReferredEvent
+    | OrderFulfilledEvent
+    | LeadConvertedEvent
+    | OpportunityOpenedEvent
+    | OpportunityStageChangedEvent
+    | OpportunityWonEvent
+    | OpportunityLostEvent
+    | ActivityScheduledEvent
+    | ActivityCompletedEvent
+    | QuoteSentEvent
+    | QuoteAcceptedEvent
+    | QuoteRejectedEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

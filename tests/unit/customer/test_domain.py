@@ -9,6 +9,8 @@ import pytest
 from crm_customer import domain
 from crm_shared.events import (
     EVENT_TYPES,
+    ActivityCompleted,
+    ActivityScheduled,
     CampaignContacted,
     CampaignConverted,
     CampaignEnrolled,
@@ -19,13 +21,22 @@ from crm_shared.events import (
     CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
+    LeadConverted,
     LeadQualified,
+    OpportunityLost,
+    OpportunityOpened,
+    OpportunityStageChanged,
+    OpportunityWon,
     OrderCancelled,
+    OrderFulfilled,
     OrderLine,
     OrderPaid,
     OrderPlaced,
     OrderRefunded,
     Payload,
+    QuoteAccepted,
+    QuoteRejected,
+    QuoteSent,
     ScoreSnapshot,
     SegmentChanged,
     SurveyAnswered,
@@ -155,6 +166,87 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
     "crm.customer.referred.v1": (
         CustomerReferred(customer_id="C-1", referral_id="R-1", referred_customer_id="C-2", channel="face_to_face"),
         "Referred customer C-2 via face_to_face (referral R-1)",
+    ),
+    "crm.lead.converted.v1": (
+        LeadConverted(customer_id="C-1", lead_id="L-1", source="field_visit", new_customer=True, opportunity_id="P-1"),
+        "Lead L-1 (field_visit) converted: registered as a new customer, opportunity P-1 opened",
+    ),
+    "crm.opportunity.opened.v1": (
+        OpportunityOpened(
+            customer_id="C-1",
+            opportunity_id="P-1",
+            pipeline_id="new-business",
+            stage="qualify",
+            name=FREE_TEXT,
+            amount=Decimal("5000.00"),
+            currency="EUR",
+            probability=0.1,
+            forecast_category="pipeline",
+        ),
+        "Opportunity P-1 opened at qualify: 5000.00 EUR",
+    ),
+    "crm.opportunity.stage_changed.v1": (
+        OpportunityStageChanged(
+            customer_id="C-1",
+            opportunity_id="P-1",
+            pipeline_id="new-business",
+            from_stage="qualify",
+            to_stage="propose",
+            probability=0.6,
+            forecast_category="best_case",
+            amount=Decimal("5000.00"),
+            currency="EUR",
+        ),
+        "Opportunity P-1: qualify → propose (60%)",
+    ),
+    "crm.opportunity.won.v1": (
+        OpportunityWon(
+            customer_id="C-1",
+            opportunity_id="P-1",
+            pipeline_id="new-business",
+            amount=Decimal("5000.00"),
+            currency="EUR",
+            reason=FREE_TEXT,
+            order_id="O-9",
+        ),
+        "Opportunity P-1 won: 5000.00 EUR, order O-9",
+    ),
+    "crm.opportunity.lost.v1": (
+        OpportunityLost(
+            customer_id="C-1",
+            opportunity_id="P-1",
+            pipeline_id="new-business",
+            amount=Decimal("5000.00"),
+            currency="EUR",
+            reason=FREE_TEXT,
+        ),
+        "Opportunity P-1 lost: 5000.00 EUR",
+    ),
+    "crm.order.fulfilled.v1": (
+        OrderFulfilled(customer_id="C-1", order_id="O-1", carrier="DHL", tracking_number="JD0001", location=FREE_TEXT),
+        "Order O-1 fulfilled via DHL",
+    ),
+    "crm.activity.scheduled.v1": (
+        ActivityScheduled(
+            customer_id="C-1", activity_id="A-1", kind="call", title=FREE_TEXT, due_at=T0 + timedelta(hours=9)
+        ),
+        "Call A-1 scheduled for 2026-11-01 09:00 UTC",
+    ),
+    "crm.activity.completed.v1": (
+        ActivityCompleted(customer_id="C-1", activity_id="A-1", kind="meeting", title=FREE_TEXT, outcome=FREE_TEXT),
+        "Meeting A-1 done",
+    ),
+    "crm.quote.sent.v1": (
+        QuoteSent(customer_id="C-1", quote_id="Q-1", currency="EUR", total=Decimal("900.00"), valid_until=T0.date()),
+        "Quote Q-1 sent: 900.00 EUR, valid until 2026-11-01",
+    ),
+    "crm.quote.accepted.v1": (
+        QuoteAccepted(customer_id="C-1", quote_id="Q-1", order_id="O-3", currency="EUR", total=Decimal("900.00")),
+        "Quote Q-1 accepted: order O-3, 900.00 EUR",
+    ),
+    "crm.quote.rejected.v1": (
+        QuoteRejected(customer_id="C-1", quote_id="Q-1", reason=FREE_TEXT),
+        "Quote Q-1 rejected",
     ),
 }
 

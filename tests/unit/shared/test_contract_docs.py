@@ -92,6 +92,57 @@ SAMPLES: dict[str, events.Payload] = {
     "crm.customer.referred.v1": events.CustomerReferred(
         customer_id="C-1", referral_id="R-1", referred_customer_id="C-2", channel="partner"
     ),
+    "crm.lead.converted.v1": events.LeadConverted(
+        customer_id="C-1", lead_id="L-1", source="inbound", new_customer=False, account_id="ACC-1"
+    ),
+    "crm.opportunity.opened.v1": events.OpportunityOpened(
+        customer_id="C-1",
+        opportunity_id="P-1",
+        pipeline_id="new-business",
+        stage="qualify",
+        name="Fleet renewal",
+        amount=Decimal("5000.00"),
+        currency="EUR",
+        expected_close=T0.date(),
+        probability=0.1,
+        forecast_category="pipeline",
+    ),
+    "crm.opportunity.stage_changed.v1": events.OpportunityStageChanged(
+        customer_id="C-1",
+        opportunity_id="P-1",
+        pipeline_id="new-business",
+        from_stage="qualify",
+        to_stage="propose",
+        probability=0.6,
+        forecast_category="best_case",
+        amount=Decimal("5000.00"),
+        currency="EUR",
+    ),
+    "crm.opportunity.won.v1": events.OpportunityWon(
+        customer_id="C-1", opportunity_id="P-1", pipeline_id="new-business", amount=Decimal(5000), currency="EUR"
+    ),
+    "crm.opportunity.lost.v1": events.OpportunityLost(
+        customer_id="C-1",
+        opportunity_id="P-1",
+        pipeline_id="new-business",
+        amount=Decimal(5000),
+        currency="EUR",
+        reason="price",
+    ),
+    "crm.order.fulfilled.v1": events.OrderFulfilled(customer_id="C-1", order_id="O-1", tracking_number="JD0001"),
+    "crm.activity.scheduled.v1": events.ActivityScheduled(
+        customer_id="C-1", activity_id="A-1", kind="visit", title="Site visit", due_at=T0
+    ),
+    "crm.activity.completed.v1": events.ActivityCompleted(
+        customer_id="C-1", activity_id="A-1", kind="visit", title="Site visit"
+    ),
+    "crm.quote.sent.v1": events.QuoteSent(
+        customer_id="C-1", quote_id="Q-1", currency="EUR", total=Decimal("900.00"), valid_until=T0.date()
+    ),
+    "crm.quote.accepted.v1": events.QuoteAccepted(
+        customer_id="C-1", quote_id="Q-1", order_id="O-3", currency="EUR", total=Decimal("900.00")
+    ),
+    "crm.quote.rejected.v1": events.QuoteRejected(customer_id="C-1", quote_id="Q-1"),
 }
 
 

@@ -68,13 +68,29 @@ def test_envelope_errors_are_precise(overrides: dict[str, Any], message: str) ->
 
 
 def test_order_total_must_equal_its_lines() -> None:
-    with pytest.raises(ValidationError, match=re.escape("total 30.00 does not equal the sum of the lines 20.00")):
+    with pytest.raises(
+        ValidationError, match=re.escape("total 30.00 does not equal the sum of the lines net of discounts 20.00")
+    ):
         OrderPlaced(
             order_id="O-1",
             customer_id="C-1",
             currency="EUR",
             total=Decimal("30.00"),
             lines=[{"sku": "A", "quantity": 2, "unit_price": "10.00"}],  # type: ignore[list-item]
+        )
+
+
+def test_an_order_total_is_its_lines_net_of_discounts_and_a_discount_cannot_exceed_its_line() -> None:
+    lines = [{"sku": "A", "quantity": 2, "unit_price": "10.00", "discount": "3.00", "unit_cost": "4.00"}]
+    placed = OrderPlaced(order_id="O-1", customer_id="C-1", currency="EUR", total=Decimal("17.00"), lines=lines)  # type: ignore[arg-type]
+    assert (placed.lines[0].gross, placed.lines[0].net) == (Decimal("20.00"), Decimal("17.00"))
+    with pytest.raises(ValidationError, match="discount"):
+        OrderPlaced(
+            order_id="O-1",
+            customer_id="C-1",
+            currency="EUR",
+            total=Decimal(0),
+            lines=[{"sku": "A", "quantity": 1, "unit_price": "10.00", "discount": "11.00"}],  # type: ignore[list-item]
         )
 
 
@@ -120,7 +136,7 @@ def test_create_carries_correlation_and_causation_forward() -> None:
 
 
 def test_every_event_type_round_trips_through_json() -> None:
-    assert len(EVENT_TYPES) == 15
+    assert len(EVENT_TYPES) == 26
     for type_name, cls in EVENT_TYPES.items():
         assert type_name == cls.TYPE
         assert type_name.startswith("crm.") and type_name.endswith(".v1")

@@ -25,6 +25,8 @@ from typing import Any
 
 from crm_shared.events import (
     PERSONAL_FIELDS,
+    ActivityCompleted,
+    ActivityScheduled,
     CampaignContacted,
     CampaignConverted,
     CampaignEnrolled,
@@ -36,11 +38,20 @@ from crm_shared.events import (
     CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
+    LeadConverted,
     LeadQualified,
+    OpportunityLost,
+    OpportunityOpened,
+    OpportunityStageChanged,
+    OpportunityWon,
     OrderCancelled,
+    OrderFulfilled,
     OrderPaid,
     OrderPlaced,
     OrderRefunded,
+    QuoteAccepted,
+    QuoteRejected,
+    QuoteSent,
     SegmentChanged,
     SurveyAnswered,
 )
@@ -397,6 +408,56 @@ def _customer_referred(d: CustomerReferred) -> str:
     return f"Referred customer {d.referred_customer_id}{via} (referral {d.referral_id})"
 
 
+def _lead_converted(d: LeadConverted) -> str:
+    how = "registered as a new customer" if d.new_customer else "matched to this customer"
+    opp = f", opportunity {d.opportunity_id} opened" if d.opportunity_id else ""
+    return f"Lead {d.lead_id} ({d.source}) converted: {how}{opp}"
+
+
+def _opportunity_opened(d: OpportunityOpened) -> str:
+    # The opportunity's name is free text written by a sales person: it stays in the data.
+    return f"Opportunity {d.opportunity_id} opened at {d.stage}: {d.amount} {d.currency}"
+
+
+def _opportunity_stage_changed(d: OpportunityStageChanged) -> str:
+    return f"Opportunity {d.opportunity_id}: {d.from_stage} → {d.to_stage} ({d.probability:.0%})"
+
+
+def _opportunity_won(d: OpportunityWon) -> str:
+    order = f", order {d.order_id}" if d.order_id else ""
+    return f"Opportunity {d.opportunity_id} won: {d.amount} {d.currency}{order}"
+
+
+def _opportunity_lost(d: OpportunityLost) -> str:
+    return f"Opportunity {d.opportunity_id} lost: {d.amount} {d.currency}"
+
+
+def _order_fulfilled(d: OrderFulfilled) -> str:
+    via = f" via {d.carrier}" if d.carrier else ""
+    return f"Order {d.order_id} fulfilled{via}"
+
+
+def _activity_scheduled(d: ActivityScheduled) -> str:
+    # Titles and outcomes are free text about a person: they stay in the data.
+    return f"{d.kind.capitalize()} {d.activity_id} scheduled for {d.due_at:%Y-%m-%d %H:%M} UTC"
+
+
+def _activity_completed(d: ActivityCompleted) -> str:
+    return f"{d.kind.capitalize()} {d.activity_id} done"
+
+
+def _quote_sent(d: QuoteSent) -> str:
+    return f"Quote {d.quote_id} sent: {d.total} {d.currency}, valid until {d.valid_until:%Y-%m-%d}"
+
+
+def _quote_accepted(d: QuoteAccepted) -> str:
+    return f"Quote {d.quote_id} accepted: order {d.order_id}, {d.total} {d.currency}"
+
+
+def _quote_rejected(d: QuoteRejected) -> str:
+    return f"Quote {d.quote_id} rejected"
+
+
 _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     OrderPlaced: _order_placed,
     OrderPaid: _order_paid,
@@ -413,6 +474,17 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     CampaignConverted: _campaign_converted,
     LeadQualified: _lead_qualified,
     CustomerReferred: _customer_referred,
+    LeadConverted: _lead_converted,
+    OpportunityOpened: _opportunity_opened,
+    OpportunityStageChanged: _opportunity_stage_changed,
+    OpportunityWon: _opportunity_won,
+    OpportunityLost: _opportunity_lost,
+    OrderFulfilled: _order_fulfilled,
+    ActivityScheduled: _activity_scheduled,
+    ActivityCompleted: _activity_completed,
+    QuoteSent: _quote_sent,
+    QuoteAccepted: _quote_accepted,
+    QuoteRejected: _quote_rejected,
 }
 
 
