@@ -276,7 +276,11 @@ def _quality(negative_mean_ll: Any, log_params: FloatArray, names: tuple[str, ..
     curvature = (curvature + curvature.T) / 2
     if np.linalg.eigvalsh(curvature).min() <= 0:
         return FitQuality(steepest, False, None)
-    variances = np.diag(np.linalg.inv(curvature * n))
+    try:
+        variances = np.diag(np.linalg.inv(curvature * n))
+    except np.linalg.LinAlgError:
+        # Positive eigenvalues can still be too small to invert in floating point: as flat as not curved at all.
+        return FitQuality(steepest, False, None)
     return FitQuality(steepest, True, {name: float(math.sqrt(v)) for name, v in zip(names, variances, strict=True)})
 
 
