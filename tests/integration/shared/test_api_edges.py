@@ -83,11 +83,10 @@ async def apis(new_store: NewStore) -> AsyncIterator[dict[str, httpx.AsyncClient
     """Each service's app on its own database, without its broker (no lifespan), its body limit set to LIMIT."""
     apis: dict[str, httpx.AsyncClient] = {}
     for service in sorted(SERVICES):
-        repository = importlib.import_module(f"crm_{service}.repository")
         with pytest.MonkeyPatch.context() as env:
             env.setenv(f"CRM_{service.upper()}_MAX_BODY_BYTES", str(LIMIT))
             app = importlib.import_module(f"crm_{service}.app").create_service()
-        app.state.runtime.store = await new_store(f"{service}_edges", repository.INDEXES)
+        app.state.runtime.store = await new_store(f"{service}_edges", app.state.runtime.indexes)
         # A 500 is answered, not raised, so the test sees what a client would.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         apis[service] = httpx.AsyncClient(headers=ADMIN_HEADERS, transport=transport, base_url=f"http://{service}")
