@@ -73,8 +73,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 import crm_shared
 from crm_customer import domain as customer_domain
 from crm_customer import repository as customer_repository
-from crm_sales import domain as sales_domain
-from crm_sales import repository as sales_repository
+from crm_sales.orders import domain as sales_domain
+from crm_sales.orders import repository as sales_repository
 from crm_scoring import domain as scoring_domain
 from crm_scoring import repository as scoring_repository
 from crm_shared.embedded import EmbeddedServers, ensure_topics, free_port

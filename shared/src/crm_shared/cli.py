@@ -351,12 +351,13 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return docs_main(["--check"] if args.check else [])
 
 
-def cmd_scoring(args: argparse.Namespace) -> int:
-    """Scoring's operator tasks live in its own package (crm_scoring.cli); it must be installed here."""
+def cmd_service_tasks(args: argparse.Namespace) -> int:
+    """A service's operator tasks live in its own package (crm_<service>.cli); it must be installed here."""
+    service = args.command
     try:
-        tasks = importlib.import_module("crm_scoring.cli")
+        tasks = importlib.import_module(f"crm_{service}.cli")
     except ImportError as exc:
-        _say(f"crm scoring: the scoring service is not installed here ({exc}): pip install ./services/scoring")
+        _say(f"crm {service}: the {service} service is not installed here ({exc}): pip install ./services/{service}")
         return 2
     status: int = tasks.main(args.task_args)
     return status
@@ -398,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     _admin_options(audit)
     audit.set_defaults(func=cmd_audit)
     scoring = sub.add_parser("scoring", help="the scoring service's tasks: crm scoring --help", add_help=False)
-    scoring.set_defaults(func=cmd_scoring)
+    scoring.set_defaults(func=cmd_service_tasks)
+    sales = sub.add_parser("sales", help="the sales service's tasks (import-leads): crm sales --help", add_help=False)
+    sales.set_defaults(func=cmd_service_tasks)
     docs = sub.add_parser("docs", help="regenerate docs/ from the code")
     docs.add_argument("--check", action="store_true", help="fail if docs/ is not current")
     docs.set_defaults(func=cmd_docs)
@@ -409,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # A task owned by a service package parses its own options.
     args, task_args = parser.parse_known_args(argv)
-    if task_args and args.command != "scoring":
+    if task_args and args.command not in ("scoring", "sales"):
         parser.error(f"unrecognized arguments: {' '.join(task_args)}")
     args.task_args = task_args
     command: Callable[[argparse.Namespace], int] = args.func

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -123,18 +124,47 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+BodyMedia = list[tuple[re.Pattern[str], str, frozenset[bytes]]]
+
+
+def declared_body_media(document: Mapping[str, Any]) -> BodyMedia:
+    """The operations of an OpenAPI document whose request body may be another media type than JSON (a route
+    declares it with `openapi_extra` requestBody content, e.g. a CSV upload): (path pattern, method, types)."""
+    found: BodyMedia = []
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {}) if isinstance(operation, dict) else {}
+            media = frozenset(str(m).lower().encode() for m in content if not str(m).lower().endswith("json"))
+            if media:
+                segments = ("[^/]+" if s.startswith("{") else re.escape(s) for s in path.split("/"))
+                found.append((re.compile("^" + "/".join(segments) + "$"), method.upper(), media))
+    return found
+
+
 class JsonBodiesOnly:
-    """ASGI middleware: a request body that is not JSON is refused with a 415 before anything parses it."""
+    """ASGI middleware: a request body that is not JSON is refused with a 415 before anything parses it, unless
+    the route declares that media type for its body (see `declared_body_media`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.other_media: BodyMedia | None = None
+
+    def declared(self, scope: Scope, media: bytes) -> bool:
+        """Whether the request's operation declares `media` for its body (read from the app's OpenAPI document
+        once: the routes are fixed when requests arrive)."""
+        if self.other_media is None:
+            openapi = getattr(scope.get("app"), "openapi", None)
+            self.other_media = declared_body_media(openapi()) if callable(openapi) else []
+        path, method = scope["path"], scope["method"]
+        return any(m == method and media in types and p.match(path) for p, m, types in self.other_media)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             headers = dict(scope["headers"])
             has_body = headers.get(b"content-length", b"0") not in (b"", b"0") or b"transfer-encoding" in headers
             media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if has_body and not (media == b"application/json" or media.endswith(b"+json")):
+            json_body = media == b"application/json" or media.endswith(b"+json")
+            if has_body and not json_body and not self.declared(scope, media):
                 shown = media.decode("latin-1")[:100] or "none"
                 detail = f"the request body must be application/json, not {shown}"
                 response = problem_response(415, _phrase(415), detail, scope["path"])

@@ -13,9 +13,9 @@ import pytest
 from crm_marketing import engagement, handlers, repository
 from crm_marketing.app import create_service
 from crm_marketing.settings import MarketingSettings
-from crm_sales import handlers as sales_handlers
-from crm_sales import repository as sales_repository
+from crm_sales.app import INDEXES as SALES_INDEXES
 from crm_sales.app import create_service as create_sales_service
+from crm_sales.leads import handlers as sales_handlers
 from crm_shared.events import (
     InteractionLogged,
     InteractionLoggedEvent,
@@ -253,7 +253,7 @@ async def test_engagement_is_not_a_segment_id_anyone_can_define(api: tuple[httpx
 
 async def test_sales_takes_the_engagement_lead_from_the_outbox(new_store: NewStore) -> None:
     marketing = await new_store("marketing_engagement", repository.INDEXES)
-    sales = await new_store("sales_engagement_leads", sales_repository.INDEXES)
+    sales = await new_store("sales_engagement_leads", SALES_INDEXES)
     customer = customer_id()
     for event in (logged(customer, "I-1", "visit"), logged(customer, "I-2", "call", 1)):
         await handlers.apply_customer_event(marketing, event, RULE)

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from crm_sales import handlers, repository
-from crm_sales.app import create_service
+from crm_sales.app import INDEXES, create_service
+from crm_sales.leads import handlers
 from crm_shared.events import LeadQualified, LeadQualifiedEvent
 from crm_shared.security.keys import issue
 from crm_shared.store import Store
@@ -33,7 +33,7 @@ T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 @pytest.fixture
 async def store(new_store: NewStore) -> Store:
-    return await new_store("sales_access", repository.INDEXES)
+    return await new_store("sales_access", INDEXES)
 
 
 @pytest.fixture
@@ -52,13 +52,17 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @dataclass(frozen=True)
 class Leads:
-    """One customer's leads: rep A's, rep B's (in the south), rep C's (in the north), and one not assigned."""
+    """Four customers' leads (one lead per customer: a second one would be a duplicate): rep A's, rep B's (in
+    the south), rep C's (in the north), and one not assigned."""
 
     customer: str
     a: str
     b: str
     north: str
     unassigned: str
+
+    def customer_of(self, lead_id: str) -> str:
+        return f"{self.customer}-{lead_id[2]}"
 
     @property
     def all(self) -> list[str]:
@@ -102,7 +106,9 @@ async def leads(store: Store, http: httpx.AsyncClient) -> Leads:
         (made.unassigned, None),
     ]
     for i, (lead_id, assignment) in enumerate(assignments):
-        lead = LeadQualified(customer_id=customer, lead_id=lead_id, segment_id="hot", reason="Hot prospects")
+        lead = LeadQualified(
+            customer_id=made.customer_of(lead_id), lead_id=lead_id, segment_id="hot", reason="Hot prospects"
+        )
         await handlers.apply_marketing_event(
             store, LeadQualifiedEvent.create(lead, source="/m", time=T0 + timedelta(i))
         )
@@ -142,7 +148,8 @@ async def test_rep_a_cannot_read_list_or_change_rep_bs_lead(http: httpx.AsyncCli
         assert answer.json() == not_found(leads.b)
     assert (await http.get(f"/v1/leads/{leads.b}", headers=REP_B)).json()["owner_id"] == "rep-b"
     assert await lead_ids(http, "/v1/leads", REP_A) == [leads.a]
-    assert await lead_ids(http, f"/v1/customers/{leads.customer}/leads", REP_A, limit=1) == [leads.a]
+    assert await lead_ids(http, f"/v1/customers/{leads.customer_of(leads.a)}/leads", REP_A, limit=1) == [leads.a]
+    assert await lead_ids(http, f"/v1/customers/{leads.customer_of(leads.b)}/leads", REP_A) == []
     assert await lead_ids(http, "/v1/leads", REP_B, limit=1) == [leads.b]
 
 
@@ -165,7 +172,7 @@ async def test_a_rep_assigns_and_progresses_their_own_lead(http: httpx.AsyncClie
 
 async def test_a_manager_sees_and_changes_the_leads_of_their_team(http: httpx.AsyncClient, leads: Leads) -> None:
     assert await lead_ids(http, "/v1/leads", MANAGER_OF_A) == [leads.a]
-    assert await lead_ids(http, f"/v1/customers/{leads.customer}/leads", MANAGER_OF_A) == [leads.a]
+    assert await lead_ids(http, f"/v1/customers/{leads.customer_of(leads.a)}/leads", MANAGER_OF_A) == [leads.a]
     assert (await http.get(f"/v1/leads/{leads.a}", headers=MANAGER_OF_A)).status_code == 200
     assert (await http.get(f"/v1/leads/{leads.b}", headers=MANAGER_OF_A)).json() == not_found(leads.b)
     moved = await http.patch(f"/v1/leads/{leads.a}", json={"owner_id": "manager-1"}, headers=MANAGER_OF_A)
@@ -181,8 +188,9 @@ async def test_a_territory_member_sees_the_territorys_leads_on_every_page(
     mine = await http.patch(f"/v1/leads/{leads.unassigned}", json={"owner_id": "rep-s"}, headers=ADMIN_HEADERS)
     assert mine.status_code == 200
 
-    for path in ("/v1/leads", f"/v1/customers/{leads.customer}/leads"):
-        assert await lead_ids(http, path, SOUTH, limit=1) == [leads.unassigned, leads.b]
+    assert await lead_ids(http, "/v1/leads", SOUTH, limit=1) == [leads.unassigned, leads.b]
+    assert await lead_ids(http, f"/v1/customers/{leads.customer_of(leads.b)}/leads", SOUTH) == [leads.b]
+    assert await lead_ids(http, f"/v1/customers/{leads.customer_of(leads.north)}/leads", SOUTH) == []
     assert (await http.get(f"/v1/leads/{leads.b}", headers=SOUTH)).status_code == 200
     assert (await http.get(f"/v1/leads/{leads.north}", headers=SOUTH)).json() == not_found(leads.north)
     changed = await http.patch(f"/v1/leads/{leads.b}", json={"owner_id": "rep-s"}, headers=SOUTH)
@@ -198,7 +206,8 @@ async def test_an_api_key_and_records_all_see_every_lead(app: FastAPI, http: htt
 
     for headers in (reader, ADMIN_HEADERS, ALL_RECORDS):
         assert await lead_ids(http, "/v1/leads", headers, limit=1) == leads.all
-        assert await lead_ids(http, f"/v1/customers/{leads.customer}/leads", headers) == leads.all
+        for lead_id in leads.all:
+            assert await lead_ids(http, f"/v1/customers/{leads.customer_of(lead_id)}/leads", headers) == [lead_id]
         assert (await http.get(f"/v1/leads/{leads.b}", headers=headers)).status_code == 200
     # A read-only key reads, and changes nothing.
     refused = await http.patch(f"/v1/leads/{leads.b}", json={"owner_id": "rep-a"}, headers=reader)

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from crm_sales import repository
 from crm_sales.app import create_service
+from crm_sales.orders import repository
 from crm_sales.settings import SalesSettings
 from crm_shared.embedded import free_port
 from crm_shared.events import (

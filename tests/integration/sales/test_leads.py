@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from crm_sales import handlers, repository
-from crm_sales.app import create_service
+from crm_sales.app import INDEXES, create_service
+from crm_sales.leads import handlers, repository
 from crm_shared.events import CampaignContacted, CampaignContactedEvent, LeadQualified, LeadQualifiedEvent
 from crm_shared.store import AlreadyApplied, Store
 
@@ -26,7 +26,7 @@ def qualified(customer: str, at: datetime) -> LeadQualifiedEvent:
 
 
 async def test_a_lead_is_kept_once_and_listed_newest_first(new_store: NewStore) -> None:
-    store = await new_store("sales_leads", repository.INDEXES)
+    store = await new_store("sales_leads", INDEXES)
     customers = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for i, customer in enumerate(customers):
         event = qualified(customer, T0 + timedelta(hours=i))

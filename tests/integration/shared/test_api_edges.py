@@ -165,7 +165,7 @@ async def test_a_body_over_the_limit_is_a_413_and_is_not_read_past_it(
     [
         ("customer", "DELETE", "/healthz", {"GET"}),
         ("marketing", "PUT", "/v1/campaigns", {"GET", "POST"}),
-        ("sales", "POST", "/v1/leads", {"GET"}),
+        ("sales", "DELETE", "/v1/leads", {"GET", "POST"}),
         ("scoring", "DELETE", "/v1/population/refresh", {"POST"}),
         ("support", "PATCH", "/readyz", {"GET"}),
     ],

@@ -17,9 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
-from crm_sales import handlers as sales
-from crm_sales import repository
 from crm_sales.app import create_service
+from crm_sales.orders import handlers as sales
+from crm_sales.orders import repository
 from crm_sales.settings import SalesSettings
 from crm_shared.batching import BatchConsumer, Subscription
 from crm_shared.events import CloudEvent, OrderIngest

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_sales import domain
+from crm_sales.orders import domain
 from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -1,19 +1,45 @@
-"""Composition of the sales service."""
+"""Composition of the sales service: the one place that wires its aggregates together."""
 
 from fastapi import FastAPI
 
-from crm_sales import api, consumers, repository
+from crm_sales import consumers
+from crm_sales.accounts import repository as accounts_repository
+from crm_sales.leads import api as leads_api
+from crm_sales.leads import repository as leads_repository
+from crm_sales.opportunities import api as opportunities_api
+from crm_sales.opportunities import repository as opportunities_repository
+from crm_sales.orders import api as orders_api
+from crm_sales.orders import repository as orders_repository
 from crm_sales.settings import SalesSettings
+from crm_sales.territories import api as territories_api
+from crm_sales.territories import repository as territories_repository
 from crm_shared.service import Runtime, create_app
+
+INDEXES = (
+    *orders_repository.INDEXES,
+    *leads_repository.INDEXES,
+    *territories_repository.INDEXES,
+    *accounts_repository.INDEXES,
+    *opportunities_repository.INDEXES,
+)
+
+ROUTERS = (
+    orders_api.router,
+    leads_api.router,
+    territories_api.router,
+    opportunities_api.router,
+)
 
 
 def create_service(settings: SalesSettings | None = None) -> FastAPI:
     settings = settings or SalesSettings()
-    runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
+    runtime = Runtime.for_service(settings, indexes=INDEXES)
     consumers.register(runtime)
     return create_app(
         runtime,
         title="CRM sales",
-        description="Orders from every channel and qualified leads from marketing; publishes crm.sales.events.",
-        routers=[api.router, api.leads_router],
+        description="Sales force automation: leads from every source and their assignment by territory rules, "
+        "lead conversion, accounts, opportunities in pipelines with learned win probabilities, and orders from "
+        "every channel; publishes crm.sales.events.",
+        routers=list(ROUTERS),
     )

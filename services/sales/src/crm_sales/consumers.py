@@ -3,9 +3,10 @@
 from collections.abc import Sequence
 from typing import Any
 
-from crm_sales import handlers
+from crm_sales.leads import handlers as leads
+from crm_sales.orders import handlers as orders
 from crm_sales.settings import sales_settings
-from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, OrderIngest
+from crm_shared.events import AnyEvent, CloudEvent, CustomerRegisteredEvent, DeadLetter, OrderIngest, SalesEvent
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
@@ -15,7 +16,7 @@ def register(runtime: Runtime) -> None:
     rates = sales_settings(runtime.settings).rate_table
 
     async def on_order_ingest(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_order_events(runtime.require_store(), events, rates)
+        return await orders.apply_order_events(runtime.require_store(), events, rates)
 
     runtime.subscribe(
         Topic.INGEST_ORDERS,
@@ -27,7 +28,7 @@ def register(runtime: Runtime) -> None:
     )
 
     async def on_marketing_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_marketing_events(runtime.require_store(), events)
+        return await leads.apply_marketing_events(runtime.require_store(), events)
 
     # Any catalog event is accepted: marketing's other events (enrolments, contacts, ...) are ignored.
     runtime.subscribe(
@@ -42,8 +43,18 @@ def register(runtime: Runtime) -> None:
     runtime.publishes(
         Topic.SALES_EVENTS,
         title="crm.sales.events",
-        description="Every order fact sales accepted: crm.order.placed|paid|cancelled|refunded.v1. Key: customer id.",
-        schema=OrderIngest,
+        description="Every order fact sales accepted (crm.order.placed|paid|cancelled|refunded.v1, from the "
+        "channels, a won opportunity or an accepted quote); lead conversions (crm.lead.converted.v1); "
+        "opportunities opened, moved, won and lost (crm.opportunity.*.v1); activities with a customer planned and "
+        "done (crm.activity.scheduled|completed.v1). Consumers ignore the types they do not use. Key: customer id.",
+        schema=SalesEvent,
+    )
+    runtime.publishes(
+        Topic.INGEST_CUSTOMERS,
+        title="crm.ingest.customers:sales",
+        description="crm.customer.registered.v1 for the customer a converted lead becomes (name, email and phone "
+        "in clear, as a channel's sign-up; the customer service seals them), once per lead.",
+        schema=CustomerRegisteredEvent,
     )
     runtime.publishes(
         Topic.DEADLETTER,

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_scoring import domain, handlers
-from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, OrderIngest, SegmentChangedEvent, TicketIngest
+from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SegmentChangedEvent, TicketIngest
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
@@ -12,16 +12,18 @@ from crm_shared.topics import Topic
 
 def register(runtime: Runtime, thresholds: domain.Thresholds) -> None:
     async def on_sales_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_events(runtime.require_store(), events, thresholds)
+        return await handlers.apply_sales_events(runtime.require_store(), events, thresholds)
 
+    # Any catalog event is accepted: sales' opportunities, quotes and leads are ignored, not dead-lettered.
     runtime.subscribe(
         Topic.SALES_EVENTS,
-        schema=OrderIngest,
+        schema=AnyEvent,
         handler=on_sales_event,
         title="crm.sales.events:scoring",
         description="Order facts accepted by sales (placed, paid, cancelled, refunded): recency, frequency, "
-        "monetary value, value tier and lifecycle stage. Invalid or contradictory records go to crm.deadletter "
-        "with the reason.",
+        "monetary value, value tier and lifecycle stage; completed activities that are interactions (call, "
+        "meeting, visit, email: crm.activity.completed.v1) count as interactions. Other event types are ignored; "
+        "invalid or contradictory records go to crm.deadletter with the reason.",
     )
 
     async def on_support_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:

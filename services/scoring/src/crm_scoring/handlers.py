@@ -16,6 +16,8 @@ from crm_scoring import domain, fitting, lifetime, population, repository
 from crm_scoring.repository import CustomerScores
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
+    ActivityCompleted,
+    ActivityCompletedEvent,
     CloudEvent,
     ComplaintFiled,
     CustomerReferred,
@@ -23,9 +25,13 @@ from crm_shared.events import (
     InteractionLogged,
     InteractionLoggedEvent,
     OrderCancelled,
+    OrderCancelledEvent,
     OrderPaid,
+    OrderPaidEvent,
     OrderPlaced,
+    OrderPlacedEvent,
     OrderRefunded,
+    OrderRefundedEvent,
     ScoreSnapshot,
     SegmentChanged,
     SegmentChangedEvent,
@@ -52,6 +58,10 @@ class Scored:
     changes: list[SegmentChangedEvent]
 
 
+ACTIVITY_CHANNELS = {"call": "phone", "meeting": "face_to_face", "visit": "face_to_face", "email": "email"}
+"""The sales activities that are interactions with the customer once done, and the channel each is in."""
+
+
 def fact_of(event: CloudEvent[Any]) -> domain.Fact:
     """The domain fact an event carries, at the event's own time."""
     data, at = event.data, event.time
@@ -71,6 +81,8 @@ def fact_of(event: CloudEvent[Any]) -> domain.Fact:
         return domain.Interaction(data.interaction_id, data.kind, data.channel, at)
     if isinstance(data, CustomerReferred):
         return domain.Referral(data.referral_id, data.referred_customer_id, at)
+    if isinstance(data, ActivityCompleted) and data.kind in ACTIVITY_CHANNELS:
+        return domain.Interaction(data.activity_id, data.kind, ACTIVITY_CHANNELS[data.kind], at)
     raise Rejected(f"scoring does not handle events of type {event.type}")
 
 
@@ -241,6 +253,24 @@ async def apply_events(
                 old=change.data.old,
                 new=change.data.new,
             )
+    return outcome
+
+
+def is_sales_fact(event: CloudEvent[Any]) -> bool:
+    """Of sales' events, the order facts are scoring's concern, and activities done with the customer that are
+    interactions (a call, meeting, visit or email); opportunities, quotes, leads and tasks are not."""
+    if isinstance(event, ActivityCompletedEvent):
+        return event.data.kind in ACTIVITY_CHANNELS
+    return isinstance(event, OrderPlacedEvent | OrderPaidEvent | OrderCancelledEvent | OrderRefundedEvent)
+
+
+async def apply_sales_events(
+    store: Store, events: Sequence[CloudEvent[Any]], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
+) -> BatchOutcome:
+    """Order facts and interactions from sales (see apply_events); the other sales events are ignored."""
+    outcome = await apply_events(store, events, thresholds, relevant=is_sales_fact)
+    for event_id in outcome.ignored:
+        log.debug("sales_event_not_used", event_id=event_id)
     return outcome
 
 

@@ -3,13 +3,12 @@
 from collections.abc import Awaitable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import BaseModel, Field
 
-from crm_sales import domain, handlers, repository
+from crm_sales.orders import domain, handlers, repository
 from crm_sales.settings import sales_settings
 from crm_shared.api import (
     Accepted,
@@ -23,13 +22,12 @@ from crm_shared.api import (
     cursor_id,
     decode_cursor,
     encode_cursor,
-    keyset_page,
     record_once,
 )
 from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
 from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
-from crm_shared.security import Principal, TerritoryId, UserId, check_event_type, requires
+from crm_shared.security import Principal, check_event_type, requires
 from crm_shared.service import StoreDep, get_runtime
 
 T = TypeVar("T")
@@ -187,128 +185,3 @@ async def customer_orders(
     orders = [OrderView.of(repository.from_document(d)) for d in docs[:limit]]
     next_cursor = encode_cursor({"order_id": orders[-1].order_id}) if len(docs) > limit else None
     return Page[OrderView](items=orders, next_cursor=next_cursor)
-
-
-class LeadView(BaseModel):
-    lead_id: str
-    customer_id: str
-    segment_id: str
-    reason: str
-    value_tier: str | None
-    lifecycle_stage: str | None
-    qualified_at: datetime
-    status: domain.LeadStatus
-    owner_id: str | None = Field(description="The sales person who owns the lead (their token subject); null for none.")
-    territory: str | None = Field(description="The lead's territory; null for none.")
-
-    @classmethod
-    def of(cls, lead: domain.Lead) -> "LeadView":
-        return cls(**lead.__dict__)
-
-
-def _at_least_one_field(schema: dict[str, Any]) -> None:
-    # An absent field stays as it is: no property has a default to show.
-    for field in schema.get("properties", {}).values():
-        field.pop("default", None)
-    schema["minProperties"] = 1
-
-
-class LeadUpdate(BaseModel):
-    """What to change on a lead: the fields sent are set (null unassigns the owner or the territory), the others
-    stay as they are. At least one field."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_at_least_one_field)
-
-    owner_id: UserId | None = Field(
-        default=None, description="The owning sales person (their token subject); null for none."
-    )
-    territory: TerritoryId | None = Field(default=None, description="The territory; null for none.")
-    status: domain.LeadStatus | SkipJsonSchema[None] = Field(
-        default=None, description="The lead's status: sales knows only `new` yet."
-    )
-
-    @model_validator(mode="after")
-    def _changes_something(self) -> Self:
-        if not self.model_fields_set:
-            raise ValueError("send at least one of owner_id, territory, status")
-        if "status" in self.model_fields_set and self.status is None:
-            raise ValueError("status cannot be null")
-        return self
-
-    def changes(self) -> dict[str, str | None]:
-        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
-
-
-LEAD_UPDATE_EXAMPLE = {"owner_id": "rep-17", "territory": "north"}
-NO_SUCH_LEAD: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead, or not one the caller sees"}}
-
-
-def lead_not_found(lead_id: str) -> Problem:
-    """The same answer for a lead that is missing and one the caller may not see."""
-    return Problem(404, "Lead not found", f"no lead {lead_id}")
-
-
-leads_router = APIRouter(prefix="/v1", tags=["leads"])
-
-
-async def _lead_page(
-    store: StoreDep, principal: Principal, query: dict[str, Any], limit: int, cursor: str | None
-) -> Page[LeadView]:
-    docs, next_cursor = await keyset_page(
-        store.db[repository.LEADS],
-        handlers.leads_seen_by(principal, query),
-        time_field="qualified_at",
-        limit=limit,
-        cursor=cursor,
-        newest_first=True,
-    )
-    return Page[LeadView](items=[LeadView.of(repository.lead_from_document(d)) for d in docs], next_cursor=next_cursor)
-
-
-@leads_router.get(
-    "/leads",
-    response_model=Page[LeadView],
-    summary="Qualified leads the caller sees, newest first",
-    description="A person sees the leads they or their team own and those of their territories; an API key, "
-    "`admin` or `records:all` sees every lead.",
-)
-async def leads(principal: LeadReader, store: StoreDep, limit: Limit = 50, cursor: Cursor = None) -> Page[LeadView]:
-    return await _lead_page(store, principal, {}, limit, cursor)
-
-
-@leads_router.get(
-    "/customers/{customer_id}/leads",
-    response_model=Page[LeadView],
-    summary="A customer's leads the caller sees, newest first",
-)
-async def customer_leads(
-    principal: LeadReader, store: StoreDep, customer_id: IdInPath, limit: Limit = 50, cursor: Cursor = None
-) -> Page[LeadView]:
-    return await _lead_page(store, principal, {"customer_id": customer_id}, limit, cursor)
-
-
-@leads_router.get("/leads/{lead_id}", response_model=LeadView, summary="One lead", responses=NO_SUCH_LEAD)
-async def get_lead(principal: LeadReader, store: StoreDep, lead_id: IdInPath) -> LeadView:
-    lead = await handlers.find_lead(store, lead_id, seen_by=principal)
-    if lead is None:
-        raise lead_not_found(lead_id)
-    return LeadView.of(lead)
-
-
-@leads_router.patch(
-    "/leads/{lead_id}",
-    response_model=LeadView,
-    summary="Assign a lead (owner, territory) or set its status",
-    description="Only a lead the caller sees can be changed; the answer is the lead after the change.",
-    responses=NO_SUCH_LEAD,
-)
-async def change_lead(
-    principal: LeadWriter,
-    store: StoreDep,
-    lead_id: IdInPath,
-    update: Annotated[LeadUpdate, Body(examples=[LEAD_UPDATE_EXAMPLE])],
-) -> LeadView:
-    lead = await handlers.change_lead(store, lead_id, update.changes(), seen_by=principal)
-    if lead is None:
-        raise lead_not_found(lead_id)
-    return LeadView.of(lead)

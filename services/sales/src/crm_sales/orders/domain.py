@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from crm_shared.events import LeadQualified, OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
+from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
 
 OrderStatus = Literal["awaiting_order", "placed", "paid", "refunded", "cancelled"]
 
@@ -38,6 +38,17 @@ class MoneyFact:
 
 
 @dataclass(frozen=True)
+class Attribution:
+    """Who sold the order and what it came from, for forecasts and commissions: set when sales itself places
+    the order (a won opportunity, an accepted quote); a channel's order has none."""
+
+    owner_id: str | None = None
+    territory: str | None = None
+    opportunity_id: str | None = None
+    quote_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Order:
     order_id: str
     customer_id: str
@@ -47,6 +58,7 @@ class Order:
     refunds: tuple[MoneyFact, ...] = field(default_factory=tuple)
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    attribution: Attribution | None = None
 
     @property
     def currency(self) -> str | None:
@@ -90,10 +102,12 @@ def _check_customer(order: Order, customer_id: str) -> None:
         raise OrderRejected(f"order {order.order_id} belongs to customer {order.customer_id}, not {customer_id}")
 
 
-def place(order: Order | None, fact: OrderPlaced, at: datetime) -> Order:
+def place(order: Order | None, fact: OrderPlaced, at: datetime, attribution: Attribution | None = None) -> Order:
     """Record the order. Placing the same order again with the same content is a no-op."""
     if order is None:
         order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
+    if attribution is not None and order.placed is None:
+        order = replace(order, attribution=attribution)
     _check_customer(order, fact.customer_id)
     if order.placed is not None:
         if order.placed != fact:
@@ -166,43 +180,3 @@ def cancel(order: Order | None, fact: OrderCancelled, at: datetime) -> Order:
     if order.cancelled_at is not None:
         return order
     return replace(order, cancelled_at=at, cancel_reason=fact.reason)
-
-
-# ---------------------------------------------------------------- leads
-
-
-LeadStatus = Literal["new"]
-"""The statuses of a lead sales knows: every lead is "new" until its follow-up is modelled, so there is no
-transition yet."""
-
-
-@dataclass(frozen=True)
-class Lead:
-    """A customer marketing qualified for a sales follow-up.
-
-    `owner_id` (the sales person, a token subject) and `territory` decide who sees the lead; both are None
-    when marketing hands it over, until someone who sees every lead assigns it.
-    """
-
-    lead_id: str
-    customer_id: str
-    segment_id: str
-    reason: str
-    value_tier: str | None
-    lifecycle_stage: str | None
-    qualified_at: datetime
-    status: LeadStatus = "new"
-    owner_id: str | None = None
-    territory: str | None = None
-
-
-def take_lead(qualified: LeadQualified, at: datetime) -> Lead:
-    return Lead(
-        lead_id=qualified.lead_id,
-        customer_id=qualified.customer_id,
-        segment_id=qualified.segment_id,
-        reason=qualified.reason,
-        value_tier=qualified.value_tier,
-        lifecycle_stage=qualified.lifecycle_stage,
-        qualified_at=at,
-    )

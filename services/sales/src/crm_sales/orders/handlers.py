@@ -1,16 +1,14 @@
 """Use cases of sales: apply an order fact, from the ingest topic or the API, exactly once; take, read and
 assign leads, each person only the leads they see."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
-
-from crm_sales import domain, repository
+from crm_sales.orders import domain, repository
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
-    LeadQualifiedEvent,
     OrderCancelled,
     OrderCancelledEvent,
     OrderPaid,
@@ -22,7 +20,6 @@ from crm_shared.events import (
     derived_event_id,
 )
 from crm_shared.money import ExchangeRates
-from crm_shared.security import OWNED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 
@@ -107,64 +104,40 @@ async def apply_order_events(store: Store, events: Sequence[CloudEvent[Any]], ra
     return await store.apply_batch(CONSUMER, events, work)
 
 
+async def place_in(
+    uow: UnitOfWork,
+    placed: OrderPlaced,
+    *,
+    at: datetime,
+    event_id: str,
+    attribution: domain.Attribution | None = None,
+    cause: CloudEvent[Any] | None = None,
+) -> domain.Order:
+    """Place an order inside another use case's unit of work (a won opportunity, an accepted quote): stored,
+    and published on crm.sales.events as crm.order.placed.v1 with id `event_id` (derive it from the command, so
+    a retry emits the same event). Placing the same order again with the same content changes nothing and emits
+    nothing; raises domain.OrderRejected when the order id is taken by other content. The caller checks the
+    currency against the rate table (`check_currency`) before it writes anything."""
+    before = (await repository.get_orders(uow, [placed.order_id])).get(placed.order_id)
+    after = domain.place(before, placed, at, attribution)
+    if after != before:
+        await repository.save_orders(uow, [after])
+        uow.emit(OrderPlacedEvent.create(placed, source=SOURCE, id=event_id, time=at, cause=cause), Topic.SALES_EVENTS)
+    return after
+
+
+def check_currency(currency: str, rates: ExchangeRates) -> None:
+    """Raise CurrencyNotAccepted when scoring could not value an order in `currency`."""
+    if not rates.knows(currency):
+        raise CurrencyNotAccepted(rates.unknown_currency_reason(currency), rates.currencies)
+
+
 async def apply_order_event(store: Store, event: CloudEvent[Any], rates: ExchangeRates) -> domain.Order:
     """One fact (the API): the order after it; raises AlreadyApplied, CurrencyNotAccepted or Rejected."""
     order: domain.Order = (await apply_order_events(store, [event], rates)).result_of(event)
     return order
 
 
-async def apply_marketing_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-    """Take the qualified leads from marketing, once each; other marketing events are not sales' concern."""
-
-    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
-        leads = [domain.take_lead(event.data, event.time) for event in batch.events]
-        for event, lead in zip(batch.events, leads, strict=True):
-            batch.done(event, lead)
-        await repository.save_leads(uow, leads)
-
-    return await store.apply_batch(CONSUMER, events, work, relevant=lambda event: isinstance(event, LeadQualifiedEvent))
-
-
-async def apply_marketing_event(store: Store, event: CloudEvent[Any]) -> domain.Lead | None:
-    """One marketing event: the lead taken, None for another event type; raises AlreadyApplied."""
-    lead: domain.Lead | None = (await apply_marketing_events(store, [event])).result_of(event)
-    return lead
-
-
 async def find_order(store: Store, order_id: str) -> domain.Order | None:
     doc = await store.db[repository.ORDERS].find_one({"_id": order_id})
     return repository.from_document(doc) if doc else None
-
-
-LEAD_ACCESS = OWNED
-"""A person sees the leads they own, those their team owns and those of their territories; API keys and those
-who see every record see every lead (the unassigned ones marketing hands over included)."""
-
-LEAD_CHANGES = frozenset({"owner_id", "territory", "status"})
-"""What a person may change on a lead."""
-
-
-def leads_seen_by(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
-    """`query` narrowed to the leads `principal` sees."""
-    return LEAD_ACCESS.restrict(principal, query)
-
-
-async def find_lead(store: Store, lead_id: str, *, seen_by: Principal) -> domain.Lead | None:
-    """The lead, or None when there is none the principal sees (missing and hidden look the same)."""
-    doc = await store.db[repository.LEADS].find_one(leads_seen_by(seen_by, {"_id": lead_id}))
-    return repository.lead_from_document(doc) if doc else None
-
-
-async def change_lead(
-    store: Store, lead_id: str, changes: Mapping[str, str | None], *, seen_by: Principal
-) -> domain.Lead | None:
-    """Set `changes` (owner_id, territory, status) on a lead the principal sees, checked and written in one
-    atomic update; None when there is no such lead for them. A lead has one status yet ("new"), so there is no
-    transition to check."""
-    unknown = set(changes) - LEAD_CHANGES
-    if unknown or not changes:
-        raise ValueError(f"a lead change sets some of {sorted(LEAD_CHANGES)}, got {sorted(changes)}")
-    doc = await store.db[repository.LEADS].find_one_and_update(
-        leads_seen_by(seen_by, {"_id": lead_id}), {"$set": dict(changes)}, return_document=ReturnDocument.AFTER
-    )
-    return repository.lead_from_document(doc) if doc else None

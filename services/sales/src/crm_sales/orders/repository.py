@@ -1,37 +1,19 @@
-"""The sales database: `orders` (one document per order, its facts inside) and `leads` (from marketing).
-
-A lead document carries `owner_id` and `territory`, the fields row-level access filters on; documents written
-before leads had them read as unassigned.
-"""
+"""The sales database's `orders` collection: one document per order, its facts inside."""
 
 from collections.abc import Iterable
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
 
-from crm_sales.domain import Lead, MoneyFact, Order
+from crm_sales.orders.domain import Attribution, MoneyFact, Order
 from crm_shared.events import OrderPlaced
 from crm_shared.store import IndexSpec, UnitOfWork
 
 ORDERS = "orders"
-LEADS = "leads"
 
 INDEXES = (
     IndexSpec(ORDERS, IndexModel([("customer_id", ASCENDING), ("placed_at", DESCENDING)], name="by_customer")),
-    IndexSpec(LEADS, IndexModel([("qualified_at", DESCENDING), ("_id", DESCENDING)], name="newest_first")),
-    IndexSpec(
-        LEADS,
-        IndexModel([("customer_id", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_customer"),
-    ),
-    # A person's lead list is an $or of their owners and their territories: one index per branch, in list order.
-    IndexSpec(
-        LEADS,
-        IndexModel([("owner_id", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_owner"),
-    ),
-    IndexSpec(
-        LEADS,
-        IndexModel([("territory", ASCENDING), ("qualified_at", DESCENDING), ("_id", DESCENDING)], name="by_territory"),
-    ),
+    IndexSpec(ORDERS, IndexModel([("owner_id", ASCENDING), ("placed_at", DESCENDING)], name="by_owner")),
 )
 
 
@@ -56,6 +38,11 @@ def to_document(order: Order) -> dict[str, Any]:
         "cancelled_at": order.cancelled_at,
         "cancel_reason": order.cancel_reason,
         "status": order.status,
+        # Flat, so forecasts and commissions filter and index on them.
+        "owner_id": order.attribution.owner_id if order.attribution else None,
+        "territory": order.attribution.territory if order.attribution else None,
+        "opportunity_id": order.attribution.opportunity_id if order.attribution else None,
+        "quote_id": order.attribution.quote_id if order.attribution else None,
     }
 
 
@@ -71,7 +58,13 @@ def from_document(doc: dict[str, Any]) -> Order:
         refunds=_money_facts_from(doc.get("refunds", []), currency),
         cancelled_at=doc.get("cancelled_at"),
         cancel_reason=doc.get("cancel_reason"),
+        attribution=_attribution_from(doc),
     )
+
+
+def _attribution_from(doc: dict[str, Any]) -> Attribution | None:
+    fields = {name: doc.get(name) for name in ("owner_id", "territory", "opportunity_id", "quote_id")}
+    return Attribution(**fields) if any(fields.values()) else None
 
 
 async def get_order(uow: UnitOfWork, order_id: str) -> Order | None:
@@ -94,58 +87,3 @@ async def save_orders(uow: UnitOfWork, orders: Iterable[Order]) -> None:
     writes = [ReplaceOne({"_id": o.order_id}, to_document(o), upsert=True) for o in orders]
     if writes:
         await uow.db[ORDERS].bulk_write(writes, ordered=False, session=uow.session)
-
-
-def lead_to_document(lead: Lead) -> dict[str, Any]:
-    return {
-        "_id": lead.lead_id,
-        "customer_id": lead.customer_id,
-        "segment_id": lead.segment_id,
-        "reason": lead.reason,
-        "value_tier": lead.value_tier,
-        "lifecycle_stage": lead.lifecycle_stage,
-        "qualified_at": lead.qualified_at,
-        "status": lead.status,
-        "owner_id": lead.owner_id,
-        "territory": lead.territory,
-    }
-
-
-def lead_from_document(doc: dict[str, Any]) -> Lead:
-    return Lead(
-        lead_id=doc["_id"],
-        customer_id=doc["customer_id"],
-        segment_id=doc["segment_id"],
-        reason=doc["reason"],
-        value_tier=doc.get("value_tier"),
-        lifecycle_stage=doc.get("lifecycle_stage"),
-        qualified_at=doc["qualified_at"],
-        status=doc.get("status", "new"),
-        owner_id=doc.get("owner_id"),
-        territory=doc.get("territory"),
-    )
-
-
-async def save_lead(uow: UnitOfWork, lead: Lead) -> bool:
-    """True when the lead is new; the same lead handed over again is kept once."""
-    result = await uow.db[LEADS].update_one(
-        {"_id": lead.lead_id},
-        {"$setOnInsert": {k: v for k, v in lead_to_document(lead).items() if k != "_id"}},
-        upsert=True,
-        session=uow.session,
-    )
-    return result.upserted_id is not None
-
-
-async def save_leads(uow: UnitOfWork, leads: Iterable[Lead]) -> None:
-    """Keep each lead once (the same lead handed over again changes nothing), in one bulk write."""
-    writes = [
-        UpdateOne(
-            {"_id": lead.lead_id},
-            {"$setOnInsert": {k: v for k, v in lead_to_document(lead).items() if k != "_id"}},
-            upsert=True,
-        )
-        for lead in leads
-    ]
-    if writes:
-        await uow.db[LEADS].bulk_write(writes, ordered=False, session=uow.session)
