@@ -113,3 +113,14 @@ class TopicReader:
             for messages in batch.values():
                 self.records.extend(messages)
         raise AssertionError(f"no matching record after {timeout}s among {len(self.records)} read")
+
+    async def drain(self, timeout: float = 10) -> list[Any]:
+        """Every record the topics hold now: read until a poll finds nothing new (or `timeout` passes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=1000)
+            if not batch:
+                break
+            for messages in batch.values():
+                self.records.extend(messages)
+        return self.records

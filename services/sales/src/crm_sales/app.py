@@ -4,12 +4,16 @@ from fastapi import FastAPI
 
 from crm_sales import consumers
 from crm_sales.accounts import repository as accounts_repository
+from crm_sales.activities import api as activities_api
+from crm_sales.activities import repository as activities_repository
 from crm_sales.leads import api as leads_api
 from crm_sales.leads import repository as leads_repository
 from crm_sales.opportunities import api as opportunities_api
 from crm_sales.opportunities import repository as opportunities_repository
 from crm_sales.orders import api as orders_api
 from crm_sales.orders import repository as orders_repository
+from crm_sales.quotes import api as quotes_api
+from crm_sales.quotes import repository as quotes_repository
 from crm_sales.settings import SalesSettings
 from crm_sales.territories import api as territories_api
 from crm_sales.territories import repository as territories_repository
@@ -21,6 +25,8 @@ INDEXES = (
     *territories_repository.INDEXES,
     *accounts_repository.INDEXES,
     *opportunities_repository.INDEXES,
+    *quotes_repository.INDEXES,
+    *activities_repository.INDEXES,
 )
 
 ROUTERS = (
@@ -28,6 +34,8 @@ ROUTERS = (
     leads_api.router,
     territories_api.router,
     opportunities_api.router,
+    quotes_api.router,
+    activities_api.router,
 )
 
 
@@ -39,7 +47,8 @@ def create_service(settings: SalesSettings | None = None) -> FastAPI:
         runtime,
         title="CRM sales",
         description="Sales force automation: leads from every source and their assignment by territory rules, "
-        "lead conversion, accounts, opportunities in pipelines with learned win probabilities, and orders from "
-        "every channel; publishes crm.sales.events.",
+        "lead conversion, accounts, opportunities in pipelines with learned win probabilities, price books and "
+        "quotes, activities and calendars (with iCalendar feeds), and orders from every channel; publishes "
+        "crm.sales.events.",
         routers=list(ROUTERS),
     )
