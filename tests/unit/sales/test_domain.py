@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from crm_sales.orders import domain
-from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
+from crm_shared.events import OrderCancelled, OrderFulfilled, OrderPaid, OrderPlaced, OrderRefunded
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 PLACED = OrderPlaced(order_id="O-1", customer_id="C-1", currency="EUR", total=Decimal("100.00"))
@@ -127,3 +127,25 @@ def test_a_fact_recorded_without_its_currency_takes_its_orders() -> None:
     order = domain.place(legacy, PLACED, T0)
     assert [r.currency for r in order.refunds] == ["EUR"]
     assert order.refunded == Decimal("40.00")
+
+
+def test_a_fulfilled_order_keeps_every_tracking_step_and_a_cancelled_one_is_not_fulfilled() -> None:
+    shipped = OrderFulfilled(order_id="O-1", customer_id="C-1", carrier="DHL", tracking_number="JD1", location="Depot")
+    moved = shipped.model_copy(update={"location": "Out for delivery"})
+    paid = domain.pay(domain.place(None, PLACED, T0), PAID, "e-pay", T0)
+    order = domain.fulfil(domain.fulfil(paid, shipped, "e-ship", T0 + timedelta(days=1)), moved, "e-move", T0)
+    assert order.status == "fulfilled"
+    assert [(s.event_id, s.location) for s in order.shipments] == [("e-ship", "Depot"), ("e-move", "Out for delivery")]
+    # A full refund still wins over the fulfilment; a partial one leaves it fulfilled.
+    assert domain.refund(order, REFUND, "e-r1", T0).status == "fulfilled"
+    assert domain.refund(order, REFUND.model_copy(update={"amount": Decimal("100.00")}), "e-r", T0).status == (
+        "refunded"
+    )
+    # Before its order it waits, as a payment does.
+    early = domain.fulfil(None, shipped, "e-ship", T0)
+    assert early.status == "awaiting_order" and domain.place(early, PLACED, T0).status == "fulfilled"
+    cancelled = domain.cancel(paid, OrderCancelled(order_id="O-1", customer_id="C-1"), T0)
+    with pytest.raises(domain.OrderRejected, match="a cancelled order is not fulfilled"):
+        domain.fulfil(cancelled, shipped, "e-ship", T0)
+    with pytest.raises(domain.OrderRejected, match="belongs to customer C-1, not C-2"):
+        domain.fulfil(paid, shipped.model_copy(update={"customer_id": "C-2"}), "e", T0)

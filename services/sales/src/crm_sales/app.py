@@ -6,6 +6,12 @@ from crm_sales import consumers
 from crm_sales.accounts import repository as accounts_repository
 from crm_sales.activities import api as activities_api
 from crm_sales.activities import repository as activities_repository
+from crm_sales.commissions import api as commissions_api
+from crm_sales.commissions import repository as commissions_repository
+from crm_sales.expenses import api as expenses_api
+from crm_sales.expenses import repository as expenses_repository
+from crm_sales.forecasts import api as forecasts_api
+from crm_sales.forecasts import repository as forecasts_repository
 from crm_sales.leads import api as leads_api
 from crm_sales.leads import repository as leads_repository
 from crm_sales.opportunities import api as opportunities_api
@@ -27,6 +33,9 @@ INDEXES = (
     *opportunities_repository.INDEXES,
     *quotes_repository.INDEXES,
     *activities_repository.INDEXES,
+    *forecasts_repository.INDEXES,
+    *expenses_repository.INDEXES,
+    *commissions_repository.INDEXES,
 )
 
 ROUTERS = (
@@ -36,6 +45,9 @@ ROUTERS = (
     opportunities_api.router,
     quotes_api.router,
     activities_api.router,
+    forecasts_api.router,
+    expenses_api.router,
+    commissions_api.router,
 )
 
 
@@ -48,7 +60,8 @@ def create_service(settings: SalesSettings | None = None) -> FastAPI:
         title="CRM sales",
         description="Sales force automation: leads from every source and their assignment by territory rules, "
         "lead conversion, accounts, opportunities in pipelines with learned win probabilities, price books and "
-        "quotes, activities and calendars (with iCalendar feeds), and orders from every channel; publishes "
+        "quotes, activities and calendars (with iCalendar feeds), forecasts with quotas and accuracy, expenses "
+        "and cost of sale, commissions, and orders from every channel with their fulfilment; publishes "
         "crm.sales.events.",
         routers=list(ROUTERS),
     )

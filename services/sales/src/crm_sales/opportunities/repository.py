@@ -45,6 +45,9 @@ INDEXES = (
         OPPORTUNITIES,
         IndexModel([("pipeline_id", ASCENDING), ("status", ASCENDING), ("stage", ASCENDING)], name="by_pipeline"),
     ),
+    # A period's forecast: the open ones by expected close, the won ones by close.
+    IndexSpec(OPPORTUNITIES, IndexModel([("status", ASCENDING), ("expected_close", ASCENDING)], name="by_close")),
+    IndexSpec(OPPORTUNITIES, IndexModel([("status", ASCENDING), ("closed_at", ASCENDING)], name="by_closed")),
 )
 
 

@@ -24,11 +24,20 @@ from crm_shared.api import (
     encode_cursor,
     record_once,
 )
-from crm_shared.events import OrderIngest, OrderLine, OrderPlaced, OrderPlacedEvent
+from crm_shared.events import (
+    Line,
+    OrderFulfilled,
+    OrderFulfilledEvent,
+    OrderIngest,
+    OrderLine,
+    OrderPlaced,
+    OrderPlacedEvent,
+)
 from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, check_event_type, requires
 from crm_shared.service import StoreDep, get_runtime
+from crm_shared.store import AlreadyApplied, Rejected
 
 T = TypeVar("T")
 
@@ -59,6 +68,13 @@ CURRENCY_NOT_ACCEPTED = {
 }
 
 
+class TrackingStep(BaseModel):
+    at: datetime = Field(description="When it was shipped, handed over, or seen there.")
+    carrier: str | None
+    tracking_number: str | None
+    location: str | None = Field(description="Where the order is, in words.")
+
+
 class OrderView(BaseModel):
     order_id: str
     customer_id: str
@@ -73,6 +89,11 @@ class OrderView(BaseModel):
     placed_at: datetime | None
     channel: str | None
     lines: list[OrderLine]
+    owner_id: str | None = Field(description="Who sold it, when sales placed it (a won opportunity, a quote).")
+    opportunity_id: str | None
+    quote_id: str | None
+    fulfilled_at: datetime | None = Field(description="The first fulfilment; null until the order is fulfilled.")
+    tracking: list[TrackingStep] = Field(description="Every fulfilment fact, oldest first: where the order is.")
 
     @classmethod
     def of(cls, order: domain.Order) -> "OrderView":
@@ -88,6 +109,14 @@ class OrderView(BaseModel):
             placed_at=order.placed_at,
             channel=placed.channel if placed else None,
             lines=list(placed.lines) if placed else [],
+            owner_id=order.attribution.owner_id if order.attribution else None,
+            opportunity_id=order.attribution.opportunity_id if order.attribution else None,
+            quote_id=order.attribution.quote_id if order.attribution else None,
+            fulfilled_at=order.shipments[0].at if order.shipments else None,
+            tracking=[
+                TrackingStep(at=s.at, carrier=s.carrier, tracking_number=s.tracking_number, location=s.location)
+                for s in sorted(order.shipments, key=lambda s: s.at)
+            ],
         )
 
 
@@ -166,6 +195,49 @@ async def get_order(store: StoreDep, order_id: IdInPath) -> OrderView:
     if order is None:
         raise Problem(404, "Order not found", f"no order {order_id}")
     return OrderView.of(order)
+
+
+class FulfilmentBody(BaseModel):
+    """A fulfilment, or a tracking step of one: at least one field."""
+
+    carrier: Line | None = Field(default=None, min_length=1, max_length=100)
+    tracking_number: Line | None = Field(default=None, min_length=1, max_length=100)
+    location: Line | None = Field(default=None, min_length=1, max_length=200)
+
+
+@router.post(
+    "/orders/{order_id}/fulfilments",
+    response_model=OrderView,
+    summary="Record that an order was shipped or handed over, or where it is now (crm.order.fulfilled.v1)",
+    description="Each call is a tracking step (an Idempotency-Key records it once); the order's status becomes "
+    "`fulfilled` unless it is refunded. The same fact may come from a channel on crm.ingest.orders.",
+    dependencies=[requires("orders:write")],
+    responses={404: {"description": "No such order"}, 409: {"description": "The order is cancelled"}},
+)
+async def fulfil_order(
+    store: StoreDep,
+    rates: RatesDep,
+    order_id: IdInPath,
+    body: Annotated[
+        FulfilmentBody, Body(examples=[{"carrier": "DHL", "tracking_number": "JD0146", "location": "Depot"}])
+    ],
+    idempotency_key: IdempotencyKey = None,
+) -> OrderView:
+    order = await handlers.find_order(store, order_id)
+    if order is None or order.placed is None:
+        raise Problem(404, "Order not found", f"no order {order_id}")
+    fact = OrderFulfilled(customer_id=order.customer_id, order_id=order_id, **body.model_dump())
+    event = OrderFulfilledEvent.create(
+        fact, source="/crm/sales/api", id=command_event_id(f"sales/orders/{order_id}/fulfilments", idempotency_key)
+    )
+    try:
+        return OrderView.of(await priced(handlers.apply_order_event(store, event, rates)))
+    except AlreadyApplied:
+        again = await handlers.find_order(store, order_id)
+        assert again is not None
+        return OrderView.of(again)
+    except Rejected as exc:
+        raise Problem(409, "Order conflict", str(exc)) from exc
 
 
 @router.get(

@@ -17,9 +17,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from crm_shared.events import OrderCancelled, OrderPaid, OrderPlaced, OrderRefunded
+from crm_shared.events import OrderCancelled, OrderFulfilled, OrderPaid, OrderPlaced, OrderRefunded
 
-OrderStatus = Literal["awaiting_order", "placed", "paid", "refunded", "cancelled"]
+OrderStatus = Literal["awaiting_order", "placed", "paid", "fulfilled", "refunded", "cancelled"]
 
 
 class OrderRejected(Exception):
@@ -35,6 +35,18 @@ class MoneyFact:
     amount: Decimal
     at: datetime
     currency: str | None
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """A fulfilment fact: the order (or part of it) shipped or handed over, and where to track it. Later facts
+    of the same order are the tracking steps (a new location, a second parcel)."""
+
+    event_id: str
+    at: datetime
+    carrier: str | None = None
+    tracking_number: str | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class Order:
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
     attribution: Attribution | None = None
+    shipments: tuple[Shipment, ...] = field(default_factory=tuple)
 
     @property
     def currency(self) -> str | None:
@@ -92,6 +105,8 @@ class Order:
             return "awaiting_order"
         if self.refunds and self.refunded >= self.placed.total:
             return "refunded"
+        if self.shipments:
+            return "fulfilled"
         if self.payments and self.paid >= self.placed.total:
             return "paid"
         return "placed"
@@ -180,3 +195,15 @@ def cancel(order: Order | None, fact: OrderCancelled, at: datetime) -> Order:
     if order.cancelled_at is not None:
         return order
     return replace(order, cancelled_at=at, cancel_reason=fact.reason)
+
+
+def fulfil(order: Order | None, fact: OrderFulfilled, event_id: str, at: datetime) -> Order:
+    """Record a fulfilment (or a tracking step of one). Like a payment it may arrive before its order; a cancelled
+    order is not fulfilled."""
+    if order is None:
+        order = Order(order_id=fact.order_id, customer_id=fact.customer_id)
+    _check_customer(order, fact.customer_id)
+    if order.cancelled_at is not None:
+        raise OrderRejected(f"order {fact.order_id} is cancelled: a cancelled order is not fulfilled")
+    shipment = Shipment(event_id, at, fact.carrier, fact.tracking_number, fact.location)
+    return replace(order, shipments=(*order.shipments, shipment))

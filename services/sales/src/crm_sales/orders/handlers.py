@@ -11,6 +11,8 @@ from crm_shared.events import (
     CloudEvent,
     OrderCancelled,
     OrderCancelledEvent,
+    OrderFulfilled,
+    OrderFulfilledEvent,
     OrderPaid,
     OrderPaidEvent,
     OrderPlaced,
@@ -53,6 +55,8 @@ def _apply(order: domain.Order | None, event: CloudEvent[Any]) -> domain.Order:
         return domain.refund(order, data, event.id, event.time)
     if isinstance(data, OrderCancelled):
         return domain.cancel(order, data, event.time)
+    if isinstance(data, OrderFulfilled):
+        return domain.fulfil(order, data, event.id, event.time)
     raise Rejected(f"sales does not handle events of type {event.type}")
 
 
@@ -61,6 +65,7 @@ _OUTGOING: dict[type, type[CloudEvent[Any]]] = {
     OrderPaid: OrderPaidEvent,
     OrderRefunded: OrderRefundedEvent,
     OrderCancelled: OrderCancelledEvent,
+    OrderFulfilled: OrderFulfilledEvent,
 }
 
 

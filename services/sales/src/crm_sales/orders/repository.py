@@ -5,7 +5,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
 
-from crm_sales.orders.domain import Attribution, MoneyFact, Order
+from crm_sales.orders.domain import Attribution, MoneyFact, Order, Shipment
 from crm_shared.events import OrderPlaced
 from crm_shared.store import IndexSpec, UnitOfWork
 
@@ -37,6 +37,7 @@ def to_document(order: Order) -> dict[str, Any]:
         "refunds": _money_facts(order.refunds),
         "cancelled_at": order.cancelled_at,
         "cancel_reason": order.cancel_reason,
+        "shipments": [s.__dict__ for s in order.shipments],
         "status": order.status,
         # Flat, so forecasts and commissions filter and index on them.
         "owner_id": order.attribution.owner_id if order.attribution else None,
@@ -59,6 +60,7 @@ def from_document(doc: dict[str, Any]) -> Order:
         cancelled_at=doc.get("cancelled_at"),
         cancel_reason=doc.get("cancel_reason"),
         attribution=_attribution_from(doc),
+        shipments=tuple(Shipment(**s) for s in doc.get("shipments", [])),
     )
 
 

@@ -1,0 +1,1 @@
+"""Sales: commission plans and statements."""

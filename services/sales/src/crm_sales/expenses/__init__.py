@@ -1,0 +1,1 @@
+"""Sales: expenses, their reports and the cost of sale."""

@@ -1,0 +1,1 @@
+"""Sales: forecasts, quotas and forecast accuracy."""
