@@ -129,6 +129,9 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "GET /v1/commission-plans": "commissions:read",
         "GET /v1/commission-statements/{owner_id}/{period}": "commissions:read",
         "POST /v1/commission-statements/{owner_id}/{period}/close": "commissions:write",
+        "GET /v1/analytics/lead-conversion": "forecasts:read",
+        "GET /v1/analytics/pipelines/{pipeline_id}": "forecasts:read",
+        "GET /v1/analytics/account-revenue": "forecasts:read",
     },
     "support": {
         "POST /v1/complaints": "tickets:write",

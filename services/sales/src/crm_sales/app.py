@@ -6,6 +6,7 @@ from crm_sales import consumers
 from crm_sales.accounts import repository as accounts_repository
 from crm_sales.activities import api as activities_api
 from crm_sales.activities import repository as activities_repository
+from crm_sales.analytics import api as analytics_api
 from crm_sales.commissions import api as commissions_api
 from crm_sales.commissions import repository as commissions_repository
 from crm_sales.expenses import api as expenses_api
@@ -48,6 +49,7 @@ ROUTERS = (
     forecasts_api.router,
     expenses_api.router,
     commissions_api.router,
+    analytics_api.router,
 )
 
 
@@ -61,7 +63,7 @@ def create_service(settings: SalesSettings | None = None) -> FastAPI:
         description="Sales force automation: leads from every source and their assignment by territory rules, "
         "lead conversion, accounts, opportunities in pipelines with learned win probabilities, price books and "
         "quotes, activities and calendars (with iCalendar feeds), forecasts with quotas and accuracy, expenses "
-        "and cost of sale, commissions, and orders from every channel with their fulfilment; publishes "
-        "crm.sales.events.",
+        "and cost of sale, commissions, conversion analytics, and orders from every channel with their "
+        "fulfilment; publishes crm.sales.events.",
         routers=list(ROUTERS),
     )

@@ -1,0 +1,1 @@
+"""Sales: conversion analytics."""
