@@ -211,6 +211,12 @@ def _bootstrap() -> str:
     return os.environ.get("CRM_KAFKA_BOOTSTRAP", f"127.0.0.1:{DEFAULT_EMBEDDED_KAFKA_PORT}")
 
 
+def embedded_mongo_uri() -> str:
+    """Where `crm run` starts its embedded database (CRM_EMBEDDED_MONGO_PORT, 27019 by default)."""
+    port = int(os.environ.get("CRM_EMBEDDED_MONGO_PORT", DEFAULT_EMBEDDED_MONGO_PORT))
+    return f"mongodb://127.0.0.1:{port}/?replicaSet=secantus"
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
     from pydantic import ValidationError
@@ -359,6 +365,8 @@ def cmd_service_tasks(args: argparse.Namespace) -> int:
     except ImportError as exc:
         _say(f"crm {service}: the {service} service is not installed here ({exc}): pip install ./services/{service}")
         return 2
+    # Like the other commands, the tasks find what `crm run` started unless told otherwise.
+    os.environ.setdefault("CRM_MONGO_URI", embedded_mongo_uri())
     status: int = tasks.main(args.task_args)
     return status
 

@@ -69,6 +69,19 @@ async def test_an_activity_on_an_opportunity_is_the_customers_published_and_done
     )
     assert (again.status_code, again.json()["activity_id"]) == (200, visit["activity_id"])
 
+    # A channel system (an API key) planning on the opportunity gives it to the opportunity's owner.
+    by_key = await http.post(
+        "/v1/activities",
+        json={
+            "kind": "email",
+            "title": "Brochure",
+            "due_at": iso(due),
+            "opportunity_id": opportunity["opportunity_id"],
+        },
+        headers=ADMIN_HEADERS,
+    )
+    assert (by_key.status_code, by_key.json()["owner_id"]) == (201, "rep-1"), by_key.text
+
     url = f"/v1/activities/{visit['activity_id']}"
     assert (await http.get(url, headers=OTHER_REP)).status_code == 404
     assert (await http.post(f"{url}/complete", json={}, headers=OTHER_REP)).status_code == 404
@@ -81,9 +94,10 @@ async def test_an_activity_on_an_opportunity_is_the_customers_published_and_done
     published = [e for e in await sales_events(store) if e["type"].startswith("crm.activity.")]
     assert [(e["type"], e["subject"], e["data"]["kind"]) for e in published] == [
         ("crm.activity.scheduled.v1", "C-act-1", "visit"),
+        ("crm.activity.scheduled.v1", "C-act-1", "email"),
         ("crm.activity.completed.v1", "C-act-1", "visit"),
     ]
-    assert published[1]["data"]["outcome"] == "Wants two"
+    assert published[2]["data"]["outcome"] == "Wants two"
 
 
 async def test_bad_activities_are_refused_with_the_reason(sales: tuple[Store, httpx.AsyncClient]) -> None:

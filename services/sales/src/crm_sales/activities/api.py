@@ -42,7 +42,11 @@ class ActivityBody(BaseModel):
     duration_minutes: int | None = Field(
         default=None, ge=0, le=domain.MAX_MINUTES, description="30 for a call, 60 for a meeting or visit, else 0."
     )
-    owner_id: UserId | None = Field(default=None, description="Whose it is; the caller (a person) when absent.")
+    owner_id: UserId | None = Field(
+        default=None,
+        description="Whose it is; when absent the calling person, or for an API key the owner of the "
+        "opportunity, lead or account it is tied to.",
+    )
     customer_id: CustomerId | None = None
     lead_id: EntityId | None = None
     opportunity_id: EntityId | None = Field(

@@ -70,10 +70,18 @@ class NewActivity:
     notes: str | None = None
 
 
-async def _linked(uow: UnitOfWork, new: NewActivity, principal: Principal) -> tuple[str | None, str | None]:
-    """The customer and territory the activity gets from what it is tied to (the customer named first, then the
-    opportunity's, then the lead's); UnknownLink for a lead, opportunity or account the caller does not see."""
-    customer_id, territory = new.customer_id, None
+@dataclass(frozen=True)
+class Linked:
+    customer_id: str | None
+    territory: str | None
+    owner_id: str | None
+
+
+async def _linked(uow: UnitOfWork, new: NewActivity, principal: Principal) -> Linked:
+    """The customer, territory and owner the activity gets from what it is tied to (the customer named first,
+    then the opportunity's, then the lead's; the owner of the opportunity, lead or account when none is given);
+    UnknownLink for a lead, opportunity or account the caller does not see."""
+    customer_id, territory, owner_id = new.customer_id, None, new.owner_id
     links = (
         ("account", ACCOUNTS, new.account_id),
         ("lead", LEADS, new.lead_id),
@@ -84,14 +92,15 @@ async def _linked(uow: UnitOfWork, new: NewActivity, principal: Principal) -> tu
             continue
         doc = await uow.db[collection].find_one(
             ACTIVITY_ACCESS.restrict(principal, {"_id": key}),
-            {"customer_id": 1, "territory": 1},
+            {"customer_id": 1, "territory": 1, "owner_id": 1},
             session=uow.session,
         )
         if doc is None:
             raise UnknownLink(f"no {what} {key}")
         customer_id = customer_id or doc.get("customer_id")
         territory = territory or doc.get("territory")
-    return customer_id, territory
+        owner_id = owner_id or doc.get("owner_id")
+    return Linked(customer_id, territory, owner_id)
 
 
 def _same_request(found: domain.Activity, new: NewActivity) -> bool:
@@ -111,7 +120,7 @@ async def schedule(
             if not _same_request(found, new):
                 raise ActivityIdTaken(f"activity {activity_id} exists with other content")
             return found, False
-        customer_id, territory = await _linked(uow, new, principal)
+        linked = await _linked(uow, new, principal)
         activity = domain.plan(
             activity_id=activity_id,
             kind=new.kind,
@@ -119,9 +128,9 @@ async def schedule(
             due_at=to_millis(new.due_at),
             at=at,
             duration_minutes=new.duration_minutes,
-            owner_id=new.owner_id,
-            territory=territory,
-            customer_id=customer_id,
+            owner_id=linked.owner_id,
+            territory=linked.territory,
+            customer_id=linked.customer_id,
             lead_id=new.lead_id,
             opportunity_id=new.opportunity_id,
             account_id=new.account_id,
