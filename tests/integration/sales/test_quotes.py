@@ -359,3 +359,28 @@ async def test_accepting_concurrently_places_one_order(sales: tuple[Store, httpx
     assert {q.order_id for q in results if q is not None} == {f"O-{quote_id}"}
     assert await store.db[orders_repository.ORDERS].count_documents({"customer_id": customer}) == 1
     assert [t for t, _ in await records(store, quote_id)].count("crm.order.placed.v1") == 1
+
+
+async def test_a_quote_without_lines_takes_its_opportunitys_lines_priced_on_the_book(
+    sales: tuple[Store, httpx.AsyncClient],
+) -> None:
+    _, http = sales
+    rep = bearer("rep-1", "quotes:read", "quotes:write", "opportunities:write")
+    line = {"sku": "ATM-200", "quantity": 2, "unit_price": "1250.00", "discount": "125.00"}
+    body = {"customer_id": "C-ql", "name": "Two ATMs", "amount": "2375.00", "currency": "EUR", "lines": [line]}
+    opened = await http.post("/v1/opportunities", json=body, headers=rep)
+    assert opened.status_code == 201, opened.text
+    quote = await http.post(
+        "/v1/quotes", json=quote_body("C-ql", opened.json()["opportunity_id"], lines=[]), headers=rep
+    )
+    assert quote.status_code == 201, quote.text
+    [priced] = quote.json()["lines"]
+    # The wholesale book's price for 2, with the opportunity's 125.00 off 2,500.00 as 5%.
+    assert (priced["sku"], priced["quantity"], priced["unit_price"], priced["discount_percent"]) == (
+        "ATM-200",
+        2,
+        "1200.00",
+        "5.00",
+    )
+    alone = await http.post("/v1/quotes", json=quote_body("C-ql", lines=[]), headers=rep)
+    assert alone.status_code == 422 and "name an opportunity" in alone.json()["detail"]

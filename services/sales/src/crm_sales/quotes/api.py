@@ -356,7 +356,11 @@ class QuoteBody(BaseModel):
     )
     segment: Label | None = Field(default=None, description="The customer's segment, to choose the book.")
     value_tier: Label | None = Field(default=None, description="The customer's value tier, to choose the book.")
-    lines: list[QuoteLineBody] = Field(min_length=1, max_length=1000)
+    lines: list[QuoteLineBody] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Empty: the quoted opportunity's lines (products, quantities, discounts as percents).",
+    )
     valid_until: date | None = Field(default=None, description="The last day it can be accepted; today + 30 days.")
     channel: Channel = Field(default="face_to_face", description="The channel of the order it becomes.")
 

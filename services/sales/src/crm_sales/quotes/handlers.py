@@ -3,13 +3,15 @@ accept it (it becomes the order, in the same transaction) or reject it; each per
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from crm_sales.opportunities.repository import OPPORTUNITIES
 from crm_sales.orders import domain as orders_domain
 from crm_sales.orders import handlers as orders
 from crm_sales.quotes import domain, pricing, repository
@@ -29,8 +31,6 @@ from crm_shared.store import Store, UnitOfWork
 from crm_shared.topics import Topic
 
 SOURCE = orders.SOURCE
-OPPORTUNITIES = "opportunities"
-"""The opportunities helper's collection: a quote takes its owner and territory from its opportunity."""
 DEFAULT_VALIDITY = timedelta(days=30)
 MAX_VALIDITY = timedelta(days=366)
 
@@ -173,6 +173,28 @@ async def _owner_of(uow: UnitOfWork, new: NewQuote, principal: Principal) -> tup
     return doc.get("owner_id"), doc.get("territory")
 
 
+async def _opportunity_lines(uow: UnitOfWork, new: NewQuote, principal: Principal) -> tuple[domain.LineRequest, ...]:
+    """The products and quantities of the quoted opportunity's lines, each discount as its percent of the line:
+    the quote prices them on its book."""
+    doc = None
+    if new.opportunity_id is not None:
+        doc = await uow.db[OPPORTUNITIES].find_one(
+            {"_id": new.opportunity_id}, {"lines": 1, "owner_id": 1, "territory": 1}, session=uow.session
+        )
+    if doc is None or not QUOTE_ACCESS.allows(principal, doc):
+        raise QuoteInvalid("a quote without lines takes its opportunity's: name an opportunity the caller sees")
+    lines = []
+    for line in doc.get("lines", []):
+        gross = line["unit_price"] * line["quantity"]
+        percent = (line.get("discount", Decimal(0)) / gross * 100) if gross else Decimal(0)
+        lines.append(
+            domain.LineRequest(line["sku"], line["quantity"], percent.quantize(Decimal("0.01"), ROUND_HALF_EVEN))
+        )
+    if not lines:
+        raise QuoteInvalid(f"opportunity {new.opportunity_id} has no lines: send the quote's lines")
+    return tuple(lines)
+
+
 async def create_quote(
     store: Store, new: NewQuote, *, principal: Principal, now: datetime, rates: ExchangeRates
 ) -> tuple[domain.Quote, bool]:
@@ -185,6 +207,7 @@ async def create_quote(
         existing = await repository.get_quote(uow, new.quote_id)
         if existing is not None:
             return _same(existing, new), False
+        request = new if new.lines else replace(new, lines=await _opportunity_lines(uow, new, principal))
         choice = await _book_for(
             uow,
             currency=new.currency,
@@ -195,7 +218,7 @@ async def create_quote(
         )
         ancestors = await repository.get_chain(uow, choice.book.parent_id, limit=pricing.MAX_CHAIN)
         try:
-            lines = domain.price_lines(choice.book, ancestors, new.lines, domain.role_of(principal))
+            lines = domain.price_lines(choice.book, ancestors, request.lines, domain.role_of(principal))
         except pricing.NoPrice as exc:
             raise QuoteInvalid(str(exc)) from exc
         valid_until = new.valid_until or day + DEFAULT_VALIDITY
