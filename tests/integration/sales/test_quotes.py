@@ -163,7 +163,7 @@ async def test_a_sent_quote_accepted_twice_becomes_one_order_with_its_events(
     customer = f"C-{uuid.uuid4().hex[:8]}"
     opportunity_id = await opportunity(store, customer)
     key = {"Idempotency-Key": f"quote-{customer}"}
-    body = quote_body(customer, opportunity_id)
+    body = quote_body(customer, opportunity_id, tax_percent="20")
 
     created = await http.post("/v1/quotes", json=body, headers={**REP, **key})
     assert created.status_code == 201, created.text
@@ -190,6 +190,8 @@ async def test_a_sent_quote_accepted_twice_becomes_one_order_with_its_events(
         ["wholesale-hv", "list-eur"],
     )
     assert Decimal(quote["total"]) == Decimal("12593.97")
+    # 20% of 12593.97 is 2518.794: the tax shows beside the total; the order keeps the total net of tax.
+    assert (quote["tax_percent"], quote["tax"], quote["total_with_tax"]) == ("20", "2518.79", "15112.76")
     assert quote["valid_until"] == (datetime.now(UTC).date() + timedelta(days=30)).isoformat()
 
     again = await http.post("/v1/quotes", json=body, headers={**REP, **key})
@@ -246,6 +248,7 @@ async def test_a_sent_quote_accepted_twice_becomes_one_order_with_its_events(
         opportunity_id,
     )
     assert emitted[1][1]["order_id"] == order_id and emitted[0][1]["valid_until"] == quote["valid_until"]
+    assert emitted[0][1]["total"] == "15112.76"  # crm.quote.sent.v1: what the customer was quoted, tax included
 
     rejected = await http.post(f"/v1/quotes/{quote_id}/reject", json={"reason": "late"}, headers=REP)
     assert rejected.status_code == 409

@@ -363,6 +363,9 @@ class QuoteBody(BaseModel):
     )
     valid_until: date | None = Field(default=None, description="The last day it can be accepted; today + 30 days.")
     channel: Channel = Field(default="face_to_face", description="The channel of the order it becomes.")
+    tax_percent: Percent = Field(
+        default=Decimal(0), description="The tax on the total (VAT, sales tax) the quote shows; 0 by default."
+    )
 
     def new_quote(self, quote_id: str, caller: Principal) -> handlers.NewQuote:
         """The command; its digest names the caller too, so another caller's retry with the same key is refused
@@ -379,6 +382,7 @@ class QuoteBody(BaseModel):
             value_tier=self.value_tier,
             valid_until=self.valid_until,
             channel=self.channel,
+            tax_percent=self.tax_percent,
         )
 
 
@@ -417,7 +421,10 @@ class QuoteView(BaseModel):
     value_tier: str | None
     channel: str
     lines: list[QuoteLineView]
-    total: Decimal = Field(description="The sum of the lines net of their discounts.")
+    total: Decimal = Field(description="The sum of the lines net of their discounts: the order's total.")
+    tax_percent: Decimal
+    tax: Decimal = Field(description="total x tax_percent / 100, rounded half-even to cents.")
+    total_with_tax: Decimal = Field(description="What the customer is quoted (crm.quote.sent.v1's total).")
     valid_until: date
     created_at: datetime
     owner_id: str | None
@@ -457,6 +464,9 @@ class QuoteView(BaseModel):
                 for li in quote.lines
             ],
             total=quote.total,
+            tax_percent=quote.tax_percent,
+            tax=quote.tax,
+            total_with_tax=quote.total_with_tax,
             valid_until=quote.valid_until,
             created_at=quote.created_at,
             owner_id=quote.owner_id,

@@ -162,11 +162,22 @@ class Quote:
     reject_reason: str | None = None
     order_id: str | None = None
     request_digest: str = ""
+    tax_percent: Decimal = Decimal(0)
 
     @property
     def total(self) -> Decimal:
         """The sum of the lines net of their discounts, as an order's total."""
         return sum((line.net for line in self.lines), Decimal(0))
+
+    @property
+    def tax(self) -> Decimal:
+        """The tax on the total at `tax_percent`, rounded half-even to cents."""
+        return (self.total * self.tax_percent / HUNDRED).quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+    @property
+    def total_with_tax(self) -> Decimal:
+        """What the customer is quoted: the total and its tax (the order keeps the total net of tax)."""
+        return self.total + self.tax
 
     def status(self, on: date) -> QuoteStatus:
         if self.state in ("draft", "sent") and on > self.valid_until:

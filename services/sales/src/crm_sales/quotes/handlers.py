@@ -60,6 +60,7 @@ class NewQuote:
     value_tier: str | None = None
     valid_until: date | None = None
     channel: Channel = "face_to_face"
+    tax_percent: Decimal = Decimal(0)
 
 
 # ---------------------------------------------------------------- price books
@@ -244,6 +245,7 @@ async def create_quote(
             owner_id=owner_id,
             territory=territory,
             request_digest=new.request_digest,
+            tax_percent=new.tax_percent,
         )
         try:
             # What accepting will place: refused now rather than when the customer accepts.
@@ -299,7 +301,7 @@ async def send_quote(store: Store, quote_id: str, *, principal: Principal, now: 
                 quote_id=sent.quote_id,
                 opportunity_id=sent.opportunity_id,
                 currency=sent.currency,
-                total=sent.total,
+                total=sent.total_with_tax,
                 valid_until=sent.valid_until,
             )
             event = QuoteSentEvent.create(data, source=SOURCE, id=_event_id("quote.sent", quote_id), time=now)

@@ -130,6 +130,7 @@ def quote_to_document(quote: Quote) -> dict[str, Any]:
         "reject_reason": quote.reject_reason,
         "order_id": quote.order_id,
         "request_digest": quote.request_digest,
+        "tax_percent": quote.tax_percent,
     }
 
 
@@ -170,6 +171,7 @@ def quote_from_document(doc: Mapping[str, Any]) -> Quote:
         reject_reason=doc.get("reject_reason"),
         order_id=doc.get("order_id"),
         request_digest=doc.get("request_digest", ""),
+        tax_percent=doc.get("tax_percent", Decimal(0)),
     )
 
 
