@@ -216,6 +216,15 @@ async def test_a_pipeline_is_data_and_its_learned_probabilities_show_their_sampl
         0.9,
     )
     assert (await http.get("/v1/pipelines/none/probabilities", headers=REP)).status_code == 404
+    # Narrowed evidence: deals of 2400 and up (all four), below 1000 (none), and those that lingered a year.
+    banded = (await http.get("/v1/pipelines/renewals/probabilities", params={"amount_min": "2400"}, headers=REP)).json()
+    assert banded["stages"][0]["sample_size"] == 4 and banded["currency"] == "EUR"
+    small = (await http.get("/v1/pipelines/renewals/probabilities", params={"amount_max": "1000"}, headers=REP)).json()
+    assert (small["stages"][0]["sample_size"], small["stages"][0]["basis"]) == (0, "default")
+    old = await http.get("/v1/pipelines/renewals/probabilities", params={"min_days_in_stage": 365}, headers=REP)
+    assert old.json()["stages"][0]["sample_size"] == 0
+    band = {"amount_min": "10", "amount_max": "5"}
+    assert (await http.get("/v1/pipelines/renewals/probabilities", params=band, headers=REP)).status_code == 422
 
     # An open opportunity shows its stage's learned probability beside the default.
     open_now = await open_one(http, pipeline_id="renewals", customer_id="C-ren-9")

@@ -143,3 +143,22 @@ def test_a_learned_probability_is_a_share_and_never_counts_more_than_were_closed
             assert (p.basis, round(p.won / p.sample_size, 4)) == ("learned", p.probability)
         else:
             assert (p.basis, p.probability) == ("default", p.default_probability)
+
+
+def test_the_evidence_can_be_an_amount_band_and_a_least_age_in_the_stage() -> None:
+    history = (
+        domain.StageVisit("qualify", T0, T0 + timedelta(days=2)),
+        domain.StageVisit("develop", T0 + timedelta(days=2), T0 + timedelta(days=5)),
+        domain.StageVisit("qualify", T0 + timedelta(days=5)),
+    )
+    # Every visit counts; the open one ends when the opportunity closed.
+    assert domain.days_in_stages(history, T0 + timedelta(days=6)) == {"qualify": 3.0, "develop": 3.0}
+    quick = domain.ClosedOutcome(frozenset({"qualify"}), True, {"qualify": 1.0}, Decimal("500"))
+    slow = domain.ClosedOutcome(frozenset({"qualify"}), False, {"qualify": 30.0}, Decimal("50000"))
+    assert domain.tally([quick, slow], ["qualify"])["qualify"] == domain.StageTally(2, 1)
+    # An opportunity 10 days in qualify is judged by those that stayed at least that long.
+    assert domain.tally([quick, slow], ["qualify"], min_days_in_stage=10)["qualify"] == domain.StageTally(1, 0)
+    assert [domain.in_amount_band(o, Decimal("1000"), None) for o in (quick, slow)] == [False, True]
+    assert [domain.in_amount_band(o, None, Decimal("50000")) for o in (quick, slow)] == [True, False]
+    unpriced = domain.ClosedOutcome(frozenset({"qualify"}), True)
+    assert domain.in_amount_band(unpriced, None, None) and not domain.in_amount_band(unpriced, Decimal(1), None)

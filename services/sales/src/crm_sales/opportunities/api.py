@@ -209,6 +209,10 @@ class StageProbabilityView(BaseModel):
 class ProbabilitiesView(BaseModel):
     pipeline_id: str
     source: LeadSource | None
+    amount_min: Decimal | None
+    amount_max: Decimal | None
+    min_days_in_stage: float | None
+    currency: str = Field(description="The reporting currency the amount band is in.")
     min_sample: int
     stages: list[StageProbabilityView]
 
@@ -218,23 +222,39 @@ class ProbabilitiesView(BaseModel):
     response_model=ProbabilitiesView,
     summary="Each stage's win probability learned from this tenant's closed opportunities, beside its default",
     description="Per stage, the share won among the closed opportunities that were ever in it, with the sample "
-    "size; below `min_sample` the stage's default stands. `source` narrows the history to one lead source.",
+    "size; below `min_sample` the stage's default stands. The evidence can be narrowed: `source` to one lead "
+    "source, `amount_min`/`amount_max` to an amount band (reporting currency, max exclusive), "
+    "`min_days_in_stage` to those that spent at least that long in the stage.",
     responses={404: {"description": "No such pipeline"}},
     dependencies=[requires("opportunities:read")],
 )
 async def get_probabilities(
     store: StoreDep,
     pipeline_id: IdInPath,
+    request: Request,
     source: Annotated[LeadSource | None, Query()] = None,
+    amount_min: Annotated[Money | None, Query()] = None,
+    amount_max: Annotated[Money | None, Query()] = None,
+    min_days_in_stage: Annotated[float | None, Query(ge=0, le=36_500)] = None,
     min_sample: Annotated[int, Query(ge=1, le=10_000)] = domain.DEFAULT_MIN_SAMPLE,
 ) -> ProbabilitiesView:
+    if amount_min is not None and amount_max is not None and amount_min >= amount_max:
+        raise Problem(422, "Invalid amount band", "amount_min must be below amount_max")
+    evidence = handlers.Evidence(source, amount_min, amount_max, min_days_in_stage)
+    rates = _rates(request)
     try:
-        pipeline, stages = await handlers.probabilities(store, pipeline_id, source=source, min_sample=min_sample)
+        pipeline, stages = await handlers.probabilities(
+            store, pipeline_id, rates, evidence=evidence, min_sample=min_sample
+        )
     except handlers.UnknownPipeline as exc:
         raise Problem(404, "Pipeline not found", f"no pipeline {pipeline_id}") from exc
     return ProbabilitiesView(
         pipeline_id=pipeline.pipeline_id,
         source=source,
+        amount_min=amount_min,
+        amount_max=amount_max,
+        min_days_in_stage=min_days_in_stage,
+        currency=rates.reporting_currency,
         min_sample=min_sample,
         stages=[StageProbabilityView.of(s) for s in stages],
     )
@@ -314,17 +334,20 @@ class OpportunityView(BaseModel):
     stage_history: list[StageVisitView]
     learned: StageProbabilityView | None = Field(
         default=None,
-        description="On GET of an open opportunity: its stage's learned win probability with the sample size.",
+        description="On GET of an open opportunity: its stage's win probability learned from the closed "
+        "opportunities that stayed in the stage at least as long as it has (`days_in_stage`), with the sample.",
     )
+    days_in_stage: float | None = Field(default=None, description="On GET of an open one: its age in its stage.")
 
     @classmethod
-    def of(cls, o: domain.Opportunity, learned: domain.StageProbability | None = None) -> OpportunityView:
+    def of(cls, o: domain.Opportunity, learned: tuple[domain.StageProbability, float] | None = None) -> OpportunityView:
         fields = {k: v for k, v in o.__dict__.items() if k not in ("lines", "stage_history")}
         return cls(
             **fields,
             lines=list(o.lines),
             stage_history=[StageVisitView(**v.__dict__) for v in o.stage_history],
-            learned=StageProbabilityView.of(learned) if learned else None,
+            learned=StageProbabilityView.of(learned[0]) if learned else None,
+            days_in_stage=round(learned[1], 2) if learned else None,
         )
 
 
@@ -433,11 +456,14 @@ async def list_opportunities(
     summary="One opportunity, with its stage history and its stage's learned win probability",
     responses=NO_SUCH_OPPORTUNITY,
 )
-async def get_opportunity(principal: OpportunityReader, store: StoreDep, opportunity_id: IdInPath) -> OpportunityView:
+async def get_opportunity(
+    request: Request, principal: OpportunityReader, store: StoreDep, opportunity_id: IdInPath
+) -> OpportunityView:
     opportunity = await handlers.find_opportunity(store, opportunity_id, principal=principal)
     if opportunity is None:
         raise opportunity_not_found(opportunity_id)
-    return OpportunityView.of(opportunity, await handlers.stage_probability(store, opportunity))
+    learned = await handlers.stage_probability(store, opportunity, _rates(request), utc_now())
+    return OpportunityView.of(opportunity, learned)
 
 
 def _no_defaults(schema: dict[str, Any]) -> None:

@@ -381,10 +381,31 @@ def lose(opportunity: Opportunity, at: datetime, *, reason: str) -> Opportunity:
 
 @dataclass(frozen=True)
 class ClosedOutcome:
-    """A closed opportunity as the learned probability sees it: the stages it was in, and whether it was won."""
+    """A closed opportunity as the learned probability sees it: the stages it was in, whether it was won, the
+    days it spent in each stage (all its visits of it) and its amount in the reporting currency."""
 
     stages: frozenset[str]
     won: bool
+    days_in: Mapping[str, float] = field(default_factory=dict)
+    amount: Decimal | None = None
+
+
+def days_in_stages(history: Iterable[StageVisit], closed_at: datetime) -> dict[str, float]:
+    """Days spent in each stage over every visit of it; an open visit ends at `closed_at`."""
+    days: dict[str, float] = {}
+    for visit in history:
+        left = visit.left_at or closed_at
+        days[visit.stage] = days.get(visit.stage, 0.0) + max((left - visit.entered_at).total_seconds(), 0) / 86400
+    return days
+
+
+def in_amount_band(outcome: ClosedOutcome, low: Decimal | None, high: Decimal | None) -> bool:
+    """Whether the outcome's amount is in [low, high) (an outcome without an amount is in no band)."""
+    if low is None and high is None:
+        return True
+    if outcome.amount is None:
+        return False
+    return (low is None or outcome.amount >= low) and (high is None or outcome.amount < high)
 
 
 @dataclass(frozen=True)
@@ -411,12 +432,18 @@ class StageProbability:
         return self.default_probability
 
 
-def tally(outcomes: Iterable[ClosedOutcome], stage_ids: Sequence[str]) -> dict[str, StageTally]:
-    """Per stage, how many of the closed opportunities were in it and how many of those were won."""
+def tally(
+    outcomes: Iterable[ClosedOutcome], stage_ids: Sequence[str], *, min_days_in_stage: float | None = None
+) -> dict[str, StageTally]:
+    """Per stage, how many of the closed opportunities were in it and how many of those were won; with
+    `min_days_in_stage`, only those that spent at least that long in the stage (the age of an open one in it):
+    a deal that lingers is not judged by the ones that moved on quickly."""
     reached = dict.fromkeys(stage_ids, 0)
     won = dict.fromkeys(stage_ids, 0)
     for outcome in outcomes:
         for stage in outcome.stages:
+            if min_days_in_stage is not None and outcome.days_in.get(stage, 0.0) < min_days_in_stage:
+                continue
             if stage in reached:
                 reached[stage] += 1
                 won[stage] += outcome.won

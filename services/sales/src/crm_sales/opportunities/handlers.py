@@ -5,6 +5,7 @@ the stage default."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -104,36 +105,63 @@ async def find_pipeline(store: Store, pipeline_id: str) -> domain.Pipeline | Non
     return await store.transaction(lambda uow: repository.get_pipeline(uow, pipeline_id))
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Which closed opportunities a learned probability is drawn from."""
+
+    source: LeadSource | None = None
+    amount_min: Decimal | None = None
+    """In the reporting currency, inclusive."""
+    amount_max: Decimal | None = None
+    """Exclusive."""
+    min_days_in_stage: float | None = None
+
+
 async def probabilities(
-    store: Store, pipeline_id: str, *, source: str | None = None, min_sample: int = domain.DEFAULT_MIN_SAMPLE
+    store: Store,
+    pipeline_id: str,
+    rates: ExchangeRates,
+    *,
+    evidence: Evidence = Evidence(),
+    min_sample: int = domain.DEFAULT_MIN_SAMPLE,
 ) -> tuple[domain.Pipeline, tuple[domain.StageProbability, ...]]:
-    """Every stage's default and learned win probability, with the sample behind it. Raises UnknownPipeline."""
+    """Every stage's default and learned win probability, from the closed opportunities the evidence selects
+    (a lead source, an amount band, a least age in the stage), with the sample behind it. Raises
+    UnknownPipeline."""
 
     async def work(uow: UnitOfWork) -> tuple[domain.Pipeline, list[domain.ClosedOutcome]]:
         pipeline = await repository.get_pipeline(uow, pipeline_id)
         if pipeline is None:
             raise UnknownPipeline(pipeline_id)
-        return pipeline, await repository.closed_outcomes(uow, pipeline_id, source)
+        return pipeline, await repository.closed_outcomes(uow, pipeline_id, rates, evidence.source)
 
     pipeline, outcomes = await store.transaction(work)
-    tallies = domain.tally(outcomes, pipeline.stage_ids)
+    banded = [o for o in outcomes if domain.in_amount_band(o, evidence.amount_min, evidence.amount_max)]
+    tallies = domain.tally(banded, pipeline.stage_ids, min_days_in_stage=evidence.min_days_in_stage)
     return pipeline, domain.learned_probabilities(pipeline, tallies, min_sample)
 
 
-async def stage_probability(store: Store, opportunity: domain.Opportunity) -> domain.StageProbability | None:
-    """The learned probability of the stage an open opportunity is in (None for a closed one, or a stage its
-    pipeline no longer has)."""
+def days_in_current_stage(opportunity: domain.Opportunity, now: datetime) -> float:
+    """How long the open opportunity has been in its stage, over every visit of it."""
+    return domain.days_in_stages(opportunity.stage_history, now).get(opportunity.stage, 0.0)
+
+
+async def stage_probability(
+    store: Store, opportunity: domain.Opportunity, rates: ExchangeRates, now: datetime
+) -> tuple[domain.StageProbability, float] | None:
+    """The learned probability of the stage an open opportunity is in, from the closed opportunities of its
+    pipeline that stayed in that stage at least as many whole days as it has so far; and its age in days. None
+    for a closed opportunity, or a stage its pipeline no longer has."""
     if not opportunity.is_open:
         return None
-
-    async def work(uow: UnitOfWork) -> domain.StageProbability | None:
-        pipeline = await repository.get_pipeline(uow, opportunity.pipeline_id)
-        if pipeline is None or opportunity.stage not in pipeline.stage_ids:
-            return None
-        counts = await repository.stage_tally(uow, opportunity.pipeline_id, opportunity.stage)
-        return domain.stage_probability(pipeline.stage(opportunity.stage), counts)
-
-    return await store.transaction(work)
+    age = days_in_current_stage(opportunity, now)
+    lingered = Evidence(min_days_in_stage=float(math.floor(age)))
+    try:
+        _, stages = await probabilities(store, opportunity.pipeline_id, rates, evidence=lingered)
+    except UnknownPipeline:
+        return None
+    found = next((s for s in stages if s.stage_id == opportunity.stage), None)
+    return (found, age) if found is not None else None
 
 
 # ---------------------------------------------------------------- opportunities

@@ -9,6 +9,7 @@ An opportunity document carries the agreed fields (`customer_id`, `account_id`, 
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -20,11 +21,12 @@ from crm_sales.opportunities.domain import (
     Opportunity,
     Pipeline,
     Stage,
-    StageTally,
     StageVisit,
+    days_in_stages,
     midnight,
 )
 from crm_shared.events import OrderLine
+from crm_shared.money import ExchangeRates, UnknownCurrency
 from crm_shared.store import IndexSpec, UnitOfWork
 
 PIPELINES = "pipelines"
@@ -190,25 +192,29 @@ async def save_opportunity(uow: UnitOfWork, opportunity: Opportunity) -> None:
     )
 
 
-async def closed_outcomes(uow: UnitOfWork, pipeline_id: str, source: str | None = None) -> list[ClosedOutcome]:
-    """The won and lost opportunities of the pipeline (of one lead source, when given), as the stages they
-    were in and whether they were won: two queries on the pipeline index, the stage history only."""
+async def closed_outcomes(
+    uow: UnitOfWork, pipeline_id: str, rates: ExchangeRates, source: str | None = None
+) -> list[ClosedOutcome]:
+    """The won and lost opportunities of the pipeline (of one lead source, when given): the stages they were in,
+    the days in each, whether they were won and their amount in the reporting currency (None in a currency the
+    table no longer knows). One query on the pipeline index, the stage history and amount only."""
+    query: dict[str, Any] = {"pipeline_id": pipeline_id, "status": {"$in": ["won", "lost"]}}
+    if source is not None:
+        query["source"] = source
+    projection = {"status": 1, "stage_history": 1, "closed_at": 1, "amount": 1, "currency": 1}
     outcomes: list[ClosedOutcome] = []
-    for status in ("won", "lost"):
-        query: dict[str, Any] = {"pipeline_id": pipeline_id, "status": status}
-        if source is not None:
-            query["source"] = source
-        async for doc in uow.db[OPPORTUNITIES].find(query, {"stage_history.stage": 1}, session=uow.session):
-            stages = frozenset(v["stage"] for v in doc.get("stage_history", []))
-            outcomes.append(ClosedOutcome(stages, status == "won"))
-    return outcomes
-
-
-async def stage_tally(uow: UnitOfWork, pipeline_id: str, stage: str) -> StageTally:
-    """How many closed opportunities of the pipeline were in `stage`, and how many of those were won."""
-    counts = {}
-    for status in ("won", "lost"):
-        counts[status] = await uow.db[OPPORTUNITIES].count_documents(
-            {"pipeline_id": pipeline_id, "status": status, "stage_history.stage": stage}, session=uow.session
+    async for doc in uow.db[OPPORTUNITIES].find(query, projection, session=uow.session):
+        history = [StageVisit(v["stage"], v["entered_at"], v.get("left_at")) for v in doc.get("stage_history", [])]
+        try:
+            amount: Decimal | None = rates.convert(doc["amount"], doc["currency"])
+        except UnknownCurrency:
+            amount = None
+        outcomes.append(
+            ClosedOutcome(
+                frozenset(v.stage for v in history),
+                doc["status"] == "won",
+                days_in_stages(history, doc["closed_at"]),
+                amount,
+            )
         )
-    return StageTally(counts["won"] + counts["lost"], counts["won"])
+    return outcomes
