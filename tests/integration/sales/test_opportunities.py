@@ -303,6 +303,12 @@ async def test_a_lead_converts_exactly_once_into_a_customer_an_account_link_and_
     assert (joined.status_code, joined.json()["account_id"]) == (201, conversion["account_id"]), joined.text
     account = await store.db[ACCOUNTS].find_one({"_id": conversion["account_id"]})
     assert account is not None and len(account["contacts"]) == 2
+    seen = (await http.get(f"/v1/accounts/{conversion['account_id']}", headers=REP)).json()
+    assert (seen["name"], sorted(seen["contacts"])) == ("Compilers  Inc", sorted(account["contacts"]))
+    by_contact = (await http.get("/v1/accounts", params={"contact": conversion["customer_id"]}, headers=REP)).json()
+    assert [a["account_id"] for a in by_contact["items"]] == [conversion["account_id"]]
+    assert (await http.get(f"/v1/accounts/{conversion['account_id']}", headers=OTHER_REP)).status_code == 404
+    assert (await http.get("/v1/accounts", headers=OTHER_REP)).json()["items"] == []
 
 
 async def test_a_lead_that_cannot_convert_is_refused_with_the_reason(sales: tuple[Store, httpx.AsyncClient]) -> None:

@@ -43,6 +43,7 @@ LIST_ENDPOINTS = [
     ("sales", "/v1/customers/C-edges/orders", "order_id"),
     ("sales", "/v1/opportunities", "at"),
     ("sales", "/v1/activities", "at"),
+    ("sales", "/v1/accounts", "at"),
     ("marketing", "/v1/campaigns", "campaign_id"),
     ("marketing", "/v1/segments/edges/members", "customer_id"),
 ]

@@ -88,6 +88,8 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "PUT /v1/territories/{territory_id}": "territories:write",
         "DELETE /v1/territories/{territory_id}": "territories:write",
         "GET /v1/pipelines": "opportunities:read",
+        "GET /v1/accounts": "opportunities:read",
+        "GET /v1/accounts/{account_id}": "opportunities:read",
         "GET /v1/pipelines/{pipeline_id}": "opportunities:read",
         "PUT /v1/pipelines/{pipeline_id}": "opportunities:write",
         "GET /v1/pipelines/{pipeline_id}/probabilities": "opportunities:read",

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from crm_sales import consumers
+from crm_sales.accounts import api as accounts_api
 from crm_sales.accounts import repository as accounts_repository
 from crm_sales.activities import api as activities_api
 from crm_sales.activities import repository as activities_repository
@@ -44,6 +45,7 @@ ROUTERS = (
     leads_api.router,
     territories_api.router,
     opportunities_api.router,
+    accounts_api.router,
     quotes_api.router,
     activities_api.router,
     forecasts_api.router,
