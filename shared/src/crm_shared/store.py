@@ -188,6 +188,11 @@ class UnitOfWork:
 DUPLICATE_KEY = 11000
 
 
+def as_stored(at: datetime) -> datetime:
+    """The time as MongoDB keeps it (milliseconds), so what a command answers equals what a read gives later."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
 def is_duplicate_key(exc: BaseException) -> bool:
     """A unique index refused the write: a single duplicate, or a bulk write refused for duplicates only."""
     if isinstance(exc, DuplicateKeyError):
@@ -271,6 +276,18 @@ class Store:
             raise
         self.outbox_written.set()
         return result
+
+    async def transaction_racing(self, work: Callable[[UnitOfWork], Awaitable[T]], *, attempts: int = 2) -> T:
+        """`transaction(work)` for a command that reads, then inserts under an id or key another request may
+        insert at the same moment: when the insert loses the race (a duplicate key), `work` runs again, up to
+        `attempts` times, and finds what the other committed."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.transaction(work)
+            except Exception as exc:
+                if attempt == attempts or not is_duplicate_key(exc):
+                    raise
+        raise AssertionError("unreachable")
 
     async def retrying(self, write: Callable[[], Awaitable[T]], *, what: str = "transaction") -> T:
         """Run `write`, retrying transient database failures with exponential backoff a bounded number of

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm_sales.activities import calendar as ical
 from crm_sales.activities import domain, handlers, repository
+from crm_sales.web import owner_for
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import ActivityKind, CustomerId, EntityId, Line, PlannedTime, Text, utc_now
 from crm_shared.problems import Problem
@@ -93,17 +94,6 @@ ACTIVITY_EXAMPLE = {
 }
 
 
-def owner_for(principal: Principal, asked: str | None) -> str | None:
-    """Whose a new activity is: the one asked for, or the calling person; a person who does not see every
-    record plans only for themselves or their team."""
-    if principal.kind == "api_key" or principal.sees_all_records:
-        return asked
-    owner = asked or principal.id
-    if owner != principal.id and owner not in principal.team:
-        raise Problem(403, "Owner not allowed", f"{principal.id} may plan activities for themselves or their team")
-    return owner
-
-
 @router.post(
     "/activities",
     response_model=ActivityView,
@@ -128,7 +118,11 @@ async def plan_activity(
     now = utc_now()
     try:
         activity, created = await handlers.schedule(
-            store, body.new(owner_for(principal, body.owner_id)), activity_id, now, principal=principal
+            store,
+            body.new(owner_for(principal, body.owner_id, doing="plan activities")),
+            activity_id,
+            now,
+            principal=principal,
         )
     except domain.ActivityRefused as exc:
         raise Problem(422, "Activity invalid", str(exc)) from exc

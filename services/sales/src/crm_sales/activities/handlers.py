@@ -23,7 +23,7 @@ from crm_shared.events import (
     derived_event_id,
 )
 from crm_shared.security import OWNED, Principal
-from crm_shared.store import Store, UnitOfWork, is_duplicate_key
+from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
 
 ACTIVITY_ACCESS = OWNED
@@ -37,10 +37,6 @@ class UnknownLink(LookupError):
 
 class ActivityIdTaken(Exception):
     """The Idempotency-Key (the activity id) planned another activity."""
-
-
-def to_millis(at: datetime) -> datetime:
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def event_id(kind: str, activity_id: str) -> str:
@@ -104,7 +100,7 @@ async def _linked(uow: UnitOfWork, new: NewActivity, principal: Principal) -> Li
 
 
 def _same_request(found: domain.Activity, new: NewActivity) -> bool:
-    return (found.kind, found.title, found.due_at) == (new.kind, new.title, to_millis(new.due_at))
+    return (found.kind, found.title, found.due_at) == (new.kind, new.title, as_stored(new.due_at))
 
 
 async def schedule(
@@ -112,7 +108,7 @@ async def schedule(
 ) -> tuple[domain.Activity, bool]:
     """Plan the activity; (the one planned before with this id, False) when it is the same request. Published as
     crm.activity.scheduled.v1 when it has a customer. Raises ActivityRefused, UnknownLink or ActivityIdTaken."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> tuple[domain.Activity, bool]:
         found = await repository.get_activity(uow, {"_id": activity_id})
@@ -125,7 +121,7 @@ async def schedule(
             activity_id=activity_id,
             kind=new.kind,
             title=new.title,
-            due_at=to_millis(new.due_at),
+            due_at=as_stored(new.due_at),
             at=at,
             duration_minutes=new.duration_minutes,
             owner_id=linked.owner_id,
@@ -155,13 +151,7 @@ async def schedule(
             )
         return activity, True
 
-    for attempt in (1, 2):
-        try:
-            return await store.transaction(work)
-        except Exception as exc:
-            if attempt == 2 or not is_duplicate_key(exc):
-                raise
-    raise AssertionError("unreachable")
+    return await store.transaction_racing(work)
 
 
 async def find_activity(store: Store, activity_id: str, *, principal: Principal) -> domain.Activity | None:
@@ -175,7 +165,7 @@ async def complete(
     """Mark the activity done with its outcome, published as crm.activity.completed.v1 when it has a customer
     (the time of the event is when it was done). None when the caller sees no such activity. Raises
     ActivityRefused."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> domain.Activity | None:
         activity = await repository.get_activity(uow, seen_by(principal, {"_id": activity_id}))
@@ -207,7 +197,7 @@ async def complete(
 async def cancel(store: Store, activity_id: str, at: datetime, *, principal: Principal) -> domain.Activity | None:
     """Cancel the planned activity (nothing is published: it did not happen). None when the caller sees no such
     activity. Raises ActivityRefused for a done one."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> domain.Activity | None:
         activity = await repository.get_activity(uow, seen_by(principal, {"_id": activity_id}))

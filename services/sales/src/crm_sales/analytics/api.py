@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 
 from crm_sales.analytics import domain, handlers
 from crm_sales.forecasts.api import Owners, scope_for
-from crm_sales.forecasts.domain import Period, PeriodInvalid
-from crm_sales.settings import sales_settings
+from crm_sales.forecasts.domain import Period
+from crm_sales.web import parse_period, rates_of
 from crm_shared.api import IdInPath
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
 
@@ -32,12 +32,7 @@ ACCESS: dict[int | str, dict[str, Any]] = {
 
 
 def _period(text: str | None) -> Period | None:
-    if text is None:
-        return None
-    try:
-        return Period.parse(text)
-    except PeriodInvalid as exc:
-        raise Problem(422, "Invalid period", str(exc)) from exc
+    return parse_period(text) if text is not None else None
 
 
 def _owners(principal: Principal, owners: list[str] | None) -> tuple[str, ...] | None:
@@ -121,7 +116,7 @@ async def pipeline_analytics(
     owners: Owners = None,
 ) -> PipelineAnalyticsView:
     scope, window = _owners(principal, owners), _period(period)
-    rates = sales_settings(get_runtime(request).settings).rate_table
+    rates = rates_of(request)
     found = await handlers.pipeline(store, pipeline_id, scope, window, rates)
     if found is None:
         raise Problem(404, "Pipeline not found", f"no pipeline {pipeline_id}")
@@ -172,7 +167,7 @@ async def account_revenue(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ParetoView:
     scope, window = _owners(principal, owners), _period(period)
-    rates = sales_settings(get_runtime(request).settings).rate_table
+    rates = rates_of(request)
     revenue, names = await handlers.account_revenue(store, scope, window, rates)
     found = domain.pareto(revenue, names)
     return ParetoView(

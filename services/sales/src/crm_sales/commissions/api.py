@@ -11,31 +11,18 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crm_sales.commissions import domain, handlers
-from crm_sales.forecasts.domain import Period, PeriodInvalid
-from crm_sales.settings import sales_settings
+from crm_sales.web import parse_period, rates_of
 from crm_shared.api import IdInPath
 from crm_shared.events import utc_now
-from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, TerritoryId, UserId, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["commissions"])
 
 CommissionReader = Annotated[Principal, requires("commissions:read")]
 
 Rate = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6, description="0.05 is 5%.")]
-
-
-def _rates(request: Request) -> ExchangeRates:
-    return sales_settings(get_runtime(request).settings).rate_table
-
-
-def _period(text: str) -> Period:
-    try:
-        return Period.parse(text)
-    except PeriodInvalid as exc:
-        raise Problem(422, "Invalid period", str(exc)) from exc
 
 
 class TierBody(BaseModel):
@@ -189,8 +176,8 @@ async def get_statement(
 ) -> StatementView:
     if not (principal.sees_all_records or owner_id == principal.id or owner_id in principal.team):
         raise Problem(404, "Statement not found", f"no statement of {owner_id} the caller sees")
-    rates = _rates(request)
-    answer = await handlers.compute(store, owner_id, _period(period), rates)
+    rates = rates_of(request)
+    answer = await handlers.compute(store, owner_id, parse_period(period), rates)
     return StatementView.of(answer, rates.reporting_currency)
 
 
@@ -202,9 +189,9 @@ async def get_statement(
     dependencies=[requires("commissions:write")],
 )
 async def close_statement(request: Request, store: StoreDep, owner_id: IdInPath, period: IdInPath) -> StatementView:
-    rates = _rates(request)
+    rates = rates_of(request)
     try:
-        answer = await handlers.close(store, owner_id, _period(period), rates, utc_now())
+        answer = await handlers.close(store, owner_id, parse_period(period), rates, utc_now())
     except handlers.PeriodNotOver as exc:
         raise Problem(409, "Period not over", str(exc)) from exc
     return StatementView.of(answer, rates.reporting_currency)

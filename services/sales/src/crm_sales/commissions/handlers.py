@@ -15,7 +15,7 @@ from crm_sales.forecasts.repository import QUOTAS, quota_id
 from crm_sales.orders.repository import ORDERS
 from crm_sales.territories.repository import TERRITORIES
 from crm_shared.money import ExchangeRates
-from crm_shared.store import Store, UnitOfWork, is_duplicate_key
+from crm_shared.store import Store, UnitOfWork, as_stored, is_duplicate_key
 
 
 class PlanConflict(Exception):
@@ -113,7 +113,7 @@ async def compute(store: Store, owner_id: str, period: Period, rates: ExchangeRa
 
 async def close(store: Store, owner_id: str, period: Period, rates: ExchangeRates, now: datetime) -> StatementAnswer:
     """Close the statement as computed now (closing it again answers the closed one). Raises PeriodNotOver."""
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as the database keeps it
+    now = as_stored(now)
     if not period.is_over(now):
         raise PeriodNotOver(
             f"period {period.name} is not over: its statement can change until {period.end_at.isoformat()}"

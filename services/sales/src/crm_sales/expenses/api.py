@@ -11,23 +11,18 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_sales.expenses import domain, handlers, repository
-from crm_sales.forecasts.domain import Period, PeriodInvalid
-from crm_sales.settings import sales_settings
+from crm_sales.web import parse_period, rates_of
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import Currency, EntityId, Line, Money, Text, utc_now
-from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, UserId, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
+from crm_shared.store import as_stored
 
 router = APIRouter(prefix="/v1", tags=["expenses"])
 
 ExpenseReader = Annotated[Principal, requires("expenses:read")]
 ExpenseWriter = Annotated[Principal, requires("expenses:write")]
-
-
-def _rates(request: Request) -> ExchangeRates:
-    return sales_settings(get_runtime(request).settings).rate_table
 
 
 class ExpenseBody(BaseModel):
@@ -93,18 +88,18 @@ async def record_expense(
     body: Annotated[ExpenseBody, Body(examples=[EXPENSE_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
 ) -> ExpenseView:
-    if not _rates(request).knows(body.currency):
+    if not rates_of(request).knows(body.currency):
         raise Problem(
             422,
             "Currency not accepted",
             f"no exchange rate for {body.currency}",
-            accepted_currencies=list(_rates(request).currencies),
+            accepted_currencies=list(rates_of(request).currencies),
         )
     now = utc_now()
     expense = domain.Expense(
         expense_id=f"EXP-{command_event_id('sales/expenses', idempotency_key)}",
         owner_id=None if principal.kind == "api_key" else principal.id,
-        created_at=now.replace(microsecond=now.microsecond // 1000 * 1000),
+        created_at=as_stored(now),
         **body.model_dump(),
     )
     try:
@@ -144,10 +139,7 @@ def _query(
         if v is not None
     }
     if period is not None:
-        try:
-            parsed = Period.parse(period)
-        except PeriodInvalid as exc:
-            raise Problem(422, "Invalid period", str(exc)) from exc
+        parsed = parse_period(period)
         query["spent_at"] = {"$gte": parsed.start_at, "$lt": parsed.end_at}
     return query
 
@@ -203,7 +195,7 @@ async def expense_report(
     owner_id: Owner = None,
     period: PeriodQuery = None,
 ) -> ReportView:
-    rates = _rates(request)
+    rates = rates_of(request)
     found, unpriced = await handlers.report(
         store, _query(owner_id, None, None, None, period), rates, principal=principal
     )
@@ -248,7 +240,7 @@ class CostOfSaleView(BaseModel):
 async def get_cost_of_sale(
     request: Request, principal: ExpenseReader, store: StoreDep, opportunity_id: IdInPath
 ) -> CostOfSaleView:
-    rates = _rates(request)
+    rates = rates_of(request)
     found = await handlers.cost_of_sale(store, opportunity_id, rates, principal=principal)
     if found is None:
         raise Problem(404, "Opportunity not found", f"no opportunity {opportunity_id}")

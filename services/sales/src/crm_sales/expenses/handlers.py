@@ -13,7 +13,7 @@ from crm_sales.expenses import domain, repository
 from crm_sales.opportunities.repository import OPPORTUNITIES
 from crm_shared.money import ExchangeRates, UnknownCurrency
 from crm_shared.security import OWNED, Principal
-from crm_shared.store import Store, UnitOfWork, is_duplicate_key
+from crm_shared.store import Store, UnitOfWork
 
 EXPENSE_ACCESS = OWNED
 """A person sees the expenses they recorded, their team's and their territories'; API keys and those who see
@@ -63,13 +63,7 @@ async def record(
         await uow.db[repository.EXPENSES].insert_one(repository.to_document(kept), session=uow.session)
         return kept, True
 
-    for attempt in (1, 2):
-        try:
-            return await store.transaction(work)
-        except Exception as exc:
-            if attempt == 2 or not is_duplicate_key(exc):
-                raise
-    raise AssertionError("unreachable")
+    return await store.transaction_racing(work)
 
 
 async def find(store: Store, expense_id: str, *, principal: Principal) -> domain.Expense | None:

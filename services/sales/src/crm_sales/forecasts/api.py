@@ -10,14 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_sales.forecasts import domain, handlers
-from crm_sales.settings import sales_settings
+from crm_sales.forecasts import handlers
+from crm_sales.web import parse_period, rates_of
 from crm_shared.api import IdInPath
 from crm_shared.events import ForecastCategory, Money, utc_now
-from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, TerritoryId, UserId, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["forecasts"])
 
@@ -41,17 +40,6 @@ ACCESS: dict[int | str, dict[str, Any]] = {
     403: {"description": "An owner or territory the caller does not see"},
     422: {"description": "Not a period"},
 }
-
-
-def _rates(request: Request) -> ExchangeRates:
-    return sales_settings(get_runtime(request).settings).rate_table
-
-
-def _period(text: str) -> domain.Period:
-    try:
-        return domain.Period.parse(text)
-    except domain.PeriodInvalid as exc:
-        raise Problem(422, "Invalid period", str(exc)) from exc
 
 
 def scope_for(principal: Principal, owners: list[str] | None, territory: str | None) -> handlers.Scope:
@@ -141,7 +129,7 @@ async def get_forecast(
     territory: TerritoryQuery = None,
 ) -> ForecastView:
     scope = scope_for(principal, owners, territory)
-    computed = await handlers.compute(store, _period(period), scope, _rates(request))
+    computed = await handlers.compute(store, parse_period(period), scope, rates_of(request))
     return ForecastView.of(computed, scope)
 
 
@@ -173,9 +161,9 @@ async def put_quota(
     period: IdInPath,
     body: Annotated[QuotaBody, Body(examples=[{"amount": "120000.00"}])],
 ) -> QuotaView:
-    parsed, now = _period(period), utc_now()
+    parsed, now = parse_period(period), utc_now()
     await handlers.set_quota(store, owner_id, parsed, body.amount, now)
-    currency = _rates(request).reporting_currency
+    currency = rates_of(request).reporting_currency
     return QuotaView(owner_id=owner_id, period=parsed.name, amount=body.amount, currency=currency, updated_at=now)
 
 
@@ -193,9 +181,9 @@ async def list_quotas(
     period: Annotated[str | None, Query(max_length=7)] = None,
 ) -> list[QuotaView]:
     if period is not None:
-        period = _period(period).name
+        period = parse_period(period).name
     scope = scope_for(principal, owners, None)
-    currency = _rates(request).reporting_currency
+    currency = rates_of(request).reporting_currency
     return [
         QuotaView(**{k: d[k] for k in ("owner_id", "period", "amount", "updated_at")}, currency=currency)
         for d in await handlers.quotas(store, owners=scope.owners, period=period)
@@ -237,7 +225,7 @@ async def take_snapshot(
     body: Annotated[SnapshotBody, Body(examples=[{"period": "2027-Q1"}])],
 ) -> SnapshotView:
     scope = scope_for(principal, body.owner_id, body.territory)
-    snapshot = await handlers.take_snapshot(store, _period(body.period), scope, _rates(request), utc_now())
+    snapshot = await handlers.take_snapshot(store, parse_period(body.period), scope, rates_of(request), utc_now())
     return SnapshotView(snapshot_id=snapshot.pop("_id"), **snapshot)
 
 
@@ -265,7 +253,7 @@ async def get_accuracy(
     territory: TerritoryQuery = None,
 ) -> list[AccuracyView]:
     scope = scope_for(principal, owners, territory)
-    found = await handlers.accuracy(store, scope, _rates(request), utc_now())
+    found = await handlers.accuracy(store, scope, rates_of(request), utc_now())
     return [
         AccuracyView(
             period=a.period.name,

@@ -14,7 +14,7 @@ from crm_sales.leads.drafts import LeadDraft
 from crm_sales.opportunities import domain as opportunities
 from crm_sales.opportunities import handlers as opportunity_handlers
 from crm_sales.orders.handlers import CurrencyNotAccepted
-from crm_sales.settings import sales_settings
+from crm_sales.web import rates_of
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import (
     Channel,
@@ -30,7 +30,7 @@ from crm_shared.events import (
 )
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, TerritoryId, UserId, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 
 LeadReader = Annotated[Principal, requires("leads:read")]
 LeadWriter = Annotated[Principal, requires("leads:write")]
@@ -411,7 +411,7 @@ async def convert_lead(
     lead_id: IdInPath,
     body: Annotated[ConversionBody, Body(examples=[{"currency": "EUR", "amount": "2400.00"}])],
 ) -> ConversionView:
-    rates = sales_settings(get_runtime(request).settings).rate_table
+    rates = rates_of(request)
     try:
         made = await conversion.convert_lead(
             store, lead_id, body.request(), utc_now(), principal=principal, rates=rates

@@ -17,7 +17,7 @@ from typing import Any
 from crm_sales.accounts import domain as accounts
 from crm_sales.accounts import repository as account_store
 from crm_sales.leads import domain, repository
-from crm_sales.leads.handlers import leads_seen_by, to_millis
+from crm_sales.leads.handlers import leads_seen_by
 from crm_sales.opportunities import domain as opportunities
 from crm_sales.opportunities import handlers as opportunity_handlers
 from crm_sales.opportunities import repository as opportunity_store
@@ -34,7 +34,7 @@ from crm_shared.events import (
 )
 from crm_shared.money import ExchangeRates
 from crm_shared.security import Principal
-from crm_shared.store import Store, UnitOfWork, is_duplicate_key
+from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
 
 CHANNEL_OF_SOURCE: dict[LeadSource, Channel] = {
@@ -150,7 +150,7 @@ async def convert_lead(
     """Convert the lead the caller sees (None when there is none for them); converting it again answers the
     conversion that was made. Raises LeadNotConvertible, UnknownAccount, and what opening the opportunity
     raises (UnknownPipeline, OpportunityRefused, CurrencyNotAccepted)."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> Conversion | None:
         doc = await uow.db[repository.LEADS].find_one(leads_seen_by(principal, {"_id": lead_id}), session=uow.session)
@@ -218,14 +218,8 @@ async def convert_lead(
         )
         return Conversion(converted, opportunity, new_customer=known is None, converted_now=True)
 
-    for attempt in (1, 2):
-        try:
-            return await store.transaction(work)
-        except Exception as exc:
-            # Another conversion of this lead committed between our read and our writes: answer it.
-            if attempt == 2 or not is_duplicate_key(exc):
-                raise
-    raise AssertionError("unreachable")
+    # Another conversion of this lead committed between our read and our writes: answer it.
+    return await store.transaction_racing(work)
 
 
 def _new_customer(doc: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ from crm_shared.api import keyset_page
 from crm_shared.events import CloudEvent, LeadQualifiedEvent, new_event_id
 from crm_shared.logging import get_logger
 from crm_shared.security import OWNED, Principal
-from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, is_duplicate_key
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, as_stored
 
 log = get_logger(__name__)
 
@@ -46,11 +46,6 @@ class DuplicateLead(Exception):
 
 class LeadClosed(Exception):
     """Assignment applies only to open leads."""
-
-
-def to_millis(at: datetime) -> datetime:
-    """The time as the database keeps it, so what a write answers equals what a read gives later."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def new_lead_id() -> str:
@@ -146,7 +141,7 @@ def same_request(lead: domain.Lead, draft: LeadDraft) -> bool:
 async def create_lead(store: Store, draft: LeadDraft, lead_id: str, at: datetime) -> tuple[domain.Lead, bool]:
     """Keep a new lead, assigned by the rules; (lead, False) when a lead with this id exists already (the caller
     decides whether it is the same request). Raises DuplicateLead for a person a lead already is."""
-    lead = draft.lead(lead_id, to_millis(at))
+    lead = draft.lead(lead_id, as_stored(at))
 
     async def work(uow: UnitOfWork) -> tuple[domain.Lead, bool]:
         found = await uow.db[repository.LEADS].find_one({"_id": lead_id}, session=uow.session)
@@ -160,14 +155,8 @@ async def create_lead(store: Store, draft: LeadDraft, lead_id: str, at: datetime
         await repository.insert_leads(uow, [assigned])
         return assigned, True
 
-    for race in range(1, DUPLICATE_RACES + 1):
-        try:
-            return await store.transaction(work)
-        except Exception as exc:
-            # A lead for the same person committed between our check and our insert: look again.
-            if race == DUPLICATE_RACES or not is_duplicate_key(exc):
-                raise
-    raise AssertionError("unreachable")
+    # A lead for the same person committed between our check and our insert: look again.
+    return await store.transaction_racing(work, attempts=DUPLICATE_RACES)
 
 
 # ---------------------------------------------------------------- CSV import
@@ -203,13 +192,7 @@ async def import_chunk(store: Store, rows: Sequence[LeadRow], at: datetime) -> t
         await repository.insert_leads(uow, assigned)
         return assigned, duplicates
 
-    for race in range(1, DUPLICATE_RACES + 1):
-        try:
-            return await store.transaction(work)
-        except Exception as exc:
-            if race == DUPLICATE_RACES or not is_duplicate_key(exc):
-                raise
-    raise AssertionError("unreachable")
+    return await store.transaction_racing(work, attempts=DUPLICATE_RACES)
 
 
 async def import_leads(
@@ -222,7 +205,7 @@ async def import_leads(
 ) -> ImportSummary:
     """Import a parsed file's good rows chunk by chunk; the bad rows and the duplicates are reported by row.
     `progress` is told how many rows each step settled (the rejected ones first)."""
-    at = to_millis(at)
+    at = as_stored(at)
     summary = ImportSummary(rejected=list(parsed.errors))
     summary.duplicates = sum(1 for e in parsed.errors if e.duplicate)
     if progress is not None and parsed.errors:

@@ -13,7 +13,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from crm_sales.opportunities import domain, handlers, repository
 from crm_sales.orders import handlers as orders
-from crm_sales.settings import sales_settings
+from crm_sales.web import owner_for, rates_of
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import (
     Channel,
@@ -28,10 +28,9 @@ from crm_shared.events import (
     Text,
     utc_now,
 )
-from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, TerritoryId, UserId, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["opportunities"])
 
@@ -44,10 +43,6 @@ NO_SUCH_OPPORTUNITY: dict[int | str, dict[str, Any]] = {
 REFUSED: dict[int | str, dict[str, Any]] = {
     409: {"description": "The opportunity is closed, or the change contradicts its pipeline (the detail says how)"}
 }
-
-
-def _rates(request: Request) -> ExchangeRates:
-    return sales_settings(get_runtime(request).settings).rate_table
 
 
 def opportunity_not_found(opportunity_id: str) -> Problem:
@@ -241,7 +236,7 @@ async def get_probabilities(
     if amount_min is not None and amount_max is not None and amount_min >= amount_max:
         raise Problem(422, "Invalid amount band", "amount_min must be below amount_max")
     evidence = handlers.Evidence(source, amount_min, amount_max, min_days_in_stage)
-    rates = _rates(request)
+    rates = rates_of(request)
     try:
         pipeline, stages = await handlers.probabilities(
             store, pipeline_id, rates, evidence=evidence, min_sample=min_sample
@@ -361,17 +356,6 @@ OPPORTUNITY_EXAMPLE = {
 }
 
 
-def owner_for(principal: Principal, asked: str | None) -> str | None:
-    """The owner a new opportunity gets: the one asked for, or the calling person. A person who does not see
-    every record may give it only to themselves or their team."""
-    if principal.kind == "api_key" or principal.sees_all_records:
-        return asked
-    owner = asked or principal.id
-    if owner != principal.id and owner not in principal.team:
-        raise Problem(403, "Owner not allowed", f"{principal.id} may open opportunities for themselves or their team")
-    return owner
-
-
 @router.post(
     "/opportunities",
     response_model=OpportunityView,
@@ -393,10 +377,10 @@ async def open_opportunity(
     idempotency_key: IdempotencyKey = None,
 ) -> OpportunityView:
     opportunity_id = f"O-{command_event_id('sales/opportunities', idempotency_key)}"
-    new = body.new(owner_for(principal, body.owner_id))
+    new = body.new(owner_for(principal, body.owner_id, doing="open opportunities"))
     try:
         opportunity, created = await handlers.open_opportunity(
-            store, new, opportunity_id, utc_now(), rates=_rates(request)
+            store, new, opportunity_id, utc_now(), rates=rates_of(request)
         )
     except handlers.UnknownPipeline as exc:
         raise Problem(404, "Pipeline not found", f"no pipeline {exc}") from exc
@@ -462,7 +446,7 @@ async def get_opportunity(
     opportunity = await handlers.find_opportunity(store, opportunity_id, principal=principal)
     if opportunity is None:
         raise opportunity_not_found(opportunity_id)
-    learned = await handlers.stage_probability(store, opportunity, _rates(request), utc_now())
+    learned = await handlers.stage_probability(store, opportunity, rates_of(request), utc_now())
     return OpportunityView.of(opportunity, learned)
 
 
@@ -600,7 +584,7 @@ async def win_opportunity(
             opportunity_id,
             utc_now(),
             principal=principal,
-            rates=_rates(request),
+            rates=rates_of(request),
             reason=body.reason,
             place_order=body.place_order,
             channel=body.channel,

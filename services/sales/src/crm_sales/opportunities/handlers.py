@@ -31,7 +31,7 @@ from crm_shared.events import (
 )
 from crm_shared.money import ExchangeRates
 from crm_shared.security import OWNED, Principal
-from crm_shared.store import Store, UnitOfWork, is_duplicate_key
+from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
 
 SOURCE = orders.SOURCE
@@ -63,11 +63,6 @@ def event_id(kind: str, *parts: str) -> str:
     return derived_event_id(SOURCE, f"opportunity.{kind}", *parts)
 
 
-def to_millis(at: datetime) -> datetime:
-    """The time as the database keeps it, so what a command answers equals what a read gives later."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
 def seen_by(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
     """`query` narrowed to the opportunities `principal` sees."""
     return OPPORTUNITY_ACCESS.restrict(principal, query)
@@ -79,7 +74,7 @@ def seen_by(principal: Principal, query: dict[str, Any]) -> dict[str, Any]:
 async def define_pipeline(store: Store, pipeline: domain.Pipeline, at: datetime) -> domain.Pipeline:
     """Keep the pipeline (a new one, or a replacement). Raises PipelineInUse when a stage that open
     opportunities are in would go."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> domain.Pipeline:
         before = await repository.get_pipeline(uow, pipeline.pipeline_id)
@@ -197,7 +192,7 @@ async def open_in(
     """Open the opportunity inside the caller's unit of work, published as crm.opportunity.opened.v1; (the one
     opened before with this id, False) when it exists and is the same request. Raises UnknownPipeline,
     OpportunityRefused, OpportunityIdTaken or CurrencyNotAccepted."""
-    at = to_millis(at)
+    at = as_stored(at)
     found = await repository.get_opportunity(uow, {"_id": opportunity_id})
     if found is not None:
         if not _same_request(found, new):
@@ -253,13 +248,7 @@ async def open_opportunity(
 ) -> tuple[domain.Opportunity, bool]:
     """Open the opportunity in its own transaction (see `open_in`); a concurrent retry of the same request
     answers the one that committed."""
-    for attempt in (1, 2):
-        try:
-            return await store.transaction(lambda uow: open_in(uow, new, opportunity_id, at, rates=rates))
-        except Exception as exc:
-            if attempt == 2 or not is_duplicate_key(exc):
-                raise
-    raise AssertionError("unreachable")
+    return await store.transaction_racing(lambda uow: open_in(uow, new, opportunity_id, at, rates=rates))
 
 
 async def find_opportunity(store: Store, opportunity_id: str, *, principal: Principal) -> domain.Opportunity | None:
@@ -311,7 +300,7 @@ async def move_opportunity(
     """Move the open opportunity to `stage`, published as crm.opportunity.stage_changed.v1; None when the caller
     sees no such opportunity. Raises OpportunityClosed or OpportunityRefused (an unknown stage, a field the
     stage requires and the opportunity lacks)."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> domain.Opportunity | None:
         opportunity = await repository.get_opportunity(uow, seen_by(principal, {"_id": opportunity_id}))
@@ -370,7 +359,7 @@ async def win_opportunity(
     its lines (crm.order.placed.v1, order id `SO-<opportunity id>`) in the same transaction. Winning it again
     answers it as it is. None when the caller sees no such opportunity. Raises OpportunityClosed (lost),
     OpportunityRefused (an order without lines) or CurrencyNotAccepted."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> domain.Opportunity | None:
         opportunity = await repository.get_opportunity(uow, seen_by(principal, {"_id": opportunity_id}))
@@ -431,7 +420,7 @@ async def lose_opportunity(
     """Lose the open opportunity for `reason`, published as crm.opportunity.lost.v1; losing it again answers it
     as it is. None when the caller sees no such opportunity. Raises OpportunityClosed (won) or
     OpportunityRefused (no reason)."""
-    at = to_millis(at)
+    at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> domain.Opportunity | None:
         opportunity = await repository.get_opportunity(uow, seen_by(principal, {"_id": opportunity_id}))

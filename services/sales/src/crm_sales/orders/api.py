@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from crm_sales.orders import domain, handlers, repository
-from crm_sales.settings import sales_settings
+from crm_sales.web import rates_of
 from crm_shared.api import (
     Accepted,
     Cursor,
@@ -36,7 +36,7 @@ from crm_shared.events import (
 from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, check_event_type, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 from crm_shared.store import AlreadyApplied, Rejected
 
 T = TypeVar("T")
@@ -44,11 +44,7 @@ T = TypeVar("T")
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 
-def get_rates(request: Request) -> ExchangeRates:
-    return sales_settings(get_runtime(request).settings).rate_table
-
-
-RatesDep = Annotated[ExchangeRates, Depends(get_rates)]
+RatesDep = Annotated[ExchangeRates, Depends(rates_of)]
 EventWriter = Annotated[Principal, requires("events:write")]
 LeadReader = Annotated[Principal, requires("leads:read")]
 LeadWriter = Annotated[Principal, requires("leads:write")]

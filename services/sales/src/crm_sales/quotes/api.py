@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from crm_sales.orders import handlers as orders
 from crm_sales.quotes import domain, handlers, pricing, repository
-from crm_sales.settings import sales_settings
+from crm_sales.web import rates_of
 from crm_shared.api import (
     Cursor,
     IdempotencyKey,
@@ -27,10 +27,9 @@ from crm_shared.api import (
     keyset_page,
 )
 from crm_shared.events import Channel, Currency, CustomerId, EntityId, Line, Money, Text, utc_now
-from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, requires
-from crm_shared.service import StoreDep, get_runtime
+from crm_shared.service import StoreDep
 
 T = TypeVar("T")
 
@@ -38,10 +37,6 @@ router = APIRouter(prefix="/v1", tags=["quotes"])
 
 QuoteReader = Annotated[Principal, requires("quotes:read")]
 QuoteWriter = Annotated[Principal, requires("quotes:write")]
-
-
-def _rates(request: Request) -> ExchangeRates:
-    return sales_settings(get_runtime(request).settings).rate_table
 
 
 def _percent(value: Any) -> Decimal:
@@ -533,7 +528,7 @@ async def create_quote(
     quote_id = f"Q-{command_event_id('sales/quotes', idempotency_key)}"
     try:
         quote, new = await handlers.create_quote(
-            store, body.new_quote(quote_id, principal), principal=principal, now=utc_now(), rates=_rates(request)
+            store, body.new_quote(quote_id, principal), principal=principal, now=utc_now(), rates=rates_of(request)
         )
     except domain.DiscountOverCap as exc:
         raise Problem(
@@ -620,7 +615,7 @@ async def send_quote(principal: QuoteWriter, store: StoreDep, quote_id: IdInPath
     responses=NO_SUCH_QUOTE,
 )
 async def accept_quote(request: Request, principal: QuoteWriter, store: StoreDep, quote_id: IdInPath) -> QuoteView:
-    accepting = handlers.accept_quote(store, quote_id, principal=principal, now=utc_now(), rates=_rates(request))
+    accepting = handlers.accept_quote(store, quote_id, principal=principal, now=utc_now(), rates=rates_of(request))
     return await _commanded(quote_id, accepting)
 
 
