@@ -34,7 +34,7 @@ from crm_shared.events import (
 from crm_shared.logging import get_logger
 from crm_shared.personal import key_id_of, new_personal_key, seal, unseal
 from crm_shared.security import OWNED, Principal
-from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
 
 SOURCE = "/crm/customer"
@@ -120,7 +120,7 @@ class _Ingest:
         key = self.keys.get(customer_id)
         if key is None:
             key_id, secret = new_personal_key()
-            key = domain.PersonalKey(customer_id, key_id, secret, repository.as_stored(utc_now()))
+            key = domain.PersonalKey(customer_id, key_id, secret, as_stored(utc_now()))
             self.keys[customer_id] = key
             self.new_keys.append(key)
         return key
@@ -416,7 +416,7 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
         profile = await repository.get_profile(uow, customer_id, where=_seen_by(seen_by, customer_id))
         if profile is None and not seen_by.sees_all_records:
             return None
-        at = repository.as_stored(utc_now())
+        at = as_stored(utc_now())
         key_id = await repository.destroy_personal_key(uow, customer_id)
         erased_fields: list[str] = []
         if profile is not None:

@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError
 from crm_customer.domain import Assignment, Details, Interaction, PersonalKey, Profile, Referral, TimelineEntry
 from crm_shared.api import keyset_page
 from crm_shared.events import CustomerReferred, InteractionLogged
-from crm_shared.store import DEADLETTERS, IndexSpec, UnitOfWork
+from crm_shared.store import DEADLETTERS, IndexSpec, UnitOfWork, as_stored
 
 CUSTOMERS = "customers"
 INTERACTIONS = "interactions"
@@ -32,11 +32,6 @@ INDEXES = (
     # An erasure finds the customer's kept dead-letter originals by their Kafka key, the customer id.
     IndexSpec(DEADLETTERS, IndexModel([("key", ASCENDING)], name="by_key")),
 )
-
-
-def as_stored(at: datetime) -> datetime:
-    """The time as MongoDB keeps it (milliseconds), so a fresh answer equals a later read."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 # ---------------------------------------------------------------- profiles

@@ -32,6 +32,7 @@ from crm_shared.events import (
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, UserId, check_event_type, requires
 from crm_shared.service import StoreDep
+from crm_shared.store import as_stored
 from crm_support import domain, handlers, repository
 
 router = APIRouter(prefix="/v1", tags=["support"])
@@ -49,8 +50,7 @@ TicketWriter = Annotated[Principal, requires("tickets:write")]
 
 def _command_time() -> datetime:
     # MongoDB keeps milliseconds: so what a POST answers is what a later GET reads.
-    now = utc_now()
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return as_stored(utc_now())
 
 
 class ComplaintView(BaseModel):
