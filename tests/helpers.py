@@ -33,10 +33,11 @@ def bearer(
     team: Iterable[str] = (),
     territories: Iterable[str] = (),
     groups: Iterable[str] = (),
-    expires_in: int = 600,
+    expires_in: int = 6 * 3600,
     **claims: Any,
 ) -> dict[str, str]:
-    """Headers with a token for `subject` holding `scopes` and the row-level claims."""
+    """Headers with a token for `subject` holding `scopes` and the row-level claims. Modules make their tokens
+    at import, so by default a token outlives the whole suite."""
     now = int(time.time())
     payload = {
         "iss": TOKEN_ISSUER,
