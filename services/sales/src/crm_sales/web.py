@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from crm_sales.forecasts.domain import Period, PeriodInvalid
+from crm_sales.orders.handlers import CurrencyNotAccepted
 from crm_sales.settings import sales_settings
 from crm_shared.money import ExchangeRates
 from crm_shared.problems import Problem
@@ -15,6 +16,11 @@ from crm_shared.service import get_runtime
 def rates_of(request: Request) -> ExchangeRates:
     """The platform rate table (CRM_REPORTING_CURRENCY, CRM_EXCHANGE_RATES) of the service answering."""
     return sales_settings(get_runtime(request).settings).rate_table
+
+
+def currency_not_accepted(exc: CurrencyNotAccepted) -> Problem:
+    """The 422 for money in a currency the rate table has no rate for, listing those it has."""
+    return Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted))
 
 
 def parse_period(text: str) -> Period:

@@ -14,7 +14,7 @@ from crm_sales.leads.drafts import LeadDraft
 from crm_sales.opportunities import domain as opportunities
 from crm_sales.opportunities import handlers as opportunity_handlers
 from crm_sales.orders.handlers import CurrencyNotAccepted
-from crm_sales.web import rates_of
+from crm_sales.web import currency_not_accepted, rates_of
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import (
     Channel,
@@ -425,7 +425,7 @@ async def convert_lead(
     except opportunity_handlers.UnknownPipeline as exc:
         raise Problem(422, "Unknown pipeline", f"no pipeline {exc}") from exc
     except CurrencyNotAccepted as exc:
-        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+        raise currency_not_accepted(exc) from exc
     if made is None:
         raise lead_not_found(lead_id)
     if not made.converted_now:

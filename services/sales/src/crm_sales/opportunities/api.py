@@ -13,7 +13,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from crm_sales.opportunities import domain, handlers, repository
 from crm_sales.orders import handlers as orders
-from crm_sales.web import owner_for, rates_of
+from crm_sales.web import currency_not_accepted, owner_for, rates_of
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import (
     Channel,
@@ -387,7 +387,7 @@ async def open_opportunity(
     except handlers.OpportunityIdTaken as exc:
         raise Problem(409, "Idempotency-Key reused", str(exc)) from exc
     except orders.CurrencyNotAccepted as exc:
-        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+        raise currency_not_accepted(exc) from exc
     except domain.OpportunityRefused as exc:
         raise Problem(422, "Opportunity invalid", str(exc)) from exc
     if not created:
@@ -592,7 +592,7 @@ async def win_opportunity(
     except domain.OpportunityRefused as exc:
         raise refused(exc) from exc
     except orders.CurrencyNotAccepted as exc:
-        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+        raise currency_not_accepted(exc) from exc
     if won is None:
         raise opportunity_not_found(opportunity_id)
     return OpportunityView.of(won)

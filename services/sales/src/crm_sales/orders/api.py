@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from crm_sales.orders import domain, handlers, repository
-from crm_sales.web import rates_of
+from crm_sales.web import currency_not_accepted, rates_of
 from crm_shared.api import (
     Accepted,
     Cursor,
@@ -55,7 +55,7 @@ async def priced(applying: Awaitable[T]) -> T:
     try:
         return await applying
     except handlers.CurrencyNotAccepted as exc:
-        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+        raise currency_not_accepted(exc) from exc
 
 
 CURRENCY_NOT_ACCEPTED = {

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from crm_sales.orders import handlers as orders
 from crm_sales.quotes import domain, handlers, pricing, repository
-from crm_sales.web import rates_of
+from crm_sales.web import currency_not_accepted, rates_of
 from crm_shared.api import (
     Cursor,
     IdempotencyKey,
@@ -498,7 +498,7 @@ async def _commanded(quote_id: str, running: Awaitable[domain.Quote | None]) -> 
     except domain.QuoteRefused as exc:
         raise Problem(409, "Quote status conflict", str(exc)) from exc
     except orders.CurrencyNotAccepted as exc:
-        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+        raise currency_not_accepted(exc) from exc
     if quote is None:
         raise quote_not_found(quote_id)
     return QuoteView.of(quote)
@@ -544,7 +544,7 @@ async def create_quote(
     except handlers.QuoteInvalid as exc:
         raise Problem(422, "Quote invalid", str(exc)) from exc
     except orders.CurrencyNotAccepted as exc:
-        raise Problem(422, "Currency not accepted", str(exc), accepted_currencies=list(exc.accepted)) from exc
+        raise currency_not_accepted(exc) from exc
     except handlers.IdempotencyKeyReused as exc:
         raise Problem(409, "Idempotency-Key reused", str(exc)) from exc
     if not new:
