@@ -88,7 +88,7 @@ async def test_a_usd_refund_of_a_eur_order_is_refused_with_both_currencies(new_s
         accepted = await http.post("/v1/events", json=body(refund_event(customer, order_id, "EUR", "5")))
         assert accepted.status_code == 202, accepted.text
         order = (await http.get(f"/v1/orders/{order_id}")).json()
-        assert (order["currency"], order["refunded"], order["status"]) == ("EUR", "5", "placed")
+        assert (order["currency"], order["refunded"], order["status"]) == ("EUR", "5", "partially_refunded")
 
 
 async def test_an_order_after_a_payment_in_another_currency_is_refused(new_store: NewStore) -> None:

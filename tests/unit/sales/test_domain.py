@@ -47,9 +47,12 @@ def test_refunds_may_not_exceed_the_total() -> None:
         domain.refund(order, REFUND, "r3", T0)
 
 
-def test_a_full_refund_makes_the_order_refunded_and_cancel_wins() -> None:
-    full = REFUND.model_copy(update={"amount": Decimal("100.00")})
-    order = domain.refund(domain.place(None, PLACED, T0), full, "r", T0)
+def test_a_partial_refund_then_the_rest_makes_the_order_refunded_and_cancel_wins() -> None:
+    paid = domain.pay(domain.place(None, PLACED, T0), PAID, "e-pay", T0)
+    partly = domain.refund(paid, REFUND, "r1", T0)
+    assert (partly.status, partly.refunded) == ("partially_refunded", Decimal("40.00"))
+    rest = REFUND.model_copy(update={"amount": Decimal("60.00")})
+    order = domain.refund(partly, rest, "r2", T0)
     assert order.status == "refunded"
     cancelled = domain.cancel(order, OrderCancelled(order_id="O-1", customer_id="C-1"), T0)
     assert cancelled.status == "cancelled"
@@ -68,7 +71,7 @@ def test_facts_in_any_order_give_the_same_order() -> None:
             order = step(order)
         assert order is not None
         results.add((order.status, order.paid, order.refunded, order.placed_at))
-    assert results == {("paid", Decimal("100.00"), Decimal("40.00"), T0)}
+    assert results == {("partially_refunded", Decimal("100.00"), Decimal("40.00"), T0)}
 
 
 def test_a_payment_before_its_order_waits_for_it() -> None:
@@ -136,8 +139,9 @@ def test_a_fulfilled_order_keeps_every_tracking_step_and_a_cancelled_one_is_not_
     order = domain.fulfil(domain.fulfil(paid, shipped, "e-ship", T0 + timedelta(days=1)), moved, "e-move", T0)
     assert order.status == "fulfilled"
     assert [(s.event_id, s.location) for s in order.shipments] == [("e-ship", "Depot"), ("e-move", "Out for delivery")]
-    # A full refund still wins over the fulfilment; a partial one leaves it fulfilled.
-    assert domain.refund(order, REFUND, "e-r1", T0).status == "fulfilled"
+    # A refund wins over the fulfilment: a partial one makes it partially refunded (tracking stays).
+    partly = domain.refund(order, REFUND, "e-r1", T0)
+    assert (partly.status, partly.refunded, len(partly.shipments)) == ("partially_refunded", Decimal("40.00"), 2)
     assert domain.refund(order, REFUND.model_copy(update={"amount": Decimal("100.00")}), "e-r", T0).status == (
         "refunded"
     )

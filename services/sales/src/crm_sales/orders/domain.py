@@ -19,7 +19,9 @@ from typing import Literal
 
 from crm_shared.events import OrderCancelled, OrderFulfilled, OrderPaid, OrderPlaced, OrderRefunded
 
-OrderStatus = Literal["awaiting_order", "placed", "paid", "fulfilled", "refunded", "cancelled"]
+OrderStatus = Literal[
+    "awaiting_order", "placed", "paid", "fulfilled", "partially_refunded", "refunded", "cancelled"
+]
 
 
 class OrderRejected(Exception):
@@ -105,6 +107,8 @@ class Order:
             return "awaiting_order"
         if self.refunds and self.refunded >= self.placed.total:
             return "refunded"
+        if self.refunded > 0:
+            return "partially_refunded"
         if self.shipments:
             return "fulfilled"
         if self.payments and self.paid >= self.placed.total:
