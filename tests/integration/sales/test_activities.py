@@ -165,3 +165,63 @@ async def test_an_owners_calendar_and_overdue_list_as_json_and_ics(sales: tuple[
     assert sorted(str(e["summary"]) for e in events) == ["Call back", "Quarterly review", "Send the brochure"]
     assert {str(e["uid"]).split("@")[0] for e in events} == set(ids[:3])
     assert (await http.get("/v1/calendars/rep-1/feed.ics", headers=OTHER_REP)).status_code == 404
+
+
+async def test_a_secret_calendar_address_reads_that_feed_without_a_credential_until_replaced_or_revoked(
+    sales: tuple[Store, httpx.AsyncClient],
+) -> None:
+    store, http = sales
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    for owner, headers in (("rep-1", REP), ("rep-9", OTHER_REP)):
+        answer = await http.post(
+            "/v1/activities",
+            json={"kind": "call", "title": f"Call of {owner}", "due_at": iso(due), "customer_id": "C-feed"},
+            headers=headers,
+        )
+        assert answer.status_code == 201, answer.text
+    assert (await http.get("/v1/calendars/rep-1/feed-address", headers=REP)).status_code == 404
+    # Only the owner (or an admin) makes one: the manager sees the calendar but may not hand it out.
+    manager_writes = bearer("boss-1", "activities:read", "activities:write", team=["rep-1"])
+    refused = await http.post("/v1/calendars/rep-1/feed-address", headers=manager_writes)
+    assert refused.status_code == 403 and "only rep-1 or an admin" in refused.json()["detail"]
+    assert (await http.post("/v1/calendars/rep-1/feed-address", headers=OTHER_REP)).status_code == 404
+
+    made = await http.post("/v1/calendars/rep-1/feed-address", headers=REP)
+    assert made.status_code == 201, made.text
+    address = made.json()
+    assert address["token"].startswith("calfeed_") and address["created_by"] == "token:rep-1"
+    assert address["url"].startswith("http://sales/v1/calendars/rep-1/feed.ics?token=calfeed_")
+    stored = await store.db["calendar_feeds"].find_one({"_id": "rep-1"})
+    assert stored is not None and address["token"].split("_", 2)[2] not in json.dumps(stored, default=str)
+
+    feed = await http.get(address["url"])  # no header: the address is the credential
+    assert feed.status_code == 200, feed.text
+    events = icalendar.Calendar.from_ical(feed.content).walk("VEVENT")
+    assert [str(e["summary"]) for e in events] == ["Call of rep-1"]
+    # It opens that calendar only, and a forged or mangled token opens nothing.
+    token = address["token"]
+    other = await http.get("/v1/calendars/rep-9/feed.ics", params={"token": token})
+    assert other.status_code == 401 and other.headers["content-type"] == PROBLEM
+    assert other.headers["www-authenticate"].startswith('Bearer realm="crm"')
+    for bad in (token[:-1] + ("A" if token[-1] != "A" else "B"), "calfeed_x", token.replace("calfeed_", "crm_")):
+        assert (await http.get("/v1/calendars/rep-1/feed.ics", params={"token": bad})).status_code == 401
+    # The token is no credential for anything else.
+    assert (await http.get("/v1/calendars/rep-1", params={"token": token})).status_code == 401
+    shown = (await http.get("/v1/calendars/rep-1/feed-address", headers=REP)).json()
+    assert shown == {k: address[k] for k in ("owner_id", "feed_id", "created_at", "created_by")}
+
+    # A new address replaces the old one at once; deleting it revokes it.
+    renewed = (await http.post("/v1/calendars/rep-1/feed-address", headers=ADMIN_HEADERS)).json()
+    assert renewed["feed_id"] != address["feed_id"]
+    assert (await http.get(address["url"])).status_code == 401
+    assert (await http.get(renewed["url"])).status_code == 200
+    assert (await http.delete("/v1/calendars/rep-1/feed-address", headers=REP)).status_code == 204
+    assert (await http.get(renewed["url"])).status_code == 401
+    assert (await http.delete("/v1/calendars/rep-1/feed-address", headers=REP)).status_code == 404
+    audited = [a async for a in store.db["audit_log"].find({}, {"action": 1, "reason": 1, "principal": 1})]
+    assert {a["action"] for a in audited} >= {
+        "POST /v1/calendars/{owner_id}/feed-address",
+        "DELETE /v1/calendars/{owner_id}/feed-address",
+        "GET /v1/calendars/{owner_id}/feed.ics",
+    }
+    assert all(token not in json.dumps(a, default=str) for a in audited)

@@ -80,7 +80,15 @@ def test_every_operation_but_health_and_metrics_needs_a_credential_and_says_whic
     document: dict[str, Any],
 ) -> None:
     assert open_operations(document) == []
-    assert set(document["components"]["securitySchemes"]) == {"ApiKey", "BearerToken"}
+    schemes = set(document["components"]["securitySchemes"])
+    assert schemes - {"CalendarFeedToken"} == {"ApiKey", "BearerToken"}
+    # The one other credential: a calendar's secret address, for that calendar's feed and nothing else.
+    feed_only = [
+        f"{method.upper()} {path}"
+        for path, method, op in operations(document)
+        if any("CalendarFeedToken" in requirement for requirement in op.get("security", []))
+    ]
+    assert feed_only == (["GET /v1/calendars/{owner_id}/feed.ics"] if "CalendarFeedToken" in schemes else [])
     for path, method, op in operations(document):
         if path in OPEN_PATHS:
             assert "security" not in op, f"{method.upper()} {path} reveals nothing and needs no credential"

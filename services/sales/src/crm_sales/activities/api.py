@@ -6,16 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security, status
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, SecurityScopes
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_sales.activities import calendar as ical
-from crm_sales.activities import domain, handlers, repository
+from crm_sales.activities import domain, feeds, handlers, repository
 from crm_sales.web import owner_for
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import ActivityKind, CustomerId, EntityId, Line, PlannedTime, Text, utc_now
 from crm_shared.problems import Problem
-from crm_shared.security import Principal, UserId, requires
+from crm_shared.security import ADMIN, Principal, UserId, audit, audited, requires
+from crm_shared.security.guard import api_key_scheme, authenticate, bearer_scheme, route_name
 from crm_shared.service import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["activities"])
@@ -244,9 +246,10 @@ To = Annotated[datetime | None, Query(alias="to", description="End (exclusive); 
 
 
 async def _calendar(
-    principal: Principal, store: StoreDep, owner_id: str, start: datetime | None, end: datetime | None
+    principal: Principal | None, store: StoreDep, owner_id: str, start: datetime | None, end: datetime | None
 ) -> list[domain.Activity]:
-    if not handlers.may_see_calendar(principal, owner_id):
+    """The owner's activities in the range; `principal` None when a feed token for this calendar was verified."""
+    if principal is not None and not handlers.may_see_calendar(principal, owner_id):
         raise Problem(404, "Calendar not found", f"no calendar of {owner_id} the caller sees")
     for given in (start, end):
         if given is not None and given.tzinfo is None:
@@ -261,6 +264,39 @@ async def _calendar(
         return await handlers.calendar(store, owner_id, begin.astimezone(UTC), finish.astimezone(UTC))
     except handlers.CalendarTooLarge as exc:
         raise Problem(422, "Invalid range", str(exc)) from exc
+
+
+feed_token_scheme = APIKeyQuery(
+    name="token",
+    scheme_name="CalendarFeedToken",
+    auto_error=False,
+    description="The secret address of one owner's calendar feed (`calfeed_<feed id>_<secret>`, from POST "
+    "/v1/calendars/{owner_id}/feed-address), for a calendar app that cannot send a credential. It reads that "
+    "feed and nothing else.",
+)
+READ_ACTIVITIES = ["activities:read"]
+
+
+async def feed_reader(
+    request: Request,
+    store: StoreDep,
+    owner_id: IdInPath,
+    token: Annotated[str | None, Security(feed_token_scheme)],
+    api_key: Annotated[str | None, Security(api_key_scheme, scopes=READ_ACTIVITIES)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme, scopes=READ_ACTIVITIES)],
+) -> Principal | None:
+    """The caller of the feed: a credential in a header as for every route, else the calendar's secret token
+    (None: the token opened this owner's calendar)."""
+    if token is None or api_key or bearer:
+        return await authenticate(request, SecurityScopes(READ_ACTIVITIES), api_key, bearer)
+    try:
+        await feeds.verify(store, owner_id, token)
+    except feeds.FeedRefused as exc:
+        audit.note(request.scope, route_name(request), principal="calendar-feed:unverified", reason=str(exc))
+        raise Problem(
+            401, "Unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer realm="crm", ApiKey realm="crm"'}
+        ) from exc
+    return None
 
 
 CALENDAR_ACCESS: dict[int | str, dict[str, Any]] = {
@@ -286,12 +322,18 @@ async def get_calendar(
     "/calendars/{owner_id}/feed.ics",
     summary="An owner's calendar as iCalendar (RFC 5545), for a calendar app to import or subscribe to",
     description="One VEVENT per activity (UID the activity id, so a subscribed calendar updates in place); "
-    "cancelled ones are marked CANCELLED; a reminder carries an alarm. The same credential as the API.",
+    "cancelled ones are marked CANCELLED; a reminder carries an alarm. The same credential as the API, or "
+    "for a calendar app that cannot send one the calendar's secret address (`?token=`, from POST "
+    "/v1/calendars/{owner_id}/feed-address).",
     response_class=Response,
     responses={200: {"content": {"text/calendar": {}}, "description": "The calendar"}, **CALENDAR_ACCESS},
 )
 async def get_calendar_feed(
-    principal: ActivityReader, store: StoreDep, owner_id: IdInPath, start: From = None, end: To = None
+    principal: Annotated[Principal | None, Depends(feed_reader)],
+    store: StoreDep,
+    owner_id: IdInPath,
+    start: From = None,
+    end: To = None,
 ) -> Response:
     activities = await _calendar(principal, store, owner_id, start, end)
     body = ical.ics(activities, name=f"CRM activities of {owner_id}", now=utc_now())
@@ -300,3 +342,84 @@ async def get_calendar_feed(
         media_type="text/calendar; charset=utf-8",
         headers={"Content-Disposition": f'inline; filename="{owner_id}.ics"'},
     )
+
+
+class FeedAddressView(BaseModel):
+    owner_id: str
+    feed_id: str = Field(description="Names the address (not secret): the audit log and a revocation show it.")
+    created_at: datetime
+    created_by: str = Field(description="Who made it (the audit log's name for them).")
+
+    @classmethod
+    def of(cls, address: feeds.FeedAddress) -> FeedAddressView:
+        return cls(**address.__dict__)
+
+
+class NewFeedAddressView(FeedAddressView):
+    token: str = Field(description="The secret: shown this once, kept only as a hash.")
+    url: str = Field(
+        description="The address to subscribe to: the feed with the token. Anyone who has it reads "
+        "this calendar, so treat it as a password."
+    )
+
+
+FEED_ADDRESS_ACCESS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Only the owner of a calendar (or an admin) makes, sees or revokes its secret address"},
+    404: {"description": "Not a calendar the caller sees, or it has no secret address"},
+}
+
+
+def _may_manage_feed(principal: Principal, owner_id: str) -> None:
+    if not handlers.may_see_calendar(principal, owner_id):
+        raise Problem(404, "Calendar not found", f"no calendar of {owner_id} the caller sees")
+    if ADMIN not in principal.scopes and not (principal.kind == "token" and principal.id == owner_id):
+        raise Problem(
+            403, "Forbidden", f"only {owner_id} or an admin manages the secret address of {owner_id}'s calendar"
+        )
+
+
+@router.post(
+    "/calendars/{owner_id}/feed-address",
+    response_model=NewFeedAddressView,
+    status_code=status.HTTP_201_CREATED,
+    summary="Make the secret address of an owner's calendar feed, replacing the one it had",
+    description="For a calendar app that cannot send a credential: subscribe to `url`. The token is shown once; "
+    "making a new one stops the old one at once, and DELETE revokes it. Only the owner (or an admin) makes it.",
+    responses=FEED_ADDRESS_ACCESS,
+    dependencies=[Depends(audited)],
+)
+async def make_feed_address(
+    request: Request, principal: ActivityWriter, store: StoreDep, owner_id: IdInPath
+) -> NewFeedAddressView:
+    _may_manage_feed(principal, owner_id)
+    made = await feeds.make(store, owner_id, at=utc_now(), by=principal.audit_name)
+    url = request.url_for("get_calendar_feed", owner_id=owner_id).include_query_params(token=made.token)
+    return NewFeedAddressView(**FeedAddressView.of(made.address).model_dump(), token=made.token, url=str(url))
+
+
+@router.get(
+    "/calendars/{owner_id}/feed-address",
+    response_model=FeedAddressView,
+    summary="Whether an owner's calendar has a secret address, and since when (never the token)",
+    responses=FEED_ADDRESS_ACCESS,
+)
+async def get_feed_address(principal: ActivityReader, store: StoreDep, owner_id: IdInPath) -> FeedAddressView:
+    _may_manage_feed(principal, owner_id)
+    address = await feeds.find(store, owner_id)
+    if address is None:
+        raise Problem(404, "No feed address", f"the calendar of {owner_id} has no secret address")
+    return FeedAddressView.of(address)
+
+
+@router.delete(
+    "/calendars/{owner_id}/feed-address",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke the secret address of an owner's calendar feed: the link stops working at once",
+    responses=FEED_ADDRESS_ACCESS,
+    dependencies=[Depends(audited)],
+)
+async def revoke_feed_address(principal: ActivityWriter, store: StoreDep, owner_id: IdInPath) -> Response:
+    _may_manage_feed(principal, owner_id)
+    if not await feeds.revoke(store, owner_id):
+        raise Problem(404, "No feed address", f"the calendar of {owner_id} has no secret address")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,9 +19,7 @@ from typing import Literal
 
 from crm_shared.events import OrderCancelled, OrderFulfilled, OrderPaid, OrderPlaced, OrderRefunded
 
-OrderStatus = Literal[
-    "awaiting_order", "placed", "paid", "fulfilled", "partially_refunded", "refunded", "cancelled"
-]
+OrderStatus = Literal["awaiting_order", "placed", "paid", "fulfilled", "partially_refunded", "refunded", "cancelled"]
 
 
 class OrderRejected(Exception):
