@@ -16,7 +16,7 @@ import pytest
 from crm_shared.embedded import EmbeddedServers, ensure_topics, free_port
 from crm_shared.store import IndexSpec, Store
 
-from helpers import ADMIN_KEY_SHA256, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_SECRET
+from helpers import ADMIN_KEY_SHA256, MATCH_KEY_SECRET, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_SECRET
 
 # Every service the tests build or start (as processes, which inherit this) accepts the suite's admin
 # key; the rate limit is the rate-limit tests' own business.
@@ -25,6 +25,8 @@ os.environ["CRM_AUTH_RATE_LIMIT"] = "100000/second"
 os.environ["CRM_AUTH_JWT_SECRET"] = TOKEN_SECRET
 os.environ["CRM_AUTH_JWT_ISSUER"] = TOKEN_ISSUER
 os.environ["CRM_AUTH_JWT_AUDIENCE"] = TOKEN_AUDIENCE
+# As under `crm run`: the customer service publishes match keys and sales checks new leads against them.
+os.environ["CRM_MATCH_KEY_SECRET"] = MATCH_KEY_SECRET
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ TOKEN_SECRET = "the-test-suite-signs-its-tokens-with-this-secret"
 TOKEN_ISSUER = "https://idp.test"
 TOKEN_AUDIENCE = "crm"
 """Every service of the tests accepts HS256 tokens signed with this (tests/conftest.py sets it)."""
+MATCH_KEY_SECRET = "the-test-suite-hashes-emails-and-phones-with-this"
+"""The customer service and sales of the tests share this match-key secret (tests/conftest.py sets it)."""
 
 
 def bearer(

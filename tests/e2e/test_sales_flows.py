@@ -72,3 +72,50 @@ async def test_a_converted_lead_is_one_customer_and_a_call_done_with_them_an_int
     async with TopicReader(backend.kafka_bootstrap, Topic.DEADLETTER) as reader:
         letters = [r for r in await reader.drain() if r.key == customer.encode()]
     assert letters == [], [r.value[:300] for r in letters]
+
+
+async def test_a_lead_who_is_a_customer_is_refused_until_the_customer_is_erased(
+    platform: Platform, http: httpx.AsyncClient, backend: Any
+) -> None:
+    customer_api, sales, run = platform.url("customer"), platform.url("sales"), uuid.uuid4().hex[:8]
+    customer = f"C-match-{run}"
+    signed_up = await http.post(
+        f"{customer_api}/v1/customers",
+        json={
+            "customer_id": customer,
+            "name": "Ada Lovelace",
+            "email": f"ada-{run}@example.com",
+            "phone": "+44 20 7946 0018",
+        },
+    )
+    assert signed_up.status_code == 201, signed_up.text
+    # The same person as sales writes them down: other case and spacing, the phone in another form.
+    lead = {"source": "field_visit", "name": "A. Lovelace", "email": f"  ADA-{run}@Example.com "}
+    by_phone = {"source": "inbound", "name": "Ada", "phone": "0044 (20) 7946-0018"}
+
+    async def refused(body: dict[str, Any]) -> Any:
+        # Before sales has the keys the lead is taken (and then refused as a duplicate lead): a customer's match
+        # is said first, so the wait ends once the keys arrive either way.
+        answer = await http.post(f"{sales}/v1/leads", json=body)
+        assert answer.status_code in (201, 409), answer.text
+        return answer.json() if "existing_customer_id" in answer.json() else None
+
+    problem = await eventually(lambda: refused(lead), what="sales to learn the customer's match keys")
+    assert (problem["existing_customer_id"], problem["title"]) == (customer, "Lead is a customer")
+    assert f"ada-{run}" not in problem["detail"].lower()
+    phone_refused = await http.post(f"{sales}/v1/leads", json=by_phone)
+    assert phone_refused.status_code == 409 and phone_refused.json()["existing_customer_id"] == customer
+
+    erased = await http.delete(f"{customer_api}/v1/customers/{customer}/personal-data")
+    assert erased.status_code == 200, erased.text
+
+    async def accepted() -> Any:
+        answer = await http.post(f"{sales}/v1/leads", json=by_phone)
+        assert answer.status_code in (201, 409), answer.text
+        return answer.json() if answer.status_code == 201 else None
+
+    await eventually(accepted, what="sales to drop the erased customer's match keys")
+
+    async with TopicReader(backend.kafka_bootstrap, Topic.DEADLETTER) as reader:
+        letters = [r for r in await reader.drain() if r.key == customer.encode()]
+    assert letters == [], [r.value[:300] for r in letters]

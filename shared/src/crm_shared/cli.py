@@ -7,6 +7,7 @@ crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its
 crm deadletters  print the records the services rejected, with the reasons
 crm keys      issue, list, rotate and revoke API keys (through a service's admin API)
 crm audit     print a service's audit log
+crm customer  the customer service's tasks (publish-match-keys): crm customer --help
 crm scoring   the scoring service's tasks (backtest, ...): crm scoring --help
 crm docs      regenerate docs/ (JSON Schemas and AsyncAPI); --check fails when they are stale
 """
@@ -18,7 +19,9 @@ import asyncio
 import importlib
 import json
 import os
+import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -67,6 +70,39 @@ def development_admin_key(data_dir: Path) -> str:
     return key
 
 
+MATCH_KEY_FILE = "match-key"
+
+
+def development_match_key_secret(data_dir: Path) -> str:
+    """The embedded default's match-key secret (CRM_MATCH_KEY_SECRET), made on first start and kept (owner-only)
+    in the data dir: the customer service and sales must share it, and keep it across restarts, since the keys
+    sales holds were made with it."""
+    path = data_dir / MATCH_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret + "\n")
+    return secret
+
+
+def _publish_existing_match_keys(env: dict[str, str], mongo: str) -> None:
+    """A data dir from before the match-key secret holds customers sales cannot match leads against yet: publish
+    their keys once (`crm customer publish-match-keys`), now that the secret exists."""
+    done = subprocess.run(
+        [sys.executable, "-m", "crm_customer.cli", "publish-match-keys"],
+        env={**env, "CRM_MONGO_URI": mongo},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0:
+        _say(f"new match-key secret in {MATCH_KEY_FILE}: {done.stdout.strip()}")
+    else:
+        _say(f"crm customer publish-match-keys failed ({done.stderr.strip()[-300:]}); run it by hand")
+
+
 def _admin_key(data_dir: str) -> str | None:
     """The key the CLI calls admin APIs with: CRM_API_KEY, else the one `crm run` made."""
     key = os.environ.get("CRM_API_KEY")
@@ -86,6 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         api_key = development_admin_key(data_dir)
         env["CRM_AUTH_ADMIN_KEY_SHA256"] = key_sha256(api_key)
+    new_match_key = False
+    if not env.get("CRM_MATCH_KEY_SECRET"):
+        new_match_key = not (data_dir / MATCH_KEY_FILE).exists()
+        env["CRM_MATCH_KEY_SECRET"] = development_match_key_secret(data_dir)
     kafka = os.environ.get("CRM_KAFKA_BOOTSTRAP")
     mongo = os.environ.get("CRM_MONGO_URI")
     servers = EmbeddedServers(
@@ -108,6 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("starting the five services ...")
         platform = Platform(kafka, mongo, {name: service_port(name) for name in SERVICES}, data_dir / "logs")
         platform.start(env=env)
+        if new_match_key:
+            _publish_existing_match_keys(env, mongo)
         if not args.no_demo and api_key:
             load_demo_data(platform, api_key)
         elif not args.no_demo:
@@ -367,6 +409,9 @@ def cmd_service_tasks(args: argparse.Namespace) -> int:
         return 2
     # Like the other commands, the tasks find what `crm run` started unless told otherwise.
     os.environ.setdefault("CRM_MONGO_URI", embedded_mongo_uri())
+    match_key = Path(os.environ.get("CRM_DATA_DIR", "var")) / MATCH_KEY_FILE
+    if "CRM_MATCH_KEY_SECRET" not in os.environ and match_key.exists():
+        os.environ["CRM_MATCH_KEY_SECRET"] = match_key.read_text().strip()
     status: int = tasks.main(args.task_args)
     return status
 
@@ -406,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=50)
     _admin_options(audit)
     audit.set_defaults(func=cmd_audit)
+    customer = sub.add_parser(
+        "customer", help="the customer service's tasks (publish-match-keys): crm customer --help", add_help=False
+    )
+    customer.set_defaults(func=cmd_service_tasks)
     scoring = sub.add_parser("scoring", help="the scoring service's tasks: crm scoring --help", add_help=False)
     scoring.set_defaults(func=cmd_service_tasks)
     sales = sub.add_parser("sales", help="the sales service's tasks (import-leads): crm sales --help", add_help=False)
@@ -420,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # A task owned by a service package parses its own options.
     args, task_args = parser.parse_known_args(argv)
-    if task_args and args.command not in ("scoring", "sales"):
+    if task_args and args.command not in ("customer", "scoring", "sales"):
         parser.error(f"unrecognized arguments: {' '.join(task_args)}")
     args.task_args = task_args
     command: Callable[[argparse.Namespace], int] = args.func

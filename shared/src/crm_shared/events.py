@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from crm_shared.matching import MAX_MATCH_KEYS, MatchKey
 from crm_shared.personal import ClearOrSealed
 
 # Namespace for ids derived from other ids, so a retry derives the same id again.
@@ -658,6 +659,23 @@ class QuoteRejected(Payload):
     reason: Text | None = Field(default=None, max_length=500)
 
 
+class CustomerMatchKeysChanged(Payload):
+    """The match keys of a customer (keyed hashes of their normalised email and phone, crm_shared.matching) as
+    they stand now: set when they sign up, emptied when their personal data is erased. Each event replaces the
+    set the one before it gave; a service that matches new records against customers keeps the newest."""
+
+    match_keys: list[MatchKey] = Field(default_factory=list, max_length=MAX_MATCH_KEYS)
+    reason: Literal["registered", "erased"] = Field(
+        description="registered: the keys of the details the customer signed up with; erased: none are left."
+    )
+
+    @model_validator(mode="after")
+    def _erased_has_none(self) -> Self:
+        if self.reason == "erased" and self.match_keys:
+            raise ValueError("an erasure leaves no match keys")
+        return self
+
+
 # ---------------------------------------------------------------- envelope
 
 DataT = TypeVar("DataT", bound=Payload)
@@ -910,6 +928,13 @@ class QuoteRejectedEvent(CloudEvent[QuoteRejected]):
     type: Literal["crm.quote.rejected.v1"] = "crm.quote.rejected.v1"
 
 
+class CustomerMatchKeysChangedEvent(CloudEvent[CustomerMatchKeysChanged]):
+    """A customer's match keys are set, or gone with their personal data."""
+
+    TYPE: ClassVar[str] = "crm.customer.match_keys_changed.v1"
+    type: Literal["crm.customer.match_keys_changed.v1"] = "crm.customer.match_keys_changed.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -939,6 +964,7 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         QuoteSentEvent,
         QuoteAcceptedEvent,
         QuoteRejectedEvent,
+        CustomerMatchKeysChangedEvent,
     )
 }
 
@@ -974,6 +1000,15 @@ CustomerIngest = Annotated[
     CustomerRegisteredEvent | InteractionLoggedEvent | ConsentChangedEvent | CustomerReferredEvent,
     Field(discriminator="type"),
 ]
+CustomerEvent = Annotated[
+    CustomerRegisteredEvent
+    | InteractionLoggedEvent
+    | ConsentChangedEvent
+    | CustomerReferredEvent
+    | CustomerMatchKeysChangedEvent,
+    Field(discriminator="type"),
+]
+"""What the customer service publishes on crm.customer.events."""
 AnyEvent = Annotated[
     OrderPlacedEvent
     | OrderPaidEvent
@@ -1000,7 +1035,8 @@ AnyEvent = Annotated[
     | ActivityCompletedEvent
     | QuoteSentEvent
     | QuoteAcceptedEvent
-    | QuoteRejectedEvent,
+    | QuoteRejectedEvent
+    | CustomerMatchKeysChangedEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

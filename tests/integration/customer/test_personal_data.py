@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,13 +23,14 @@ from crm_customer import domain, repository
 from crm_customer.app import create_service
 from crm_customer.settings import CustomerSettings
 from crm_shared.embedded import free_port
-from crm_shared.events import CustomerRegistered, CustomerRegisteredEvent, parse_event
+from crm_shared.events import CustomerMatchKeysChangedEvent, CustomerRegistered, CustomerRegisteredEvent, parse_event
+from crm_shared.matching import match_keys
 from crm_shared.personal import UnsealError, is_sealed, key_id_of, seal, unseal
 from crm_shared.security.audit import AUDIT_LOG
 from crm_shared.store import DEADLETTERS, Store, outbox_records
 from crm_shared.topics import Topic
 
-from helpers import ADMIN_HEADERS, TopicReader, bearer, broker_of_its_own, eventually
+from helpers import ADMIN_HEADERS, MATCH_KEY_SECRET, TopicReader, bearer, broker_of_its_own, eventually
 
 PERSONAL = ("name", "email", "phone")
 ERASE_ROUTE = "DELETE /v1/customers/{customer_id}/personal-data"
@@ -175,6 +176,38 @@ async def test_an_erased_customers_old_events_cannot_be_decrypted(
     again = await http.delete(f"/v1/customers/{customer}/personal-data")
     assert again.status_code == 200
     assert (again.json()["profile_fields"], again.json()["key_destroyed"]) == ([], False)
+
+
+async def test_a_sign_up_publishes_its_match_keys_and_an_erasure_empties_them(
+    service: tuple[httpx.AsyncClient, Store], kafka: str
+) -> None:
+    http, _ = service
+    customer, body = new_customer()
+    assert (await http.post("/v1/customers", json=body)).status_code == 201
+    registration = await published_registration(kafka, customer)
+
+    async with TopicReader(kafka, Topic.CUSTOMER_EVENTS) as reader:
+
+        def keys_of_customer(reason: str) -> Callable[[Any], bool]:
+            def wanted(record: Any) -> bool:
+                return record.key == customer.encode() and f'"reason":"{reason}"'.encode() in record.value
+
+            return wanted
+
+        record = await reader.find(keys_of_customer("registered"))
+        event = parse_event(record.value)
+        assert isinstance(event, CustomerMatchKeysChangedEvent)
+        # The keys of her email and phone as sales computes them from a lead: written another way, same keys.
+        secret = MATCH_KEY_SECRET.encode()
+        assert event.data.match_keys == match_keys(secret, email=body["email"].upper(), phone=body["phone"])
+        assert event.causationid == parse_event(registration.value).causationid  # the same sign-up
+        for field in PERSONAL:
+            assert body[field].encode() not in record.value
+
+        assert (await http.delete(f"/v1/customers/{customer}/personal-data")).status_code == 200
+        gone = parse_event((await reader.find(keys_of_customer("erased"))).value)
+        assert isinstance(gone, CustomerMatchKeysChangedEvent) and gone.data.match_keys == []
+        assert gone.time > event.time  # the newest set is the one a consumer keeps
 
 
 async def test_a_customer_registered_again_after_erasure_gets_a_fresh_key(

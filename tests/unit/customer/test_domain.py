@@ -18,6 +18,7 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ConsentChanged,
+    CustomerMatchKeysChanged,
     CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
@@ -248,6 +249,10 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
         QuoteRejected(customer_id="C-1", quote_id="Q-1", reason=FREE_TEXT),
         "Quote Q-1 rejected",
     ),
+    "crm.customer.match_keys_changed.v1": (
+        CustomerMatchKeysChanged(customer_id="C-1", reason="erased"),
+        "Personal data erased",
+    ),
 }
 
 
@@ -431,3 +436,11 @@ def test_the_preferred_channel_is_always_a_granted_one() -> None:
         profile, ConsentChanged(customer_id="C-1", channel="email", granted=False), T0 + timedelta(days=1)
     )
     assert refused.details.preferred_channel is None
+
+
+def test_a_sign_ups_match_keys_stay_off_the_timeline_and_an_erasure_is_on_it() -> None:
+    keys = CustomerMatchKeysChanged(customer_id="C-1", match_keys=["mk1:" + "a" * 43], reason="registered")
+    assert not domain.on_timeline(event_of("crm.customer.match_keys_changed.v1", keys))
+    erased = CustomerMatchKeysChanged(customer_id="C-1", reason="erased")
+    assert domain.on_timeline(event_of("crm.customer.match_keys_changed.v1", erased))
+    assert domain.on_timeline(event_of("crm.quote.rejected.v1", QuoteRejected(customer_id="C-1", quote_id="Q-1")))

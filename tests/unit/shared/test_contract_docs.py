@@ -143,6 +143,9 @@ SAMPLES: dict[str, events.Payload] = {
         customer_id="C-1", quote_id="Q-1", order_id="O-3", currency="EUR", total=Decimal("900.00")
     ),
     "crm.quote.rejected.v1": events.QuoteRejected(customer_id="C-1", quote_id="Q-1"),
+    "crm.customer.match_keys_changed.v1": events.CustomerMatchKeysChanged(
+        customer_id="C-1", match_keys=["mk1:" + "A" * 43], reason="registered"
+    ),
 }
 
 

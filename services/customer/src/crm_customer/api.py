@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm_customer import domain, handlers, repository
+from crm_customer.settings import match_secret_of
 from crm_shared.api import (
     Accepted,
     Cursor,
@@ -36,10 +37,18 @@ from crm_shared.events import (
 from crm_shared.personal import SealedValue, UnsealError
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, TerritoryId, UserId, audited, check_event_type, requires
-from crm_shared.service import StoreDep
+from crm_shared.service import StoreDep, get_runtime
 from crm_shared.store import AlreadyApplied
 
 router = APIRouter(prefix="/v1", tags=["customers"])
+
+
+def _match_secret(request: Request) -> bytes | None:
+    return match_secret_of(get_runtime(request).settings)
+
+
+MatchSecret = Annotated[bytes | None, Depends(_match_secret)]
+"""The platform's match-key secret: with it a sign-up publishes the customer's match keys."""
 
 API_SOURCE = "/crm/customer/api"
 
@@ -269,6 +278,7 @@ EventType = Annotated[
 )
 async def register_customer(
     store: StoreDep,
+    secret: MatchSecret,
     response: Response,
     customer: Annotated[CustomerRegistered, Body(examples=[CUSTOMER_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
@@ -287,7 +297,7 @@ async def register_customer(
             response,
             what="registration",
             conflict="Registration refused",
-            recording=handlers.register_customer(store, event),
+            recording=handlers.register_customer(store, event, match_secret=secret),
             existing_if_same=same_profile,
         )
     )
@@ -383,7 +393,11 @@ async def record_referral(
     },
 )
 async def submit_event(
-    store: StoreDep, request: Request, principal: EventWriter, event: Annotated[CustomerIngest, Body()]
+    store: StoreDep,
+    secret: MatchSecret,
+    request: Request,
+    principal: EventWriter,
+    event: Annotated[CustomerIngest, Body()],
 ) -> Accepted:
     check_event_type(request, principal, event.type)
     if isinstance(event, CustomerRegisteredEvent):
@@ -391,7 +405,7 @@ async def submit_event(
     else:
         # The same rule as the routes: a person changes only a customer they see; a sign-up has no owner yet.
         await _must_see(store, principal, event.customer_id)
-    return await accept_event(event.id, handlers.apply_ingest(store, event))
+    return await accept_event(event.id, handlers.apply_ingest(store, event, match_secret=secret))
 
 
 @router.get(

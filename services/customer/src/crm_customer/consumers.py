@@ -6,11 +6,12 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from crm_customer import handlers
+from crm_customer.settings import match_secret_of
 from crm_shared.events import (
     AnyEvent,
     CloudEvent,
     ConsentChangedEvent,
-    CustomerIngest,
+    CustomerEvent,
     CustomerReferredEvent,
     CustomerRegisteredEvent,
     DeadLetter,
@@ -36,9 +37,10 @@ CustomersIngest = Annotated[
 
 def register(runtime: Runtime) -> None:
     group = runtime.settings.consumer_group
+    secret = match_secret_of(runtime.settings)
 
     async def on_ingest(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_ingest_events(runtime.require_store(), events)
+        return await handlers.apply_ingest_events(runtime.require_store(), events, match_secret=secret)
 
     runtime.subscribe(
         Topic.INGEST_CUSTOMERS,
@@ -82,10 +84,12 @@ def register(runtime: Runtime) -> None:
         title="crm.customer.events",
         description="Sign-ups, consent changes, interactions and referrals the customer service accepted: "
         "crm.customer.registered.v1, crm.customer.consent_changed.v1, crm.interaction.logged.v1 and "
-        "crm.customer.referred.v1. Key: customer id (the referrer's for a referral). A sign-up's name, email "
+        "crm.customer.referred.v1; each customer's match keys (crm.customer.match_keys_changed.v1: keyed hashes "
+        "of the email and phone when CRM_MATCH_KEY_SECRET is set, none once erased). Key: customer id (the "
+        "referrer's for a referral). A sign-up's name, email "
         "and phone are sealed with the customer's key (sealed:v1:...): POST /v1/personal-data/unseal opens them "
         "(scope customers:unseal), and they become unreadable for good once the customer is erased.",
-        schema=CustomerIngest,
+        schema=CustomerEvent,
     )
     runtime.publishes(
         Topic.DEADLETTER,

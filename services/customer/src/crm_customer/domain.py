@@ -35,6 +35,7 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ConsentChanged,
+    CustomerMatchKeysChanged,
     CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
@@ -403,6 +404,10 @@ def _lead_qualified(d: LeadQualified) -> str:
     return f"Handed to sales as a qualified lead (segment {d.segment_id})"
 
 
+def _match_keys_changed(d: CustomerMatchKeysChanged) -> str:
+    return "Personal data erased" if d.reason == "erased" else "Match keys published"
+
+
 def _customer_referred(d: CustomerReferred) -> str:
     via = f" via {d.channel}" if d.channel else ""
     return f"Referred customer {d.referred_customer_id}{via} (referral {d.referral_id})"
@@ -485,6 +490,7 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     QuoteSent: _quote_sent,
     QuoteAccepted: _quote_accepted,
     QuoteRejected: _quote_rejected,
+    CustomerMatchKeysChanged: _match_keys_changed,
 }
 
 
@@ -507,6 +513,11 @@ class TimelineEntry:
     source: str
     summary: str
     data: Mapping[str, Any]
+
+
+def on_timeline(event: CloudEvent[Any]) -> bool:
+    """Whether the event belongs on the customer's timeline: all but a sign-up's match keys."""
+    return not (isinstance(event.data, CustomerMatchKeysChanged) and event.data.reason == "registered")
 
 
 def timeline_entry(event: CloudEvent[Any]) -> TimelineEntry:

@@ -13,7 +13,7 @@ sealed fields for a consumer that needs them; `erase_personal_data` destroys the
 profile and the originals of the customer's kept dead letters.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -24,6 +24,8 @@ from crm_shared.events import (
     CloudEvent,
     ConsentChanged,
     ConsentChangedEvent,
+    CustomerMatchKeysChanged,
+    CustomerMatchKeysChangedEvent,
     CustomerReferredEvent,
     CustomerRegistered,
     CustomerRegisteredEvent,
@@ -32,6 +34,7 @@ from crm_shared.events import (
     utc_now,
 )
 from crm_shared.logging import get_logger
+from crm_shared.matching import match_keys
 from crm_shared.personal import key_id_of, new_personal_key, seal, unseal
 from crm_shared.security import OWNED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, as_stored
@@ -63,6 +66,25 @@ def _republished(event: CloudEvent[Any], data: Any = None) -> CloudEvent[Any]:
         source=SOURCE,
         id=derived_event_id(SOURCE, event.id),
         time=event.time,
+        cause=event,
+    )
+
+
+def match_keys_of(event: CustomerRegisteredEvent, secret: bytes) -> CustomerMatchKeysChangedEvent:
+    """The match keys of a sign-up's email and phone, published with it so sales finds a lead who is this
+    customer. Its time is now, not the sign-up's: the newest set is the one kept, and an erasure (also now)
+    must stay newer than the sign-up before it."""
+    data = event.data
+    keys = match_keys(
+        secret,
+        email=data.email if isinstance(data.email, str) else None,
+        phone=data.phone if isinstance(data.phone, str) else None,
+    )
+    return CustomerMatchKeysChangedEvent.create(
+        CustomerMatchKeysChanged(customer_id=data.customer_id, match_keys=keys, reason="registered"),
+        source=SOURCE,
+        id=derived_event_id(SOURCE, f"match-keys:{event.id}"),
+        time=as_stored(utc_now()),
         cause=event,
     )
 
@@ -194,13 +216,16 @@ class _Ingest:
         await repository.insert_referrals(uow, self.new_referrals)
 
 
-async def apply_ingest_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+async def apply_ingest_events(
+    store: Store, events: Sequence[CloudEvent[Any]], *, match_secret: bytes | None = None
+) -> BatchOutcome:
     """Apply sign-ups, consent changes, interactions and referrals, the batch in one transaction, and publish
     each one that changed something on crm.customer.events (a sign-up with its personal fields sealed); a
     redelivered event changes nothing. The result of each is an Outcome (what is stored, and whether it was
     new); a registration with other details or with sealed personal fields, a consent change for an unknown
     customer (UnknownCustomer) or one the consents refuse, an interaction or referral id reused with other
-    content, or an event type not ingested here, is rejected and the others applied."""
+    content, or an event type not ingested here, is rejected and the others applied. With the platform's
+    match-key secret, a sign-up also publishes the customer's match keys (crm.customer.match_keys_changed.v1)."""
 
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         todo = batch.events
@@ -226,6 +251,8 @@ async def apply_ingest_events(store: Store, events: Sequence[CloudEvent[Any]]) -
             batch.done(event, outcome)
             if outcome.new:
                 uow.emit(state.republished(event), Topic.CUSTOMER_EVENTS)
+                if match_secret is not None and isinstance(event, CustomerRegisteredEvent):
+                    uow.emit(match_keys_of(event, match_secret), Topic.CUSTOMER_EVENTS)
         await state.save(uow)
 
     outcome = await store.apply_batch(CONSUMER, events, work)
@@ -249,16 +276,18 @@ def _log_applied(events: Sequence[CloudEvent[Any]], outcome: BatchOutcome) -> No
             _log_consent(result, event.id, event.data)
 
 
-async def apply_ingest(store: Store, event: CloudEvent[Any]) -> Outcome[Any]:
+async def apply_ingest(store: Store, event: CloudEvent[Any], *, match_secret: bytes | None = None) -> Outcome[Any]:
     """One ingest event (the API): its Outcome; raises AlreadyApplied, UnknownCustomer or Rejected."""
-    result: Outcome[Any] = (await apply_ingest_events(store, [event])).result_of(event)
+    result: Outcome[Any] = (await apply_ingest_events(store, [event], match_secret=match_secret)).result_of(event)
     return result
 
 
-async def register_customer(store: Store, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
-    """Store the profile and publish the sign-up, its personal fields sealed; the same details again change
-    nothing and emit nothing."""
-    return await apply_ingest(store, event)
+async def register_customer(
+    store: Store, event: CustomerRegisteredEvent, *, match_secret: bytes | None = None
+) -> Outcome[domain.Profile]:
+    """Store the profile and publish the sign-up, its personal fields sealed (and its match keys, with the
+    secret); the same details again change nothing and emit nothing."""
+    return await apply_ingest(store, event, match_secret=match_secret)
 
 
 async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcome[domain.Interaction]:
@@ -315,11 +344,14 @@ async def answer_consent(
 async def record_timeline_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
     """Put each event on its customer's timeline, the batch in one bulk write: `applied` are the events that
     were not there yet, `duplicates` those already there (or earlier in the batch). No transaction and no
-    processed record: an entry is a function of its event alone, keyed by the event id."""
+    processed record: an entry is a function of its event alone, keyed by the event id. A sign-up's match keys
+    are plumbing, not a fact about the customer: they are `ignored` (the erasure that empties them is kept)."""
     outcome = BatchOutcome()
     entries: dict[str, domain.TimelineEntry] = {}
     for event in events:
-        if event.id in entries:
+        if not domain.on_timeline(event):
+            outcome.ignored.append(event.id)
+        elif event.id in entries:
             outcome.duplicates.append(event.id)
         else:
             entries[event.id] = domain.timeline_entry(event)
@@ -378,12 +410,15 @@ class KeyGone(Exception):
     """The key a value was sealed with is not held (any more): the customer's personal data was erased."""
 
 
-async def unseal_personal_data(store: Store, customer_id: str, values: Mapping[str, str]) -> dict[str, str]:
+FieldT = TypeVar("FieldT", bound=str)
+
+
+async def unseal_personal_data(store: Store, customer_id: str, values: Mapping[FieldT, str]) -> dict[FieldT, str]:
     """The clear value of each sealed field (by field name) of the customer. Raises KeyGone when the key that
     sealed a value is gone (destroyed by an erasure, or never held), crm_shared.personal.UnsealError when a
     value does not decrypt as that field of that customer."""
     key = await repository.find_personal_key(store.db, customer_id)
-    clear: dict[str, str] = {}
+    clear: dict[FieldT, str] = {}
     for name, token in values.items():
         key_id = key_id_of(token)
         if key is None or key.key_id != key_id:
@@ -408,7 +443,8 @@ class Erasure:
 
 async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Principal) -> Erasure | None:
     """Destroy the customer's key (every sealed copy of their personal fields becomes unreadable), remove name,
-    email and phone from the profile and the originals of the customer's kept dead letters, in one transaction.
+    email and phone from the profile and the originals of the customer's kept dead letters, and publish that no
+    match key of theirs is left, in one transaction.
     None when `seen_by` may not see the customer; erasing again removes what is left, usually nothing. Those
     who see every record may erase a customer id without a profile (a refused sign-up's dead letter)."""
 
@@ -425,6 +461,14 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
                 erased_fields = profile.details.personal_fields
                 await repository.save_profile(uow, after)
         originals = await repository.erase_dead_letter_originals(uow, customer_id, at)
+        # No match key is left: a service that matched new records against this customer stops.
+        gone = CustomerMatchKeysChanged(customer_id=customer_id, match_keys=[], reason="erased")
+        uow.emit(
+            CustomerMatchKeysChangedEvent.create(
+                gone, source=SOURCE, id=derived_event_id(SOURCE, f"erased:{customer_id}:{at.isoformat()}"), time=at
+            ),
+            Topic.CUSTOMER_EVENTS,
+        )
         return Erasure(customer_id, at, erased_fields, key_id, originals)
 
     erasure = await store.transaction(work)
@@ -437,3 +481,38 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
             dead_letter_originals=erasure.dead_letter_originals,
         )
     return erasure
+
+
+MATCH_KEYS_PAGE = 500
+"""Customers per transaction when their match keys are published again."""
+
+
+async def publish_match_keys(
+    store: Store, secret: bytes, *, page: int = MATCH_KEYS_PAGE, progress: Callable[[int], None] | None = None
+) -> int:
+    """Publish every customer's match keys from the profile (those with an email or a phone, not erased), a page
+    of customers per transaction: for customers who signed up before the secret was set, or after it changed.
+    Running it again publishes the same keys again, which changes nothing downstream. The number published."""
+    published, after = 0, ""
+    while True:
+        cursor = store.db[repository.CUSTOMERS].find({"_id": {"$gt": after}}, {"email": 1, "phone": 1})
+        docs = await cursor.sort("_id", 1).limit(page).to_list(None)
+        if not docs:
+            return published
+        after = docs[-1]["_id"]
+        keyed = [(doc["_id"], match_keys(secret, email=doc.get("email"), phone=doc.get("phone"))) for doc in docs]
+        keyed = [(customer_id, keys) for customer_id, keys in keyed if keys]  # an erased one has none to publish
+        at = as_stored(utc_now())
+
+        async def work(uow: UnitOfWork, keyed: list[tuple[str, list[str]]] = keyed, at: datetime = at) -> None:
+            for customer_id, keys in keyed:
+                data = CustomerMatchKeysChanged(customer_id=customer_id, match_keys=keys, reason="registered")
+                event_id = derived_event_id(SOURCE, f"match-keys:{customer_id}:{at.isoformat()}")
+                event = CustomerMatchKeysChangedEvent.create(data, source=SOURCE, id=event_id, time=at)
+                uow.emit(event, Topic.CUSTOMER_EVENTS)
+
+        if keyed:
+            await store.transaction(work)
+        published += len(keyed)
+        if progress is not None:
+            progress(len(docs))

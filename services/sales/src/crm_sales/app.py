@@ -10,6 +10,7 @@ from crm_sales.activities import repository as activities_repository
 from crm_sales.analytics import api as analytics_api
 from crm_sales.commissions import api as commissions_api
 from crm_sales.commissions import repository as commissions_repository
+from crm_sales.customers import repository as customers_repository
 from crm_sales.expenses import api as expenses_api
 from crm_sales.expenses import repository as expenses_repository
 from crm_sales.forecasts import api as forecasts_api
@@ -38,6 +39,7 @@ INDEXES = (
     *forecasts_repository.INDEXES,
     *expenses_repository.INDEXES,
     *commissions_repository.INDEXES,
+    *customers_repository.INDEXES,
 )
 
 ROUTERS = (

@@ -30,7 +30,9 @@ async def run_import(
 ) -> handlers.ImportSummary:
     store = Store.connect(settings.mongo_uri, settings.database_name, client_options=mongo_client_options(settings))
     try:
-        return await handlers.import_leads(store, parsed, utc_now(), progress=progress)
+        return await handlers.import_leads(
+            store, parsed, utc_now(), progress=progress, match_secret=settings.match_secret
+        )
     finally:
         await store.close()
 

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+from crm_sales.customers import handlers as customers
 from crm_sales.leads import handlers as leads
 from crm_sales.orders import handlers as orders
 from crm_sales.settings import sales_settings
@@ -38,6 +39,19 @@ def register(runtime: Runtime) -> None:
         title="crm.marketing.events:sales",
         description="Qualified leads handed over by marketing (crm.lead.qualified.v1), kept once each for "
         "follow-up. Other event types are ignored.",
+    )
+
+    async def on_customer_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await customers.apply_customer_events(runtime.require_store(), events)
+
+    runtime.subscribe(
+        Topic.CUSTOMER_EVENTS,
+        schema=AnyEvent,
+        handler=on_customer_event,
+        title="crm.customer.events:sales",
+        description="Each customer's match keys (crm.customer.match_keys_changed.v1: keyed hashes of the email "
+        "and phone, none once erased), the newest kept, so a new lead who is a customer already is refused and a "
+        "conversion links the customer instead of registering them again. Other event types are ignored.",
     )
 
     runtime.publishes(

@@ -1,4 +1,5 @@
-"""What the sales API's routers share: the platform rate table, a period in a query, and whose a new record is."""
+"""What the sales API's routers share: the platform rate table and match-key secret, a period in a query, and
+whose a new record is."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from crm_shared.service import get_runtime
 def rates_of(request: Request) -> ExchangeRates:
     """The platform rate table (CRM_REPORTING_CURRENCY, CRM_EXCHANGE_RATES) of the service answering."""
     return sales_settings(get_runtime(request).settings).rate_table
+
+
+def match_secret_of(request: Request) -> bytes | None:
+    """The platform's match-key secret (CRM_MATCH_KEY_SECRET), None when unset: leads are checked against leads only."""
+    return sales_settings(get_runtime(request).settings).match_secret
 
 
 def currency_not_accepted(exc: CurrencyNotAccepted) -> Problem:

@@ -14,7 +14,7 @@ from crm_sales.leads.drafts import LeadDraft
 from crm_sales.opportunities import domain as opportunities
 from crm_sales.opportunities import handlers as opportunity_handlers
 from crm_sales.orders.handlers import CurrencyNotAccepted
-from crm_sales.web import currency_not_accepted, rates_of
+from crm_sales.web import currency_not_accepted, match_secret_of, rates_of
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import (
     Channel,
@@ -138,6 +138,10 @@ def duplicate_lead(exc: handlers.DuplicateLead) -> Problem:
     return Problem(409, "Duplicate lead", str(exc), existing_lead_id=exc.existing_id)
 
 
+def duplicate_customer(exc: handlers.DuplicateCustomer) -> Problem:
+    return Problem(409, "Lead is a customer", str(exc), existing_customer_id=exc.customer_id)
+
+
 router = APIRouter(prefix="/v1", tags=["leads"])
 
 
@@ -173,13 +177,19 @@ async def leads(principal: LeadReader, store: StoreDep, limit: Limit = 50, curso
     summary="Enter a lead from any source; the territories' rules assign it",
     description="A lead needs a name or a company and an email or a phone. One with the email or phone of an "
     "existing lead (compared trimmed and lower-case; phone by its digits) is refused with 409, naming the "
-    "existing lead in `existing_lead_id`. Without `owner_id` the first matching territory's rep gets it.",
+    "existing lead in `existing_lead_id`; one with a customer's (by the customer service's match keys, when "
+    "CRM_MATCH_KEY_SECRET is set) likewise, naming the customer in `existing_customer_id`. Without `owner_id` "
+    "the first matching territory's rep gets it.",
     responses={
         200: {"description": "Entered before with this Idempotency-Key and this content"},
-        409: {"description": "A duplicate of an existing lead, or the Idempotency-Key was used for another lead"},
+        409: {
+            "description": "A duplicate of an existing lead or a customer, or the Idempotency-Key was used for "
+            "another lead"
+        },
     },
 )
 async def create_lead(
+    request: Request,
     principal: LeadWriter,
     store: StoreDep,
     response: Response,
@@ -188,9 +198,13 @@ async def create_lead(
 ) -> LeadView:
     lead_id = "L-" + command_event_id(f"sales/leads/{principal.kind}:{principal.id}", idempotency_key)
     try:
-        lead, created = await handlers.create_lead(store, draft, lead_id, utc_now())
+        lead, created = await handlers.create_lead(
+            store, draft, lead_id, utc_now(), match_secret=match_secret_of(request)
+        )
     except handlers.DuplicateLead as exc:
         raise duplicate_lead(exc) from exc
+    except handlers.DuplicateCustomer as exc:
+        raise duplicate_customer(exc) from exc
     if not created:
         if not handlers.same_request(lead, draft):
             raise Problem(409, "Idempotency-Key reused", "this Idempotency-Key was used for a different lead")
@@ -210,7 +224,9 @@ class RowRejected(BaseModel):
 
 class ImportView(BaseModel):
     imported: int
-    duplicates: int = Field(description="Rows refused as duplicates (of an earlier row or an existing lead).")
+    duplicates: int = Field(
+        description="Rows refused as duplicates (of an earlier row, an existing lead, or a customer)."
+    )
     rejected: list[RowRejected] = Field(description="Every row not imported, duplicates included, with the reason.")
 
 
@@ -253,7 +269,7 @@ async def import_leads(
         parsed = importing.parse_leads(importing.decode(body), source)
     except importing.UnreadableFile as exc:
         raise Problem(422, "Not a leads CSV", str(exc)) from exc
-    summary = await handlers.import_leads(store, parsed, utc_now())
+    summary = await handlers.import_leads(store, parsed, utc_now(), match_secret=match_secret_of(request))
     return ImportView(
         imported=summary.imported,
         duplicates=summary.duplicates,
@@ -414,7 +430,13 @@ async def convert_lead(
     rates = rates_of(request)
     try:
         made = await conversion.convert_lead(
-            store, lead_id, body.request(), utc_now(), principal=principal, rates=rates
+            store,
+            lead_id,
+            body.request(),
+            utc_now(),
+            principal=principal,
+            rates=rates,
+            match_secret=match_secret_of(request),
         )
     except conversion.LeadNotConvertible as exc:
         raise Problem(409, "Lead not convertible", str(exc)) from exc

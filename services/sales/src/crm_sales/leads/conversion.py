@@ -1,5 +1,6 @@
 """Converting a lead, exactly once: one command registers the customer (crm.customer.registered.v1 on
-crm.ingest.customers, which the customer service consumes) unless the lead is one already, links the account of
+crm.ingest.customers, which the customer service consumes) unless the lead is one already (named, or its email
+or phone a known customer's by their match keys), links the account of
 the lead's company (found by name, or new) with the customer as its contact, opens the opportunity, marks the
 lead converted and publishes crm.lead.converted.v1, all in one transaction.
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from crm_sales.accounts import domain as accounts
 from crm_sales.accounts import repository as account_store
+from crm_sales.customers import handlers as customers
 from crm_sales.leads import domain, repository
 from crm_sales.leads.handlers import leads_seen_by
 from crm_sales.opportunities import domain as opportunities
@@ -146,9 +148,11 @@ async def convert_lead(
     *,
     principal: Principal,
     rates: ExchangeRates,
+    match_secret: bytes | None = None,
 ) -> Conversion | None:
     """Convert the lead the caller sees (None when there is none for them); converting it again answers the
-    conversion that was made. Raises LeadNotConvertible, UnknownAccount, and what opening the opportunity
+    conversion that was made. With the match-key secret, a lead that is a customer's email or phone converts to
+    that customer. Raises LeadNotConvertible, UnknownAccount, and what opening the opportunity
     raises (UnknownPipeline, OpportunityRefused, CurrencyNotAccepted)."""
     at = as_stored(at)
 
@@ -164,7 +168,12 @@ async def convert_lead(
         why_not = domain.can_convert(lead)
         if why_not is not None:
             raise LeadNotConvertible(why_not)
-        known = request.customer_id or lead.customer_id
+        # A person who became a customer after the lead was entered is linked, not registered again.
+        known = (
+            request.customer_id
+            or lead.customer_id
+            or await customers.customer_matching(uow, match_secret, lead.email_key, lead.phone_key)
+        )
         customer_id = known or derived_id("C", "customer", lead_id)
         if known is None:
             await _register(uow, lead, customer_id, request.channel or CHANNEL_OF_SOURCE[lead.source], at)

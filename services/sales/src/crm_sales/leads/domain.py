@@ -7,13 +7,17 @@ and phone (and by customer id when marketing sent one).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, get_args
 
 from crm_shared.events import LeadQualified, LeadSource
+
+# The normalisation is the platform's: the customer service's match keys use the same.
+from crm_shared.matching import PHONE_DIGITS as PHONE_DIGITS
+from crm_shared.matching import normalise_email as normalise_email
+from crm_shared.matching import normalise_phone as normalise_phone
 
 LeadStatus = Literal["new", "contacted", "qualified", "converted", "disqualified"]
 STATUSES: tuple[LeadStatus, ...] = get_args(LeadStatus)
@@ -97,38 +101,6 @@ def take_lead(qualified: LeadQualified, at: datetime) -> Lead:
 
 
 # ---------------------------------------------------------------- duplicates
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE_DIGITS = (6, 15)
-
-
-def normalise_email(raw: str | None) -> str | None:
-    """The email as duplicates are found by: trimmed and lower-case; None for none. Raises ValueError (with no
-    part of the address in its message: personal data) for one that is not an address."""
-    if raw is None or not raw.strip():
-        return None
-    email = raw.strip().lower()
-    if not _EMAIL.match(email) or len(email) > 254:
-        raise ValueError("email is not a valid address")
-    return email
-
-
-def normalise_phone(raw: str | None) -> str | None:
-    """The phone as duplicates are found by: its digits, with a leading + when it is international (written
-    with + or 00); None for none. Raises ValueError (with no digit of it in the message) otherwise."""
-    if raw is None or not raw.strip():
-        return None
-    text = raw.strip()
-    if re.search(r"[^0-9+()./\s-]", text) or "+" in text[1:]:
-        raise ValueError("phone may hold only digits, spaces, ()-./ and a leading +")
-    digits = re.sub(r"\D", "", text)
-    international = text.startswith("+") or digits.startswith("00")
-    if digits.startswith("00"):
-        digits = digits[2:]
-    low, high = PHONE_DIGITS
-    if not low <= len(digits) <= high:
-        raise ValueError(f"phone must have {low} to {high} digits")
-    return f"+{digits}" if international else digits
 
 
 @dataclass(frozen=True)

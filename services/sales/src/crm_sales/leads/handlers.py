@@ -11,6 +11,7 @@ from typing import Any
 
 from pymongo import UpdateOne
 
+from crm_sales.customers import handlers as customers
 from crm_sales.leads import domain, repository
 from crm_sales.leads.drafts import LeadDraft
 from crm_sales.leads.importing import LeadRow, ParsedFile, RowError
@@ -42,6 +43,17 @@ class DuplicateLead(Exception):
     def __init__(self, existing_id: str) -> None:
         super().__init__(f"the lead duplicates lead {existing_id} (same email, phone or customer)")
         self.existing_id = existing_id
+
+
+class DuplicateCustomer(Exception):
+    """The new lead is a person the customer service knows already (their match keys share its email or phone)."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(
+            f"the lead is customer {customer_id} already (same email or phone): sell to the customer, e.g. open an "
+            "opportunity for them"
+        )
+        self.customer_id = customer_id
 
 
 class LeadClosed(Exception):
@@ -138,15 +150,22 @@ def same_request(lead: domain.Lead, draft: LeadDraft) -> bool:
     return same and (draft.owner_id is None or draft.owner_id == lead.owner_id)
 
 
-async def create_lead(store: Store, draft: LeadDraft, lead_id: str, at: datetime) -> tuple[domain.Lead, bool]:
+async def create_lead(
+    store: Store, draft: LeadDraft, lead_id: str, at: datetime, *, match_secret: bytes | None = None
+) -> tuple[domain.Lead, bool]:
     """Keep a new lead, assigned by the rules; (lead, False) when a lead with this id exists already (the caller
-    decides whether it is the same request). Raises DuplicateLead for a person a lead already is."""
+    decides whether it is the same request). Raises DuplicateLead for a person a lead already is, and, with the
+    platform's match-key secret, DuplicateCustomer for one a customer already is."""
     lead = draft.lead(lead_id, as_stored(at))
 
     async def work(uow: UnitOfWork) -> tuple[domain.Lead, bool]:
         found = await uow.db[repository.LEADS].find_one({"_id": lead_id}, session=uow.session)
         if found is not None:
             return repository.lead_from_document(found), False
+        # That the person is a customer matters more than that a lead for them exists: it is said first.
+        customer = await customers.customer_matching(uow, match_secret, lead.email_key, lead.phone_key)
+        if customer is not None:
+            raise DuplicateCustomer(customer)
         known = await repository.known_leads(uow, [domain.duplicate_keys(lead)])
         duplicate = known.duplicate_of(domain.duplicate_keys(lead))
         if duplicate is not None:
@@ -174,17 +193,22 @@ IMPORT_CHUNK = 200
 """Rows per transaction: a crash loses at most one chunk's work, and a re-run finds the rest as duplicates."""
 
 
-async def import_chunk(store: Store, rows: Sequence[LeadRow], at: datetime) -> tuple[list[domain.Lead], list[RowError]]:
+async def import_chunk(
+    store: Store, rows: Sequence[LeadRow], at: datetime, *, match_secret: bytes | None = None
+) -> tuple[list[domain.Lead], list[RowError]]:
     """Import one chunk of checked rows in one transaction, assigned by the rules: the leads kept, and the rows
-    that duplicate an existing lead."""
+    that duplicate an existing lead (or, with the match-key secret, a customer)."""
 
     async def work(uow: UnitOfWork) -> tuple[list[domain.Lead], list[RowError]]:
         known = await repository.known_leads(uow, [row.keys for row in rows])
+        matched = await customers.customers_matching(uow, match_secret, [(r.keys.email, r.keys.phone) for r in rows])
         fresh: list[domain.Lead] = []
         duplicates: list[RowError] = []
-        for row in rows:
+        for row, customer in zip(rows, matched, strict=True):
             existing = known.duplicate_of(row.keys)
-            if existing is not None:
+            if customer is not None:
+                duplicates.append(RowError(row.row, f"customer {customer} already (same email or phone)", True))
+            elif existing is not None:
                 duplicates.append(RowError(row.row, f"duplicate of lead {existing} (same email or phone)", True))
             else:
                 fresh.append(row.draft.lead(new_lead_id(), at))
@@ -202,6 +226,7 @@ async def import_leads(
     *,
     chunk: int = IMPORT_CHUNK,
     progress: Callable[[int], None] | None = None,
+    match_secret: bytes | None = None,
 ) -> ImportSummary:
     """Import a parsed file's good rows chunk by chunk; the bad rows and the duplicates are reported by row.
     `progress` is told how many rows each step settled (the rejected ones first)."""
@@ -212,7 +237,7 @@ async def import_leads(
         progress(len(parsed.errors))
     for start in range(0, len(parsed.rows), chunk):
         rows = parsed.rows[start : start + chunk]
-        kept, duplicates = await import_chunk(store, rows, at)
+        kept, duplicates = await import_chunk(store, rows, at, match_secret=match_secret)
         summary.imported += len(kept)
         summary.lead_ids += [lead.lead_id for lead in kept]
         summary.duplicates += len(duplicates)

@@ -1,0 +1,1 @@
+"""The customers the customer service knows, as match keys only: what a new lead is checked against."""
