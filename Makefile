@@ -24,7 +24,7 @@ test: install
 lint: install
 	$(BIN)/ruff check shared services tests benchmarks
 	$(BIN)/ruff format --check shared services tests benchmarks
-	$(BIN)/mypy shared/src
+	$(BIN)/mypy shared/src services/*/src
 
 format: install
 	$(BIN)/ruff format shared services tests benchmarks
