@@ -87,7 +87,7 @@ def development_match_key_secret(data_dir: Path) -> str:
     return secret
 
 
-def _publish_existing_match_keys(env: dict[str, str], mongo: str) -> None:
+def _publish_existing_match_keys(env: dict[str, str], mongo: str, made: Path) -> None:
     """A data dir from before the match-key secret holds customers sales cannot match leads against yet: publish
     their keys once (`crm customer publish-match-keys`), now that the secret exists."""
     done = subprocess.run(
@@ -98,7 +98,7 @@ def _publish_existing_match_keys(env: dict[str, str], mongo: str) -> None:
         check=False,
     )
     if done.returncode == 0:
-        _say(f"new match-key secret in {MATCH_KEY_FILE}: {done.stdout.strip()}")
+        _say(f"new match-key secret in {made}: {done.stdout.strip()}")
     else:
         _say(f"crm customer publish-match-keys failed ({done.stderr.strip()[-300:]}); run it by hand")
 
@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         platform = Platform(kafka, mongo, {name: service_port(name) for name in SERVICES}, data_dir / "logs")
         platform.start(env=env)
         if new_match_key:
-            _publish_existing_match_keys(env, mongo)
+            _publish_existing_match_keys(env, mongo, data_dir / MATCH_KEY_FILE)
         if not args.no_demo and api_key:
             load_demo_data(platform, api_key)
         elif not args.no_demo:

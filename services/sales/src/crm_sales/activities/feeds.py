@@ -79,5 +79,5 @@ async def verify(store: Store, owner_id: str, token: str) -> FeedAddress:
     # The digest is compared even for a wrong feed id, so the answer takes as long either way.
     expected = doc["secret_sha256"] if doc else _digest("")
     if not hmac.compare_digest(_digest(secret), expected) or doc is None or doc["feed_id"] != feed_id:
-        raise FeedRefused(f"this token does not open the calendar of {owner_id}: it was replaced or revoked")
+        raise FeedRefused(f"this token does not open the calendar of {owner_id}: it is wrong, replaced or revoked")
     return _address(doc)
