@@ -1,0 +1,1 @@
+"""Tickets: requests, complaints and questions, their lifecycle, conversation and history."""
