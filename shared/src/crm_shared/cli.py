@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crm_shared.embedded import EmbeddedError, EmbeddedServers, ensure_topics
@@ -186,6 +187,7 @@ def _print_addresses(platform: Platform, api_key: str | None, key_file: Path) ->
     _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("scoring")}/v1/customers/C-1001/scores')
     _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("marketing")}/v1/customers/C-1001/enrolments')
     _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("customer")}/v1/customers/C-1001/timeline')
+    _say(f'  curl -s -H "X-API-Key: $CRM_API_KEY" {platform.url("sales")}/v1/leads')
 
 
 DEMO_CUSTOMERS = (
@@ -239,7 +241,58 @@ def load_demo_data(platform: Platform, api_key: str) -> None:
             },
             api_key=api_key,
         )
-    _say("demo data loaded: customers C-1001, C-1002, C-1003")
+    _load_demo_sales(platform, api_key)
+    _say("demo data loaded: customers C-1001, C-1002, C-1003; a territory, two leads, an opportunity and a call")
+
+
+DEMO_TERRITORY = {
+    "territory_id": "demo-north",
+    "name": "North (demo)",
+    "priority": 10,
+    "regions": ["north"],
+    "strategy": "round_robin",
+    "reps": [{"user_id": "rep-1", "capacity": 50}, {"user_id": "rep-2", "capacity": 50}],
+}
+DEMO_LEADS = (
+    (
+        "demo-lead-1",
+        {"source": "field_visit", "name": "Dora Demo", "email": "dora.demo@example.com", "region": "north"},
+    ),
+    (
+        "demo-lead-2",
+        {"source": "inbound", "company": "Northwind Demo Ltd", "phone": "+44 20 7946 0999", "region": "north"},
+    ),
+)
+
+
+def _load_demo_sales(platform: Platform, api_key: str) -> None:
+    """Something for each sales view; every call is idempotent, so a restart adds nothing twice."""
+    sales = platform.url("sales")
+    http_json("POST", f"{sales}/v1/territories", DEMO_TERRITORY, api_key=api_key)
+    for key, lead in DEMO_LEADS:
+        http_json("POST", f"{sales}/v1/leads", lead, api_key=api_key, headers={"Idempotency-Key": key})
+    opportunity = {
+        "customer_id": "C-1001",
+        "name": "Second machine for Ada Demo",
+        "amount": "4800.00",
+        "currency": "EUR",
+        "owner_id": "rep-1",
+        "lines": [{"sku": "ATM-200", "quantity": 2, "unit_price": "2400.00"}],
+    }
+    http_json(
+        "POST", f"{sales}/v1/opportunities", opportunity, api_key=api_key, headers={"Idempotency-Key": "demo-opp-1"}
+    )
+    call = {
+        "kind": "call",
+        "title": "Call Ada Demo about the second machine",
+        # Tomorrow at 10:00 UTC on the first start: on rep-1's calendar, and overdue on a later one.
+        "due_at": (datetime.now(UTC) + timedelta(days=1))
+        .replace(hour=10, minute=0, second=0, microsecond=0)
+        .isoformat(),
+        "customer_id": "C-1001",
+        "owner_id": "rep-1",
+    }
+    http_json("POST", f"{sales}/v1/activities", call, api_key=api_key, headers={"Idempotency-Key": "demo-call-1"})
 
 
 def cmd_topics(_: argparse.Namespace) -> int:

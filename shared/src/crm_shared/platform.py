@@ -47,10 +47,16 @@ def service_env(name: str, kafka_bootstrap: str, mongo_uri: str, port: int, base
 
 
 def http_json(
-    method: str, url: str, body: Any | None = None, timeout: float = 10, *, api_key: str | None = None
+    method: str,
+    url: str,
+    body: Any | None = None,
+    timeout: float = 10,
+    *,
+    api_key: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
+    headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {}), **(headers or {})}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -1,0 +1,37 @@
+"""The demo data `crm run` loads, on the real services: every view has something to show, and loading it on
+every start adds nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from crm_shared.cli import load_demo_data
+from crm_shared.platform import Platform
+
+from helpers import ADMIN_KEY, eventually
+
+
+async def test_the_demo_data_fills_each_view_once_however_often_it_is_loaded(
+    platform: Platform, http: httpx.AsyncClient
+) -> None:
+    for _ in range(2):
+        await asyncio.to_thread(load_demo_data, platform, ADMIN_KEY)
+    sales = platform.url("sales")
+
+    customer = await http.get(f"{platform.url('customer')}/v1/customers/C-1001")
+    assert customer.status_code == 200 and customer.json()["name"] == "Ada Demo"
+
+    async def demo_leads() -> Any:
+        leads = (await http.get(f"{sales}/v1/leads", params={"limit": 200})).json()["items"]
+        return [lead for lead in leads if "Demo" in (lead["name"] or lead["company"] or "")]
+
+    leads = await eventually(demo_leads, what="the demo leads")
+    # The demo territory's rule shared them round-robin between its two reps.
+    assert sorted(lead["owner_id"] for lead in leads) == ["rep-1", "rep-2"]
+    opportunities = (await http.get(f"{sales}/v1/opportunities", params={"limit": 200})).json()["items"]
+    assert [o["amount"] for o in opportunities if o["name"] == "Second machine for Ada Demo"] == ["4800.00"]
+    calendar = (await http.get(f"{sales}/v1/calendars/rep-1")).json()
+    assert [a["title"] for a in calendar].count("Call Ada Demo about the second machine") == 1
