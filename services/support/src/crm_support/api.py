@@ -65,7 +65,10 @@ class ComplaintView(BaseModel):
     group: str | None = Field(description="The support group (queue) working the complaint; null for none.")
     assignee_id: str | None = Field(description="The agent assigned (their token subject); null for none.")
     filed_at: datetime
-    sla_due_at: datetime
+    sla_due_at: datetime = Field(description="When the first response is due: by the SLA policy, else by severity.")
+    sla_policy_id: str | None = Field(
+        description="The SLA policy that set the due time (GET /v1/sla/policies/{id}); null: the severity's target."
+    )
     sla_state: domain.SlaState = Field(description="'breached' once the response target has passed.")
 
     @classmethod
@@ -84,6 +87,7 @@ class ComplaintView(BaseModel):
             assignee_id=complaint.assignee_id,
             filed_at=complaint.filed_at,
             sla_due_at=complaint.sla_due_at,
+            sla_policy_id=complaint.sla_policy_id,
             sla_state=domain.sla_state(complaint, utc_now()),
         )
 

@@ -5,17 +5,20 @@ from fastapi import FastAPI
 from crm_shared.service import Runtime, create_app
 from crm_support import api, consumers, repository
 from crm_support.settings import SupportSettings
+from crm_support.sla import api as sla_api
+from crm_support.sla import repository as sla_repository
 
 
 def create_service(settings: SupportSettings | None = None) -> FastAPI:
     settings = settings or SupportSettings()
-    runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
+    runtime = Runtime.for_service(settings, indexes=(*repository.INDEXES, *sla_repository.INDEXES))
     consumers.register(runtime, settings.sla_targets)
     app = create_app(
         runtime,
         title="CRM support",
-        description="Complaints and their SLA, satisfaction surveys; publishes crm.support.events.",
-        routers=[api.router],
+        description="Complaints and their SLA (policies by value tier, priority, category and channel, on "
+        "business-hours calendars), satisfaction surveys; publishes crm.support.events.",
+        routers=[api.router, sla_api.router],
     )
     app.state.sla_targets = settings.sla_targets
     return app

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from crm_shared.events import CloudEvent, DeadLetter, TicketIngest
+from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, TicketIngest
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
@@ -22,6 +22,19 @@ def register(runtime: Runtime, targets: SlaTargets) -> None:
         title="crm.ingest.tickets:support",
         description="Complaints and survey answers from channel systems. "
         "Invalid or contradicting records go to crm.deadletter with the reason.",
+    )
+
+    async def on_segment_changes(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await handlers.apply_segment_events(runtime.require_store(), events)
+
+    # Any catalog event is accepted: segment changes on other dimensions are ignored.
+    runtime.subscribe(
+        Topic.SCORING_SEGMENTS,
+        schema=AnyEvent,
+        handler=on_segment_changes,
+        title="crm.scoring.segments:support",
+        description="Each customer's value tier (crm.segment.changed.v1 on dimension value_tier), the newest kept: "
+        "SLA policies match on it, so better customers get faster service. Other dimensions are ignored.",
     )
 
     runtime.publishes(

@@ -1,8 +1,9 @@
 """Complaints with their SLA, and survey answers, as support has seen them. Pure: no I/O, no framework.
 
 A complaint is open from the time the channel filed it until it is resolved; resolution and
-escalation come in a later issue, so today every complaint stays "open". Its SLA response target
-depends on its severity. A complaint or survey answer is filed once: the same fact again changes
+escalation come with tickets, so today every complaint stays "open". Its response is due by the first
+SLA policy that matches it (crm_support.sla: value tier, priority, category, channel), else by the target
+of its severity. A complaint or survey answer is filed once: the same fact again changes
 nothing, a different fact under the same id is refused.
 
 A complaint is worked by a group (the queue the channel routed it to) and, once assigned, by an agent; both
@@ -49,6 +50,8 @@ class Complaint:
     status: ComplaintStatus = "open"
     group: str | None = None
     assignee_id: str | None = None
+    sla_policy_id: str | None = None
+    """The SLA policy that set `sla_due_at`; None when none matched and the severity's target did."""
 
     @property
     def complaint_id(self) -> str:
@@ -83,10 +86,19 @@ def _check_same_fact(
 
 
 def file_complaint(
-    complaint: Complaint | None, fact: ComplaintFiled, at: datetime, targets: SlaTargets = DEFAULT_SLA
+    complaint: Complaint | None,
+    fact: ComplaintFiled,
+    at: datetime,
+    targets: SlaTargets = DEFAULT_SLA,
+    *,
+    policy: tuple[str, datetime] | None = None,
 ) -> Complaint:
-    """Open the complaint, due by `at` plus the target of its severity. Filing it again as it was is a no-op."""
+    """Open the complaint, due by the first-response due time of the SLA `policy` that matched it (its id and
+    that time), else by `at` plus the target of its severity. Filing it again as it was is a no-op."""
     if complaint is None:
+        if policy is not None:
+            policy_id, due = policy
+            return Complaint(filed=fact, filed_at=at, sla_due_at=due, group=fact.group, sla_policy_id=policy_id)
         return Complaint(filed=fact, filed_at=at, sla_due_at=at + targets.for_severity(fact.severity), group=fact.group)
     _check_same_fact(f"complaint {complaint.complaint_id}", "filed", complaint.filed, fact)
     return complaint

@@ -1,7 +1,8 @@
 """Use cases of support: file a complaint, record a survey answer, from the ingest topic or the API, exactly once;
 read and assign complaints, each agent only the complaints they see."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -11,6 +12,7 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ComplaintFiledEvent,
+    SegmentChangedEvent,
     SurveyAnswered,
     SurveyAnsweredEvent,
     derived_event_id,
@@ -19,6 +21,12 @@ from crm_shared.security import GROUPED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
 from crm_shared.topics import Topic
 from crm_support import domain, repository
+from crm_support.sla import repository as sla_store
+from crm_support.sla.calendar import NoBusinessHours
+from crm_support.sla.clock import TicketHistory, timers
+from crm_support.sla.policies import TicketFacts, first_matching
+from crm_support.sla.repository import SlaRules
+from crm_support.tickets.domain import SEVERITY_PRIORITY
 
 SOURCE = "/crm/support"
 CONSUMER = "support"
@@ -32,17 +40,40 @@ def _emit_accepted(uow: UnitOfWork, outgoing: type[CloudEvent[Any]], event: Clou
     )
 
 
+def complaint_policy(
+    fact: ComplaintFiled, at: datetime, value_tier: str | None, rules: SlaRules
+) -> tuple[str, datetime] | None:
+    """The SLA policy a complaint gets, and when its first response is due under it; None when no policy with a
+    first-response target matches (the severity's target applies)."""
+    facts = TicketFacts(
+        priority=SEVERITY_PRIORITY[fact.severity], category=fact.dimension, channel=fact.channel, value_tier=value_tier
+    )
+    policy = first_matching(rules.policies, facts)
+    if policy is None or "first_response" not in policy.targets:
+        return None
+    opened = TicketHistory(created_at=at, statuses=[(at, "new")])
+    try:
+        due = timers(opened, policy, rules.calendar_of, at)["first_response"].due_at
+    except NoBusinessHours:
+        return None
+    return (policy.policy_id, due) if due is not None else None
+
+
 def _apply(
     event: CloudEvent[Any],
     complaints: dict[str, domain.Complaint],
     surveys: dict[str, domain.SurveyAnswer],
     targets: domain.SlaTargets,
+    rules: SlaRules,
+    tiers: Mapping[str, str],
 ) -> domain.Complaint | domain.SurveyAnswer:
     """The complaint or answer after `event`, given those known so far (pure); raises Rejected."""
     data = event.data
     try:
         if isinstance(data, ComplaintFiled):
-            return domain.file_complaint(complaints.get(data.complaint_id), data, event.time, targets)
+            known = complaints.get(data.complaint_id)
+            policy = None if known else complaint_policy(data, event.time, tiers.get(data.customer_id), rules)
+            return domain.file_complaint(known, data, event.time, targets, policy=policy)
         if isinstance(data, SurveyAnswered):
             return domain.record_survey_answer(surveys.get(data.survey_id), data, event.time)
     except domain.ComplaintRejected as exc:
@@ -65,11 +96,14 @@ async def apply_ticket_events(
         surveys = await repository.get_surveys(
             uow, (e.data.survey_id for e in batch.events if isinstance(e.data, SurveyAnswered))
         )
+        filed = [e for e in batch.events if isinstance(e.data, ComplaintFiled)]
+        rules = await sla_store.load_rules(uow.db, uow) if filed else SlaRules()
+        tiers = await sla_store.tiers_of(uow, (e.customer_id for e in filed))
         new_complaints: list[domain.Complaint] = []
         new_surveys: list[domain.SurveyAnswer] = []
         for event in batch.events:
             try:
-                after = _apply(event, complaints, surveys, targets)
+                after = _apply(event, complaints, surveys, targets, rules, tiers)
             except Rejected as exc:
                 batch.reject(event, exc)
                 continue
@@ -150,3 +184,27 @@ async def assign_complaint(
 async def find_survey(store: Store, survey_id: str) -> domain.SurveyAnswer | None:
     doc = await store.db[repository.SURVEYS].find_one({"_id": survey_id})
     return repository.survey_from_document(doc) if doc else None
+
+
+# ---------------------------------------------------------------- value tiers from scoring
+
+TIERS_CONSUMER = "support-value-tiers"
+
+
+async def apply_segment_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+    """Keep each customer's newest value tier from scoring's segment changes, what SLA policies match on; the
+    other dimensions and event types are not support's concern."""
+
+    def relevant(event: CloudEvent[Any]) -> bool:
+        return isinstance(event, SegmentChangedEvent) and event.data.dimension == "value_tier"
+
+    async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
+        newest: dict[str, tuple[str, datetime]] = {}
+        for event in batch.events:
+            kept = newest.get(event.customer_id)
+            if kept is None or kept[1] <= event.data.changed_at:
+                newest[event.customer_id] = (event.data.new, event.data.changed_at)
+            batch.done(event, event.data.new)
+        await sla_store.save_newest_tiers(uow, newest)
+
+    return await store.apply_batch(TIERS_CONSUMER, events, work, relevant=relevant)

@@ -38,6 +38,7 @@ def complaint_to_document(complaint: Complaint) -> dict[str, Any]:
         "status": complaint.status,
         "group": complaint.group,
         "assignee_id": complaint.assignee_id,
+        "sla_policy_id": complaint.sla_policy_id,
     }
 
 
@@ -49,6 +50,7 @@ def complaint_from_document(doc: dict[str, Any]) -> Complaint:
         status=doc["status"],
         group=doc.get("group"),
         assignee_id=doc.get("assignee_id"),
+        sla_policy_id=doc.get("sla_policy_id"),
     )
 
 
