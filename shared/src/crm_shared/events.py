@@ -659,6 +659,79 @@ class QuoteRejected(Payload):
     reason: Text | None = Field(default=None, max_length=500)
 
 
+TicketKind = Literal["request", "complaint", "question"]
+TicketPriority = Literal["low", "normal", "high", "urgent"]
+TicketStatus = Literal["new", "open", "pending", "resolved", "closed"]
+SlaTimer = Literal["first_response", "next_response", "resolution"]
+
+
+class TicketOpened(Payload):
+    """A ticket was opened: a service request, complaint or question (a complaint filed opens one of kind
+    complaint under the complaint's id). Its subject and messages stay in support: they are free text about a
+    person."""
+
+    ticket_id: EntityId
+    kind: TicketKind
+    channel: Channel
+    priority: TicketPriority
+    category: Dimension | None = Field(default=None, description="What it is about: product, service or people.")
+    order_id: EntityId | None = None
+    product: EntityId | None = None
+    group: EntityId | None = None
+    sla_policy_id: EntityId | None = Field(default=None, description="The SLA policy in force; null for none.")
+
+
+class TicketStatusChanged(Payload):
+    """A ticket moved in its lifecycle (new, open, pending, resolved, closed); `reopened` when it left resolved
+    or closed."""
+
+    ticket_id: EntityId
+    old: TicketStatus
+    new: TicketStatus
+    reopened: bool = False
+    by: Literal["customer", "agent", "system"] = "agent"
+
+
+class TicketAssigned(Payload):
+    """A ticket was given to a group and/or an agent (null: none)."""
+
+    ticket_id: EntityId
+    group: EntityId | None = None
+    assignee_id: EntityId | None = None
+
+
+class TicketReplied(Payload):
+    """A message was added to a ticket: a public reply (of the customer or an agent) or an agent's internal note.
+    The text stays in support."""
+
+    ticket_id: EntityId
+    post_id: EntityId
+    author: Literal["customer", "agent"]
+    public: bool
+
+
+class SlaWarned(Payload):
+    """A ticket's SLA timer is about to breach (the policy's warning lead time before its due time)."""
+
+    ticket_id: EntityId
+    timer: SlaTimer
+    cycle: int = Field(default=1, ge=0, description="Next response: which wait (1 the first); otherwise 1.")
+    policy_id: EntityId
+    due_at: PlannedTime
+
+
+class SlaBreached(Payload):
+    """A ticket's SLA timer breached, and whom it was escalated to."""
+
+    ticket_id: EntityId
+    timer: SlaTimer
+    cycle: int = Field(default=1, ge=0, description="Next response: which wait (1 the first); otherwise 1.")
+    policy_id: EntityId
+    due_at: PlannedTime
+    escalated_to_group: EntityId | None = None
+    escalated_to: EntityId | None = Field(default=None, description="The manager escalated to; null for none.")
+
+
 class CustomerMatchKeysChanged(Payload):
     """The match keys of a customer (keyed hashes of their normalised email and phone, crm_shared.matching) as
     they stand now: set when they sign up, emptied when their personal data is erased. Each event replaces the
@@ -928,6 +1001,48 @@ class QuoteRejectedEvent(CloudEvent[QuoteRejected]):
     type: Literal["crm.quote.rejected.v1"] = "crm.quote.rejected.v1"
 
 
+class TicketOpenedEvent(CloudEvent[TicketOpened]):
+    """A ticket was opened."""
+
+    TYPE: ClassVar[str] = "crm.ticket.opened.v1"
+    type: Literal["crm.ticket.opened.v1"] = "crm.ticket.opened.v1"
+
+
+class TicketStatusChangedEvent(CloudEvent[TicketStatusChanged]):
+    """A ticket changed status."""
+
+    TYPE: ClassVar[str] = "crm.ticket.status_changed.v1"
+    type: Literal["crm.ticket.status_changed.v1"] = "crm.ticket.status_changed.v1"
+
+
+class TicketAssignedEvent(CloudEvent[TicketAssigned]):
+    """A ticket was assigned."""
+
+    TYPE: ClassVar[str] = "crm.ticket.assigned.v1"
+    type: Literal["crm.ticket.assigned.v1"] = "crm.ticket.assigned.v1"
+
+
+class TicketRepliedEvent(CloudEvent[TicketReplied]):
+    """A message was added to a ticket."""
+
+    TYPE: ClassVar[str] = "crm.ticket.replied.v1"
+    type: Literal["crm.ticket.replied.v1"] = "crm.ticket.replied.v1"
+
+
+class SlaWarnedEvent(CloudEvent[SlaWarned]):
+    """An SLA timer is about to breach."""
+
+    TYPE: ClassVar[str] = "crm.sla.warned.v1"
+    type: Literal["crm.sla.warned.v1"] = "crm.sla.warned.v1"
+
+
+class SlaBreachedEvent(CloudEvent[SlaBreached]):
+    """An SLA timer breached and was escalated."""
+
+    TYPE: ClassVar[str] = "crm.sla.breached.v1"
+    type: Literal["crm.sla.breached.v1"] = "crm.sla.breached.v1"
+
+
 class CustomerMatchKeysChangedEvent(CloudEvent[CustomerMatchKeysChanged]):
     """A customer's match keys are set, or gone with their personal data."""
 
@@ -965,6 +1080,12 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         QuoteAcceptedEvent,
         QuoteRejectedEvent,
         CustomerMatchKeysChangedEvent,
+        TicketOpenedEvent,
+        TicketStatusChangedEvent,
+        TicketAssignedEvent,
+        TicketRepliedEvent,
+        SlaWarnedEvent,
+        SlaBreachedEvent,
     )
 }
 
@@ -996,6 +1117,18 @@ TicketIngest = Annotated[
     ComplaintFiledEvent | SurveyAnsweredEvent,
     Field(discriminator="type"),
 ]
+SupportEvent = Annotated[
+    ComplaintFiledEvent
+    | SurveyAnsweredEvent
+    | TicketOpenedEvent
+    | TicketStatusChangedEvent
+    | TicketAssignedEvent
+    | TicketRepliedEvent
+    | SlaWarnedEvent
+    | SlaBreachedEvent,
+    Field(discriminator="type"),
+]
+"""What support publishes on crm.support.events."""
 CustomerIngest = Annotated[
     CustomerRegisteredEvent | InteractionLoggedEvent | ConsentChangedEvent | CustomerReferredEvent,
     Field(discriminator="type"),
@@ -1036,7 +1169,13 @@ AnyEvent = Annotated[
     | QuoteSentEvent
     | QuoteAcceptedEvent
     | QuoteRejectedEvent
-    | CustomerMatchKeysChangedEvent,
+    | CustomerMatchKeysChangedEvent
+    | TicketOpenedEvent
+    | TicketStatusChangedEvent
+    | TicketAssignedEvent
+    | TicketRepliedEvent
+    | SlaWarnedEvent
+    | SlaBreachedEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

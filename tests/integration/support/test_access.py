@@ -146,8 +146,9 @@ async def test_a_complaint_is_filed_to_its_group_unassigned(http: httpx.AsyncCli
     assert filed.status_code == 201, filed.text
     assert (filed.json()["group"], filed.json()["assignee_id"]) == ("billing", None)
     assert (again.status_code, again.json()) == (200, filed.json())
-    [record] = await outbox_records(store.db, {"key": customer})
-    assert json.loads(record["value"])["data"]["group"] == "billing"
+    [record, opened] = await outbox_records(store.db, {"key": customer})
+    assert (record["type"], opened["type"]) == ("crm.complaint.filed.v1", "crm.ticket.opened.v1")
+    assert json.loads(record["value"])["data"]["group"] == json.loads(opened["value"])["data"]["group"] == "billing"
     # A complaint filed without a group (the contract before groups) is routed to none.
     ungrouped = await http.post(
         "/v1/complaints", json=complaint_body(customer, f"T-2-{customer}"), headers=ADMIN_HEADERS

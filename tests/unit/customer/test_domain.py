@@ -40,7 +40,13 @@ from crm_shared.events import (
     QuoteSent,
     ScoreSnapshot,
     SegmentChanged,
+    SlaBreached,
+    SlaWarned,
     SurveyAnswered,
+    TicketAssigned,
+    TicketOpened,
+    TicketReplied,
+    TicketStatusChanged,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -252,6 +258,32 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
     "crm.customer.match_keys_changed.v1": (
         CustomerMatchKeysChanged(customer_id="C-1", reason="erased"),
         "Personal data erased",
+    ),
+    "crm.ticket.opened.v1": (
+        TicketOpened(customer_id="C-1", ticket_id="TK-1", kind="request", channel="email", priority="high"),
+        "Ticket TK-1 opened: request, high priority, via email",
+    ),
+    "crm.ticket.status_changed.v1": (
+        TicketStatusChanged(customer_id="C-1", ticket_id="TK-1", old="closed", new="open", reopened=True),
+        "Ticket TK-1 reopened",
+    ),
+    "crm.ticket.assigned.v1": (
+        TicketAssigned(customer_id="C-1", ticket_id="TK-1", group="returns", assignee_id="agent-7"),
+        "Ticket TK-1 assigned to agent-7 and group returns",
+    ),
+    "crm.ticket.replied.v1": (
+        TicketReplied(customer_id="C-1", ticket_id="TK-1", post_id="P-1", author="customer", public=True),
+        "Customer wrote on ticket TK-1",
+    ),
+    "crm.sla.warned.v1": (
+        SlaWarned(customer_id="C-1", ticket_id="TK-1", timer="first_response", policy_id="vip", due_at=T0),
+        "Ticket TK-1: first response due soon (policy vip)",
+    ),
+    "crm.sla.breached.v1": (
+        SlaBreached(
+            customer_id="C-1", ticket_id="TK-1", timer="resolution", policy_id="vip", due_at=T0, escalated_to="boss-1"
+        ),
+        "Ticket TK-1: resolution breached, escalated to boss-1",
     ),
 }
 

@@ -146,6 +146,22 @@ SAMPLES: dict[str, events.Payload] = {
     "crm.customer.match_keys_changed.v1": events.CustomerMatchKeysChanged(
         customer_id="C-1", match_keys=["mk1:" + "A" * 43], reason="registered"
     ),
+    "crm.ticket.opened.v1": events.TicketOpened(
+        customer_id="C-1", ticket_id="TK-1", kind="complaint", channel="phone", priority="normal"
+    ),
+    "crm.ticket.status_changed.v1": events.TicketStatusChanged(
+        customer_id="C-1", ticket_id="TK-1", old="new", new="open"
+    ),
+    "crm.ticket.assigned.v1": events.TicketAssigned(customer_id="C-1", ticket_id="TK-1", group="returns"),
+    "crm.ticket.replied.v1": events.TicketReplied(
+        customer_id="C-1", ticket_id="TK-1", post_id="P-1", author="agent", public=False
+    ),
+    "crm.sla.warned.v1": events.SlaWarned(
+        customer_id="C-1", ticket_id="TK-1", timer="first_response", policy_id="vip", due_at=T0
+    ),
+    "crm.sla.breached.v1": events.SlaBreached(
+        customer_id="C-1", ticket_id="TK-1", timer="resolution", policy_id="vip", due_at=T0, escalated_to_group="leads"
+    ),
 }
 
 

@@ -54,7 +54,13 @@ from crm_shared.events import (
     QuoteRejected,
     QuoteSent,
     SegmentChanged,
+    SlaBreached,
+    SlaWarned,
     SurveyAnswered,
+    TicketAssigned,
+    TicketOpened,
+    TicketReplied,
+    TicketStatusChanged,
 )
 from crm_shared.personal import is_sealed
 
@@ -404,6 +410,33 @@ def _lead_qualified(d: LeadQualified) -> str:
     return f"Handed to sales as a qualified lead (segment {d.segment_id})"
 
 
+def _ticket_opened(d: TicketOpened) -> str:
+    return f"Ticket {d.ticket_id} opened: {d.kind}, {d.priority} priority, via {d.channel}"
+
+
+def _ticket_status_changed(d: TicketStatusChanged) -> str:
+    return f"Ticket {d.ticket_id} reopened" if d.reopened else f"Ticket {d.ticket_id} {d.old} → {d.new}"
+
+
+def _ticket_assigned(d: TicketAssigned) -> str:
+    to = " and ".join(x for x in (d.assignee_id, f"group {d.group}" if d.group else None) if x) or "nobody"
+    return f"Ticket {d.ticket_id} assigned to {to}"
+
+
+def _ticket_replied(d: TicketReplied) -> str:
+    what = "Internal note" if not d.public else ("Customer wrote" if d.author == "customer" else "Agent replied")
+    return f"{what} on ticket {d.ticket_id}"
+
+
+def _sla_warned(d: SlaWarned) -> str:
+    return f"Ticket {d.ticket_id}: {d.timer.replace('_', ' ')} due soon (policy {d.policy_id})"
+
+
+def _sla_breached(d: SlaBreached) -> str:
+    to = d.escalated_to or (f"group {d.escalated_to_group}" if d.escalated_to_group else None)
+    return f"Ticket {d.ticket_id}: {d.timer.replace('_', ' ')} breached" + (f", escalated to {to}" if to else "")
+
+
 def _match_keys_changed(d: CustomerMatchKeysChanged) -> str:
     return "Personal data erased" if d.reason == "erased" else "Match keys published"
 
@@ -491,6 +524,12 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     QuoteAccepted: _quote_accepted,
     QuoteRejected: _quote_rejected,
     CustomerMatchKeysChanged: _match_keys_changed,
+    TicketOpened: _ticket_opened,
+    TicketStatusChanged: _ticket_status_changed,
+    TicketAssigned: _ticket_assigned,
+    TicketReplied: _ticket_replied,
+    SlaWarned: _sla_warned,
+    SlaBreached: _sla_breached,
 }
 
 

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_scoring import domain, handlers
-from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SegmentChangedEvent, TicketIngest
+from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SegmentChangedEvent
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
@@ -27,15 +27,17 @@ def register(runtime: Runtime, thresholds: domain.Thresholds) -> None:
     )
 
     async def on_support_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_events(runtime.require_store(), events, thresholds)
+        return await handlers.apply_support_events(runtime.require_store(), events, thresholds)
 
+    # Any catalog event is accepted: tickets' lifecycle events are ignored, not dead-lettered.
     runtime.subscribe(
         Topic.SUPPORT_EVENTS,
-        schema=TicketIngest,
+        schema=AnyEvent,
         handler=on_support_event,
         title="crm.support.events:scoring",
         description="Complaints and survey answers from support: satisfaction (overall and per product, service, "
-        "people) and churn risk. Invalid or contradictory records go to crm.deadletter with the reason.",
+        "people) and churn risk. Other event types are ignored; invalid or contradictory records go to "
+        "crm.deadletter with the reason.",
     )
 
     async def on_customer_event(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:

@@ -20,6 +20,7 @@ from crm_shared.events import (
     ActivityCompletedEvent,
     CloudEvent,
     ComplaintFiled,
+    ComplaintFiledEvent,
     CustomerReferred,
     CustomerReferredEvent,
     InteractionLogged,
@@ -36,6 +37,7 @@ from crm_shared.events import (
     SegmentChanged,
     SegmentChangedEvent,
     SurveyAnswered,
+    SurveyAnsweredEvent,
     derived_event_id,
     utc_now,
 )
@@ -271,6 +273,21 @@ async def apply_sales_events(
     outcome = await apply_events(store, events, thresholds, relevant=is_sales_fact)
     for event_id in outcome.ignored:
         log.debug("sales_event_not_used", event_id=event_id)
+    return outcome
+
+
+def is_support_fact(event: CloudEvent[Any]) -> bool:
+    """Of support's events, complaints and survey answers are scoring's concern; tickets' lifecycle is not."""
+    return isinstance(event, ComplaintFiledEvent | SurveyAnsweredEvent)
+
+
+async def apply_support_events(
+    store: Store, events: Sequence[CloudEvent[Any]], thresholds: domain.Thresholds = DEFAULT_THRESHOLDS
+) -> BatchOutcome:
+    """Complaints and survey answers from support (see apply_events); the other support events are ignored."""
+    outcome = await apply_events(store, events, thresholds, relevant=is_support_fact)
+    for event_id in outcome.ignored:
+        log.debug("support_event_not_used", event_id=event_id)
     return outcome
 
 

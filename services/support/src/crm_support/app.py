@@ -7,18 +7,22 @@ from crm_support import api, consumers, repository
 from crm_support.settings import SupportSettings
 from crm_support.sla import api as sla_api
 from crm_support.sla import repository as sla_repository
+from crm_support.tickets import api as tickets_api
+from crm_support.tickets import repository as tickets_repository
 
 
 def create_service(settings: SupportSettings | None = None) -> FastAPI:
     settings = settings or SupportSettings()
-    runtime = Runtime.for_service(settings, indexes=(*repository.INDEXES, *sla_repository.INDEXES))
+    runtime = Runtime.for_service(
+        settings, indexes=(*repository.INDEXES, *sla_repository.INDEXES, *tickets_repository.INDEXES)
+    )
     consumers.register(runtime, settings.sla_targets)
     app = create_app(
         runtime,
         title="CRM support",
         description="Complaints and their SLA (policies by value tier, priority, category and channel, on "
         "business-hours calendars), satisfaction surveys; publishes crm.support.events.",
-        routers=[api.router, sla_api.router],
+        routers=[api.router, tickets_api.router, sla_api.router],
     )
     app.state.sla_targets = settings.sla_targets
     return app

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, TicketIngest
+from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SupportEvent, TicketIngest
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
@@ -40,9 +40,11 @@ def register(runtime: Runtime, targets: SlaTargets) -> None:
     runtime.publishes(
         Topic.SUPPORT_EVENTS,
         title="crm.support.events",
-        description="Every ticket fact support accepted: crm.complaint.filed.v1, crm.survey.answered.v1. "
-        "Key: customer id.",
-        schema=TicketIngest,
+        description="Every ticket fact support accepted: crm.complaint.filed.v1, crm.survey.answered.v1; and every "
+        "change of a ticket: crm.ticket.opened|status_changed|assigned|replied.v1 (a complaint filed opens one, "
+        "under its id; the subject and messages stay in support); SLA warnings and breaches "
+        "(crm.sla.warned|breached.v1). Key: customer id.",
+        schema=SupportEvent,
     )
     runtime.publishes(
         Topic.DEADLETTER,

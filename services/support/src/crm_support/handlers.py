@@ -26,7 +26,9 @@ from crm_support.sla.calendar import NoBusinessHours
 from crm_support.sla.clock import TicketHistory, timers
 from crm_support.sla.policies import TicketFacts, first_matching
 from crm_support.sla.repository import SlaRules
-from crm_support.tickets.domain import SEVERITY_PRIORITY
+from crm_support.tickets import handlers as tickets
+from crm_support.tickets import repository as ticket_store
+from crm_support.tickets.domain import SEVERITY_PRIORITY, Ticket
 
 SOURCE = "/crm/support"
 CONSUMER = "support"
@@ -99,6 +101,8 @@ async def apply_ticket_events(
         filed = [e for e in batch.events if isinstance(e.data, ComplaintFiled)]
         rules = await sla_store.load_rules(uow.db, uow) if filed else SlaRules()
         tiers = await sla_store.tiers_of(uow, (e.customer_id for e in filed))
+        known_tickets = await ticket_store.get_tickets(uow, (e.data.complaint_id for e in filed))
+        opened: list[Ticket] = []
         new_complaints: list[domain.Complaint] = []
         new_surveys: list[domain.SurveyAnswer] = []
         for event in batch.events:
@@ -115,6 +119,10 @@ async def apply_ticket_events(
                 complaints[after.complaint_id] = after
                 new_complaints.append(after)
                 _emit_accepted(uow, ComplaintFiledEvent, event)
+                # A complaint is a ticket too: the case an agent works, under the complaint's id.
+                if after.complaint_id not in known_tickets:
+                    tier = tiers.get(after.customer_id)
+                    opened.append(tickets.open_complaint_ticket(uow, after.filed, after.filed_at, rules, tier))
             else:
                 if after.survey_id in surveys:
                     continue
@@ -123,6 +131,7 @@ async def apply_ticket_events(
                 _emit_accepted(uow, SurveyAnsweredEvent, event)
         await repository.insert_complaints(uow, new_complaints)
         await repository.insert_surveys(uow, new_surveys)
+        await ticket_store.insert_tickets(uow, opened)
 
     return await store.apply_batch(CONSUMER, events, work)
 

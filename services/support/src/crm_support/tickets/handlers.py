@@ -1,0 +1,256 @@
+"""Use cases of tickets: open one (from the API, or from a complaint filed), reply or note, change its status
+or assignment; each in one transaction with the events it publishes on crm.support.events, and the SLA policy
+its facts pick. A ticket's timers are computed on read from its facts (crm_support.sla.clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from crm_shared.events import (
+    CloudEvent,
+    ComplaintFiled,
+    TicketAssigned,
+    TicketAssignedEvent,
+    TicketOpened,
+    TicketOpenedEvent,
+    TicketReplied,
+    TicketRepliedEvent,
+    TicketStatusChanged,
+    TicketStatusChangedEvent,
+    derived_event_id,
+)
+from crm_shared.logging import get_logger
+from crm_shared.security import GROUPED, Principal
+from crm_shared.store import Store, UnitOfWork, as_stored
+from crm_shared.topics import Topic
+from crm_support.sla import repository as sla_store
+from crm_support.sla.clock import Timer, timers
+from crm_support.sla.policies import SlaPolicy, TimerKind, first_matching
+from crm_support.sla.repository import SlaRules
+from crm_support.tickets import domain, repository
+
+log = get_logger(__name__)
+
+SOURCE = "/crm/support"
+TICKET_ACCESS = GROUPED
+"""An agent sees the tickets of their groups, those assigned to them and their team's; API keys and those who
+see every record see every ticket."""
+CONCURRENT_RETRIES = 3
+SYSTEM = domain.Actor("system", "sla")
+
+
+def tickets_seen_by(principal: Principal | None, query: dict[str, Any]) -> dict[str, Any]:
+    return query if principal is None else TICKET_ACCESS.restrict(principal, query)
+
+
+def actor_of(principal: Principal) -> domain.Actor:
+    """Who a caller is in a ticket's history: a person is an agent, an API key a system."""
+    return domain.Actor("agent" if principal.kind == "token" else "system", principal.audit_name)
+
+
+def _event_id(ticket_id: str, what: str) -> str:
+    return derived_event_id(SOURCE, f"ticket:{ticket_id}:{what}")
+
+
+def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudEvent[Any]]:
+    """The events of what changed from `before` to `after` (every change of the ticket), ids derived from the
+    ticket and the change, so a retried transaction publishes the same ones."""
+    events: list[CloudEvent[Any]] = []
+    customer, ticket_id = after.customer_id, after.ticket_id
+    if before is None:
+        opened = TicketOpened(
+            customer_id=customer,
+            ticket_id=ticket_id,
+            kind=after.kind,
+            channel=after.channel,
+            priority=after.priority,
+            category=after.category,
+            order_id=after.order_id,
+            product=after.product,
+            group=after.group,
+            sla_policy_id=after.policy_id,
+        )
+        events.append(
+            TicketOpenedEvent.create(opened, source=SOURCE, id=_event_id(ticket_id, "opened"), time=after.created_at)
+        )
+    # The description a ticket opens with is part of the opening, not a reply of its own.
+    old_posts = {p.post_id for p in (before or after).posts}
+    for post in after.posts:
+        if post.post_id in old_posts:
+            continue
+        author = "agent" if post.author.kind == "agent" else "customer"
+        data = TicketReplied(
+            customer_id=customer, ticket_id=ticket_id, post_id=post.post_id, author=author, public=post.public
+        )
+        event_id = _event_id(ticket_id, f"post:{post.post_id}")
+        events.append(TicketRepliedEvent.create(data, source=SOURCE, id=event_id, time=post.at))
+    known = len(before.statuses) if before else 1
+    for index in range(known, len(after.statuses)):
+        (_, old), (at, new) = after.statuses[index - 1], after.statuses[index]
+        change = next((c for c in reversed(after.history) if c.at == at and c.detail.get("to") == new), None)
+        by = change.actor.kind if change else "agent"
+        data_changed = TicketStatusChanged(
+            customer_id=customer,
+            ticket_id=ticket_id,
+            old=old,
+            new=new,
+            reopened=old in ("resolved", "closed") and new == "open",
+            by=by,
+        )
+        event_id = _event_id(ticket_id, f"status:{index}")
+        events.append(TicketStatusChangedEvent.create(data_changed, source=SOURCE, id=event_id, time=at))
+    if before is not None and (before.group, before.assignee_id) != (after.group, after.assignee_id):
+        at = next(c.at for c in reversed(after.history) if c.action == "assigned")
+        data_assigned = TicketAssigned(
+            customer_id=customer, ticket_id=ticket_id, group=after.group, assignee_id=after.assignee_id
+        )
+        event_id = _event_id(ticket_id, f"assigned:{len(after.history)}")
+        events.append(TicketAssignedEvent.create(data_assigned, source=SOURCE, id=event_id, time=at))
+    return events
+
+
+def with_policy(ticket: domain.Ticket, rules: SlaRules, value_tier: str | None, at: datetime) -> domain.Ticket:
+    """The ticket with the policy its facts (and the customer's value tier) pick now."""
+    facts = replace(ticket, value_tier=value_tier).facts
+    policy = first_matching(rules.policies, facts)
+    return domain.set_policy(ticket, policy.policy_id if policy else None, value_tier, at, SYSTEM)
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    customer_id: str
+    kind: domain.TicketKind
+    subject: str
+    channel: str
+    priority: domain.Priority = "normal"
+    category: str | None = None
+    order_id: str | None = None
+    product: str | None = None
+    group: str | None = None
+    contract_id: str | None = None
+    description: str | None = None
+
+
+def _opened(new: NewTicket, ticket_id: str, at: datetime, by: domain.Actor) -> domain.Ticket:
+    ticket = domain.open_ticket(
+        ticket_id=ticket_id,
+        customer_id=new.customer_id,
+        kind=new.kind,
+        subject=new.subject,
+        channel=new.channel,
+        at=at,
+        by=by,
+        priority=new.priority,
+        category=new.category,
+        order_id=new.order_id,
+        product=new.product,
+        group=new.group,
+        contract_id=new.contract_id,
+    )
+    if new.description:
+        first = domain.Post(f"{ticket_id}-1", at, domain.Actor("customer", new.customer_id), new.description)
+        ticket = replace(ticket, posts=(first,))
+    return ticket
+
+
+async def open_ticket(
+    store: Store, new: NewTicket, ticket_id: str, at: datetime, *, by: Principal
+) -> tuple[domain.Ticket, bool]:
+    """Open the ticket under the SLA policy its facts pick; (ticket, False) when one with this id exists (the
+    caller decides whether it is the same request)."""
+    at = as_stored(at)
+
+    async def work(uow: UnitOfWork) -> tuple[domain.Ticket, bool]:
+        found = await repository.get_ticket(uow, {"_id": ticket_id})
+        if found is not None:
+            return found[0], False
+        rules = await sla_store.load_rules(uow.db, uow)
+        tiers = await sla_store.tiers_of(uow, [new.customer_id])
+        ticket = with_policy(_opened(new, ticket_id, at, actor_of(by)), rules, tiers.get(new.customer_id), at)
+        await repository.insert_tickets(uow, [ticket])
+        for event in published(None, ticket):
+            uow.emit(event, Topic.SUPPORT_EVENTS)
+        return ticket, True
+
+    return await store.transaction_racing(work)
+
+
+def ticket_of_complaint(fact: ComplaintFiled, at: datetime, rules: SlaRules, value_tier: str | None) -> domain.Ticket:
+    """The ticket a filed complaint opens, under the complaint's id."""
+    new = NewTicket(
+        customer_id=fact.customer_id,
+        kind="complaint",
+        subject=fact.summary.splitlines()[0][:200],
+        channel=fact.channel,
+        priority=domain.SEVERITY_PRIORITY[fact.severity],
+        category=fact.dimension,
+        order_id=fact.order_id,
+        group=fact.group,
+        description=fact.summary,
+    )
+    ticket = _opened(new, fact.complaint_id, at, domain.Actor("system", "complaint"))
+    return with_policy(ticket, rules, value_tier, at)
+
+
+def open_complaint_ticket(
+    uow: UnitOfWork, fact: ComplaintFiled, at: datetime, rules: SlaRules, value_tier: str | None
+) -> domain.Ticket:
+    """In a batch's unit of work: the ticket a newly filed complaint opens, its events emitted now (so they
+    follow the complaint's own on its customer's key); the caller inserts it with the batch's others."""
+    ticket = ticket_of_complaint(fact, at, rules, value_tier)
+    for event in published(None, ticket):
+        uow.emit(event, Topic.SUPPORT_EVENTS)
+    return ticket
+
+
+async def change_ticket(
+    store: Store,
+    ticket_id: str,
+    change: Callable[[domain.Ticket], domain.Ticket],
+    *,
+    seen_by: Principal,
+) -> domain.Ticket | None:
+    """Apply `change` to the ticket the principal sees and publish what changed, in one transaction, retried
+    when another change of the ticket came between; None when there is no such ticket for them. Raises what
+    `change` raises (TicketRefused)."""
+
+    async def work(uow: UnitOfWork) -> domain.Ticket | None:
+        found = await repository.get_ticket(uow, tickets_seen_by(seen_by, {"_id": ticket_id}))
+        if found is None:
+            return None
+        before, version = found
+        after = change(before)
+        if after == before:
+            return before
+        await repository.save_ticket(uow, after, version)
+        for event in published(before, after):
+            uow.emit(event, Topic.SUPPORT_EVENTS)
+        return after
+
+    for attempt in range(CONCURRENT_RETRIES):
+        try:
+            return await store.transaction(work)
+        except repository.ConcurrentChange:
+            if attempt == CONCURRENT_RETRIES - 1:
+                raise
+            log.info("ticket_changed_concurrently", ticket_id=ticket_id, attempt=attempt + 1)
+    raise AssertionError("unreachable")
+
+
+async def find_ticket(store: Store, ticket_id: str, *, seen_by: Principal | None) -> domain.Ticket | None:
+    doc = await store.db[repository.TICKETS].find_one(tickets_seen_by(seen_by, {"_id": ticket_id}))
+    return repository.from_document(doc) if doc else None
+
+
+async def timers_of(
+    store: Store, ticket: domain.Ticket, now: datetime
+) -> tuple[SlaPolicy | None, dict[TimerKind, Timer]]:
+    """The policy in force (None when none matched, or it was deleted since) and each of its timers now."""
+    rules = await sla_store.load_rules(store.db)
+    policy = next((p for p in rules.policies if p.policy_id == ticket.policy_id), None)
+    if policy is None:
+        return None, {}
+    return policy, timers(ticket.sla_history, policy, rules.calendar_of, now)

@@ -1,0 +1,102 @@
+"""The support database's `tickets` collection: one document per ticket (`_id` the ticket id) holding the whole
+aggregate (its statuses, posts and history as arrays), the current `status` flat for queries, and a `version`
+that every write checks, so two changes of one ticket never overwrite each other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from crm_shared.store import IndexSpec, UnitOfWork
+from crm_support.tickets.domain import Actor, Change, Post, Ticket
+
+TICKETS = "tickets"
+_NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+INDEXES = (
+    IndexSpec(TICKETS, IndexModel(_NEWEST, name="newest_first")),
+    IndexSpec(TICKETS, IndexModel([("customer_id", ASCENDING), *_NEWEST], name="by_customer")),
+    IndexSpec(TICKETS, IndexModel([("status", ASCENDING), *_NEWEST], name="by_status")),
+    IndexSpec(TICKETS, IndexModel([("group", ASCENDING), *_NEWEST], name="by_group")),
+    IndexSpec(TICKETS, IndexModel([("assignee_id", ASCENDING), *_NEWEST], name="by_assignee")),
+)
+
+_FIELDS = (
+    "customer_id",
+    "kind",
+    "subject",
+    "channel",
+    "priority",
+    "created_at",
+    "category",
+    "order_id",
+    "product",
+    "group",
+    "assignee_id",
+    "contract_id",
+    "value_tier",
+    "policy_id",
+)
+
+
+class ConcurrentChange(Exception):
+    """Another change of the ticket committed between this one's read and its write: read again and retry."""
+
+
+def _actor(doc: Mapping[str, Any]) -> Actor:
+    return Actor(doc["kind"], doc["id"])
+
+
+def to_document(ticket: Ticket, version: int) -> dict[str, Any]:
+    return {
+        "_id": ticket.ticket_id,
+        **{f: getattr(ticket, f) for f in _FIELDS},
+        "status": ticket.status,
+        "statuses": [{"at": at, "status": status} for at, status in ticket.statuses],
+        "posts": [
+            {"post_id": p.post_id, "at": p.at, "author": p.author.__dict__, "body": p.body, "public": p.public}
+            for p in ticket.posts
+        ],
+        "history": [
+            {"at": c.at, "actor": c.actor.__dict__, "action": c.action, "detail": dict(c.detail)}
+            for c in ticket.history
+        ],
+        "version": version,
+    }
+
+
+def from_document(doc: Mapping[str, Any]) -> Ticket:
+    fields: dict[str, Any] = {f: doc.get(f) for f in _FIELDS}
+    return Ticket(
+        ticket_id=doc["_id"],
+        **fields,
+        statuses=tuple((s["at"], s["status"]) for s in doc["statuses"]),
+        posts=tuple(Post(p["post_id"], p["at"], _actor(p["author"]), p["body"], p["public"]) for p in doc["posts"]),
+        history=tuple(Change(c["at"], _actor(c["actor"]), c["action"], c.get("detail", {})) for c in doc["history"]),
+    )
+
+
+async def get_ticket(uow: UnitOfWork, query: dict[str, Any]) -> tuple[Ticket, int] | None:
+    """The ticket the query finds and its version, read in the unit of work."""
+    doc = await uow.db[TICKETS].find_one(query, session=uow.session)
+    return (from_document(doc), doc.get("version", 0)) if doc else None
+
+
+async def get_tickets(uow: UnitOfWork, ticket_ids: Iterable[str]) -> dict[str, Ticket]:
+    return {d["_id"]: from_document(d) for d in await uow.find_ids(TICKETS, ticket_ids)}
+
+
+async def insert_tickets(uow: UnitOfWork, tickets: Iterable[Ticket]) -> None:
+    documents = [to_document(t, 1) for t in tickets]
+    if documents:
+        await uow.db[TICKETS].insert_many(documents, session=uow.session)
+
+
+async def save_ticket(uow: UnitOfWork, ticket: Ticket, version: int) -> None:
+    """Write the changed ticket over the version read; ConcurrentChange when another write came between."""
+    written = await uow.db[TICKETS].replace_one(
+        {"_id": ticket.ticket_id, "version": version}, to_document(ticket, version + 1), session=uow.session
+    )
+    if written.matched_count != 1:
+        raise ConcurrentChange(ticket.ticket_id)
