@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -191,6 +191,26 @@ class Runtime:
     consumers: list[BatchConsumer] = field(default_factory=list)
     guard: Guard = field(default_factory=lambda: Guard(ServiceSettings()))
     key_feed: KeyFeed | None = None
+    workers: dict[str, Callable[[Store], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def run_in_background(self, name: str, worker: Callable[[Store], Coroutine[Any, Any, None]]) -> None:
+        """Run `worker(store)` for the service's lifetime, from after the relay starts until shutdown, when it is
+        cancelled (a worker loops until then; its durable state is in the database, so a restart resumes it)."""
+        self.workers[name] = worker
+
+    async def start_workers(self) -> None:
+        store = self.require_store()
+        for name, worker in self.workers.items():
+            task = asyncio.create_task(worker(store), name=f"{self.settings.service_name}:{name}")
+            task.add_done_callback(_log_worker_end)
+            self.tasks.append(task)
+
+    async def stop_workers(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
 
     @classmethod
     def for_service(cls, settings: ServiceSettings, *, indexes: Sequence[IndexSpec] = ()) -> Runtime:
@@ -285,6 +305,14 @@ class Runtime:
         self.consumers.clear()
 
 
+def _log_worker_end(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("worker_failed", worker=task.get_name(), error=repr(error))
+
+
 def build_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap,
@@ -338,6 +366,7 @@ def create_app(
         await runtime.broker.start()
         await runtime.start_consumers()
         relay.start()
+        await runtime.start_workers()
         runtime.key_feed = KeyFeed(
             runtime.guard.keys,
             store,
@@ -351,6 +380,7 @@ def create_app(
             yield
         finally:
             await runtime.key_feed.stop()
+            await runtime.stop_workers()
             await runtime.stop_consumers()
             await relay.stop()
             await runtime.broker.stop()

@@ -6,17 +6,20 @@ from crm_shared.service import Runtime, create_app
 from crm_support import api, consumers, repository
 from crm_support.settings import SupportSettings
 from crm_support.sla import api as sla_api
+from crm_support.sla import escalation
 from crm_support.sla import repository as sla_repository
 from crm_support.tickets import api as tickets_api
 from crm_support.tickets import repository as tickets_repository
 
+INDEXES = (*repository.INDEXES, *sla_repository.INDEXES, *tickets_repository.INDEXES, *escalation.INDEXES)
+
 
 def create_service(settings: SupportSettings | None = None) -> FastAPI:
     settings = settings or SupportSettings()
-    runtime = Runtime.for_service(
-        settings, indexes=(*repository.INDEXES, *sla_repository.INDEXES, *tickets_repository.INDEXES)
-    )
+    runtime = Runtime.for_service(settings, indexes=INDEXES)
     consumers.register(runtime, settings.sla_targets)
+    poll = settings.sla_poll_seconds
+    runtime.run_in_background("sla-escalation", lambda store: escalation.run(store, poll))
     app = create_app(
         runtime,
         title="CRM support",

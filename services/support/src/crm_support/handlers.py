@@ -16,11 +16,13 @@ from crm_shared.events import (
     SurveyAnswered,
     SurveyAnsweredEvent,
     derived_event_id,
+    utc_now,
 )
 from crm_shared.security import GROUPED, Principal
-from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
+from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
 from crm_support import domain, repository
+from crm_support.sla import escalation
 from crm_support.sla import repository as sla_store
 from crm_support.sla.calendar import NoBusinessHours
 from crm_support.sla.clock import TicketHistory, timers
@@ -132,6 +134,7 @@ async def apply_ticket_events(
         await repository.insert_complaints(uow, new_complaints)
         await repository.insert_surveys(uow, new_surveys)
         await ticket_store.insert_tickets(uow, opened)
+        await escalation.schedule(uow, opened, rules, as_stored(utc_now()))
 
     return await store.apply_batch(CONSUMER, events, work)
 

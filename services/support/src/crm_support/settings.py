@@ -13,7 +13,7 @@ _MAX_SLA_HOURS = 24 * 366
 
 class SupportSettings(ServiceSettings):
     """Environment: CRM_SUPPORT_PORT, CRM_SUPPORT_HOST, CRM_SUPPORT_DB, CRM_SUPPORT_SLA_{HIGH,MEDIUM,LOW}_HOURS,
-    plus the shared CRM_* settings."""
+    CRM_SUPPORT_SLA_POLL_SECONDS, plus the shared CRM_* settings."""
 
     model_config = SettingsConfigDict(env_prefix="CRM_SUPPORT_", extra="ignore", frozen=True)
 
@@ -27,6 +27,14 @@ class SupportSettings(ServiceSettings):
     )
     sla_low_hours: float = Field(
         default=72, gt=0, le=_MAX_SLA_HOURS, allow_inf_nan=False, description="Response target, low severity."
+    )
+
+    sla_poll_seconds: float = Field(
+        default=5,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="How often the escalation worker looks for SLA warnings and breaches due.",
     )
 
     @model_validator(mode="after")

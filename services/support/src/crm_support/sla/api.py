@@ -10,9 +10,9 @@ from fastapi import APIRouter, Body, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
-from crm_shared.events import Channel, Dimension, Line, utc_now
+from crm_shared.events import Channel, Dimension, EntityId, Line, utc_now
 from crm_shared.problems import Problem
-from crm_shared.security import requires
+from crm_shared.security import UserId, requires
 from crm_shared.service import StoreDep
 from crm_shared.store import as_stored
 from crm_support.sla import repository
@@ -130,6 +130,10 @@ class PolicyBody(BaseModel):
         description=f"Its calendar; none: the calendar '{repository.DEFAULT_CALENDAR_ID}', else calendar hours.",
     )
     warn_before_minutes: int = Field(default=60, ge=0, le=60 * 24 * 30, description="Warn this long before a breach.")
+    escalate_to_group: EntityId | None = Field(
+        default=None, description="On a breach the ticket moves to this group (its assignee keeps it)."
+    )
+    escalate_to: UserId | None = Field(default=None, description="On a breach this manager is named.")
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -155,6 +159,8 @@ class PolicyBody(BaseModel):
             ),
             calendar_id=self.calendar_id,
             warn_before=timedelta(minutes=self.warn_before_minutes),
+            escalate_to_group=self.escalate_to_group,
+            escalate_to=self.escalate_to,
         )
 
 
@@ -181,6 +187,8 @@ class PolicyView(PolicyBody):
             },
             calendar_id=policy.calendar_id,
             warn_before_minutes=int(policy.warn_before.total_seconds() // 60),
+            escalate_to_group=policy.escalate_to_group,
+            escalate_to=policy.escalate_to,
         )
 
 

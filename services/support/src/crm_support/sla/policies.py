@@ -78,6 +78,10 @@ class SlaPolicy:
     """The business-hours calendar its business-hour targets count on; None: the service's default calendar."""
     warn_before: timedelta = timedelta(hours=1)
     """How long before a breach the warning goes out (a target shorter than this is warned at its start)."""
+    escalate_to_group: str | None = None
+    """On a breach the ticket moves to this group (its assignee keeps it); None: it stays where it is."""
+    escalate_to: str | None = None
+    """On a breach this manager is named in the escalation (a user id); None: nobody in particular."""
 
     def __post_init__(self) -> None:
         unknown = set(self.targets) - set(TIMER_KINDS)

@@ -78,6 +78,8 @@ def policy_to_document(policy: SlaPolicy, at: datetime) -> dict[str, Any]:
         },
         "calendar_id": policy.calendar_id,
         "warn_before_seconds": int(policy.warn_before.total_seconds()),
+        "escalate_to_group": policy.escalate_to_group,
+        "escalate_to": policy.escalate_to,
         "updated_at": at,
     }
 
@@ -101,6 +103,8 @@ def policy_from_document(doc: Mapping[str, Any]) -> SlaPolicy:
         ),
         calendar_id=doc.get("calendar_id"),
         warn_before=timedelta(seconds=doc.get("warn_before_seconds", 3600)),
+        escalate_to_group=doc.get("escalate_to_group"),
+        escalate_to=doc.get("escalate_to"),
     )
 
 

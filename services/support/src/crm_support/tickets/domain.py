@@ -237,3 +237,12 @@ def set_policy(ticket: Ticket, policy_id: str | None, value_tier: str | None, at
         value_tier=value_tier,
         history=(*ticket.history, Change(at, by, "policy_changed", detail)),
     )
+
+
+def escalate(ticket: Ticket, *, timer: str, group: str | None, manager: str | None, at: datetime, by: Actor) -> Ticket:
+    """A breached timer escalated: the ticket moves to `group` when one is given (its assignee keeps it), and the
+    history says which timer escalated and to whom."""
+    if group is not None:
+        ticket = assign(ticket, assignee_id=ticket.assignee_id, group=group, at=at, by=by)
+    detail = {"timer": timer, "group": group, "manager": manager}
+    return replace(ticket, history=(*ticket.history, Change(at, by, "escalated", detail)))

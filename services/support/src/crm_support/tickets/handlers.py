@@ -9,32 +9,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from crm_shared.events import (
-    CloudEvent,
-    ComplaintFiled,
-    TicketAssigned,
-    TicketAssignedEvent,
-    TicketOpened,
-    TicketOpenedEvent,
-    TicketReplied,
-    TicketRepliedEvent,
-    TicketStatusChanged,
-    TicketStatusChangedEvent,
-    derived_event_id,
-)
+from crm_shared.events import ComplaintFiled, utc_now
 from crm_shared.logging import get_logger
 from crm_shared.security import GROUPED, Principal
 from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
+from crm_support.sla import escalation
 from crm_support.sla import repository as sla_store
 from crm_support.sla.clock import Timer, timers
 from crm_support.sla.policies import SlaPolicy, TimerKind, first_matching
 from crm_support.sla.repository import SlaRules
 from crm_support.tickets import domain, repository
+from crm_support.tickets.publishing import published
 
 log = get_logger(__name__)
 
-SOURCE = "/crm/support"
 TICKET_ACCESS = GROUPED
 """An agent sees the tickets of their groups, those assigned to them and their team's; API keys and those who
 see every record see every ticket."""
@@ -49,67 +38,6 @@ def tickets_seen_by(principal: Principal | None, query: dict[str, Any]) -> dict[
 def actor_of(principal: Principal) -> domain.Actor:
     """Who a caller is in a ticket's history: a person is an agent, an API key a system."""
     return domain.Actor("agent" if principal.kind == "token" else "system", principal.audit_name)
-
-
-def _event_id(ticket_id: str, what: str) -> str:
-    return derived_event_id(SOURCE, f"ticket:{ticket_id}:{what}")
-
-
-def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudEvent[Any]]:
-    """The events of what changed from `before` to `after` (every change of the ticket), ids derived from the
-    ticket and the change, so a retried transaction publishes the same ones."""
-    events: list[CloudEvent[Any]] = []
-    customer, ticket_id = after.customer_id, after.ticket_id
-    if before is None:
-        opened = TicketOpened(
-            customer_id=customer,
-            ticket_id=ticket_id,
-            kind=after.kind,
-            channel=after.channel,
-            priority=after.priority,
-            category=after.category,
-            order_id=after.order_id,
-            product=after.product,
-            group=after.group,
-            sla_policy_id=after.policy_id,
-        )
-        events.append(
-            TicketOpenedEvent.create(opened, source=SOURCE, id=_event_id(ticket_id, "opened"), time=after.created_at)
-        )
-    # The description a ticket opens with is part of the opening, not a reply of its own.
-    old_posts = {p.post_id for p in (before or after).posts}
-    for post in after.posts:
-        if post.post_id in old_posts:
-            continue
-        author = "agent" if post.author.kind == "agent" else "customer"
-        data = TicketReplied(
-            customer_id=customer, ticket_id=ticket_id, post_id=post.post_id, author=author, public=post.public
-        )
-        event_id = _event_id(ticket_id, f"post:{post.post_id}")
-        events.append(TicketRepliedEvent.create(data, source=SOURCE, id=event_id, time=post.at))
-    known = len(before.statuses) if before else 1
-    for index in range(known, len(after.statuses)):
-        (_, old), (at, new) = after.statuses[index - 1], after.statuses[index]
-        change = next((c for c in reversed(after.history) if c.at == at and c.detail.get("to") == new), None)
-        by = change.actor.kind if change else "agent"
-        data_changed = TicketStatusChanged(
-            customer_id=customer,
-            ticket_id=ticket_id,
-            old=old,
-            new=new,
-            reopened=old in ("resolved", "closed") and new == "open",
-            by=by,
-        )
-        event_id = _event_id(ticket_id, f"status:{index}")
-        events.append(TicketStatusChangedEvent.create(data_changed, source=SOURCE, id=event_id, time=at))
-    if before is not None and (before.group, before.assignee_id) != (after.group, after.assignee_id):
-        at = next(c.at for c in reversed(after.history) if c.action == "assigned")
-        data_assigned = TicketAssigned(
-            customer_id=customer, ticket_id=ticket_id, group=after.group, assignee_id=after.assignee_id
-        )
-        event_id = _event_id(ticket_id, f"assigned:{len(after.history)}")
-        events.append(TicketAssignedEvent.create(data_assigned, source=SOURCE, id=event_id, time=at))
-    return events
 
 
 def with_policy(ticket: domain.Ticket, rules: SlaRules, value_tier: str | None, at: datetime) -> domain.Ticket:
@@ -171,6 +99,7 @@ async def open_ticket(
         tiers = await sla_store.tiers_of(uow, [new.customer_id])
         ticket = with_policy(_opened(new, ticket_id, at, actor_of(by)), rules, tiers.get(new.customer_id), at)
         await repository.insert_tickets(uow, [ticket])
+        await escalation.schedule(uow, [ticket], rules, at)
         for event in published(None, ticket):
             uow.emit(event, Topic.SUPPORT_EVENTS)
         return ticket, True
@@ -228,6 +157,7 @@ async def change_ticket(
         await repository.save_ticket(uow, after, version)
         for event in published(before, after):
             uow.emit(event, Topic.SUPPORT_EVENTS)
+        await escalation.schedule(uow, [after], await sla_store.load_rules(uow.db, uow), as_stored(utc_now()))
         return after
 
     for attempt in range(CONCURRENT_RETRIES):
