@@ -38,6 +38,7 @@ LIST_ENDPOINTS = [
     ("support", "/v1/customers/C-edges/complaints", "at"),
     ("support", "/v1/customers/C-edges/surveys", "at"),
     ("support", "/v1/tickets", "at"),
+    ("support", "/v1/kb/articles", "at"),
     ("support", "/v1/sla/calendars", "at"),
     ("support", "/v1/sla/policies", "at"),
     ("scoring", "/v1/customers/C-edges/segment-changes", "at"),

@@ -4,6 +4,8 @@ from fastapi import FastAPI
 
 from crm_shared.service import Runtime, create_app
 from crm_support import api, consumers, repository
+from crm_support.kb import api as kb_api
+from crm_support.kb import repository as kb_repository
 from crm_support.settings import SupportSettings
 from crm_support.sla import api as sla_api
 from crm_support.sla import escalation
@@ -11,7 +13,13 @@ from crm_support.sla import repository as sla_repository
 from crm_support.tickets import api as tickets_api
 from crm_support.tickets import repository as tickets_repository
 
-INDEXES = (*repository.INDEXES, *sla_repository.INDEXES, *tickets_repository.INDEXES, *escalation.INDEXES)
+INDEXES = (
+    *repository.INDEXES,
+    *sla_repository.INDEXES,
+    *tickets_repository.INDEXES,
+    *escalation.INDEXES,
+    *kb_repository.INDEXES,
+)
 
 
 def create_service(settings: SupportSettings | None = None) -> FastAPI:
@@ -25,7 +33,7 @@ def create_service(settings: SupportSettings | None = None) -> FastAPI:
         title="CRM support",
         description="Complaints and their SLA (policies by value tier, priority, category and channel, on "
         "business-hours calendars), satisfaction surveys; publishes crm.support.events.",
-        routers=[api.router, tickets_api.router, sla_api.router],
+        routers=[api.router, tickets_api.router, sla_api.router, kb_api.router],
     )
     app.state.sla_targets = settings.sla_targets
     return app
