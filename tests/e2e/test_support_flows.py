@@ -32,13 +32,16 @@ async def test_a_tickets_changes_reach_the_timeline_and_nobody_dead_letters_them
     async def on_the_timeline() -> list[str]:
         answer = await http.get(f"{platform.url('customer')}/v1/customers/{customer}/timeline?limit=50")
         summaries = [e["summary"] for e in answer.json()["items"]] if answer.status_code == 200 else []
-        return summaries if len(summaries) >= 4 else []
+        return summaries if len(summaries) >= 5 else []
 
-    summaries = await eventually(on_the_timeline, what="the ticket's four changes on the customer's timeline")
+    summaries = await eventually(on_the_timeline, what="the ticket's changes on the customer's timeline")
     # The reply and the opening it caused happened at one instant: the timeline orders those two by id.
     assert summaries[0] == f"Ticket {ticket_id} opened: request, normal priority, via web"
     assert sorted(summaries[1:3]) == sorted([f"Agent replied on ticket {ticket_id}", f"Ticket {ticket_id} new → open"])
-    assert summaries[3:] == [f"Ticket {ticket_id} open → resolved"]
+    # Resolved, and a CSAT answer about it asked for, at one instant too.
+    assert sorted(summaries[3:]) == sorted(
+        [f"Ticket {ticket_id} open → resolved", f"CSAT survey CSAT-{ticket_id}-1 requested about ticket {ticket_id}"]
+    )
     async with TopicReader(backend.kafka_bootstrap, Topic.DEADLETTER) as reader:
         letters = [r for r in await reader.drain() if r.key == customer.encode()]
     assert letters == [], [r.value[:300] for r in letters]

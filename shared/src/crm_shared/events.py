@@ -333,6 +333,12 @@ class SurveyAnswered(Payload):
     score: int
     dimension: Dimension = "service"
     comment: Text | None = Field(default=None, max_length=2000)
+    ticket_id: EntityId | None = Field(
+        default=None, description="The ticket a CSAT survey asks about (crm.survey.requested.v1 names it)."
+    )
+    agent_id: EntityId | None = Field(
+        default=None, description="The agent the answer is about; by default the ticket's assignee."
+    )
 
     @model_validator(mode="after")
     def _score_in_scale(self) -> Self:
@@ -663,6 +669,16 @@ TicketKind = Literal["request", "complaint", "question"]
 TicketPriority = Literal["low", "normal", "high", "urgent"]
 TicketStatus = Literal["new", "open", "pending", "resolved", "closed"]
 SlaTimer = Literal["first_response", "next_response", "resolution"]
+
+
+class SurveyRequested(Payload):
+    """Support asks the customer for a survey answer: a CSAT (1-5) when a ticket is resolved. A channel system sends
+    it and returns the answer as crm.survey.answered.v1 with the same survey_id and ticket_id."""
+
+    survey_id: EntityId
+    kind: Literal["csat", "nps"]
+    ticket_id: EntityId | None = None
+    agent_id: EntityId | None = None
 
 
 class TicketOpened(Payload):
@@ -1001,6 +1017,13 @@ class QuoteRejectedEvent(CloudEvent[QuoteRejected]):
     type: Literal["crm.quote.rejected.v1"] = "crm.quote.rejected.v1"
 
 
+class SurveyRequestedEvent(CloudEvent[SurveyRequested]):
+    """A survey answer is asked for."""
+
+    TYPE: ClassVar[str] = "crm.survey.requested.v1"
+    type: Literal["crm.survey.requested.v1"] = "crm.survey.requested.v1"
+
+
 class TicketOpenedEvent(CloudEvent[TicketOpened]):
     """A ticket was opened."""
 
@@ -1086,6 +1109,7 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         TicketRepliedEvent,
         SlaWarnedEvent,
         SlaBreachedEvent,
+        SurveyRequestedEvent,
     )
 }
 
@@ -1125,7 +1149,8 @@ SupportEvent = Annotated[
     | TicketAssignedEvent
     | TicketRepliedEvent
     | SlaWarnedEvent
-    | SlaBreachedEvent,
+    | SlaBreachedEvent
+    | SurveyRequestedEvent,
     Field(discriminator="type"),
 ]
 """What support publishes on crm.support.events."""
@@ -1175,7 +1200,8 @@ AnyEvent = Annotated[
     | TicketAssignedEvent
     | TicketRepliedEvent
     | SlaWarnedEvent
-    | SlaBreachedEvent,
+    | SlaBreachedEvent
+    | SurveyRequestedEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

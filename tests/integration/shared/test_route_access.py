@@ -151,6 +151,7 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "GET /v1/tickets/{ticket_id}": "tickets:read",
         "POST /v1/tickets/{ticket_id}/posts": "tickets:write",
         "PATCH /v1/tickets/{ticket_id}": "tickets:write",
+        "GET /v1/reports/satisfaction": "surveys:read",
         "PUT /v1/kb/articles/{article_id}": "kb:write",
         "GET /v1/kb/articles": "tickets:read",
         "GET /v1/kb/articles/{article_id}": "tickets:read",

@@ -123,6 +123,7 @@ async def test_a_ticket_is_opened_once_worked_through_its_lifecycle_and_each_cha
         "crm.ticket.replied.v1",
         "crm.ticket.status_changed.v1",
         "crm.ticket.status_changed.v1",
+        "crm.survey.requested.v1",  # resolved: a CSAT answer about it is asked for
         "crm.ticket.replied.v1",
         "crm.ticket.status_changed.v1",
         "crm.ticket.status_changed.v1",

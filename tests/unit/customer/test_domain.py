@@ -43,6 +43,7 @@ from crm_shared.events import (
     SlaBreached,
     SlaWarned,
     SurveyAnswered,
+    SurveyRequested,
     TicketAssigned,
     TicketOpened,
     TicketReplied,
@@ -278,6 +279,10 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
     "crm.sla.warned.v1": (
         SlaWarned(customer_id="C-1", ticket_id="TK-1", timer="first_response", policy_id="vip", due_at=T0),
         "Ticket TK-1: first response due soon (policy vip)",
+    ),
+    "crm.survey.requested.v1": (
+        SurveyRequested(customer_id="C-1", survey_id="CSAT-TK-1-1", kind="csat", ticket_id="TK-1"),
+        "CSAT survey CSAT-TK-1-1 requested about ticket TK-1",
     ),
     "crm.sla.breached.v1": (
         SlaBreached(

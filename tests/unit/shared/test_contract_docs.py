@@ -156,6 +156,9 @@ SAMPLES: dict[str, events.Payload] = {
     "crm.ticket.replied.v1": events.TicketReplied(
         customer_id="C-1", ticket_id="TK-1", post_id="P-1", author="agent", public=False
     ),
+    "crm.survey.requested.v1": events.SurveyRequested(
+        customer_id="C-1", survey_id="CSAT-TK-1-1", kind="csat", ticket_id="TK-1", agent_id="agent-7"
+    ),
     "crm.sla.warned.v1": events.SlaWarned(
         customer_id="C-1", ticket_id="TK-1", timer="first_response", policy_id="vip", due_at=T0
     ),

@@ -57,6 +57,7 @@ from crm_shared.events import (
     SlaBreached,
     SlaWarned,
     SurveyAnswered,
+    SurveyRequested,
     TicketAssigned,
     TicketOpened,
     TicketReplied,
@@ -410,6 +411,11 @@ def _lead_qualified(d: LeadQualified) -> str:
     return f"Handed to sales as a qualified lead (segment {d.segment_id})"
 
 
+def _survey_requested(d: SurveyRequested) -> str:
+    about = f" about ticket {d.ticket_id}" if d.ticket_id else ""
+    return f"{d.kind.upper()} survey {d.survey_id} requested{about}"
+
+
 def _ticket_opened(d: TicketOpened) -> str:
     return f"Ticket {d.ticket_id} opened: {d.kind}, {d.priority} priority, via {d.channel}"
 
@@ -530,6 +536,7 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     TicketReplied: _ticket_replied,
     SlaWarned: _sla_warned,
     SlaBreached: _sla_breached,
+    SurveyRequested: _survey_requested,
 }
 
 

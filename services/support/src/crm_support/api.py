@@ -1,9 +1,9 @@
 """REST API of support: the same payloads as the ingest topic, plus reads; complaints seen and assigned by group."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_shared.api import (
@@ -33,7 +33,7 @@ from crm_shared.problems import Problem
 from crm_shared.security import Principal, UserId, check_event_type, requires
 from crm_shared.service import StoreDep
 from crm_shared.store import as_stored
-from crm_support import domain, handlers, repository
+from crm_support import domain, handlers, reports, repository
 
 router = APIRouter(prefix="/v1", tags=["support"])
 
@@ -324,3 +324,40 @@ async def customer_surveys(
     )
     items = [SurveyView.of(repository.survey_from_document(d)) for d in docs]
     return Page[SurveyView](items=items, next_cursor=next_cursor)
+
+
+class SatisfactionRow(BaseModel):
+    key: str | None = Field(description="The month (YYYY-MM), category, agent or value tier; null: answers without it.")
+    csat_answers: int
+    csat_percent: float | None = Field(description="Share of CSAT answers of 4 or 5, in percent; null without any.")
+    nps_answers: int
+    nps: float | None = Field(description="Promoters (9-10) minus detractors (0-6), in percent; null without any.")
+
+
+REPORT_DAYS = 366
+
+
+@router.get(
+    "/reports/satisfaction",
+    response_model=list[SatisfactionRow],
+    summary="CSAT and NPS of the answers in a range, by month, category, agent or value tier",
+    dependencies=[requires("surveys:read")],
+    responses={422: {"description": "An invalid range: to before from, longer than 366 days, no offset"}},
+)
+async def satisfaction_report(
+    store: StoreDep,
+    by: Annotated[reports.Grouping, Query(description="How to group the answers.")] = "period",
+    start: Annotated[datetime | None, Query(alias="from", description="Inclusive; 90 days ago by default.")] = None,
+    end: Annotated[datetime | None, Query(alias="to", description="Exclusive; now by default.")] = None,
+) -> list[SatisfactionRow]:
+    for given in (start, end):
+        if given is not None and given.tzinfo is None:
+            raise Problem(422, "Invalid range", "from and to are RFC 3339 times with an offset (e.g. Z)")
+    finish = end or utc_now()
+    begin = start or finish - timedelta(days=90)
+    if finish <= begin or finish - begin > timedelta(days=REPORT_DAYS):
+        raise Problem(422, "Invalid range", f"to must be after from, at most {REPORT_DAYS} days")
+    projection = {f: 1 for f in ("kind", "score", "answered_at", "agent_id", "category", "value_tier")}
+    cursor = store.db[repository.SURVEYS].find({"answered_at": {"$gte": begin, "$lt": finish}}, projection)
+    rows = reports.satisfaction([doc async for doc in cursor if "kind" in doc], by)
+    return [SatisfactionRow(**row.__dict__) for row in rows]

@@ -66,6 +66,12 @@ class Complaint:
 class SurveyAnswer:
     answered: SurveyAnswered
     answered_at: datetime
+    agent_id: str | None = None
+    """The agent it is about: the answer's, else the assignee of its ticket when it was answered."""
+    category: str | None = None
+    """Its ticket's category; the answer's dimension without a ticket."""
+    value_tier: str | None = None
+    """The customer's value tier when it was answered."""
 
     @property
     def survey_id(self) -> str:
@@ -109,9 +115,24 @@ def sla_state(complaint: Complaint, now: datetime) -> SlaState:
     return "breached" if now > complaint.sla_due_at else "within"
 
 
-def record_survey_answer(answer: SurveyAnswer | None, fact: SurveyAnswered, at: datetime) -> SurveyAnswer:
-    """Keep the answer. Recording the same answer again is a no-op."""
+def record_survey_answer(
+    answer: SurveyAnswer | None,
+    fact: SurveyAnswered,
+    at: datetime,
+    *,
+    ticket_assignee: str | None = None,
+    ticket_category: str | None = None,
+    value_tier: str | None = None,
+) -> SurveyAnswer:
+    """Keep the answer, linked to its agent, category and the customer's value tier for the reports. Recording
+    the same answer again is a no-op."""
     if answer is None:
-        return SurveyAnswer(answered=fact, answered_at=at)
+        return SurveyAnswer(
+            answered=fact,
+            answered_at=at,
+            agent_id=fact.agent_id or ticket_assignee,
+            category=ticket_category or fact.dimension,
+            value_tier=value_tier,
+        )
     _check_same_fact(f"survey {answer.survey_id}", "answered", answer.answered, fact)
     return answer

@@ -70,6 +70,7 @@ def _apply(
     targets: domain.SlaTargets,
     rules: SlaRules,
     tiers: Mapping[str, str],
+    answered_tickets: Mapping[str, Ticket],
 ) -> domain.Complaint | domain.SurveyAnswer:
     """The complaint or answer after `event`, given those known so far (pure); raises Rejected."""
     data = event.data
@@ -79,7 +80,15 @@ def _apply(
             policy = None if known else complaint_policy(data, event.time, tiers.get(data.customer_id), rules)
             return domain.file_complaint(known, data, event.time, targets, policy=policy)
         if isinstance(data, SurveyAnswered):
-            return domain.record_survey_answer(surveys.get(data.survey_id), data, event.time)
+            ticket = answered_tickets.get(data.ticket_id) if data.ticket_id else None
+            return domain.record_survey_answer(
+                surveys.get(data.survey_id),
+                data,
+                event.time,
+                ticket_assignee=ticket.assignee_id if ticket else None,
+                ticket_category=ticket.category if ticket else None,
+                value_tier=tiers.get(data.customer_id),
+            )
     except domain.ComplaintRejected as exc:
         raise Rejected(str(exc)) from exc
     raise Rejected(f"support does not handle events of type {event.type}")
@@ -102,14 +111,16 @@ async def apply_ticket_events(
         )
         filed = [e for e in batch.events if isinstance(e.data, ComplaintFiled)]
         rules = await sla_store.load_rules(uow.db, uow) if filed else SlaRules()
-        tiers = await sla_store.tiers_of(uow, (e.customer_id for e in filed))
+        answers = [e for e in batch.events if isinstance(e.data, SurveyAnswered)]
+        tiers = await sla_store.tiers_of(uow, (e.customer_id for e in (*filed, *answers)))
+        answered_tickets = await ticket_store.get_tickets(uow, (e.data.ticket_id for e in answers if e.data.ticket_id))
         known_tickets = await ticket_store.get_tickets(uow, (e.data.complaint_id for e in filed))
         opened: list[Ticket] = []
         new_complaints: list[domain.Complaint] = []
         new_surveys: list[domain.SurveyAnswer] = []
         for event in batch.events:
             try:
-                after = _apply(event, complaints, surveys, targets, rules, tiers)
+                after = _apply(event, complaints, surveys, targets, rules, tiers, answered_tickets)
             except Rejected as exc:
                 batch.reject(event, exc)
                 continue

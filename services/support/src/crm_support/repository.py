@@ -25,6 +25,7 @@ INDEXES = (
         SURVEYS,
         IndexModel([("customer_id", ASCENDING), ("answered_at", DESCENDING), ("_id", DESCENDING)], name="by_customer"),
     ),
+    IndexSpec(SURVEYS, IndexModel([("answered_at", ASCENDING)], name="by_time")),
 )
 
 
@@ -60,11 +61,24 @@ def survey_to_document(answer: SurveyAnswer) -> dict[str, Any]:
         "customer_id": answer.customer_id,
         "answered": answer.answered.model_dump(mode="python"),
         "answered_at": answer.answered_at,
+        # Flat, for the satisfaction reports.
+        "kind": answer.answered.kind,
+        "score": answer.answered.score,
+        "ticket_id": answer.answered.ticket_id,
+        "agent_id": answer.agent_id,
+        "category": answer.category,
+        "value_tier": answer.value_tier,
     }
 
 
 def survey_from_document(doc: dict[str, Any]) -> SurveyAnswer:
-    return SurveyAnswer(answered=SurveyAnswered.model_validate(doc["answered"]), answered_at=doc["answered_at"])
+    return SurveyAnswer(
+        answered=SurveyAnswered.model_validate(doc["answered"]),
+        answered_at=doc["answered_at"],
+        agent_id=doc.get("agent_id"),
+        category=doc.get("category"),
+        value_tier=doc.get("value_tier"),
+    )
 
 
 async def get_complaints(uow: UnitOfWork, complaint_ids: Iterable[str]) -> dict[str, Complaint]:

@@ -7,6 +7,8 @@ from typing import Any
 
 from crm_shared.events import (
     CloudEvent,
+    SurveyRequested,
+    SurveyRequestedEvent,
     TicketAssigned,
     TicketAssignedEvent,
     TicketOpened,
@@ -73,6 +75,18 @@ def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudE
         )
         event_id = _event_id(ticket_id, f"status:{index}")
         events.append(TicketStatusChangedEvent.create(data_changed, source=SOURCE, id=event_id, time=at))
+        if new == "resolved":
+            # Each resolution asks for one CSAT answer about it (a reopened, resolved again ticket asks again).
+            resolutions = sum(1 for _, status in after.statuses[: index + 1] if status == "resolved")
+            request = SurveyRequested(
+                customer_id=customer,
+                survey_id=f"CSAT-{ticket_id}-{resolutions}",
+                kind="csat",
+                ticket_id=ticket_id,
+                agent_id=after.assignee_id,
+            )
+            request_id = _event_id(ticket_id, f"csat:{resolutions}")
+            events.append(SurveyRequestedEvent.create(request, source=SOURCE, id=request_id, time=at))
     if before is not None and (before.group, before.assignee_id) != (after.group, after.assignee_id):
         at = next(c.at for c in reversed(after.history) if c.action == "assigned")
         data_assigned = TicketAssigned(
