@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from bson.codec_options import TypeCodec, TypeRegistry
 from bson.decimal128 import Decimal128
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -508,3 +508,21 @@ async def insert_or_get(
         return False, existing
     await uow.db[collection].insert_one(document, session=uow.session)
     return True, None
+
+
+async def upsert_newest(
+    uow: UnitOfWork, collection: str, newest: Mapping[str, tuple[Mapping[str, Any], datetime]], *, time_field: str
+) -> None:
+    """A projection that keeps, per id, what the newest event said: set `fields` at `time` (stored as `time_field`)
+    unless the stored document is newer. One read of the stored times and one bulk write; an older value arriving
+    late, or again, changes nothing."""
+    if not newest:
+        return
+    stored = {d["_id"]: d.get(time_field) for d in await uow.find_ids(collection, newest, {time_field: 1})}
+    writes = [
+        UpdateOne({"_id": key}, {"$set": {**fields, time_field: at}}, upsert=True)
+        for key, (fields, at) in sorted(newest.items())
+        if (kept := stored.get(key)) is None or kept <= at
+    ]
+    if writes:
+        await uow.db[collection].bulk_write(writes, ordered=False, session=uow.session)

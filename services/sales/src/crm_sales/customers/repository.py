@@ -6,9 +6,9 @@ does not bring them back."""
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, IndexModel
 
-from crm_shared.store import IndexSpec, UnitOfWork, find_any
+from crm_shared.store import IndexSpec, UnitOfWork, find_any, upsert_newest
 
 CUSTOMER_MATCH_KEYS = "customer_match_keys"
 
@@ -17,16 +17,12 @@ INDEXES = (IndexSpec(CUSTOMER_MATCH_KEYS, IndexModel([("match_keys", ASCENDING)]
 
 async def save_newest(uow: UnitOfWork, newest: Mapping[str, tuple[list[str], datetime]]) -> None:
     """Keep each customer's keys unless the stored ones are newer: one bulk write."""
-    if not newest:
-        return
-    stored = {d["_id"]: d["time"] for d in await uow.find_ids(CUSTOMER_MATCH_KEYS, list(newest), {"time": 1})}
-    writes = [
-        UpdateOne({"_id": customer_id}, {"$set": {"match_keys": keys, "time": time}}, upsert=True)
-        for customer_id, (keys, time) in sorted(newest.items())
-        if customer_id not in stored or stored[customer_id] <= time
-    ]
-    if writes:
-        await uow.db[CUSTOMER_MATCH_KEYS].bulk_write(writes, ordered=False, session=uow.session)
+    await upsert_newest(
+        uow,
+        CUSTOMER_MATCH_KEYS,
+        {customer: ({"match_keys": keys}, at) for customer, (keys, at) in newest.items()},
+        time_field="time",
+    )
 
 
 async def customers_of(uow: UnitOfWork, keys: Iterable[str]) -> dict[str, str]:

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from pymongo import DESCENDING, IndexModel, UpdateOne
+from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from crm_shared.store import IndexSpec, UnitOfWork
+from crm_shared.store import IndexSpec, UnitOfWork, upsert_newest
 from crm_support.sla.calendar import CALENDAR_HOURS, BusinessCalendar
 from crm_support.sla.policies import Conditions, SlaPolicy, Target, TimerKind
 
@@ -136,13 +136,9 @@ async def tiers_of(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, st
 
 async def save_newest_tiers(uow: UnitOfWork, newest: Mapping[str, tuple[str, datetime]]) -> None:
     """Keep each customer's tier unless a newer change is stored already: one bulk write."""
-    if not newest:
-        return
-    stored = {d["_id"]: d["changed_at"] for d in await uow.find_ids(CUSTOMER_TIERS, newest, {"changed_at": 1})}
-    writes = [
-        UpdateOne({"_id": customer_id}, {"$set": {"value_tier": tier, "changed_at": at}}, upsert=True)
-        for customer_id, (tier, at) in sorted(newest.items())
-        if customer_id not in stored or stored[customer_id] <= at
-    ]
-    if writes:
-        await uow.db[CUSTOMER_TIERS].bulk_write(writes, ordered=False, session=uow.session)
+    await upsert_newest(
+        uow,
+        CUSTOMER_TIERS,
+        {customer: ({"value_tier": tier}, at) for customer, (tier, at) in newest.items()},
+        time_field="changed_at",
+    )
