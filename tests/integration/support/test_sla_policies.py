@@ -165,3 +165,50 @@ async def test_sla_data_is_checked_and_guarded(support: tuple[Store, httpx.Async
     agent = {"X-API-Key": "", **bearer("agent-1", "tickets:read", "tickets:write")}
     assert (await http.get("/v1/sla/policies", headers=agent)).status_code == 200
     assert (await http.put(f"/v1/sla/calendars/c-{run}", json=BERLIN, headers=agent)).status_code == 403
+
+
+async def test_a_tier_change_rematches_the_open_tickets_and_keeps_the_time_spent(
+    support: tuple[Store, httpx.AsyncClient],
+) -> None:
+    store, http = support
+    run = uuid.uuid4().hex[:8]
+    high = {
+        "name": "High value",
+        "order": 10,
+        "conditions": {"value_tiers": ["high_value"]},
+        "targets": {"resolution": {"hours": 4, "business_hours": False}},
+    }
+    standard = {"name": "Everyone", "order": 100, "targets": {"resolution": {"hours": 48, "business_hours": False}}}
+    assert (await http.put(f"/v1/sla/policies/high-{run}", json=high)).status_code == 201
+    assert (await http.put(f"/v1/sla/policies/std-{run}", json=standard)).status_code == 201
+    customer = f"C-{run}"
+    opened, done = [
+        (
+            await http.post(
+                "/v1/tickets",
+                json={"customer_id": customer, "subject": subject, "channel": "web", "category": "product"},
+            )
+        ).json()
+        for subject in ("Still open", "Done")
+    ]
+    assert (opened["sla_policy_id"], done["sla_policy_id"]) == (f"std-{run}", f"std-{run}")
+    assert (await http.patch(f"/v1/tickets/{done['ticket_id']}", json={"status": "resolved"})).status_code == 200
+
+    now = datetime.now(UTC)
+    await handlers.apply_segment_events(store, [tier_changed(customer, "high_value", now)])
+    view = (await http.get(f"/v1/tickets/{opened['ticket_id']}")).json()
+    assert view["sla_policy_id"] == f"high-{run}"
+    resolution = next(t for t in view["timers"] if t["kind"] == "resolution")
+    # The clock still starts when the ticket was opened: 4 hours from then, not from the tier change.
+    created = datetime.fromisoformat(opened["created_at"])
+    assert datetime.fromisoformat(resolution["due_at"]) == created + timedelta(hours=4)
+    history = [h for h in view["history"] if h["action"] == "policy_changed"]
+    assert history[-1]["detail"] == {"from": f"std-{run}", "to": f"high-{run}", "value_tier": "high_value"}
+    # A resolved ticket keeps the policy it was resolved under; an older tier arriving late changes nothing.
+    assert (await http.get(f"/v1/tickets/{done['ticket_id']}")).json()["sla_policy_id"] == f"std-{run}"
+    await handlers.apply_segment_events(store, [tier_changed(customer, "regular", now - timedelta(days=3))])
+    assert (await http.get(f"/v1/tickets/{opened['ticket_id']}")).json()["sla_policy_id"] == f"high-{run}"
+    timers = await store.db["sla_timers"].find({"ticket_id": opened["ticket_id"]}).to_list(None)
+    assert [(t["kind"], t["policy_id"], t["due_at"]) for t in timers] == [
+        ("resolution", f"high-{run}", created + timedelta(hours=4))
+    ]

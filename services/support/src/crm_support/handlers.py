@@ -1,7 +1,7 @@
 """Use cases of support: file a complaint, record a survey answer, from the ingest topic or the API, exactly once;
 read and assign complaints, each agent only the complaints they see."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from crm_support.sla.policies import TicketFacts, first_matching
 from crm_support.sla.repository import SlaRules
 from crm_support.tickets import handlers as tickets
 from crm_support.tickets import repository as ticket_store
-from crm_support.tickets.domain import SEVERITY_PRIORITY, Ticket
+from crm_support.tickets.domain import SEVERITY_PRIORITY, Actor, Ticket
 
 SOURCE = "/crm/support"
 CONSUMER = "support"
@@ -229,5 +229,38 @@ async def apply_segment_events(store: Store, events: Sequence[CloudEvent[Any]]) 
                 newest[event.customer_id] = (event.data.new, event.data.changed_at)
             batch.done(event, event.data.new)
         await sla_store.save_newest_tiers(uow, newest)
+        await _rematch_open_tickets(uow, newest.keys())
 
     return await store.apply_batch(TIERS_CONSUMER, events, work, relevant=relevant)
+
+
+TIER_CHANGE = Actor("system", "value-tier-changed")
+
+
+async def _rematch_open_tickets(uow: UnitOfWork, customer_ids: Iterable[str]) -> None:
+    """The open tickets of customers whose tier changed get the policy their new tier picks, and their timers
+    rescheduled. The clock counts from the ticket's history under the policy in force, so the time already
+    spent (and paused) carries over; only the targets change. A tier older than the one stored changes nothing:
+    the stored tier is read back, not the event's."""
+    tiers = await sla_store.tiers_of(uow, customer_ids)
+    if not tiers:
+        return
+    query = {
+        "customer_id": {"$in": sorted(tiers)},
+        "status": {"$in": list(tickets.OPEN_STATUSES)},
+    }
+    found = [
+        (ticket_store.from_document(d), d.get("version", 0))
+        async for d in uow.db[ticket_store.TICKETS].find(query, session=uow.session)
+    ]
+    stale = [(t, v) for t, v in found if t.value_tier != tiers[t.customer_id]]
+    if not stale:
+        return
+    rules = await sla_store.load_rules(uow.db, uow)
+    now = as_stored(utc_now())
+    changed = []
+    for ticket, version in stale:
+        after = tickets.with_policy(ticket, rules, tiers[ticket.customer_id], now, by=TIER_CHANGE)
+        await ticket_store.save_ticket(uow, after, version)
+        changed.append(after)
+    await escalation.schedule(uow, changed, rules, now)

@@ -16,7 +16,7 @@ from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
 from crm_support.sla import escalation
 from crm_support.sla import repository as sla_store
-from crm_support.sla.clock import Timer, timers
+from crm_support.sla.clock import TicketStatus, Timer, timers
 from crm_support.sla.policies import SlaPolicy, TimerKind, first_matching
 from crm_support.sla.repository import SlaRules
 from crm_support.tickets import domain, repository
@@ -40,11 +40,17 @@ def actor_of(principal: Principal) -> domain.Actor:
     return domain.Actor("agent" if principal.kind == "token" else "system", principal.audit_name)
 
 
-def with_policy(ticket: domain.Ticket, rules: SlaRules, value_tier: str | None, at: datetime) -> domain.Ticket:
+OPEN_STATUSES: tuple[TicketStatus, ...] = ("new", "open", "pending")
+"""The statuses of a ticket still being worked: a tier change re-matches its policy."""
+
+
+def with_policy(
+    ticket: domain.Ticket, rules: SlaRules, value_tier: str | None, at: datetime, by: domain.Actor = SYSTEM
+) -> domain.Ticket:
     """The ticket with the policy its facts (and the customer's value tier) pick now."""
     facts = replace(ticket, value_tier=value_tier).facts
     policy = first_matching(rules.policies, facts)
-    return domain.set_policy(ticket, policy.policy_id if policy else None, value_tier, at, SYSTEM)
+    return domain.set_policy(ticket, policy.policy_id if policy else None, value_tier, at, by)
 
 
 @dataclass(frozen=True)
