@@ -748,6 +748,39 @@ class SlaBreached(Payload):
     escalated_to: EntityId | None = Field(default=None, description="The manager escalated to; null for none.")
 
 
+class VisitScheduled(Payload):
+    """An on-site visit for a ticket was booked on a technician's first free slot with the skill asked for."""
+
+    visit_id: EntityId
+    ticket_id: EntityId
+    technician_id: EntityId
+    skill: EntityId
+    starts_at: PlannedTime
+    ends_at: PlannedTime
+    contract_id: EntityId | None = Field(default=None, description="The service contract it is under, if any.")
+
+
+class PartUsedInVisit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    part: EntityId
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class VisitStatusChanged(Payload):
+    """A visit was dispatched, completed (with the time spent and the parts used) or cancelled."""
+
+    visit_id: EntityId
+    ticket_id: EntityId
+    technician_id: EntityId
+    status: Literal["dispatched", "completed", "cancelled"]
+    minutes_spent: int | None = Field(default=None, ge=0, description="Completed: the time spent on site.")
+    parts: list[PartUsedInVisit] = Field(default_factory=list, max_length=200)
+    installed_product: EntityId | None = Field(
+        default=None, description="Completed: the serial number of the installed product worked on, when known."
+    )
+
+
 class CustomerMatchKeysChanged(Payload):
     """The match keys of a customer (keyed hashes of their normalised email and phone, crm_shared.matching) as
     they stand now: set when they sign up, emptied when their personal data is erased. Each event replaces the
@@ -1073,6 +1106,20 @@ class CustomerMatchKeysChangedEvent(CloudEvent[CustomerMatchKeysChanged]):
     type: Literal["crm.customer.match_keys_changed.v1"] = "crm.customer.match_keys_changed.v1"
 
 
+class VisitScheduledEvent(CloudEvent[VisitScheduled]):
+    """An on-site visit was booked."""
+
+    TYPE: ClassVar[str] = "crm.visit.scheduled.v1"
+    type: Literal["crm.visit.scheduled.v1"] = "crm.visit.scheduled.v1"
+
+
+class VisitStatusChangedEvent(CloudEvent[VisitStatusChanged]):
+    """A visit was dispatched, completed or cancelled."""
+
+    TYPE: ClassVar[str] = "crm.visit.status_changed.v1"
+    type: Literal["crm.visit.status_changed.v1"] = "crm.visit.status_changed.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -1110,6 +1157,8 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         SlaWarnedEvent,
         SlaBreachedEvent,
         SurveyRequestedEvent,
+        VisitScheduledEvent,
+        VisitStatusChangedEvent,
     )
 }
 
@@ -1150,7 +1199,9 @@ SupportEvent = Annotated[
     | TicketRepliedEvent
     | SlaWarnedEvent
     | SlaBreachedEvent
-    | SurveyRequestedEvent,
+    | SurveyRequestedEvent
+    | VisitScheduledEvent
+    | VisitStatusChangedEvent,
     Field(discriminator="type"),
 ]
 """What support publishes on crm.support.events."""
@@ -1201,7 +1252,9 @@ AnyEvent = Annotated[
     | TicketRepliedEvent
     | SlaWarnedEvent
     | SlaBreachedEvent
-    | SurveyRequestedEvent,
+    | SurveyRequestedEvent
+    | VisitScheduledEvent
+    | VisitStatusChangedEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

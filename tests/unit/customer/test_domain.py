@@ -48,6 +48,8 @@ from crm_shared.events import (
     TicketOpened,
     TicketReplied,
     TicketStatusChanged,
+    VisitScheduled,
+    VisitStatusChanged,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -289,6 +291,30 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
             customer_id="C-1", ticket_id="TK-1", timer="resolution", policy_id="vip", due_at=T0, escalated_to="boss-1"
         ),
         "Ticket TK-1: resolution breached, escalated to boss-1",
+    ),
+    "crm.visit.scheduled.v1": (
+        VisitScheduled(
+            customer_id="C-1",
+            visit_id="V-1",
+            ticket_id="TK-1",
+            technician_id="tech-1",
+            skill="repair",
+            starts_at=datetime(2027, 3, 1, 8, tzinfo=UTC),
+            ends_at=datetime(2027, 3, 1, 9, tzinfo=UTC),
+        ),
+        "Visit V-1 for ticket TK-1 booked: repair, 2027-03-01 08:00 UTC",
+    ),
+    "crm.visit.status_changed.v1": (
+        VisitStatusChanged(
+            customer_id="C-1",
+            visit_id="V-1",
+            ticket_id="TK-1",
+            technician_id="tech-1",
+            status="completed",
+            minutes_spent=45,
+            parts=[{"part": "gasket", "quantity": 2}, {"part": "seal", "quantity": 1}],  # type: ignore[list-item]
+        ),
+        "Visit V-1 for ticket TK-1 completed: 45 min, 3 parts",
     ),
 }
 

@@ -165,6 +165,26 @@ SAMPLES: dict[str, events.Payload] = {
     "crm.sla.breached.v1": events.SlaBreached(
         customer_id="C-1", ticket_id="TK-1", timer="resolution", policy_id="vip", due_at=T0, escalated_to_group="leads"
     ),
+    "crm.visit.scheduled.v1": events.VisitScheduled(
+        customer_id="C-1",
+        visit_id="V-1",
+        ticket_id="TK-1",
+        technician_id="tech-1",
+        skill="repair",
+        starts_at=T0,
+        ends_at=T0,
+        contract_id="SC-1",
+    ),
+    "crm.visit.status_changed.v1": events.VisitStatusChanged(
+        customer_id="C-1",
+        visit_id="V-1",
+        ticket_id="TK-1",
+        technician_id="tech-1",
+        status="completed",
+        minutes_spent=45,
+        parts=[events.PartUsedInVisit(part="gasket", quantity=2)],
+        installed_product="SN-1",
+    ),
 }
 
 

@@ -62,6 +62,8 @@ from crm_shared.events import (
     TicketOpened,
     TicketReplied,
     TicketStatusChanged,
+    VisitScheduled,
+    VisitStatusChanged,
 )
 from crm_shared.personal import is_sealed
 
@@ -443,6 +445,17 @@ def _sla_breached(d: SlaBreached) -> str:
     return f"Ticket {d.ticket_id}: {d.timer.replace('_', ' ')} breached" + (f", escalated to {to}" if to else "")
 
 
+def _visit_scheduled(d: VisitScheduled) -> str:
+    return f"Visit {d.visit_id} for ticket {d.ticket_id} booked: {d.skill}, {d.starts_at:%Y-%m-%d %H:%M} UTC"
+
+
+def _visit_status_changed(d: VisitStatusChanged) -> str:
+    if d.status == "completed":
+        parts = sum(p.quantity for p in d.parts)
+        return f"Visit {d.visit_id} for ticket {d.ticket_id} completed: {d.minutes_spent} min, {parts} parts"
+    return f"Visit {d.visit_id} for ticket {d.ticket_id} {d.status}"
+
+
 def _match_keys_changed(d: CustomerMatchKeysChanged) -> str:
     return "Personal data erased" if d.reason == "erased" else "Match keys published"
 
@@ -537,6 +550,8 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     SlaWarned: _sla_warned,
     SlaBreached: _sla_breached,
     SurveyRequested: _survey_requested,
+    VisitScheduled: _visit_scheduled,
+    VisitStatusChanged: _visit_status_changed,
 }
 
 

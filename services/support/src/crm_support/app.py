@@ -4,6 +4,8 @@ from fastapi import FastAPI
 
 from crm_shared.service import Runtime, create_app
 from crm_support import api, consumers, repository
+from crm_support.field import api as field_api
+from crm_support.field import repository as field_repository
 from crm_support.kb import api as kb_api
 from crm_support.kb import repository as kb_repository
 from crm_support.settings import SupportSettings
@@ -19,6 +21,7 @@ INDEXES = (
     *tickets_repository.INDEXES,
     *escalation.INDEXES,
     *kb_repository.INDEXES,
+    *field_repository.INDEXES,
 )
 
 
@@ -33,7 +36,7 @@ def create_service(settings: SupportSettings | None = None) -> FastAPI:
         title="CRM support",
         description="Complaints and their SLA (policies by value tier, priority, category and channel, on "
         "business-hours calendars), satisfaction surveys; publishes crm.support.events.",
-        routers=[api.router, tickets_api.router, sla_api.router, kb_api.router],
+        routers=[api.router, tickets_api.router, sla_api.router, kb_api.router, field_api.router],
     )
     app.state.sla_targets = settings.sla_targets
     return app

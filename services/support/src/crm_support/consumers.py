@@ -43,7 +43,8 @@ def register(runtime: Runtime, targets: SlaTargets) -> None:
         description="Every ticket fact support accepted: crm.complaint.filed.v1, crm.survey.answered.v1; and every "
         "change of a ticket: crm.ticket.opened|status_changed|assigned|replied.v1 (a complaint filed opens one, "
         "under its id; the subject and messages stay in support); SLA warnings and breaches "
-        "(crm.sla.warned|breached.v1). Key: customer id.",
+        "(crm.sla.warned|breached.v1); CSAT requests (crm.survey.requested.v1); field visits booked and moved on "
+        "(crm.visit.scheduled|status_changed.v1). Key: customer id.",
         schema=SupportEvent,
     )
     runtime.publishes(

@@ -50,6 +50,7 @@ SCOPES: Mapping[str, str] = {
     "tickets:read": "Tickets and complaints and their SLA; SLA policies, calendars and the knowledge base.",
     "sla:write": "Define SLA policies and business-hours calendars.",
     "kb:write": "Write, publish and archive knowledge-base articles.",
+    "field:write": "Define service contracts and technicians; book, dispatch, complete and cancel visits.",
     "tickets:write": "Open and work tickets (replies, notes, status, assignment), file complaints.",
     "surveys:read": "Satisfaction survey answers.",
     "surveys:write": "Record survey answers.",

@@ -15,6 +15,7 @@ from crm_shared.problems import Problem
 from crm_shared.security import UserId, requires
 from crm_shared.service import StoreDep
 from crm_shared.store import as_stored
+from crm_support.field.repository import TECHNICIANS
 from crm_support.sla import repository
 from crm_support.sla.calendar import BusinessCalendar, CalendarInvalid
 from crm_support.sla.policies import Conditions, SlaPolicy, Target, TimerKind
@@ -275,6 +276,10 @@ async def delete_calendar(store: StoreDep, calendar_id: IdInPath) -> Response:
     users = [d["_id"] async for d in store.db[repository.SLA_POLICIES].find({"calendar_id": calendar_id}, {"_id": 1})]
     if users:
         raise Problem(409, "Calendar in use", f"policies {', '.join(sorted(users))} count on calendar {calendar_id}")
+    workers = [d["_id"] async for d in store.db[TECHNICIANS].find({"calendar_id": calendar_id}, {"_id": 1})]
+    if workers:
+        names = ", ".join(sorted(workers))
+        raise Problem(409, "Calendar in use", f"technicians {names} work the hours of calendar {calendar_id}")
     if (await store.db[repository.SLA_CALENDARS].delete_one({"_id": calendar_id})).deleted_count == 0:
         raise _not_found("calendar", calendar_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

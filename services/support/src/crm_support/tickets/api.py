@@ -43,7 +43,11 @@ class TicketBody(BaseModel):
     order_id: EntityId | None = None
     product: EntityId | None = None
     group: EntityId | None = Field(default=None, description="The group (queue) that works it.")
-    contract_id: EntityId | None = Field(default=None, description="The service contract it is under, if any.")
+    contract_id: EntityId | None = Field(
+        default=None,
+        description="The service contract it is under (PUT /v1/service-contracts/{id}): it must be the customer's, "
+        "running today and cover the product; its SLA policy, if it has one, applies.",
+    )
 
     def new(self) -> handlers.NewTicket:
         return handlers.NewTicket(**self.__dict__)
@@ -214,6 +218,7 @@ TICKET_EXAMPLE = {
     responses={
         200: {"description": "Opened before with this Idempotency-Key and this content"},
         409: {"description": "The Idempotency-Key was used for another ticket"},
+        422: {"description": "Invalid content, or a service contract that does not cover the ticket"},
     },
 )
 async def open_ticket(
@@ -224,7 +229,10 @@ async def open_ticket(
     idempotency_key: IdempotencyKey = None,
 ) -> TicketView:
     ticket_id = "TK-" + command_event_id(f"support/tickets/{principal.kind}:{principal.id}", idempotency_key)
-    ticket, created = await handlers.open_ticket(store, body.new(), ticket_id, utc_now(), by=principal)
+    try:
+        ticket, created = await handlers.open_ticket(store, body.new(), ticket_id, utc_now(), by=principal)
+    except handlers.ContractRefused as exc:
+        raise Problem(422, "Contract does not cover the ticket", str(exc)) from exc
     if not created:
         same = (ticket.customer_id, ticket.subject, ticket.kind, ticket.channel) == (
             body.customer_id,

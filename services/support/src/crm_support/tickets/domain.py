@@ -89,6 +89,8 @@ class Ticket:
     group: str | None = None
     assignee_id: str | None = None
     contract_id: str | None = None
+    contract_policy_id: str | None = None
+    """The SLA policy of the service contract the ticket is under, which applies whatever its other facts."""
     value_tier: str | None = None
     """The customer's value tier when the ticket was last matched to a policy (from scoring's segment changes)."""
     policy_id: str | None = None

@@ -14,6 +14,7 @@ from crm_shared.logging import get_logger
 from crm_shared.security import GROUPED, Principal
 from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
+from crm_support.field import repository as field_store
 from crm_support.sla import escalation
 from crm_support.sla import repository as sla_store
 from crm_support.sla.clock import TicketStatus, Timer, timers
@@ -47,9 +48,11 @@ OPEN_STATUSES: tuple[TicketStatus, ...] = ("new", "open", "pending")
 def with_policy(
     ticket: domain.Ticket, rules: SlaRules, value_tier: str | None, at: datetime, by: domain.Actor = SYSTEM
 ) -> domain.Ticket:
-    """The ticket with the policy its facts (and the customer's value tier) pick now."""
+    """The ticket with the policy its facts (and the customer's value tier) pick now; a ticket under a service
+    contract with a policy of its own gets that one (while it exists)."""
+    own = next((p for p in rules.policies if p.policy_id == ticket.contract_policy_id), None)
     facts = replace(ticket, value_tier=value_tier).facts
-    policy = first_matching(rules.policies, facts)
+    policy = own or first_matching(rules.policies, facts)
     return domain.set_policy(ticket, policy.policy_id if policy else None, value_tier, at, by)
 
 
@@ -101,9 +104,12 @@ async def open_ticket(
         found = await repository.get_ticket(uow, {"_id": ticket_id})
         if found is not None:
             return found[0], False
+        opened = _opened(new, ticket_id, at, actor_of(by))
+        if new.contract_id is not None:
+            opened = replace(opened, contract_policy_id=await _contract_policy(uow, new, at))
         rules = await sla_store.load_rules(uow.db, uow)
         tiers = await sla_store.tiers_of(uow, [new.customer_id])
-        ticket = with_policy(_opened(new, ticket_id, at, actor_of(by)), rules, tiers.get(new.customer_id), at)
+        ticket = with_policy(opened, rules, tiers.get(new.customer_id), at)
         await repository.insert_tickets(uow, [ticket])
         await escalation.schedule(uow, [ticket], rules, at)
         for event in published(None, ticket):
@@ -111,6 +117,23 @@ async def open_ticket(
         return ticket, True
 
     return await store.transaction_racing(work)
+
+
+class ContractRefused(Exception):
+    """The ticket names a service contract that does not cover it (another customer's, expired, another
+    product, or none at all)."""
+
+
+async def _contract_policy(uow: UnitOfWork, new: NewTicket, at: datetime) -> str | None:
+    """The SLA policy of the contract the new ticket is under; raises ContractRefused when it does not cover it."""
+    assert new.contract_id is not None
+    contract = await field_store.get_contract(uow, new.contract_id)
+    if contract is None:
+        raise ContractRefused(f"no service contract {new.contract_id}")
+    reason = contract.covers(new.customer_id, new.product, at.date())
+    if reason is not None:
+        raise ContractRefused(reason)
+    return contract.sla_policy_id
 
 
 def ticket_of_complaint(fact: ComplaintFiled, at: datetime, rules: SlaRules, value_tier: str | None) -> domain.Ticket:

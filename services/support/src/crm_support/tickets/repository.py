@@ -35,6 +35,7 @@ _FIELDS = (
     "group",
     "assignee_id",
     "contract_id",
+    "contract_policy_id",
     "value_tier",
     "policy_id",
 )

@@ -1,0 +1,1 @@
+"""Field service: service contracts, technicians, on-site visits and repair history."""
