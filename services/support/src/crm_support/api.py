@@ -353,8 +353,11 @@ async def satisfaction_report(
     for given in (start, end):
         if given is not None and given.tzinfo is None:
             raise Problem(422, "Invalid range", "from and to are RFC 3339 times with an offset (e.g. Z)")
-    finish = end or utc_now()
-    begin = start or finish - timedelta(days=90)
+    try:
+        finish = end or utc_now()
+        begin = start or finish - timedelta(days=90)
+    except OverflowError as exc:
+        raise Problem(422, "Invalid range", "from and to are times between the years 1 and 9999") from exc
     if finish <= begin or finish - begin > timedelta(days=REPORT_DAYS):
         raise Problem(422, "Invalid range", f"to must be after from, at most {REPORT_DAYS} days")
     projection = {f: 1 for f in ("kind", "score", "answered_at", "agent_id", "category", "value_tier")}

@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from crm_shared.service import Runtime, create_app
-from crm_support import api, consumers, repository
+from crm_support import analysis_api, api, consumers, repository
 from crm_support.field import api as field_api
 from crm_support.field import repository as field_repository
 from crm_support.kb import api as kb_api
@@ -36,7 +36,7 @@ def create_service(settings: SupportSettings | None = None) -> FastAPI:
         title="CRM support",
         description="Complaints and their SLA (policies by value tier, priority, category and channel, on "
         "business-hours calendars), satisfaction surveys; publishes crm.support.events.",
-        routers=[api.router, tickets_api.router, sla_api.router, kb_api.router, field_api.router],
+        routers=[api.router, tickets_api.router, sla_api.router, kb_api.router, field_api.router, analysis_api.router],
     )
     app.state.sla_targets = settings.sla_targets
     return app
