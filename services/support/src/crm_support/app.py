@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from crm_shared.service import Runtime, create_app
-from crm_support import analysis_api, api, consumers, repository
+from crm_support import analysis_api, api, consumers, nps, repository
 from crm_support.field import api as field_api
 from crm_support.field import repository as field_repository
 from crm_support.kb import api as kb_api
@@ -22,15 +22,20 @@ INDEXES = (
     *escalation.INDEXES,
     *kb_repository.INDEXES,
     *field_repository.INDEXES,
+    *nps.INDEXES,
 )
 
 
 def create_service(settings: SupportSettings | None = None) -> FastAPI:
     settings = settings or SupportSettings()
     runtime = Runtime.for_service(settings, indexes=INDEXES)
-    consumers.register(runtime, settings.sla_targets)
+    consumers.register(runtime, settings.sla_targets, settings.nps_interval)
     poll = settings.sla_poll_seconds
     runtime.run_in_background("sla-escalation", lambda store: escalation.run(store, poll))
+    nps_interval = settings.nps_interval
+    if nps_interval is not None:
+        nps_poll = settings.nps_poll_seconds
+        runtime.run_in_background("nps-requests", lambda store: nps.run(store, nps_interval, nps_poll))
     app = create_app(
         runtime,
         title="CRM support",

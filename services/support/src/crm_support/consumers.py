@@ -1,6 +1,7 @@
 """Kafka subscribers of support: batches of records, each batch applied by a handler in one transaction."""
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SupportEvent, TicketIngest
@@ -11,7 +12,7 @@ from crm_support import handlers
 from crm_support.domain import SlaTargets
 
 
-def register(runtime: Runtime, targets: SlaTargets) -> None:
+def register(runtime: Runtime, targets: SlaTargets, nps_interval: timedelta | None = None) -> None:
     async def on_ticket_ingest(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
         return await handlers.apply_ticket_events(runtime.require_store(), events, targets)
 
@@ -25,7 +26,7 @@ def register(runtime: Runtime, targets: SlaTargets) -> None:
     )
 
     async def on_segment_changes(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_segment_events(runtime.require_store(), events)
+        return await handlers.apply_segment_events(runtime.require_store(), events, nps_interval)
 
     # Any catalog event is accepted: segment changes on other dimensions are ignored.
     runtime.subscribe(
@@ -34,7 +35,8 @@ def register(runtime: Runtime, targets: SlaTargets) -> None:
         handler=on_segment_changes,
         title="crm.scoring.segments:support",
         description="Each customer's value tier (crm.segment.changed.v1 on dimension value_tier), the newest kept: "
-        "SLA policies match on it, so better customers get faster service. Other dimensions are ignored.",
+        "SLA policies match on it, so better customers get faster service; a customer's first tier enrols them "
+        "in the periodic NPS survey. Other dimensions are ignored.",
     )
 
     runtime.publishes(

@@ -2,7 +2,7 @@
 read and assign complaints, each agent only the complaints they see."""
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -21,7 +21,7 @@ from crm_shared.events import (
 from crm_shared.security import GROUPED, Principal
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
-from crm_support import domain, repository
+from crm_support import domain, nps, repository
 from crm_support.sla import escalation
 from crm_support.sla import repository as sla_store
 from crm_support.sla.calendar import NoBusinessHours
@@ -214,21 +214,28 @@ async def find_survey(store: Store, survey_id: str) -> domain.SurveyAnswer | Non
 TIERS_CONSUMER = "support-value-tiers"
 
 
-async def apply_segment_events(store: Store, events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-    """Keep each customer's newest value tier from scoring's segment changes, what SLA policies match on; the
-    other dimensions and event types are not support's concern."""
+async def apply_segment_events(
+    store: Store, events: Sequence[CloudEvent[Any]], nps_interval: timedelta | None = None
+) -> BatchOutcome:
+    """Keep each customer's newest value tier from scoring's segment changes, what SLA policies match on, and
+    re-match their open tickets; a customer seen for the first time is enrolled in the periodic NPS survey
+    (when `nps_interval` is given). The other dimensions and event types are not support's concern."""
 
     def relevant(event: CloudEvent[Any]) -> bool:
         return isinstance(event, SegmentChangedEvent) and event.data.dimension == "value_tier"
 
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         newest: dict[str, tuple[str, datetime]] = {}
+        first: dict[str, datetime] = {}
         for event in batch.events:
             kept = newest.get(event.customer_id)
             if kept is None or kept[1] <= event.data.changed_at:
                 newest[event.customer_id] = (event.data.new, event.data.changed_at)
+            first[event.customer_id] = min(first.get(event.customer_id, event.data.changed_at), event.data.changed_at)
             batch.done(event, event.data.new)
         await sla_store.save_newest_tiers(uow, newest)
+        if nps_interval is not None:
+            await nps.enrol(uow, first.items(), nps_interval)
         await _rematch_open_tickets(uow, newest.keys())
 
     return await store.apply_batch(TIERS_CONSUMER, events, work, relevant=relevant)

@@ -13,7 +13,8 @@ _MAX_SLA_HOURS = 24 * 366
 
 class SupportSettings(ServiceSettings):
     """Environment: CRM_SUPPORT_PORT, CRM_SUPPORT_HOST, CRM_SUPPORT_DB, CRM_SUPPORT_SLA_{HIGH,MEDIUM,LOW}_HOURS,
-    CRM_SUPPORT_SLA_POLL_SECONDS, plus the shared CRM_* settings."""
+    CRM_SUPPORT_SLA_POLL_SECONDS, CRM_SUPPORT_NPS_INTERVAL_DAYS, CRM_SUPPORT_NPS_POLL_SECONDS, plus the shared
+    CRM_* settings."""
 
     model_config = SettingsConfigDict(env_prefix="CRM_SUPPORT_", extra="ignore", frozen=True)
 
@@ -36,6 +37,22 @@ class SupportSettings(ServiceSettings):
         allow_inf_nan=False,
         description="How often the escalation worker looks for SLA warnings and breaches due.",
     )
+
+    nps_interval_days: float = Field(
+        default=90,
+        ge=0,
+        le=3 * 366,
+        allow_inf_nan=False,
+        description="How often each customer is asked for an NPS answer (0: never); the first request comes "
+        "this long after scoring first gives them a value tier.",
+    )
+    nps_poll_seconds: float = Field(
+        default=60, gt=0, le=24 * 3600, allow_inf_nan=False, description="How often NPS requests due are sent."
+    )
+
+    @property
+    def nps_interval(self) -> timedelta | None:
+        return timedelta(days=self.nps_interval_days) if self.nps_interval_days > 0 else None
 
     @model_validator(mode="after")
     def _more_severe_is_not_slower(self) -> Self:
