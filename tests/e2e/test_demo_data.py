@@ -35,3 +35,13 @@ async def test_the_demo_data_fills_each_view_once_however_often_it_is_loaded(
     assert [o["amount"] for o in opportunities if o["name"] == "Second machine for Ada Demo"] == ["4800.00"]
     calendar = (await http.get(f"{sales}/v1/calendars/rep-1")).json()
     assert [a["title"] for a in calendar].count("Call Ada Demo about the second machine") == 1
+
+    support = platform.url("support")
+    tickets = (await http.get(f"{support}/v1/tickets", params={"customer_id": "C-1001"})).json()["items"]
+    demo = [t for t in tickets if t["subject"] == "Coffee runs slowly"]
+    assert [(t["contract_id"], t["product"]) for t in demo] == [("demo-contract", "ATM-200")]
+    assert demo[0]["sla_policy_id"] in ("demo-standard", "demo-high-value")
+    visits = (await http.get(f"{support}/v1/visits", params={"ticket_id": demo[0]["ticket_id"]})).json()["items"]
+    assert [(v["technician_id"], v["installed_product"]) for v in visits] == [("tech-1", "ATM-200-SN-0001")]
+    found = (await http.get(f"{support}/v1/kb/search", params={"q": "descaling slow coffee"})).json()
+    assert "demo-descale" in [f["article"]["article_id"] for f in found]

@@ -228,6 +228,7 @@ def load_demo_data(platform: Platform, api_key: str) -> None:
             {"order_id": order_id, "customer_id": customer_id, "currency": "EUR", "total": total},
             api_key=api_key,
         )
+    _load_demo_support(platform, api_key)
     for customer_id, complaint_id, dimension, severity, summary in DEMO_COMPLAINTS:
         http_json(
             "POST",
@@ -242,7 +243,11 @@ def load_demo_data(platform: Platform, api_key: str) -> None:
             api_key=api_key,
         )
     _load_demo_sales(platform, api_key)
-    _say("demo data loaded: customers C-1001, C-1002, C-1003; a territory, two leads, an opportunity and a call")
+    _say(
+        "demo data loaded: customers C-1001, C-1002, C-1003; a territory, two leads, an opportunity and a call; "
+        "SLA policies on office hours, a knowledge-base article, a technician, a service contract and a ticket "
+        "with a visit booked"
+    )
 
 
 DEMO_TERRITORY = {
@@ -263,6 +268,85 @@ DEMO_LEADS = (
         {"source": "inbound", "company": "Northwind Demo Ltd", "phone": "+44 20 7946 0999", "region": "north"},
     ),
 )
+
+
+DEMO_OFFICE_HOURS = {
+    "time_zone": "Europe/Berlin",
+    "weekly": {
+        day: [{"start": "09:00", "end": "17:00"}] for day in ("monday", "tuesday", "wednesday", "thursday", "friday")
+    },
+    "country": "DE",
+}
+DEMO_POLICIES = (
+    (
+        "demo-high-value",
+        {
+            "name": "High-value customers",
+            "order": 10,
+            "conditions": {"value_tiers": ["high_value"]},
+            "targets": {"first_response": {"hours": 1}, "next_response": {"hours": 4}, "resolution": {"hours": 16}},
+            "calendar_id": "demo-office",
+            "warn_before_minutes": 30,
+            "escalate_to_group": "service-leads",
+        },
+    ),
+    (
+        "demo-standard",
+        {
+            "name": "Everyone else",
+            "order": 100,
+            "targets": {"first_response": {"hours": 8}, "resolution": {"hours": 40}},
+            "calendar_id": "demo-office",
+        },
+    ),
+)
+DEMO_ARTICLE = {
+    "title": "Descaling the ATM-200 espresso machine",
+    "problem": "Coffee runs slowly and the machine shows the descale light.",
+    "solution": "Fill the tank with descaler, run the descale programme twice, then rinse with clean water.",
+    "product": "ATM-200",
+    "tags": ["descale", "maintenance"],
+    "status": "published",
+}
+
+
+def _load_demo_support(platform: Platform, api_key: str) -> None:
+    """SLA policies, a knowledge-base article, a technician, a contract and a ticket with a visit; idempotent."""
+    support = platform.url("support")
+    http_json("PUT", f"{support}/v1/sla/calendars/demo-office", DEMO_OFFICE_HOURS, api_key=api_key)
+    for policy_id, policy in DEMO_POLICIES:
+        http_json("PUT", f"{support}/v1/sla/policies/{policy_id}", policy, api_key=api_key)
+    http_json("PUT", f"{support}/v1/kb/articles/demo-descale", DEMO_ARTICLE, api_key=api_key)
+    technician = {"name": "Tess Demo", "skills": ["installation", "repair"], "calendar_id": "demo-office"}
+    http_json("PUT", f"{support}/v1/technicians/tech-1", technician, api_key=api_key)
+    contract = {
+        "customer_id": "C-1001",
+        "name": "ATM-200 maintenance (demo)",
+        "starts_on": f"{datetime.now(UTC).year}-01-01",
+        "ends_on": f"{datetime.now(UTC).year + 2}-12-31",
+        "products": ["ATM-200"],
+    }
+    http_json("PUT", f"{support}/v1/service-contracts/demo-contract", contract, api_key=api_key)
+    ticket = {
+        "customer_id": "C-1001",
+        "subject": "Coffee runs slowly",
+        "description": "The ATM-200 shows a light and the coffee runs slowly since last week.",
+        "channel": "email",
+        "category": "product",
+        "product": "ATM-200",
+        "contract_id": "demo-contract",
+    }
+    answered, opened = http_json(
+        "POST", f"{support}/v1/tickets", ticket, api_key=api_key, headers={"Idempotency-Key": "demo-ticket-1"}
+    )
+    if answered in (200, 201):
+        http_json(
+            "POST",
+            f"{support}/v1/tickets/{opened['ticket_id']}/visits",
+            {"skill": "repair", "duration_minutes": 90, "installed_product": "ATM-200-SN-0001"},
+            api_key=api_key,
+            headers={"Idempotency-Key": "demo-visit-1"},
+        )
 
 
 def _load_demo_sales(platform: Platform, api_key: str) -> None:
