@@ -452,7 +452,8 @@ def _visit_scheduled(d: VisitScheduled) -> str:
 def _visit_status_changed(d: VisitStatusChanged) -> str:
     if d.status == "completed":
         parts = sum(p.quantity for p in d.parts)
-        return f"Visit {d.visit_id} for ticket {d.ticket_id} completed: {d.minutes_spent} min, {parts} parts"
+        used = "no parts" if parts == 0 else f"{parts} part" + ("s" if parts > 1 else "")
+        return f"Visit {d.visit_id} for ticket {d.ticket_id} completed: {d.minutes_spent} min, {used}"
     return f"Visit {d.visit_id} for ticket {d.ticket_id} {d.status}"
 
 
