@@ -106,6 +106,18 @@ async def test_an_order_updates_scores_changes_the_tier_enrols_once_and_shows_on
         return types if wanted <= set(types) else []
 
     await eventually(timeline_complete, what="the order, the tier change and the enrolment on the 360 timeline")
+    page = await get_json(http, f"{platform.url('customer')}/v1/customers/{customer}/timeline?limit=100")
+    entries = {e["event_id"]: (i, e) for i, e in enumerate(page["items"])}
+    # Newest first, yet at one instant a cause lists before what it caused: the order before its segment changes.
+    caused_at_once = [
+        (entries[e["cause"]][0], i)
+        for i, e in enumerate(page["items"])
+        if e["cause"] in entries and entries[e["cause"]][1]["time"] == e["time"]
+    ]
+    assert caused_at_once and all(cause < effect for cause, effect in caused_at_once), page["items"]
+    card = await get_json(http, f"{platform.url('customer')}/v1/customers/{customer}/summary")
+    assert card["scores"]["value_tier"] == "high_value" and card["orders"] == 1
+    assert card["last_order"]["order_id"] == f"O-{customer}"
 
 
 async def test_a_complaint_from_a_high_value_customer_triggers_service_recovery(

@@ -48,7 +48,7 @@ async def test_a_tickets_changes_reach_the_timeline_and_nobody_dead_letters_them
     assert resolved.status_code == 200, resolved.text
 
     async def on_the_timeline() -> list[str]:
-        answer = await http.get(f"{platform.url('customer')}/v1/customers/{customer}/timeline?limit=50")
+        answer = await http.get(f"{platform.url('customer')}/v1/customers/{customer}/timeline?limit=50&order=oldest")
         summaries = [e["summary"] for e in answer.json()["items"]] if answer.status_code == 200 else []
         return summaries if len(summaries) >= 5 else []
 

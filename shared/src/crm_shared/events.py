@@ -374,6 +374,9 @@ class CustomerRegistered(Payload):
     channel: Channel = "web"
     consents: list[ChannelConsent] = Field(default_factory=list, max_length=16)
     preferred_channel: Channel | None = Field(default=None, description="Must be a channel granted in `consents`.")
+    kind: Literal["person", "organisation"] = Field(
+        default="person", description="A person, or an organisation (an account, with contacts); `name` is its name."
+    )
 
     @model_validator(mode="after")
     def _preferred_is_granted(self) -> Self:
@@ -781,6 +784,40 @@ class VisitStatusChanged(Payload):
     )
 
 
+class AttributeMoney(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Annotated[str, Field(pattern=r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+AttributeValue = bool | float | Annotated[str, Field(max_length=1000)] | AttributeMoney
+"""A custom attribute's value as published: boolean, number, string (also dates, YYYY-MM-DD, and enums), money."""
+
+
+class CustomerProfileUpdated(Payload):
+    """A customer's profile changed beyond sign-up: `changed` names every field that changed, and the fields that
+    are not personal data are given as they are now (addresses, birthday, personal events, external ids and
+    attributes declared personal never leave the customer service)."""
+
+    changed: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=50)
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=100)
+    industry: Annotated[str, Field(max_length=100)] | None = None
+    company_type: Annotated[str, Field(max_length=100)] | None = None
+    company_size: Literal["1-9", "10-49", "50-249", "250-999", "1000+"] | None = None
+    attributes: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")], AttributeValue] = Field(
+        default_factory=dict, max_length=200, description="The attributes that are not personal data, as they are now."
+    )
+
+
+class AccountContactChanged(Payload):
+    """A person's roles at an organisation (the account, `customer_id`) changed: none left means they are no
+    longer its contact."""
+
+    contact_id: CustomerId
+    roles: list[Literal["buyer", "decision_maker", "technical_contact", "billing", "user"]] = Field(max_length=5)
+
+
 class CustomerMatchKeysChanged(Payload):
     """The match keys of a customer (keyed hashes of their normalised email and phone, crm_shared.matching) as
     they stand now: set when they sign up, emptied when their personal data is erased. Each event replaces the
@@ -1120,6 +1157,20 @@ class VisitStatusChangedEvent(CloudEvent[VisitStatusChanged]):
     type: Literal["crm.visit.status_changed.v1"] = "crm.visit.status_changed.v1"
 
 
+class CustomerProfileUpdatedEvent(CloudEvent[CustomerProfileUpdated]):
+    """A customer's profile changed beyond sign-up."""
+
+    TYPE: ClassVar[str] = "crm.customer.profile_updated.v1"
+    type: Literal["crm.customer.profile_updated.v1"] = "crm.customer.profile_updated.v1"
+
+
+class AccountContactChangedEvent(CloudEvent[AccountContactChanged]):
+    """A contact's roles at an account changed."""
+
+    TYPE: ClassVar[str] = "crm.account.contact_changed.v1"
+    type: Literal["crm.account.contact_changed.v1"] = "crm.account.contact_changed.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -1159,6 +1210,8 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         SurveyRequestedEvent,
         VisitScheduledEvent,
         VisitStatusChangedEvent,
+        CustomerProfileUpdatedEvent,
+        AccountContactChangedEvent,
     )
 }
 
@@ -1214,7 +1267,9 @@ CustomerEvent = Annotated[
     | InteractionLoggedEvent
     | ConsentChangedEvent
     | CustomerReferredEvent
-    | CustomerMatchKeysChangedEvent,
+    | CustomerMatchKeysChangedEvent
+    | CustomerProfileUpdatedEvent
+    | AccountContactChangedEvent,
     Field(discriminator="type"),
 ]
 """What the customer service publishes on crm.customer.events."""
@@ -1254,7 +1309,9 @@ AnyEvent = Annotated[
     | SlaBreachedEvent
     | SurveyRequestedEvent
     | VisitScheduledEvent
-    | VisitStatusChangedEvent,
+    | VisitStatusChangedEvent
+    | CustomerProfileUpdatedEvent
+    | AccountContactChangedEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

@@ -182,7 +182,7 @@ async def test_the_timeline_pages_in_event_time_order_and_filters_by_type(api: t
     cursor = None
     pages = 0
     while True:
-        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        params = {"limit": 3, "order": "oldest", **({"cursor": cursor} if cursor else {})}
         page = (await http.get(f"/v1/customers/{customer}/timeline", params=params)).json()
         seen += page["items"]
         pages += 1

@@ -33,6 +33,7 @@ SEGMENT = {
 # (service, list endpoint, what its cursor holds: "at" for (time, id), else the one id it is keyed by)
 LIST_ENDPOINTS = [
     ("customer", "/v1/customers/C-edges/timeline", "at"),
+    ("customer", "/v1/customers", "at"),
     ("marketing", "/v1/campaigns/welcome/enrolments", "at"),
     ("marketing", "/v1/customers/C-edges/enrolments", "at"),
     ("support", "/v1/customers/C-edges/complaints", "at"),

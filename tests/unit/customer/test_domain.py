@@ -9,6 +9,7 @@ import pytest
 from crm_customer import domain
 from crm_shared.events import (
     EVENT_TYPES,
+    AccountContactChanged,
     ActivityCompleted,
     ActivityScheduled,
     CampaignContacted,
@@ -19,6 +20,7 @@ from crm_shared.events import (
     ComplaintFiled,
     ConsentChanged,
     CustomerMatchKeysChanged,
+    CustomerProfileUpdated,
     CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
@@ -315,6 +317,14 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
             parts=[{"part": "gasket", "quantity": 2}, {"part": "seal", "quantity": 1}],  # type: ignore[list-item]
         ),
         "Visit V-1 for ticket TK-1 completed: 45 min, 3 parts",
+    ),
+    "crm.customer.profile_updated.v1": (
+        CustomerProfileUpdated(customer_id="C-1", changed=["company_size", "tags"], tags=["vip"], company_size="10-49"),
+        "Profile changed: company size, tags",
+    ),
+    "crm.account.contact_changed.v1": (
+        AccountContactChanged(customer_id="ORG-1", contact_id="C-1", roles=["buyer", "decision_maker"]),
+        "Contact C-1: buyer, decision maker",
     ),
 }
 

@@ -185,6 +185,17 @@ SAMPLES: dict[str, events.Payload] = {
         parts=[events.PartUsedInVisit(part="gasket", quantity=2)],
         installed_product="SN-1",
     ),
+    "crm.customer.profile_updated.v1": events.CustomerProfileUpdated(
+        customer_id="C-1",
+        changed=["attributes", "tags"],
+        tags=["vip"],
+        industry="retail",
+        company_size="10-49",
+        attributes={"loyalty_card": "gold", "employees": 12.0, "newsletter": True},
+    ),
+    "crm.account.contact_changed.v1": events.AccountContactChanged(
+        customer_id="ORG-1", contact_id="C-1", roles=["buyer"]
+    ),
 }
 
 

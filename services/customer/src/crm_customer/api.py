@@ -8,6 +8,9 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm_customer import domain, handlers, repository
+from crm_customer.insights.timeline import kind_of
+from crm_customer.insights.timeline_query import KIND_LIST, TimelineQuery
+from crm_customer.profiles import api as profiles_api
 from crm_customer.settings import match_secret_of
 from crm_shared.api import (
     Accepted,
@@ -65,35 +68,6 @@ NOT_SEEN = (
     "No such customer, or one the caller may not see: a person sees the customers they own, their team owns or "
     "of their territories (the same answer either way)"
 )
-
-
-class ProfileView(BaseModel):
-    customer_id: str
-    name: str | None = Field(description="None once the customer's personal data was erased.")
-    email: str | None
-    phone: str | None
-    channel: Channel = Field(description="The channel the customer signed up in.")
-    consents: dict[Channel, bool] = Field(examples=[{"email": True, "sms": False}])
-    preferred_channel: Channel | None
-    registered_at: datetime
-    personal_data_erased_at: datetime | None = Field(
-        default=None, description="When name, email and phone were erased; None while the profile holds them."
-    )
-
-    @classmethod
-    def of(cls, profile: domain.Profile) -> "ProfileView":
-        d = profile.details
-        return cls(
-            customer_id=profile.customer_id,
-            name=d.name,
-            email=d.email,
-            phone=d.phone,
-            channel=d.channel,
-            consents=dict(d.consents),
-            preferred_channel=d.preferred_channel,
-            registered_at=profile.registered_at,
-            personal_data_erased_at=profile.erased_at,
-        )
 
 
 class ConsentsView(BaseModel):
@@ -159,11 +133,15 @@ class TimelineEntryView(BaseModel):
     source: str
     summary: str = Field(examples=["Order O-77 placed: 1500.00 EUR"])
     data: dict[str, Any] = Field(description="The event's payload; a sign-up's without name, email and phone.")
+    kind: str = Field(examples=["order"], description="The event type's family, as the `kind` filter takes it.")
+    cause: str | None = Field(description="The id of the event that caused this one (its causationid), if any.")
 
     @classmethod
     def of(cls, entry: domain.TimelineEntry) -> "TimelineEntryView":
         return cls(
             event_id=entry.event_id,
+            kind=kind_of(entry.type),
+            cause=entry.cause,
             type=entry.type,
             time=entry.time,
             source=entry.source,
@@ -266,7 +244,7 @@ EventType = Annotated[
 
 @router.post(
     "/customers",
-    response_model=ProfileView,
+    response_model=profiles_api.FullProfileView,
     status_code=status.HTTP_201_CREATED,
     summary="Register a customer (same payload as crm.customer.registered.v1 data); unassigned until assigned",
     dependencies=[requires("customers:write")],
@@ -282,7 +260,7 @@ async def register_customer(
     response: Response,
     customer: Annotated[CustomerRegistered, Body(examples=[CUSTOMER_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
-) -> ProfileView:
+) -> profiles_api.FullProfileView:
     _refuse_sealed(customer)
     event = CustomerRegisteredEvent.create(
         customer, source=API_SOURCE, id=command_event_id("customer/customers", idempotency_key)
@@ -292,15 +270,15 @@ async def register_customer(
         existing = await handlers.find_profile(store, customer.customer_id)
         return existing if existing is not None and _same_details(existing, customer) else None
 
-    return ProfileView.of(
-        await record_once(
-            response,
-            what="registration",
-            conflict="Registration refused",
-            recording=handlers.register_customer(store, event, match_secret=secret),
-            existing_if_same=same_profile,
-        )
+    registered = await record_once(
+        response,
+        what="registration",
+        conflict="Registration refused",
+        recording=handlers.register_customer(store, event, match_secret=secret),
+        existing_if_same=same_profile,
     )
+    # The whole profile, as GET answers it (a sign-up again shows what was added since).
+    return await profiles_api.read_full_profile(store, registered.customer_id, None)
 
 
 @router.post(
@@ -410,12 +388,14 @@ async def submit_event(
 
 @router.get(
     "/customers/{customer_id}",
-    response_model=ProfileView,
-    summary="A customer's profile",
+    response_model=profiles_api.FullProfileView,
+    summary="A customer's profile: sign-up details, consents, owner, tags, company facts, addresses, attributes",
     responses={404: {"description": NOT_SEEN}},
 )
-async def get_customer(store: StoreDep, principal: CustomerReader, customer_id: IdInPath) -> ProfileView:
-    return ProfileView.of(await _profile(store, customer_id, principal))
+async def get_customer(
+    store: StoreDep, principal: CustomerReader, customer_id: IdInPath
+) -> profiles_api.FullProfileView:
+    return await profiles_api.read_full_profile(store, customer_id, principal)
 
 
 @router.get(
@@ -501,17 +481,19 @@ async def get_interaction(store: StoreDep, principal: InteractionReader, interac
 @router.get(
     "/customers/{customer_id}/timeline",
     response_model=Page[TimelineEntryView],
-    summary="The customer 360 timeline: every service's events about the customer, oldest first",
+    summary="The customer 360 timeline: every service's events about the customer, newest first (or oldest), "
+    "by kind, channel and period; at one time a cause before what it caused",
     responses={
         400: {"description": "Invalid cursor"},
         404: {"description": f"Only for a person: {NOT_SEEN}"},
-        422: {"description": "Unknown event type"},
+        422: {"description": f"Unknown event type or kind (kinds: {KIND_LIST}), or an invalid period"},
     },
 )
 async def timeline(
     store: StoreDep,
     principal: CustomerReader,
     customer_id: IdInPath,
+    selection: TimelineQuery,
     limit: Limit = 50,
     cursor: Cursor = None,
     event_type: EventType = None,
@@ -520,7 +502,15 @@ async def timeline(
         raise Problem(422, "Unknown event type", f"type {event_type!r} is not one of: {', '.join(sorted(EVENT_TYPES))}")
     await _must_see(store, principal, customer_id)
     entries, next_cursor = await repository.timeline_page(
-        store.db, customer_id, limit=limit, cursor=cursor, event_type=event_type
+        store.db,
+        customer_id,
+        limit=limit,
+        cursor=cursor,
+        types=selection.types(event_type),
+        channel=selection.channel,
+        start=selection.start,
+        end=selection.end,
+        order=selection.order,
     )
     items = [TimelineEntryView.of(e) for e in entries]
     return Page[TimelineEntryView](items=items, next_cursor=next_cursor)

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from crm_shared.events import (
     PERSONAL_FIELDS,
+    AccountContactChanged,
     ActivityCompleted,
     ActivityScheduled,
     CampaignContacted,
@@ -36,6 +37,7 @@ from crm_shared.events import (
     ComplaintFiled,
     ConsentChanged,
     CustomerMatchKeysChanged,
+    CustomerProfileUpdated,
     CustomerReferred,
     CustomerRegistered,
     InteractionLogged,
@@ -118,6 +120,7 @@ class Details:
     channel: Channel
     consents: Mapping[Channel, bool]
     preferred_channel: Channel | None
+    kind: Literal["person", "organisation"] = "person"
 
     @classmethod
     def of(cls, registered: CustomerRegistered) -> Details:
@@ -128,6 +131,7 @@ class Details:
             channel=registered.channel,
             consents=consents_by_channel(registered.consents),
             preferred_channel=registered.preferred_channel,
+            kind=registered.kind,
         )
 
     def differing_fields(self, other: Details) -> list[str]:
@@ -457,6 +461,16 @@ def _visit_status_changed(d: VisitStatusChanged) -> str:
     return f"Visit {d.visit_id} for ticket {d.ticket_id} {d.status}"
 
 
+def _profile_updated(d: CustomerProfileUpdated) -> str:
+    return "Profile changed: " + ", ".join(f.replace("_", " ") for f in d.changed)
+
+
+def _contact_changed(d: AccountContactChanged) -> str:
+    if not d.roles:
+        return f"{d.contact_id} is no longer a contact"
+    return f"Contact {d.contact_id}: " + ", ".join(r.replace("_", " ") for r in d.roles)
+
+
 def _match_keys_changed(d: CustomerMatchKeysChanged) -> str:
     return "Personal data erased" if d.reason == "erased" else "Match keys published"
 
@@ -553,6 +567,8 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     SurveyRequested: _survey_requested,
     VisitScheduled: _visit_scheduled,
     VisitStatusChanged: _visit_status_changed,
+    CustomerProfileUpdated: _profile_updated,
+    AccountContactChanged: _contact_changed,
 }
 
 
@@ -575,6 +591,8 @@ class TimelineEntry:
     source: str
     summary: str
     data: Mapping[str, Any]
+    cause: str | None = None
+    """The id of the event that caused this one (its `causationid`), which may be on the timeline too."""
 
 
 def on_timeline(event: CloudEvent[Any]) -> bool:
@@ -595,4 +613,5 @@ def timeline_entry(event: CloudEvent[Any]) -> TimelineEntry:
         source=event.source,
         summary=summarize(event),
         data=data,
+        cause=event.causationid,
     )

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from crm_customer import domain, repository
+from crm_customer.profiles import service as profiles
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
@@ -460,6 +461,7 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
             if after != profile:
                 erased_fields = profile.details.personal_fields
                 await repository.save_profile(uow, after)
+            await profiles.erase_extras(uow, customer_id)
         originals = await repository.erase_dead_letter_originals(uow, customer_id, at)
         # No match key is left: a service that matched new records against this customer stops.
         gone = CustomerMatchKeysChanged(customer_id=customer_id, match_keys=[], reason="erased")

@@ -2,18 +2,21 @@
 sealed in events), `interactions`, `referrals` and `timeline` (the 360 view)."""
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from crm_customer.domain import Assignment, Details, Interaction, PersonalKey, Profile, Referral, TimelineEntry
-from crm_shared.api import keyset_page
+from crm_customer.insights.timeline import depths_by_time
+from crm_customer.profiles.domain import name_prefixes
+from crm_shared.api import cursor_id, cursor_time, decode_cursor, encode_cursor, invalid_cursor
 from crm_shared.events import CustomerReferred, InteractionLogged
+from crm_shared.matching import normalise_email, normalise_phone
 from crm_shared.store import DEADLETTERS, IndexSpec, UnitOfWork, as_stored
 
 CUSTOMERS = "customers"
@@ -47,11 +50,23 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         "channel": details.channel,
         "consents": dict(details.consents),
         "preferred_channel": details.preferred_channel,
+        "kind": details.kind,
+        # Search keys, derived here so that an erasure, which empties the personal fields, empties them too.
+        "search_name": name_prefixes(details.name),
+        "search_email": _normalised(normalise_email, details.email),
+        "search_phone": _normalised(normalise_phone, details.phone),
         "registered_at": profile.registered_at,
         "registered_by": profile.registered_by,
         "consents_changed_at": dict(profile.consents_changed_at),
         "erased_at": profile.erased_at,
     }
+
+
+def _normalised(normalise: Callable[[str | None], str | None], value: str | None) -> str | None:
+    try:
+        return normalise(value)
+    except ValueError:
+        return None  # not searchable by it; the profile keeps it as given
 
 
 def profile_from_document(doc: dict[str, Any]) -> Profile:
@@ -64,6 +79,7 @@ def profile_from_document(doc: dict[str, Any]) -> Profile:
             channel=doc["channel"],
             consents=dict(doc.get("consents", {})),
             preferred_channel=doc.get("preferred_channel"),
+            kind=doc.get("kind", "person"),
         ),
         registered_at=doc["registered_at"],
         registered_by=doc["registered_by"],
@@ -284,8 +300,21 @@ def entry_to_document(entry: TimelineEntry) -> dict[str, Any]:
         "time": entry.time,
         "source": entry.source,
         "summary": entry.summary,
-        "data": dict(entry.data),
+        "data": _storable(dict(entry.data)),
+        "cause": entry.cause,
     }
+
+
+def _storable(value: Any) -> Any:
+    """The payload as BSON holds it: a date (a quote's `valid_until`, an opportunity's `expected_close`) as its
+    ISO text, as the API shows it; BSON has datetimes only."""
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def entry_from_document(doc: dict[str, Any]) -> TimelineEntry:
@@ -297,6 +326,7 @@ def entry_from_document(doc: dict[str, Any]) -> TimelineEntry:
         source=doc["source"],
         summary=doc["summary"],
         data=doc.get("data", {}),
+        cause=doc.get("cause"),
     )
 
 
@@ -325,19 +355,101 @@ async def record_entries(db: AsyncDatabase[dict[str, Any]], entries: Sequence[Ti
     return {e.event_id for e in entries}
 
 
+TimelineOrder = Literal["newest", "oldest"]
+
+
 async def timeline_page(
     db: AsyncDatabase[dict[str, Any]],
     customer_id: str,
     *,
     limit: int,
     cursor: str | None = None,
-    event_type: str | None = None,
+    types: Collection[str] | None = None,
+    channel: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    order: TimelineOrder = "oldest",
 ) -> tuple[list[TimelineEntry], str | None]:
-    """A page of entries in event-time order (ties by event id), and the cursor of the next page."""
+    """A page of the entries of these event types, with this `data.channel`, of event times in [start, end),
+    newest or oldest first; at one time a cause before what it caused, then by event id (crm_customer.insights.
+    timeline). The cursor of the next page, (time, depth, event id), stays right while new entries arrive.
+
+    Every entry of a time a page reaches is read, since their order depends on all of them: the entries of the
+    cursor's time, then the next `limit` + 1 beyond it, then the rest of the last time those reach.
+    """
+    query = _timeline_query(customer_id, types, channel, start, end)
+    newest_first = order == "newest"
+    after = decode_cursor(cursor)
+    resume = (cursor_time(after), _cursor_depth(after), cursor_id(after)) if after is not None else None
+    docs: list[dict[str, Any]] = []
+    beyond = query
+    if resume is not None:
+        docs = await _entries_at(db, query, resume[0])
+        beyond = {"$and": [query, {"time": {"$lt" if newest_first else "$gt": resume[0]}}]}
+    direction = -1 if newest_first else 1
+    found = db[TIMELINE].find(beyond).sort([("time", direction), ("_id", direction)])
+    later = await found.limit(limit + 1).to_list(limit + 1)
+    if len(later) > limit:
+        last_at = later[-1]["time"]
+        later = [d for d in later if d["time"] != last_at] + await _entries_at(db, query, last_at)
+    docs += later
+    depths = await _depths(db, customer_id, docs, complete=set(query) == {"customer_id"})
+    # Two stable sorts: within a time by depth and id, then the times as asked.
+    docs.sort(key=lambda d: (depths[d["_id"]], d["_id"]))
+    docs.sort(key=lambda d: d["time"], reverse=newest_first)
+    if resume is not None:
+        at, depth, event_id = resume
+        docs = [d for d in docs if d["time"] != at or (depths[d["_id"]], d["_id"]) > (depth, event_id)]
+    if len(docs) <= limit:
+        return [entry_from_document(d) for d in docs], None
+    end_doc = docs[limit - 1]
+    position = {"at": end_doc["time"].isoformat(), "depth": depths[end_doc["_id"]], "id": end_doc["_id"]}
+    return [entry_from_document(d) for d in docs[:limit]], encode_cursor(position)
+
+
+def _timeline_query(
+    customer_id: str,
+    types: Collection[str] | None,
+    channel: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> dict[str, Any]:
     query: dict[str, Any] = {"customer_id": customer_id}
-    if event_type is not None:
-        query["type"] = event_type
-    docs, next_cursor = await keyset_page(
-        db[TIMELINE], query, time_field="time", limit=limit, cursor=cursor, newest_first=False
-    )
-    return [entry_from_document(d) for d in docs], next_cursor
+    if types is not None:
+        query["type"] = {"$in": sorted(types)}
+    if channel is not None:
+        query["data.channel"] = channel
+    window = {op: at for op, at in (("$gte", start), ("$lt", end)) if at is not None}
+    if window:
+        query["time"] = window
+    return query
+
+
+MAX_CURSOR_DEPTH = 10_000
+
+
+def _cursor_depth(after: dict[str, Any]) -> int:
+    """The depth a page resumes after; 0 in a cursor of before cause order, which held time and id only."""
+    depth = after.get("depth", 0)
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_CURSOR_DEPTH:
+        raise invalid_cursor("`depth` is not a depth")
+    return depth
+
+
+async def _entries_at(db: AsyncDatabase[dict[str, Any]], query: dict[str, Any], at: datetime) -> list[dict[str, Any]]:
+    return await db[TIMELINE].find({"$and": [query, {"time": at}]}).to_list(None)
+
+
+async def _depths(
+    db: AsyncDatabase[dict[str, Any]], customer_id: str, docs: list[dict[str, Any]], *, complete: bool
+) -> dict[str, int]:
+    """Each entry's depth among all the customer's entries of its time: those read, when nothing was filtered
+    out (every time read was read whole), else every entry of those times, whatever the filters."""
+    if complete:
+        links = [(d["_id"], d["time"], d.get("cause")) for d in docs]
+    else:
+        times = sorted({d["time"] for d in docs})
+        query = {"customer_id": customer_id, "time": {"$in": times}}
+        found = await db[TIMELINE].find(query, {"time": 1, "cause": 1}).to_list(None) if times else []
+        links = [(d["_id"], d["time"], d.get("cause")) for d in found]
+    return depths_by_time(links)

@@ -1,0 +1,1 @@
+"""Profiles beyond sign-up: kinds (person, organisation), typed custom attributes, accounts and contacts, search."""
