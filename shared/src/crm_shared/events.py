@@ -219,7 +219,10 @@ Text = Annotated[str, AfterValidator(_free_text)]
 
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["EUR"])]
-Channel = Literal["web", "pos", "call_centre", "email", "phone", "sms", "face_to_face", "partner"]
+Channel = Literal["web", "pos", "call_centre", "email", "phone", "sms", "face_to_face", "partner", "post"]
+ConsentPurpose = Literal["marketing", "service"]
+"""What a consent is for: marketing (campaigns, journeys) or service (messages about the customer's orders and
+tickets). A consent stated without a purpose is a marketing consent."""
 Dimension = Literal["product", "service", "people"]
 
 
@@ -353,6 +356,7 @@ class ChannelConsent(BaseModel):
 
     channel: Channel
     granted: bool
+    purpose: ConsentPurpose = "marketing"
 
 
 class CustomerRegistered(Payload):
@@ -381,10 +385,11 @@ class CustomerRegistered(Payload):
     @model_validator(mode="after")
     def _preferred_is_granted(self) -> Self:
         if self.preferred_channel is not None and not any(
-            c.channel == self.preferred_channel and c.granted for c in self.consents
+            c.channel == self.preferred_channel and c.granted and c.purpose == "marketing" for c in self.consents
         ):
             raise ValueError(
-                f"preferred_channel {self.preferred_channel} must be a channel the customer granted in consents"
+                f"preferred_channel {self.preferred_channel} must be a channel the customer granted in consents "
+                "(for marketing)"
             )
         return self
 
@@ -464,18 +469,26 @@ class CampaignEnrolled(Payload):
 
 
 class ConsentChanged(Payload):
-    """A customer granted or refused one channel; optionally it became the preferred channel."""
+    """A customer granted or refused one channel for one purpose (marketing unless stated); optionally, for
+    marketing, it became the preferred channel."""
 
     channel: Channel
     granted: bool
     preferred_channel: Channel | None = Field(
         default=None, description="None leaves the preferred channel as it was; else a channel the customer granted."
     )
+    purpose: ConsentPurpose = Field(
+        default="marketing",
+        description="marketing: campaigns and journeys may use the channel; service: messages about the customer's "
+        "own orders and tickets may (allowed unless refused).",
+    )
 
     @model_validator(mode="after")
     def _not_preferring_a_refusal(self) -> Self:
         if self.preferred_channel == self.channel and not self.granted:
             raise ValueError(f"{self.channel} cannot become the preferred channel while it is refused")
+        if self.preferred_channel is not None and self.purpose != "marketing":
+            raise ValueError("the preferred channel is a marketing choice: name it with a marketing consent")
         return self
 
 

@@ -68,7 +68,14 @@ async def test_register_then_same_content_then_different_content(api: tuple[http
 
     assert (await http.get(f"/v1/customers/{customer}")).json() == created.json()
     consents = (await http.get(f"/v1/customers/{customer}/consents")).json()
-    assert consents == {"customer_id": customer, "granted": ["email"], "refused": ["sms"], "preferred_channel": None}
+    assert consents == {
+        "customer_id": customer,
+        "granted": ["email"],
+        "refused": ["sms"],
+        "preferred_channel": None,
+        "service_granted": [],
+        "service_refused": [],
+    }
     assert [r["type"] for r in await outbox_records(store.db, {"key": customer})] == SIGN_UP_PUBLISHED
 
 
@@ -218,7 +225,14 @@ async def test_a_consent_change_updates_the_profile_and_is_published_once(
     again = await http.put(f"/v1/customers/{customer}/consents/email", json={"granted": False})
     assert again.json() == refused.json()
     sms = await http.put(f"/v1/customers/{customer}/consents/sms", json={"granted": True, "preferred": True})
-    assert sms.json() == {"customer_id": customer, "granted": ["sms"], "refused": ["email"], "preferred_channel": "sms"}
+    assert sms.json() == {
+        "customer_id": customer,
+        "granted": ["sms"],
+        "refused": ["email"],
+        "preferred_channel": "sms",
+        "service_granted": [],
+        "service_refused": [],
+    }
 
     records = await outbox_records(store.db, {"key": customer})
     assert [r["type"] for r in records] == [

@@ -188,4 +188,4 @@ async def test_a_sign_up_reaches_the_timeline_without_personal_data(new_store: N
     doc = await store.db[repository.TIMELINE].find_one({"customer_id": customer})
     assert doc is not None and doc["summary"] == "Registered via web"
     assert {"name", "email", "phone"}.isdisjoint(doc["data"])
-    assert doc["data"]["consents"] == [{"channel": "email", "granted": True}]
+    assert doc["data"]["consents"] == [{"channel": "email", "granted": True, "purpose": "marketing"}]

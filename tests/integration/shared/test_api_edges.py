@@ -34,6 +34,7 @@ SEGMENT = {
 LIST_ENDPOINTS = [
     ("customer", "/v1/customers/C-edges/timeline", "at"),
     ("customer", "/v1/customers", "at"),
+    ("customer", "/v1/customers/C-edges/consents/history", "at"),
     ("marketing", "/v1/campaigns/welcome/enrolments", "at"),
     ("marketing", "/v1/customers/C-edges/enrolments", "at"),
     ("support", "/v1/customers/C-edges/complaints", "at"),

@@ -60,6 +60,7 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "POST /v1/events": "events:write",
         "GET /v1/customers/{customer_id}": "customers:read",
         "GET /v1/customers/{customer_id}/consents": "customers:read",
+        "GET /v1/customers/{customer_id}/consents/history": "customers:read",
         "PUT /v1/customers/{customer_id}/consents/{channel}": "consents:write",
         "PUT /v1/customers/{customer_id}/assignment": "customers:write",
         "GET /v1/interactions/{interaction_id}": "interactions:read",

@@ -410,6 +410,12 @@ def test_every_event_type_gets_its_summary_without_personal_data(type_: str) -> 
         assert personal not in summary
 
 
+def test_a_service_consent_says_what_it_is_for() -> None:
+    refused = ConsentChanged(customer_id="C-1", channel="post", granted=False, purpose="service")
+    summary = domain.summarize(event_of("crm.customer.consent_changed.v1", refused))
+    assert summary == "Consent for post messages about orders and tickets refused"
+
+
 @pytest.mark.parametrize(
     ("update", "expected"),
     [
@@ -435,7 +441,10 @@ def test_a_sign_up_on_the_timeline_keeps_no_name_email_or_phone() -> None:
     entry = domain.timeline_entry(event)
     assert (entry.event_id, entry.customer_id, entry.type, entry.time) == (event.id, "C-1", event.type, T0)
     assert not domain.PERSONAL_FIELDS & entry.data.keys()
-    assert entry.data["consents"] == [{"channel": "email", "granted": True}, {"channel": "sms", "granted": False}]
+    assert entry.data["consents"] == [
+        {"channel": "email", "granted": True, "purpose": "marketing"},
+        {"channel": "sms", "granted": False, "purpose": "marketing"},
+    ]
     assert entry.data["preferred_channel"] == "email"
     for personal in (NAME, EMAIL, PHONE):
         assert personal not in repr(entry)
@@ -476,6 +485,31 @@ def test_a_consent_change_updates_the_channel_and_the_newest_fact_wins_in_any_or
     assert outcomes == {(("sms",), ("email",))}
     assert domain.change_consent(profile, refuse_email, T0 - timedelta(days=1)) == profile
     assert domain.change_consent(profile, grant_email.model_copy(update={"preferred_channel": None}), T0) == profile
+
+
+def test_service_consents_are_kept_apart_from_marketing_ones_and_the_newest_fact_wins() -> None:
+    signed_up = REGISTERED.model_copy(
+        update={
+            "consents": [
+                *REGISTERED.consents,
+                ChannelConsent(channel="sms", granted=True, purpose="service"),
+                ChannelConsent(channel="post", granted=False, purpose="service"),
+            ]
+        }
+    )
+    profile = domain.register(None, signed_up, T0, "e-1")
+    # SMS is refused for marketing and granted for service: neither answer touches the other.
+    assert (profile.refused, dict(profile.details.service_consents)) == (["sms"], {"sms": True, "post": False})
+    refuse_service_sms = ConsentChanged(customer_id="C-1", channel="sms", granted=False, purpose="service")
+    later = domain.change_consent(profile, refuse_service_sms, T0 + timedelta(days=2))
+    assert (later.granted, later.refused, later.details.service_consents["sms"]) == (["email"], ["sms"], False)
+    # An older service grant arriving late changes nothing; the marketing email grant is untouched by it.
+    stale = ConsentChanged(customer_id="C-1", channel="sms", granted=True, purpose="service")
+    assert domain.change_consent(later, stale, T0 + timedelta(days=1)) == later
+    assert domain.answer_time(later, "sms", T0, "service") == T0 + timedelta(days=2)
+    assert domain.answers_nothing_new(later, refuse_service_sms)
+    with pytest.raises(ValueError, match="the preferred channel is a marketing choice"):
+        ConsentChanged(customer_id="C-1", channel="sms", granted=True, purpose="service", preferred_channel="sms")
 
 
 def test_at_equal_times_a_refusal_wins_over_a_grant_in_either_order() -> None:

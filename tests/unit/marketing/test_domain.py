@@ -144,6 +144,21 @@ def test_no_record_means_no_contact() -> None:
     assert domain.choose_channel(prefs({})) == domain.ChannelChoice(None, "no consent on record")
 
 
+def test_service_consents_are_not_marketing_consents() -> None:
+    signed_up = CustomerRegistered(
+        customer_id="C-1",
+        name="Test Person",
+        consents=[
+            ChannelConsent(channel="email", granted=False),
+            ChannelConsent(channel="sms", granted=True, purpose="service"),
+        ],
+    )
+    state = domain.record_registration(None, signed_up, "e-reg", T0)
+    assert (state.granted, state.refused) == ((), ("email",))
+    service_grant = ConsentChanged(customer_id="C-1", channel="email", granted=True, purpose="service")
+    assert domain.record_consent_change(state, service_grant, "e-2", T0 + timedelta(hours=1)) == state
+
+
 def test_refusing_every_channel_means_no_contact() -> None:
     choice = domain.choose_channel(refuse(prefs({"email": True, "phone": False}, preferred="email"), "email", "phone"))
     assert choice == domain.ChannelChoice(None, "customer refused every channel")

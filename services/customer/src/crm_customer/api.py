@@ -21,6 +21,7 @@ from crm_shared.api import (
     Page,
     accept_event,
     command_event_id,
+    keyset_page,
     record_once,
 )
 from crm_shared.consumer import Rejected
@@ -28,6 +29,7 @@ from crm_shared.events import (
     EVENT_TYPES,
     Channel,
     ConsentChanged,
+    ConsentPurpose,
     CustomerId,
     CustomerIngest,
     CustomerReferred,
@@ -72,18 +74,37 @@ NOT_SEEN = (
 
 class ConsentsView(BaseModel):
     customer_id: str
-    granted: list[Channel]
-    refused: list[Channel]
+    granted: list[Channel] = Field(description="Channels granted for marketing.")
+    refused: list[Channel] = Field(description="Channels refused for marketing.")
     preferred_channel: Channel | None
+    service_granted: list[Channel] = Field(description="Channels granted for service messages.")
+    service_refused: list[Channel] = Field(
+        description="Channels refused for service messages (a channel not stated is allowed for them)."
+    )
 
     @classmethod
     def of(cls, profile: domain.Profile) -> "ConsentsView":
+        service = profile.details.service_consents
         return cls(
             customer_id=profile.customer_id,
             granted=profile.granted,
             refused=profile.refused,
             preferred_channel=profile.details.preferred_channel,
+            service_granted=sorted(c for c, granted in service.items() if granted),
+            service_refused=sorted(c for c, granted in service.items() if not granted),
         )
+
+
+class ConsentFactView(BaseModel):
+    channel: Channel
+    purpose: ConsentPurpose
+    granted: bool
+    at: datetime = Field(description="When the customer gave the answer (the fact's own time).")
+    source: str = Field(description="Where it came from: the channel system, the API, a sign-up.")
+    event_id: str
+    event_type: str
+    effective: bool = Field(description="False: it arrived after a newer answer for the channel and changed nothing.")
+    recorded_at: datetime
 
 
 class InteractionView(BaseModel):
@@ -157,6 +178,9 @@ class ConsentUpdate(BaseModel):
 
     granted: bool
     preferred: bool = Field(default=False, description="Also make this the preferred channel (only when granted).")
+    purpose: ConsentPurpose = Field(
+        default="marketing", description="marketing (campaigns, journeys) or service (messages about orders, tickets)."
+    )
 
 
 class AssignmentUpdate(BaseModel):
@@ -408,6 +432,33 @@ async def get_consents(store: StoreDep, principal: CustomerReader, customer_id: 
     return ConsentsView.of(await _profile(store, customer_id, principal))
 
 
+@router.get(
+    "/customers/{customer_id}/consents/history",
+    response_model=Page[ConsentFactView],
+    summary="Every consent answer received for the customer, oldest first, with its source and time",
+    responses={404: {"description": NOT_SEEN}},
+)
+async def consent_history(
+    store: StoreDep,
+    principal: CustomerReader,
+    customer_id: IdInPath,
+    channel: Channel | None = None,
+    purpose: ConsentPurpose | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ConsentFactView]:
+    await _must_see(store, principal, customer_id)
+    query: dict[str, Any] = {"customer_id": customer_id}
+    for name, value in (("channel", channel), ("purpose", purpose)):
+        if value is not None:
+            query[name] = value
+    docs, next_cursor = await keyset_page(
+        store.db[repository.CONSENT_HISTORY], query, time_field="at", limit=limit, cursor=cursor, newest_first=False
+    )
+    items = [ConsentFactView(**{k: v for k, v in d.items() if k not in ("_id", "customer_id")}) for d in docs]
+    return Page[ConsentFactView](items=items, next_cursor=next_cursor)
+
+
 @router.put(
     "/customers/{customer_id}/consents/{channel}",
     response_model=ConsentsView,
@@ -424,17 +475,20 @@ async def change_consent(
 ) -> ConsentsView:
     if update.preferred and not update.granted:
         raise Problem(422, "Invalid consent", f"{channel} cannot be the preferred channel while refused")
+    if update.preferred and update.purpose != "marketing":
+        raise Problem(422, "Invalid consent", "the preferred channel is a marketing choice")
     try:
         changed = ConsentChanged(
             customer_id=customer_id,
             channel=channel,
             granted=update.granted,
             preferred_channel=channel if update.preferred else None,
+            purpose=update.purpose,
         )
     except ValidationError as exc:
         raise _no_customer(customer_id) from exc
     await _must_see(store, principal, customer_id)
-    event_id = command_event_id(f"customer/consents/{customer_id}/{channel}", idempotency_key)
+    event_id = command_event_id(f"customer/consents/{customer_id}/{update.purpose}/{channel}", idempotency_key)
     try:
         await handlers.answer_consent(store, changed, source=API_SOURCE, event_id=event_id)
     except AlreadyApplied:

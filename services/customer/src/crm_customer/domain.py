@@ -36,6 +36,7 @@ from crm_shared.events import (
     CloudEvent,
     ComplaintFiled,
     ConsentChanged,
+    ConsentPurpose,
     CustomerMatchKeysChanged,
     CustomerProfileUpdated,
     CustomerReferred,
@@ -89,12 +90,16 @@ class ReferralRejected(Exception):
 # ---------------------------------------------------------------- profiles and consents
 
 
-def consents_by_channel(consents: list[ChannelConsent]) -> dict[Channel, bool]:
-    """One answer per channel; the same channel stated twice with different answers is refused."""
+def consents_by_channel(consents: list[ChannelConsent], purpose: ConsentPurpose = "marketing") -> dict[Channel, bool]:
+    """One answer per channel for the purpose; the same channel stated twice with different answers is refused."""
     by_channel: dict[Channel, bool] = {}
     for consent in consents:
+        if consent.purpose != purpose:
+            continue
         if by_channel.get(consent.channel, consent.granted) != consent.granted:
-            raise RegistrationRejected(f"the consent for {consent.channel} is stated twice with different answers")
+            raise RegistrationRejected(
+                f"the {purpose} consent for {consent.channel} is stated twice with different answers"
+            )
         by_channel[consent.channel] = consent.granted
     return by_channel
 
@@ -121,6 +126,8 @@ class Details:
     consents: Mapping[Channel, bool]
     preferred_channel: Channel | None
     kind: Literal["person", "organisation"] = "person"
+    service_consents: Mapping[Channel, bool] = field(default_factory=dict)
+    """Consents for service messages (about the customer's orders and tickets): allowed unless refused."""
 
     @classmethod
     def of(cls, registered: CustomerRegistered) -> Details:
@@ -132,7 +139,11 @@ class Details:
             consents=consents_by_channel(registered.consents),
             preferred_channel=registered.preferred_channel,
             kind=registered.kind,
+            service_consents=consents_by_channel(registered.consents, "service"),
         )
+
+    def consents_for(self, purpose: ConsentPurpose) -> Mapping[Channel, bool]:
+        return self.consents if purpose == "marketing" else self.service_consents
 
     def differing_fields(self, other: Details) -> list[str]:
         """The names (never the values: they are personal data) of the fields that differ."""
@@ -154,6 +165,11 @@ class Profile:
     consents_changed_at: Mapping[Channel, datetime] = field(default_factory=dict)
     # When the personal data was erased; None while the profile holds it (and again after a new sign-up).
     erased_at: datetime | None = None
+    # As consents_changed_at, for the service consents.
+    service_consents_changed_at: Mapping[Channel, datetime] = field(default_factory=dict)
+
+    def changed_at_for(self, purpose: ConsentPurpose) -> Mapping[Channel, datetime]:
+        return self.consents_changed_at if purpose == "marketing" else self.service_consents_changed_at
 
     @property
     def granted(self) -> list[Channel]:
@@ -197,18 +213,28 @@ def _registered_again(profile: Profile, details: Details, at: datetime) -> Profi
             f"the personal data of customer {profile.customer_id} was erased at {profile.erased_at.isoformat()}: "
             f"a registration of {at.isoformat()}, from before then, is not applied again"
         )
-    consents = dict(profile.details.consents)
-    changed_at = dict(profile.consents_changed_at)
-    for channel, granted in details.consents.items():
-        recorded = (changed_at.get(channel, profile.registered_at), consents.get(channel) is False)
-        if (at, not granted) > recorded:
-            consents[channel], changed_at[channel] = granted, at
+
+    def merged(
+        recorded: Mapping[Channel, bool], times: Mapping[Channel, datetime], stated: Mapping[Channel, bool]
+    ) -> tuple[dict[Channel, bool], dict[Channel, datetime]]:
+        consents, changed_at = dict(recorded), dict(times)
+        for channel, granted in stated.items():
+            on_record = (changed_at.get(channel, profile.registered_at), consents.get(channel) is False)
+            if (at, not granted) > on_record:
+                consents[channel], changed_at[channel] = granted, at
+        return consents, changed_at
+
+    consents, changed_at = merged(profile.details.consents, profile.consents_changed_at, details.consents)
+    service, service_at = merged(
+        profile.details.service_consents, profile.service_consents_changed_at, details.service_consents
+    )
     stated, recorded_preferred = details.preferred_channel, profile.details.preferred_channel
     preferred = next((c for c in (stated, recorded_preferred) if c is not None and consents.get(c)), None)
     return replace(
         profile,
-        details=replace(details, consents=consents, preferred_channel=preferred),
+        details=replace(details, consents=consents, preferred_channel=preferred, service_consents=service),
         consents_changed_at=changed_at,
+        service_consents_changed_at=service_at,
         erased_at=None,
     )
 
@@ -228,6 +254,8 @@ def change_consent(profile: Profile, changed: ConsentChanged, at: datetime) -> P
     refusal wins over a grant. The preferred channel is always a granted one: naming one that is not
     granted is refused, and refusing the preferred channel leaves no preferred channel.
     """
+    if changed.purpose == "service":
+        return _change_service_consent(profile, changed, at)
     previous_at = profile.consents_changed_at.get(changed.channel, profile.registered_at)
     newer, older = (at, not changed.granted), (previous_at, profile.details.consents.get(changed.channel) is False)
     if newer < older:
@@ -257,20 +285,38 @@ def change_consent(profile: Profile, changed: ConsentChanged, at: datetime) -> P
     )
 
 
-def answers_nothing_new(profile: Profile, changed: ConsentChanged) -> bool:
-    """The profile already holds this answer (and this preferred channel, when one is named)."""
-    details = profile.details
-    return details.consents.get(changed.channel) == changed.granted and changed.preferred_channel in (
-        None,
-        details.preferred_channel,
+def _change_service_consent(profile: Profile, changed: ConsentChanged, at: datetime) -> Profile:
+    """One channel's service consent: the newer fact wins, a refusal on a tie; no preferred channel here."""
+    times = profile.service_consents_changed_at
+    recorded = profile.details.service_consents
+    newer = (at, not changed.granted)
+    older = (times.get(changed.channel, profile.registered_at), recorded.get(changed.channel) is False)
+    if newer < older:
+        return profile
+    changed_at = {**times, changed.channel: at} if newer > older else times
+    consents = {**recorded, changed.channel: changed.granted}
+    if consents == dict(recorded) and changed_at == times:
+        return profile
+    return replace(
+        profile,
+        details=replace(profile.details, service_consents=consents),
+        service_consents_changed_at=changed_at,
     )
 
 
-def answer_time(profile: Profile, channel: Channel, now: datetime) -> datetime:
+def answers_nothing_new(profile: Profile, changed: ConsentChanged) -> bool:
+    """The profile already holds this answer (and this preferred channel, when one is named)."""
+    details = profile.details
+    return details.consents_for(changed.purpose).get(changed.channel) == changed.granted and (
+        changed.preferred_channel in (None, details.preferred_channel)
+    )
+
+
+def answer_time(profile: Profile, channel: Channel, now: datetime, purpose: ConsentPurpose = "marketing") -> datetime:
     """When an answer the customer gives now takes effect: now, or the time of the channel's last recorded
     change when that is (within the accepted clock skew) ahead, so the answer is never older than what it
     answers and a refusal made now always takes effect."""
-    return max(now, profile.consents_changed_at.get(channel, profile.registered_at))
+    return max(now, profile.changed_at_for(purpose).get(channel, profile.registered_at))
 
 
 # ---------------------------------------------------------------- assignment
@@ -402,7 +448,8 @@ def _campaign_enrolled(d: CampaignEnrolled) -> str:
 def _consent_changed(d: ConsentChanged) -> str:
     preferred = " (now the preferred channel)" if d.preferred_channel == d.channel else ""
     other = f" (preferred channel now {d.preferred_channel})" if d.preferred_channel not in (None, d.channel) else ""
-    return f"Consent for {d.channel} {'granted' if d.granted else 'refused'}{preferred}{other}"
+    purpose = " messages about orders and tickets" if d.purpose == "service" else ""
+    return f"Consent for {d.channel}{purpose} {'granted' if d.granted else 'refused'}{preferred}{other}"
 
 
 def _campaign_contacted(d: CampaignContacted) -> str:

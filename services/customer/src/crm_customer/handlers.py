@@ -122,6 +122,7 @@ class _Ingest:
     new_keys: list[domain.PersonalKey] = field(default_factory=list)
     new_interactions: list[domain.Interaction] = field(default_factory=list)
     new_referrals: list[domain.Referral] = field(default_factory=list)
+    consent_history: list[dict[str, Any]] = field(default_factory=list)
 
     def register(self, event: CustomerRegisteredEvent) -> Outcome[domain.Profile]:
         before = self.profiles.get(event.customer_id)
@@ -132,6 +133,10 @@ class _Ingest:
         if after == before:
             return Outcome(after, new=False)
         stored = self.profiles[event.customer_id] = repository.profile_as_stored(after)
+        for stated in event.data.consents:
+            self.consent_history.append(
+                repository.consent_history_entry(event, stated.channel, stated.purpose, stated.granted, effective=True)
+            )
         if before is None:
             self.new_profiles.add(event.customer_id)
         elif event.customer_id not in self.new_profiles:
@@ -162,6 +167,13 @@ class _Ingest:
             after = domain.change_consent(before, event.data, event.time)
         except domain.ConsentRejected as exc:
             raise Rejected(str(exc)) from exc
+        changed = event.data
+        # Every fact received is in the history, the one that came too late too (not effective).
+        self.consent_history.append(
+            repository.consent_history_entry(
+                event, changed.channel, changed.purpose, changed.granted, effective=after != before
+            )
+        )
         if after == before:
             return Outcome(after, new=False)
         stored = self.profiles[event.customer_id] = repository.profile_as_stored(after)
@@ -215,6 +227,7 @@ class _Ingest:
         )
         await repository.insert_interactions(uow, self.new_interactions)
         await repository.insert_referrals(uow, self.new_referrals)
+        await repository.insert_consent_history(uow, self.consent_history)
 
 
 async def apply_ingest_events(
@@ -325,7 +338,7 @@ async def answer_consent(
             raise UnknownCustomer(f"no customer {changed.customer_id}")
         if domain.answers_nothing_new(before, changed):
             return Outcome(before, new=False)  # PUT is idempotent: the same answer again is no new fact
-        at = domain.answer_time(before, changed.channel, utc_now())
+        at = domain.answer_time(before, changed.channel, utc_now(), changed.purpose)
         event = ConsentChangedEvent.create(changed, source=source, id=event_id, time=at)
         try:
             after = domain.change_consent(before, event.data, event.time)
@@ -334,6 +347,8 @@ async def answer_consent(
         if after == before:
             return Outcome(after, new=False)
         await repository.save_profile(uow, after)
+        entry = repository.consent_history_entry(event, changed.channel, changed.purpose, changed.granted)
+        await repository.insert_consent_history(uow, [entry])
         uow.emit(_republished(event), Topic.CUSTOMER_EVENTS)
         return Outcome(after)
 

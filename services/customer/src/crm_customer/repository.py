@@ -15,7 +15,7 @@ from crm_customer.domain import Assignment, Details, Interaction, PersonalKey, P
 from crm_customer.insights.timeline import depths_by_time
 from crm_customer.profiles.domain import name_prefixes
 from crm_shared.api import cursor_id, cursor_time, decode_cursor, encode_cursor, invalid_cursor
-from crm_shared.events import CustomerReferred, InteractionLogged
+from crm_shared.events import CloudEvent, CustomerReferred, InteractionLogged, utc_now
 from crm_shared.matching import normalise_email, normalise_phone
 from crm_shared.store import DEADLETTERS, IndexSpec, UnitOfWork, as_stored
 
@@ -32,6 +32,10 @@ INDEXES = (
     ),
     IndexSpec(INTERACTIONS, IndexModel([("customer_id", ASCENDING), ("logged_at", ASCENDING)], name="by_customer")),
     IndexSpec(REFERRALS, IndexModel([("customer_id", ASCENDING), ("referred_at", ASCENDING)], name="by_customer")),
+    IndexSpec(
+        "consent_history",
+        IndexModel([("customer_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)], name="by_customer_in_time"),
+    ),
     # An erasure finds the customer's kept dead-letter originals by their Kafka key, the customer id.
     IndexSpec(DEADLETTERS, IndexModel([("key", ASCENDING)], name="by_key")),
 )
@@ -58,6 +62,8 @@ def profile_to_document(profile: Profile) -> dict[str, Any]:
         "registered_at": profile.registered_at,
         "registered_by": profile.registered_by,
         "consents_changed_at": dict(profile.consents_changed_at),
+        "service_consents": dict(details.service_consents),
+        "service_consents_changed_at": dict(profile.service_consents_changed_at),
         "erased_at": profile.erased_at,
     }
 
@@ -80,10 +86,12 @@ def profile_from_document(doc: dict[str, Any]) -> Profile:
             consents=dict(doc.get("consents", {})),
             preferred_channel=doc.get("preferred_channel"),
             kind=doc.get("kind", "person"),
+            service_consents=dict(doc.get("service_consents") or {}),
         ),
         registered_at=doc["registered_at"],
         registered_by=doc["registered_by"],
         consents_changed_at=dict(doc.get("consents_changed_at", {})),
+        service_consents_changed_at=dict(doc.get("service_consents_changed_at") or {}),
         erased_at=doc.get("erased_at"),
     )
 
@@ -100,6 +108,7 @@ def profile_as_stored(profile: Profile) -> Profile:
         profile,
         registered_at=as_stored(profile.registered_at),
         consents_changed_at={c: as_stored(at) for c, at in profile.consents_changed_at.items()},
+        service_consents_changed_at={c: as_stored(at) for c, at in profile.service_consents_changed_at.items()},
         erased_at=as_stored(profile.erased_at) if profile.erased_at else None,
     )
 
@@ -130,6 +139,36 @@ async def save_profiles(uow: UnitOfWork, new: Iterable[Profile], changed: Iterab
     writes += [UpdateOne({"_id": p.customer_id}, _profile_fields(p)) for p in changed]
     if writes:
         await uow.db[CUSTOMERS].bulk_write(writes, ordered=False, session=uow.session)
+
+
+# ---------------------------------------------------------------- consent history
+
+CONSENT_HISTORY = "consent_history"
+
+
+def consent_history_entry(
+    event: CloudEvent[Any], channel: str, purpose: str, granted: bool, *, effective: bool = True
+) -> dict[str, Any]:
+    """One consent fact as received: the channel, purpose and answer, its own time and source, the event it came
+    in, and whether it took effect (a fact older than the channel's last one on record does not)."""
+    return {
+        "_id": f"{event.id}:{purpose}:{channel}",
+        "customer_id": event.customer_id,
+        "channel": channel,
+        "purpose": purpose,
+        "granted": granted,
+        "at": as_stored(event.time),
+        "source": event.source,
+        "event_id": event.id,
+        "event_type": event.type,
+        "effective": effective,
+        "recorded_at": as_stored(utc_now()),
+    }
+
+
+async def insert_consent_history(uow: UnitOfWork, entries: Sequence[dict[str, Any]]) -> None:
+    if entries:
+        await uow.db[CONSENT_HISTORY].insert_many(list(entries), ordered=False, session=uow.session)
 
 
 # ---------------------------------------------------------------- personal keys and erasure

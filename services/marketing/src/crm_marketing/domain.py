@@ -35,6 +35,7 @@ CHANNEL_FALLBACK_ORDER: tuple[Channel, ...] = (
     "email",
     "sms",
     "phone",
+    "post",
     "call_centre",
     "face_to_face",
     "partner",
@@ -103,11 +104,14 @@ class ContactPreferences:
 def record_registration(
     prefs: ContactPreferences | None, registered: CustomerRegistered, event_id: str, at: datetime
 ) -> ContactPreferences:
-    """Merge the consents stated at sign-up; a channel's newer fact (by its own time) wins, a refusal on a tie."""
+    """Merge the marketing consents stated at sign-up (service consents are not marketing's to use); a channel's
+    newer fact (by its own time) wins, a refusal on a tie."""
     prefs = prefs or ContactPreferences(customer_id=registered.customer_id)
     fact = Fact(at, event_id)
     consents = dict(prefs.consents)
     for stated in registered.consents:
+        if stated.purpose != "marketing":
+            continue
         consent = Consent(stated.granted, fact)
         if consent.supersedes(consents.get(stated.channel)):
             consents[stated.channel] = consent
@@ -120,9 +124,11 @@ def record_registration(
 def record_consent_change(
     prefs: ContactPreferences | None, changed: ConsentChanged, event_id: str, at: datetime
 ) -> ContactPreferences:
-    """Merge one channel's new consent (and the preferred channel, when stated); the newer fact wins, a refusal
-    on a tie."""
+    """Merge one channel's new marketing consent (and the preferred channel, when stated); the newer fact wins, a
+    refusal on a tie. A service consent changes nothing here: granting service messages is no marketing consent."""
     prefs = prefs or ContactPreferences(customer_id=changed.customer_id)
+    if changed.purpose != "marketing":
+        return prefs
     fact = Fact(at, event_id)
     consents = dict(prefs.consents)
     consent = Consent(changed.granted, fact)

@@ -21,14 +21,8 @@ from crm_shared.store import IndexSpec
 Db = AsyncDatabase[dict[str, Any]]
 
 INDEXES = (
-    # A customer's entries of some types (their orders, tickets, opportunities, the newest segment change).
-    IndexSpec(
-        TIMELINE,
-        IndexModel(
-            [("customer_id", ASCENDING), ("type", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)],
-            name="by_customer_type_newest",
-        ),
-    ),
+    # A customer's entries of some types are read through the timeline's own index (customer, time, id): one
+    # customer's entries are few, and every index more costs each timeline write (the slowest consumer).
     # Every customer's entries of one type (all orders, all segment changes), for the analysis.
     IndexSpec(TIMELINE, IndexModel([("type", ASCENDING), ("time", ASCENDING)], name="by_type_in_time")),
 )
