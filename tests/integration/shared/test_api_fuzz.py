@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import io
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ from helpers import ADMIN_HEADERS
 
 NewStore = Callable[..., Awaitable[Store]]
 BASE_URL = "http://testserver"
+FUZZ_EXAMPLES = int(os.environ.get("CRM_FUZZ_EXAMPLES", "12"))
+"""Generated cases per operation in the fuzzing phase (the examples and coverage phases come on top): 12 keeps
+the suite within its time on CI; CRM_FUZZ_EXAMPLES=100 fuzzes harder by hand."""
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -116,7 +120,10 @@ def load(name: str, *, max_examples: int, phases: list[str], modes: list[schemat
 
 def fuzz(name: str) -> Callable[..., None]:
     schema = load(
-        name, max_examples=25, phases=["examples", "coverage", "fuzzing"], modes=list(schemathesis.GenerationMode)
+        name,
+        max_examples=FUZZ_EXAMPLES,
+        phases=["examples", "coverage", "fuzzing"],
+        modes=list(schemathesis.GenerationMode),
     )
 
     @schema.parametrize()
