@@ -216,3 +216,27 @@ async def test_profiles_stored_before_search_keys_get_them(api: tuple[httpx.Asyn
         customer
     ]
     assert await profiles_repository.backfill_search_keys(store.db) == 0
+
+
+async def test_duplicate_candidates_come_with_their_evidence(api: tuple[httpx.AsyncClient, Store]) -> None:
+    http, _ = api
+    run = uuid.uuid4().hex[:6]
+    ada, same_email, alike, far = (f"C-{n}-{run}" for n in ("ada", "mail", "alike", "far"))
+    await register(http, ada, "Ada Lovelace")
+    # The same email as Ada's, written differently: a strong candidate.
+    body = {"customer_id": same_email, "name": "A. King", "email": f"{ada.upper()}@EXAMPLE.com"}
+    await ok(http.post("/v1/customers", json=body), 201)
+    await register(http, alike, "Lovelace Ada")
+    await register(http, far, "Ada Lovelace")
+    leeds = [{"kind": "home", "postcode": "LS1 4AB", "city": "Leeds"}]
+    await ok(http.patch(f"/v1/customers/{ada}", json={"addresses": leeds}))
+    await ok(http.patch(f"/v1/customers/{alike}", json={"addresses": leeds}))
+    await ok(http.patch(f"/v1/customers/{far}", json={"addresses": [{"kind": "home", "city": "York"}]}))
+
+    found = await ok(http.get(f"/v1/customers/{ada}/duplicates"))
+    assert [(c["customer_id"], c["strength"], c["evidence"]) for c in found] == [
+        (same_email, "strong", ["the same email"]),
+        (alike, "proposed", ["names 100% alike", "the same postcode LS14AB", "the same city leeds"]),
+    ]
+    assert (await http.get(f"/v1/customers/C-none-{run}/duplicates")).status_code == 404
+    assert (await http.get(f"/v1/customers/{ada}/duplicates", params={"name_threshold": 10})).status_code == 422

@@ -81,6 +81,7 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "DELETE /v1/customers/{account_id}/contacts/{contact_id}": "customers:write",
         "GET /v1/customers/{account_id}/contacts": "customers:read",
         "GET /v1/customers/{contact_id}/accounts": "customers:read",
+        "GET /v1/customers/{customer_id}/duplicates": "customers:read",
     },
     "sales": {
         "POST /v1/orders": "orders:write",

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crm_customer import repository as customers
-from crm_customer.profiles import domain, service
+from crm_customer.profiles import domain, duplicates, service
 from crm_customer.profiles import repository as extras_store
 from crm_customer.profiles.attributes import (
     RANGE_TYPES,
@@ -21,12 +21,13 @@ from crm_customer.profiles.attributes import (
     AttributeType,
     public_value,
 )
+from crm_customer.profiles.duplicates import DEFAULT_NAME_THRESHOLD
 from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
 from crm_shared.events import EntityId, Line, utc_now
 from crm_shared.matching import normalise_email, normalise_phone
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, requires
-from crm_shared.service import StoreDep
+from crm_shared.service import StoreDep, get_runtime
 from crm_shared.store import as_stored
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
@@ -533,3 +534,70 @@ async def search_customers(
     )
     items = [FullProfileView.of(service.full_profile(d)) for d in docs]
     return Page[FullProfileView](items=items, next_cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- duplicate candidates
+
+CANDIDATES_PER_RULE = 200
+"""Documents read per lookup: a name block shared by more customers than this is too common to say much."""
+
+
+class CandidateView(BaseModel):
+    customer_id: str
+    strength: Literal["strong", "proposed"] = Field(
+        description="strong: the same email, phone or external id; proposed: alike names with a shared place or "
+        "organisation, for a person to confirm."
+    )
+    score: float = Field(description="100 for a strong identifier, else how alike the names are (0-100).")
+    evidence: list[str] = Field(examples=[["names 91% alike", "the same postcode LS14AB"]])
+    name: str | None
+    registered_at: datetime
+
+
+@router.get(
+    "/customers/{customer_id}/duplicates",
+    response_model=list[CandidateView],
+    summary="Customers who may be the same person or organisation, strongest first, with the evidence",
+    description="Strong: the same normalised email or phone, or the same external id. Proposed: names at least "
+    "`name_threshold` alike (CRM_CUSTOMER_DUPLICATE_NAME_THRESHOLD by default) and a shared postcode, city or "
+    "organisation. Only customers the caller sees are compared.",
+    responses={404: {"description": NOT_SEEN}},
+)
+async def duplicate_candidates(
+    principal: CustomerReader,
+    store: StoreDep,
+    request: Request,
+    customer_id: IdInPath,
+    name_threshold: Annotated[float | None, Query(ge=50, le=100)] = None,
+) -> list[CandidateView]:
+    default = float(getattr(get_runtime(request).settings, "duplicate_name_threshold", DEFAULT_NAME_THRESHOLD))
+    threshold = name_threshold if name_threshold is not None else default
+    collection = store.db[customers.CUSTOMERS]
+    subject = await collection.find_one(service.seen_by(principal, {"_id": customer_id}))
+    if subject is None:
+        raise _no_customer(customer_id)
+    lookups = [*duplicates.strong_queries(subject)]
+    blocks = duplicates.blocking_keys(subject.get("name"))
+    if blocks:
+        lookups.append({"search_name": {"$in": blocks}, "kind": subject.get("kind", "person")})
+    others: dict[str, dict[str, Any]] = {}
+    for lookup in lookups:
+        found = collection.find(service.seen_by(principal, {**lookup, "_id": {"$ne": customer_id}}))
+        for doc in await found.limit(CANDIDATES_PER_RULE).to_list(None):
+            others[doc["_id"]] = doc
+    ids = [customer_id, *others]
+    accounts: dict[str, set[str]] = {}
+    async for link in store.db[extras_store.ACCOUNT_CONTACTS].find({"contact_id": {"$in": ids}}):
+        accounts.setdefault(link["contact_id"], set()).add(link["account_id"])
+    found_candidates = duplicates.candidates(subject, others.values(), accounts, threshold)
+    return [
+        CandidateView(
+            customer_id=c.customer_id,
+            strength=c.strength,
+            score=c.score,
+            evidence=list(c.evidence),
+            name=others[c.customer_id].get("name"),
+            registered_at=others[c.customer_id]["registered_at"],
+        )
+        for c in found_candidates
+    ]
