@@ -424,7 +424,10 @@ async def timeline_page(
     beyond = query
     if resume is not None:
         docs = await _entries_at(db, query, resume[0])
-        beyond = {"$and": [query, {"time": {"$lt" if newest_first else "$gt": resume[0]}}]}
+        # Flat filters, never $and: the embedded database plans an index only for a flat one. The resume bound is
+        # inside any window the query has, so it narrows the window's bound on its side.
+        bound = {"$lt" if newest_first else "$gt": resume[0]}
+        beyond = {**query, "time": {**query.get("time", {}), **bound}}
     direction = -1 if newest_first else 1
     found = db[TIMELINE].find(beyond).sort([("time", direction), ("_id", direction)])
     later = await found.limit(limit + 1).to_list(limit + 1)
@@ -476,7 +479,8 @@ def _cursor_depth(after: dict[str, Any]) -> int:
 
 
 async def _entries_at(db: AsyncDatabase[dict[str, Any]], query: dict[str, Any], at: datetime) -> list[dict[str, Any]]:
-    return await db[TIMELINE].find({"$and": [query, {"time": at}]}).to_list(None)
+    """The query's entries of one time (a time the query's window holds: it came from its results)."""
+    return await db[TIMELINE].find({**query, "time": at}).to_list(None)
 
 
 async def _depths(

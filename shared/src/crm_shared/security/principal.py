@@ -147,7 +147,12 @@ class RecordAccess:
         clause = self.query(principal)
         if clause is None:
             return query
-        return {"$and": [query, clause]} if query else clause
+        if list(clause) == ["$or"] and len(clause["$or"]) == 1:
+            clause = clause["$or"][0]
+        if not set(clause) & set(query):
+            # One flat filter: the embedded database scans the whole collection for an $and or an $or.
+            return {**query, **clause}
+        return {"$and": [query, clause]}
 
 
 OWNED = RecordAccess()
