@@ -113,14 +113,16 @@ async def apply_ticket_events(
         rules = await sla_store.load_rules(uow.db, uow) if filed else SlaRules()
         answers = [e for e in batch.events if isinstance(e.data, SurveyAnswered)]
         tiers = await sla_store.tiers_of(uow, (e.customer_id for e in (*filed, *answers)))
-        answered_tickets = await ticket_store.get_tickets(uow, (e.data.ticket_id for e in answers if e.data.ticket_id))
-        known_tickets = await ticket_store.get_tickets(uow, (e.data.complaint_id for e in filed))
+        # One read for both: the tickets answers are about, and those filed complaints may have opened already.
+        known_tickets = await ticket_store.get_tickets(
+            uow, [*(e.data.ticket_id for e in answers if e.data.ticket_id), *(e.data.complaint_id for e in filed)]
+        )
         opened: list[Ticket] = []
         new_complaints: list[domain.Complaint] = []
         new_surveys: list[domain.SurveyAnswer] = []
         for event in batch.events:
             try:
-                after = _apply(event, complaints, surveys, targets, rules, tiers, answered_tickets)
+                after = _apply(event, complaints, surveys, targets, rules, tiers, known_tickets)
             except Rejected as exc:
                 batch.reject(event, exc)
                 continue
