@@ -34,7 +34,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from faststream.kafka import KafkaBroker
 from pydantic import TypeAdapter, ValidationError
 
-from crm_shared import metrics
+from crm_shared import identity, metrics
 from crm_shared.consumer import (
     build_dead_letter,
     describe_failure,
@@ -234,6 +234,10 @@ class BatchConsumer:
     ) -> BatchOutcome:
         if not parsed:
             return BatchOutcome()
+        store = self._store_ref()
+        # Events that name a merged customer are filed under the survivor (crm_shared.identity).
+        filed = await store.retrying(lambda: identity.redirect(store, [event for _, event in parsed]), what="aliases")
+        parsed = [(record, event) for (record, _), event in zip(parsed, filed, strict=True)]
         try:
             return await self.subscription.handle([event for _, event in parsed])
         except TransientFailure:

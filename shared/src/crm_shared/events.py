@@ -848,6 +848,87 @@ class CustomerMatchKeysChanged(Payload):
         return self
 
 
+# ---------------------------------------------------------------- identity and privacy
+
+IdentityService = Literal["customer", "sales", "support", "scoring", "marketing"]
+
+
+class CustomerMerged(Payload):
+    """`merged_id` is now `customer_id` (the survivor): every service moves what it holds about `merged_id` under
+    the survivor, keeps which records came from it (so the merge can be undone), and treats events that still
+    name `merged_id` as the survivor's. Published by the customer service; each service answers with
+    crm.identity.applied.v1 on crm.identity.answers."""
+
+    merge_id: EntityId
+    merged_id: CustomerId
+    decided_by: Literal["automatic", "confirmed"] = Field(
+        description="automatic: an exact match on a strong identifier; confirmed: a person confirmed a proposal."
+    )
+    evidence: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Why they are one (the rules that matched, e.g. 'email', 'name 93'); never the values.",
+    )
+
+    @model_validator(mode="after")
+    def _two_customers(self) -> Self:
+        if self.merged_id == self.customer_id:
+            raise ValueError("a customer cannot be merged into itself")
+        return self
+
+
+class CustomerUnmerged(Payload):
+    """The merge `merge_id` of `merged_id` into `customer_id` is undone: every service gives back to `merged_id`
+    what came from it, and what arrived for it since (events that named it), and keeps the rest with the
+    survivor."""
+
+    merge_id: EntityId
+    merged_id: CustomerId
+
+
+class CustomerErased(Payload):
+    """The customer's personal data is to be removed everywhere: each service deletes or clears what identifies
+    the person (free texts, contact details), keeps aggregates (revenue, counts) under `pseudonym` instead of the
+    customer id, and confirms with crm.identity.applied.v1 (request `erasure`)."""
+
+    erasure_id: EntityId
+    pseudonym: CustomerId = Field(description="The id the kept aggregates go under; nothing links it to the person.")
+
+
+class CustomerExportRequested(Payload):
+    """Someone asked for everything held about the customer: each service answers with its records, in one or
+    more crm.identity.exported.v1 on crm.identity.answers."""
+
+    request_id: EntityId
+
+
+class IdentityApplied(Payload):
+    """What one service did about a merge, an unmerge or an erasure (`request_id`: the merge or erasure id)."""
+
+    request_id: EntityId
+    request: Literal["merge", "unmerge", "erasure"]
+    service: IdentityService
+    records: int = Field(ge=0, description="Records moved (merge, unmerge) or cleared (erasure).")
+    kept: int = Field(default=0, ge=0, description="Records kept under the pseudonym (erasure).")
+
+
+class ExportAnswered(Payload):
+    """One part of a service's answer to an export request: its records about the customer by collection, as
+    JSON. A service answers with `parts` parts, numbered from 1; an answer with no records is one empty part."""
+
+    request_id: EntityId
+    service: IdentityService
+    part: int = Field(ge=1)
+    parts: int = Field(ge=1, le=10_000)
+    records: dict[Annotated[str, Field(max_length=64)], list[dict[str, Any]]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _part_in_range(self) -> Self:
+        if self.part > self.parts:
+            raise ValueError(f"part {self.part} of {self.parts}")
+        return self
+
+
 # ---------------------------------------------------------------- envelope
 
 DataT = TypeVar("DataT", bound=Payload)
@@ -873,6 +954,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
     causationid: Line | None = Field(
         default=None, max_length=200, description="The id of the event that caused this one."
     )
+    originalsubject: CustomerId | None = Field(
+        default=None,
+        description="The customer id the event named when it was first received, when a service filed it under "
+        "another (the survivor of a merge): kept so that an unmerge gives it back to the right customer.",
+    )
     data: DataT
 
     TYPE: ClassVar[str] = ""
@@ -886,6 +972,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
     @property
     def customer_id(self) -> str:
         return self.subject
+
+    @property
+    def origin_customer_id(self) -> str:
+        """The customer id the event named first: `originalsubject` when it was filed under a survivor since."""
+        return self.originalsubject or self.subject
 
     @classmethod
     def create(
@@ -906,6 +997,10 @@ class CloudEvent(BaseModel, Generic[DataT]):
             subject=data.customer_id,
             correlationid=(cause.correlationid or cause.id) if cause else None,
             causationid=cause.id if cause else None,
+            # A fact republished about the customer its cause was filed under keeps the id the cause named.
+            originalsubject=cause.originalsubject
+            if cause is not None and cause.originalsubject and cause.subject == data.customer_id
+            else None,
             data=data,
         )
 
@@ -1184,6 +1279,48 @@ class AccountContactChangedEvent(CloudEvent[AccountContactChanged]):
     type: Literal["crm.account.contact_changed.v1"] = "crm.account.contact_changed.v1"
 
 
+class CustomerMergedEvent(CloudEvent[CustomerMerged]):
+    """One customer was merged into another."""
+
+    TYPE: ClassVar[str] = "crm.customer.merged.v1"
+    type: Literal["crm.customer.merged.v1"] = "crm.customer.merged.v1"
+
+
+class CustomerUnmergedEvent(CloudEvent[CustomerUnmerged]):
+    """A merge was undone."""
+
+    TYPE: ClassVar[str] = "crm.customer.unmerged.v1"
+    type: Literal["crm.customer.unmerged.v1"] = "crm.customer.unmerged.v1"
+
+
+class CustomerErasedEvent(CloudEvent[CustomerErased]):
+    """A customer's personal data is to be erased in every service."""
+
+    TYPE: ClassVar[str] = "crm.customer.erased.v1"
+    type: Literal["crm.customer.erased.v1"] = "crm.customer.erased.v1"
+
+
+class CustomerExportRequestedEvent(CloudEvent[CustomerExportRequested]):
+    """Everything held about a customer is asked for."""
+
+    TYPE: ClassVar[str] = "crm.customer.export_requested.v1"
+    type: Literal["crm.customer.export_requested.v1"] = "crm.customer.export_requested.v1"
+
+
+class IdentityAppliedEvent(CloudEvent[IdentityApplied]):
+    """A service applied a merge, an unmerge or an erasure."""
+
+    TYPE: ClassVar[str] = "crm.identity.applied.v1"
+    type: Literal["crm.identity.applied.v1"] = "crm.identity.applied.v1"
+
+
+class ExportAnsweredEvent(CloudEvent[ExportAnswered]):
+    """A part of a service's answer to an export request."""
+
+    TYPE: ClassVar[str] = "crm.identity.exported.v1"
+    type: Literal["crm.identity.exported.v1"] = "crm.identity.exported.v1"
+
+
 EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
     cls.TYPE: cls
     for cls in (
@@ -1225,6 +1362,12 @@ EVENT_TYPES: Mapping[str, type[CloudEvent[Any]]] = {
         VisitStatusChangedEvent,
         CustomerProfileUpdatedEvent,
         AccountContactChangedEvent,
+        CustomerMergedEvent,
+        CustomerUnmergedEvent,
+        CustomerErasedEvent,
+        CustomerExportRequestedEvent,
+        IdentityAppliedEvent,
+        ExportAnsweredEvent,
     )
 }
 
@@ -1282,10 +1425,23 @@ CustomerEvent = Annotated[
     | CustomerReferredEvent
     | CustomerMatchKeysChangedEvent
     | CustomerProfileUpdatedEvent
-    | AccountContactChangedEvent,
+    | AccountContactChangedEvent
+    | CustomerMergedEvent
+    | CustomerUnmergedEvent
+    | CustomerErasedEvent
+    | CustomerExportRequestedEvent,
     Field(discriminator="type"),
 ]
 """What the customer service publishes on crm.customer.events."""
+IdentityAnswer = Annotated[IdentityAppliedEvent | ExportAnsweredEvent, Field(discriminator="type")]
+"""What every service publishes on crm.identity.answers."""
+IDENTITY_REQUESTS: tuple[type[CloudEvent[Any]], ...] = (
+    CustomerMergedEvent,
+    CustomerUnmergedEvent,
+    CustomerErasedEvent,
+    CustomerExportRequestedEvent,
+)
+"""The requests every service applies to what it holds about a customer (crm_shared.identity)."""
 AnyEvent = Annotated[
     OrderPlacedEvent
     | OrderPaidEvent
@@ -1324,7 +1480,13 @@ AnyEvent = Annotated[
     | VisitScheduledEvent
     | VisitStatusChangedEvent
     | CustomerProfileUpdatedEvent
-    | AccountContactChangedEvent,
+    | AccountContactChangedEvent
+    | CustomerMergedEvent
+    | CustomerUnmergedEvent
+    | CustomerErasedEvent
+    | CustomerExportRequestedEvent
+    | IdentityAppliedEvent
+    | ExportAnsweredEvent,
     Field(discriminator="type"),
 ]
 MarketingEvent = Annotated[

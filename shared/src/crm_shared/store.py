@@ -75,6 +75,8 @@ BASE_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec(OUTBOX, IndexModel([("sent_at", ASCENDING), ("seq", ASCENDING)], name="unsent_in_order")),
     # Sent events are kept a week for inspection, then MongoDB removes them.
     IndexSpec(OUTBOX, IndexModel([("sent_at", ASCENDING)], expireAfterSeconds=7 * 24 * 3600, name="sent_ttl")),
+    # crm_shared.identity: the merged ids of each survivor, for an unmerge.
+    IndexSpec("customer_aliases", IndexModel([("into", ASCENDING)], name="by_survivor")),
 )
 
 

@@ -15,6 +15,9 @@ class Topic(StrEnum):
     SUPPORT_EVENTS = "crm.support.events"
     MARKETING_EVENTS = "crm.marketing.events"
     SCORING_SEGMENTS = "crm.scoring.segments"
+    # Written by every service, read by the customer service: what each did about a merge, an unmerge, an
+    # erasure or an export request (an export's answers hold personal data: no one else reads this topic).
+    IDENTITY_ANSWERS = "crm.identity.answers"
     # Every record a service rejects.
     DEADLETTER = "crm.deadletter"
     # API key records (not CloudEvents): every service issues and revokes keys, and every service reads them all.

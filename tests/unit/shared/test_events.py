@@ -136,7 +136,7 @@ def test_create_carries_correlation_and_causation_forward() -> None:
 
 
 def test_every_event_type_round_trips_through_json() -> None:
-    assert len(EVENT_TYPES) == 38
+    assert len(EVENT_TYPES) == 44
     for type_name, cls in EVENT_TYPES.items():
         assert type_name == cls.TYPE
         assert type_name.startswith("crm.") and type_name.endswith(".v1")
