@@ -47,9 +47,10 @@ from crm_shared.events import (
     IdentityAppliedEvent,
     IdentityService,
     derived_event_id,
+    utc_now,
 )
 from crm_shared.logging import get_logger
-from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork, find_any
+from crm_shared.store import DEADLETTERS, OUTBOX, Batch, BatchOutcome, Store, UnitOfWork, find_any
 from crm_shared.topics import Topic
 
 if TYPE_CHECKING:
@@ -322,6 +323,30 @@ def export_parts(records: Mapping[str, Sequence[dict[str, Any]]]) -> list[dict[s
     return parts
 
 
+async def erase_plumbing(uow: UnitOfWork, customer_id: str) -> Erased:
+    """What every service keeps about a customer beside its own data: the records about them its outbox sent
+    (kept a week for inspection) and the originals of their dead letters (the letters, which hold no personal
+    data, stay with their reason)."""
+    s = uow.session
+    sent = await uow.db[OUTBOX].update_many(
+        {"records.key": customer_id, "sent_at": {"$ne": None}}, {"$pull": {"records": {"key": customer_id}}}, session=s
+    )
+    letters = await uow.db[DEADLETTERS].update_many(
+        {"key": customer_id, "original_erased_at": None},
+        {
+            "$set": {
+                "original": None,
+                "original_kept_in": None,
+                "original_text": None,
+                "original_value_base64": None,
+                "original_erased_at": utc_now(),
+            }
+        },
+        session=s,
+    )
+    return Erased(cleared=int(sent.modified_count) + int(letters.modified_count))
+
+
 # ---------------------------------------------------------------- the requests, applied
 
 
@@ -395,7 +420,7 @@ async def apply_request(uow: UnitOfWork, service: IdentityService, holder: Holde
         uow.emit(applied_event(service, event, "unmerge", event.data.merge_id, moved), Topic.IDENTITY_ANSWERS)
         log.info("customer_unmerge_applied", survivor=event.customer_id, merged=merged, records=moved)
     elif isinstance(event, CustomerErasedEvent):
-        erased = await holder.erase(uow, Erasure(event))
+        erased = await holder.erase(uow, Erasure(event)) + await erase_plumbing(uow, event.customer_id)
         request_id = event.data.erasure_id
         answer = applied_event(service, event, "erasure", request_id, erased.cleared, erased.kept)
         uow.emit(answer, Topic.IDENTITY_ANSWERS)

@@ -138,13 +138,18 @@ async def test_an_erased_customers_old_events_cannot_be_decrypted(
 
     erased = await http.delete(f"/v1/customers/{customer}/personal-data")
     assert erased.status_code == 200, erased.text
-    assert erased.json() | {"erased_at": None} == {
+    answer = erased.json()
+    assert answer["erasure_id"].startswith("erasure-") and answer["pseudonym"].startswith("anon-")
+    assert answer | {"erased_at": None, "erasure_id": None, "pseudonym": None} == {
         "customer_id": customer,
         "erased_at": None,
         "profile_fields": ["name", "email", "phone"],
         "key_destroyed": True,
         "key_id": key_id,
         "dead_letter_originals": 0,
+        "erasure_id": None,
+        "pseudonym": None,
+        "merged_profiles": 0,
     }
 
     # The same old record, after the erasure: the route answers 410, and no key left in the database opens it.

@@ -1,6 +1,7 @@
 """Merges, unmerges, erasures and exports as every service applies them (crm_shared.identity), on the real database."""
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from crm_shared import identity
@@ -19,7 +20,7 @@ from crm_shared.events import (
     OrderPlacedEvent,
     parse_event,
 )
-from crm_shared.store import Store, outbox_records
+from crm_shared.store import DEADLETTERS, OUTBOX, Store, outbox_records
 from crm_shared.topics import Topic
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -44,7 +45,9 @@ async def _answers(store: Store) -> list[Any]:
     return [parse_event(r["value"]) for r in await outbox_records(store.db, {"topic": Topic.IDENTITY_ANSWERS.value})]
 
 
-async def test_a_merge_moves_records_and_an_unmerge_gives_back_what_came_from_the_merged_id(new_store: NewStore) -> None:
+async def test_a_merge_moves_records_and_an_unmerge_gives_back_what_came_from_the_merged_id(
+    new_store: NewStore,
+) -> None:
     store = await new_store("identity")
     await store.db.things.insert_many(
         [{"_id": "a1", "customer_id": "A"}, {"_id": "b1", "customer_id": "B"}, {"_id": "c1", "customer_id": "C"}]
@@ -124,3 +127,34 @@ async def test_an_export_answers_in_parts_of_bounded_size(new_store: NewStore) -
     ids = [d["_id"] for p in parts for d in p.records.get("things", [])]
     assert sorted(ids) == [f"x{i}" for i in range(6)]
     assert all(len(p.model_dump_json()) < 2 * identity.EXPORT_PART_BYTES for p in parts)
+
+
+async def test_an_erasure_removes_the_customers_sent_outbox_records_and_dead_letter_originals(
+    new_store: NewStore,
+) -> None:
+    store = await new_store("identity")
+    sent = datetime.now(UTC)
+    await store.db[OUTBOX].insert_one(
+        {
+            "_id": "o1",
+            "seq": "o1",
+            "sent_at": sent,
+            "records": [{"_id": "r1", "key": "E", "value": b"about E"}, {"_id": "r2", "key": "F", "value": b"F"}],
+        }
+    )
+    await store.db[OUTBOX].insert_one(
+        {"_id": "o2", "seq": "o2", "sent_at": None, "records": [{"_id": "r3", "key": "E"}]}
+    )
+    await store.db[DEADLETTERS].insert_one({"_id": "d1", "key": "E", "original": b"raw", "original_text": "{}"})
+    erased = CustomerErasedEvent.create(
+        CustomerErased(customer_id="E", erasure_id="er-2", pseudonym="anon-2"), source="/crm/customer"
+    )
+    await identity.apply_requests(store, "scoring", identity.Records(), [erased])
+    kept = await store.db[OUTBOX].find_one({"_id": "o1"})
+    assert kept is not None and [r["_id"] for r in kept["records"]] == ["r2"]
+    unsent = await store.db[OUTBOX].find_one({"_id": "o2"})
+    assert unsent is not None and [r["_id"] for r in unsent["records"]] == ["r3"]  # still to be published
+    letter = await store.db[DEADLETTERS].find_one({"_id": "d1"})
+    assert letter is not None and letter["original"] is None and letter["original_text"] is None
+    [answer] = [a for a in await _answers(store) if a.data.request_id == "er-2"]
+    assert answer.data.records == 2

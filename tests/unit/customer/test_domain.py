@@ -8,6 +8,12 @@ import pytest
 
 from crm_customer import domain
 from crm_shared.events import (
+    CustomerErased,
+    CustomerExportRequested,
+    CustomerMerged,
+    CustomerUnmerged,
+    ExportAnswered,
+    IdentityApplied,
     EVENT_TYPES,
     AccountContactChanged,
     ActivityCompleted,
@@ -325,6 +331,33 @@ SAMPLES: dict[str, tuple[Payload, str]] = {
     "crm.account.contact_changed.v1": (
         AccountContactChanged(customer_id="ORG-1", contact_id="C-1", roles=["buyer", "decision_maker"]),
         "Contact C-1: buyer, decision maker",
+    ),
+    "crm.customer.merged.v1": (
+        CustomerMerged(
+            customer_id="C-1", merge_id="merge-1", merged_id="C-2", decided_by="automatic", evidence=["the same email"]
+        ),
+        "Customer C-2 merged into this one (automatic: the same email)",
+    ),
+    "crm.customer.unmerged.v1": (
+        CustomerUnmerged(customer_id="C-1", merge_id="merge-1", merged_id="C-2"),
+        "Merge merge-1 undone: customer C-2 is separate again",
+    ),
+    "crm.customer.erased.v1": (
+        CustomerErased(customer_id="C-1", erasure_id="erasure-1", pseudonym="anon-1"),
+        "Erasure erasure-1 sent to every service",
+    ),
+    "crm.customer.export_requested.v1": (
+        CustomerExportRequested(customer_id="C-1", request_id="export-1"),
+        "Export export-1 of everything held asked for",
+    ),
+    # Answers of the services on crm.identity.answers: not on the timeline, so no summary of their own.
+    "crm.identity.applied.v1": (
+        IdentityApplied(customer_id="C-1", request_id="merge-1", request="merge", service="sales", records=3),
+        "crm.identity.applied.v1",
+    ),
+    "crm.identity.exported.v1": (
+        ExportAnswered(customer_id="C-1", request_id="export-1", service="sales", part=1, parts=1),
+        "crm.identity.exported.v1",
     ),
 }
 

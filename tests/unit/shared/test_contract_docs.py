@@ -196,6 +196,18 @@ SAMPLES: dict[str, events.Payload] = {
     "crm.account.contact_changed.v1": events.AccountContactChanged(
         customer_id="ORG-1", contact_id="C-1", roles=["buyer"]
     ),
+    "crm.customer.merged.v1": events.CustomerMerged(
+        customer_id="C-1", merge_id="merge-1", merged_id="C-2", decided_by="confirmed", evidence=["names 92% alike"]
+    ),
+    "crm.customer.unmerged.v1": events.CustomerUnmerged(customer_id="C-1", merge_id="merge-1", merged_id="C-2"),
+    "crm.customer.erased.v1": events.CustomerErased(customer_id="C-1", erasure_id="erasure-1", pseudonym="anon-1"),
+    "crm.customer.export_requested.v1": events.CustomerExportRequested(customer_id="C-1", request_id="export-1"),
+    "crm.identity.applied.v1": events.IdentityApplied(
+        customer_id="C-1", request_id="erasure-1", request="erasure", service="support", records=2, kept=5
+    ),
+    "crm.identity.exported.v1": events.ExportAnswered(
+        customer_id="C-1", request_id="export-1", service="sales", part=1, parts=1, records={"orders": [{"_id": "O-1"}]}
+    ),
 }
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm_customer import domain, handlers, repository
+from crm_customer.identity import service as identity_service
 from crm_customer.insights.timeline import kind_of
 from crm_customer.insights.timeline_query import KIND_LIST, TimelineQuery
 from crm_customer.profiles import api as profiles_api
@@ -232,6 +233,12 @@ class ErasureView(BaseModel):
     dead_letter_originals: int = Field(
         description="Kept originals of the customer's dead letters removed (the letters, without personal data, stay)."
     )
+    erasure_id: str = Field(
+        description="The erasure every service applies (crm.customer.erased.v1) and confirms: GET "
+        "/v1/erasures/{erasure_id} says when it is complete everywhere and which services are pending."
+    )
+    pseudonym: str = Field(description="The id the services keep aggregates (revenue, counts) under from now on.")
+    merged_profiles: int = Field(description="Profiles merged into this customer before, erased with it.")
 
 
 SEALED_REFUSED = "name, email and phone are sent in clear: only the customer service seals them"
@@ -603,12 +610,20 @@ async def unseal_personal_data(
     "/customers/{customer_id}/personal-data",
     response_model=ErasureView,
     summary="Erase the customer's personal data: destroy their key (every sealed copy in events becomes "
-    "unreadable), remove name, email and phone from the profile and their dead letters' kept originals",
+    "unreadable), remove name, email and phone from the profile and their dead letters' kept originals, and tell "
+    "every service to erase what it holds (crm.customer.erased.v1)",
     dependencies=[requires("customers:erase"), Depends(audited)],
-    responses={404: {"description": NOT_SEEN}},
+    responses={404: {"description": NOT_SEEN}, 409: {"description": "The customer was merged into another"}},
 )
-async def erase_personal_data(store: StoreDep, principal: Eraser, customer_id: IdInPath) -> ErasureView:
-    erasure = await handlers.erase_personal_data(store, customer_id, seen_by=principal)
+async def erase_personal_data(
+    store: StoreDep, principal: Eraser, request: Request, customer_id: IdInPath
+) -> ErasureView:
+    settings = get_runtime(request).settings
+    services = getattr(settings, "privacy_service_names", identity_service.PRIVACY_SERVICES)
+    try:
+        erasure = await handlers.erase_personal_data(store, customer_id, seen_by=principal, services=services)
+    except identity_service.MergeRefused as exc:
+        raise Problem(409, "Merged customer", str(exc)) from exc
     if erasure is None:
         raise _no_customer(customer_id)
     return ErasureView.model_validate(
@@ -619,6 +634,9 @@ async def erase_personal_data(store: StoreDep, principal: Eraser, customer_id: I
             "key_destroyed": erasure.key_id is not None,
             "key_id": erasure.key_id,
             "dead_letter_originals": erasure.dead_letter_originals,
+            "erasure_id": erasure.erasure_id,
+            "pseudonym": erasure.pseudonym,
+            "merged_profiles": erasure.merged_profiles,
         }
     )
 

@@ -3,6 +3,8 @@
 from fastapi import FastAPI
 
 from crm_customer import api, consumers, repository
+from crm_customer.identity import api as identity_api
+from crm_customer.identity import service as identity_service
 from crm_customer.insights import api as insights_api
 from crm_customer.insights import repository as insights_repository
 from crm_customer.profiles import api as profiles_api
@@ -13,7 +15,12 @@ from crm_shared.service import Runtime, create_app
 from crm_shared.store import Store
 
 log = get_logger(__name__)
-INDEXES = (*repository.INDEXES, *profiles_repository.INDEXES, *insights_repository.INDEXES)
+INDEXES = (
+    *repository.INDEXES,
+    *profiles_repository.INDEXES,
+    *insights_repository.INDEXES,
+    *identity_service.INDEXES,
+)
 
 
 def create_service(settings: CustomerSettings | None = None) -> FastAPI:
@@ -28,7 +35,7 @@ def create_service(settings: CustomerSettings | None = None) -> FastAPI:
         description="Customer profiles, channel consents and interactions; publishes crm.customer.events, a "
         "sign-up's personal fields sealed with the customer's key, and unseals them for callers allowed to read "
         "them; erasing a customer destroys the key. Keeps the customer 360 timeline from every service's events.",
-        routers=[api.router, profiles_api.router, insights_api.router],
+        routers=[api.router, profiles_api.router, insights_api.router, identity_api.router],
     )
 
 

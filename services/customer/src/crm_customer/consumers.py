@@ -6,7 +6,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from crm_customer import handlers
-from crm_customer.settings import match_secret_of
+from crm_customer.identity import service as identity_service
+from crm_customer.settings import CustomerSettings, match_secret_of
+from crm_shared import identity
 from crm_shared.events import (
     AnyEvent,
     CloudEvent,
@@ -15,6 +17,7 @@ from crm_shared.events import (
     CustomerReferredEvent,
     CustomerRegisteredEvent,
     DeadLetter,
+    IdentityAnswer,
     InteractionLoggedEvent,
 )
 from crm_shared.service import Runtime
@@ -38,9 +41,17 @@ CustomersIngest = Annotated[
 def register(runtime: Runtime) -> None:
     group = runtime.settings.consumer_group
     secret = match_secret_of(runtime.settings)
+    settings = runtime.settings
+    auto_merge = (
+        handlers.AutoMerge(settings.auto_merge_rules, settings.survivorship_rules)
+        if isinstance(settings, CustomerSettings)
+        else handlers.AutoMerge()
+    )
 
     async def on_ingest(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
-        return await handlers.apply_ingest_events(runtime.require_store(), events, match_secret=secret)
+        return await handlers.apply_ingest_events(
+            runtime.require_store(), events, match_secret=secret, auto_merge=auto_merge
+        )
 
     runtime.subscribe(
         Topic.INGEST_CUSTOMERS,
@@ -78,6 +89,23 @@ def register(runtime: Runtime) -> None:
         "changes nothing). Invalid records go to crm.deadletter with the reason.",
     )
 
+    # The customer service follows its own merges, erasures and export requests like every service does.
+    identity.subscribe(runtime, "customer", identity_service.CustomerRecords())
+
+    async def on_answers(events: Sequence[CloudEvent[Any]]) -> BatchOutcome:
+        return await identity_service.apply_answers(runtime.require_store(), events)
+
+    runtime.subscribe(
+        Topic.IDENTITY_ANSWERS,
+        schema=IdentityAnswer,
+        handler=on_answers,
+        group_id=f"{group}-answers",
+        title="crm.identity.answers:customer",
+        description="What every service did about a merge, an unmerge or an erasure (crm.identity.applied.v1), "
+        "shown by GET /v1/merges/{merge_id} and GET /v1/erasures/{erasure_id}, and the parts of its answer to an "
+        "export request (crm.identity.exported.v1), gathered for GET /v1/exports/{request_id}.",
+    )
+
     # Documents what the customer service publishes (through its outbox relay) in the AsyncAPI.
     runtime.publishes(
         Topic.CUSTOMER_EVENTS,
@@ -86,7 +114,9 @@ def register(runtime: Runtime) -> None:
         "crm.customer.registered.v1, crm.customer.consent_changed.v1, crm.interaction.logged.v1 and "
         "crm.customer.referred.v1; each customer's match keys (crm.customer.match_keys_changed.v1: keyed hashes "
         "of the email and phone when CRM_MATCH_KEY_SECRET is set, none once erased). Key: customer id (the "
-        "referrer's for a referral). A sign-up's name, email "
+        "referrer's for a referral). Merges and unmerges (crm.customer.merged|unmerged.v1, keyed by the survivor), "
+        "erasures (crm.customer.erased.v1) and export requests (crm.customer.export_requested.v1) that every "
+        "service follows and answers on crm.identity.answers. A sign-up's name, email "
         "and phone are sealed with the customer's key (sealed:v1:...): POST /v1/personal-data/unseal opens them "
         "(scope customers:unseal), and they become unreadable for good once the customer is erased.",
         schema=CustomerEvent,

@@ -37,10 +37,14 @@ from crm_shared.events import (
     ComplaintFiled,
     ConsentChanged,
     ConsentPurpose,
+    CustomerErased,
+    CustomerExportRequested,
     CustomerMatchKeysChanged,
+    CustomerMerged,
     CustomerProfileUpdated,
     CustomerReferred,
     CustomerRegistered,
+    CustomerUnmerged,
     InteractionLogged,
     LeadConverted,
     LeadQualified,
@@ -356,6 +360,8 @@ class Interaction:
     logged: InteractionLogged
     logged_at: datetime
     event_id: str
+    origin: str | None = field(default=None, compare=False)
+    """The customer id the event named, when it was filed under the survivor of a merge."""
 
     @property
     def interaction_id(self) -> str:
@@ -381,6 +387,8 @@ class Referral:
     referred: CustomerReferred
     referred_at: datetime
     event_id: str
+    origin: str | None = field(default=None, compare=False)
+    """The customer id the event named, when it was filed under the survivor of a merge."""
 
     @property
     def referral_id(self) -> str:
@@ -522,6 +530,23 @@ def _match_keys_changed(d: CustomerMatchKeysChanged) -> str:
     return "Personal data erased" if d.reason == "erased" else "Match keys published"
 
 
+def _customer_merged(d: CustomerMerged) -> str:
+    why = f": {', '.join(d.evidence)}" if d.evidence else ""
+    return f"Customer {d.merged_id} merged into this one ({d.decided_by}{why})"
+
+
+def _customer_unmerged(d: CustomerUnmerged) -> str:
+    return f"Merge {d.merge_id} undone: customer {d.merged_id} is separate again"
+
+
+def _customer_erased(d: CustomerErased) -> str:
+    return f"Erasure {d.erasure_id} sent to every service"
+
+
+def _export_requested(d: CustomerExportRequested) -> str:
+    return f"Export {d.request_id} of everything held asked for"
+
+
 def _customer_referred(d: CustomerReferred) -> str:
     via = f" via {d.channel}" if d.channel else ""
     return f"Referred customer {d.referred_customer_id}{via} (referral {d.referral_id})"
@@ -605,6 +630,10 @@ _SUMMARIES: Mapping[type, Callable[[Any], str]] = {
     QuoteAccepted: _quote_accepted,
     QuoteRejected: _quote_rejected,
     CustomerMatchKeysChanged: _match_keys_changed,
+    CustomerMerged: _customer_merged,
+    CustomerUnmerged: _customer_unmerged,
+    CustomerErased: _customer_erased,
+    CustomerExportRequested: _export_requested,
     TicketOpened: _ticket_opened,
     TicketStatusChanged: _ticket_status_changed,
     TicketAssigned: _ticket_assigned,
@@ -640,6 +669,8 @@ class TimelineEntry:
     data: Mapping[str, Any]
     cause: str | None = None
     """The id of the event that caused this one (its `causationid`), which may be on the timeline too."""
+    origin: str | None = None
+    """The customer id the event named, when it was filed under the survivor of a merge."""
 
 
 def on_timeline(event: CloudEvent[Any]) -> bool:
@@ -661,4 +692,5 @@ def timeline_entry(event: CloudEvent[Any]) -> TimelineEntry:
         summary=summarize(event),
         data=data,
         cause=event.causationid,
+        origin=event.originalsubject,
     )

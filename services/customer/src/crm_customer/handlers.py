@@ -14,11 +14,13 @@ profile and the originals of the customer's kept dead letters.
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from crm_customer import domain, repository
+from crm_customer.identity import service as identity_service
+from crm_customer.identity.survivorship import Rules as SurvivorshipRules
 from crm_customer.profiles import service as profiles
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
@@ -191,7 +193,7 @@ class _Ingest:
         if before is not None:
             return Outcome(after, new=False)
         stored = self.interactions[interaction_id] = repository.interaction_as_stored(after)
-        self.new_interactions.append(stored)
+        self.new_interactions.append(replace(stored, origin=event.originalsubject))
         return Outcome(stored)
 
     def record_referral(self, event: CustomerReferredEvent) -> Outcome[domain.Referral]:
@@ -204,7 +206,7 @@ class _Ingest:
         if before is not None:
             return Outcome(after, new=False)
         stored = self.referrals[referral_id] = repository.referral_as_stored(after)
-        self.new_referrals.append(stored)
+        self.new_referrals.append(replace(stored, origin=event.originalsubject))
         return Outcome(stored)
 
     def apply(self, event: CloudEvent[Any]) -> Outcome[Any]:
@@ -230,8 +232,20 @@ class _Ingest:
         await repository.insert_consent_history(uow, self.consent_history)
 
 
+@dataclass(frozen=True)
+class AutoMerge:
+    """Which strong identifiers merge a new customer into an existing one at sign-up, and how fields survive."""
+
+    rules: tuple[str, ...] = identity_service.AUTO_MERGE_RULES
+    survivorship: SurvivorshipRules = field(default_factory=SurvivorshipRules)
+
+
 async def apply_ingest_events(
-    store: Store, events: Sequence[CloudEvent[Any]], *, match_secret: bytes | None = None
+    store: Store,
+    events: Sequence[CloudEvent[Any]],
+    *,
+    match_secret: bytes | None = None,
+    auto_merge: AutoMerge | None = None,
 ) -> BatchOutcome:
     """Apply sign-ups, consent changes, interactions and referrals, the batch in one transaction, and publish
     each one that changed something on crm.customer.events (a sign-up with its personal fields sealed); a
@@ -239,7 +253,9 @@ async def apply_ingest_events(
     new); a registration with other details or with sealed personal fields, a consent change for an unknown
     customer (UnknownCustomer) or one the consents refuse, an interaction or referral id reused with other
     content, or an event type not ingested here, is rejected and the others applied. With the platform's
-    match-key secret, a sign-up also publishes the customer's match keys (crm.customer.match_keys_changed.v1)."""
+    match-key secret, a sign-up also publishes the customer's match keys (crm.customer.match_keys_changed.v1).
+    With `auto_merge`, a new customer with the same normalised email or phone as an existing one is merged into
+    it in the same transaction (crm_customer.identity.service.merge_strong_matches)."""
 
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         todo = batch.events
@@ -268,6 +284,14 @@ async def apply_ingest_events(
                 if match_secret is not None and isinstance(event, CustomerRegisteredEvent):
                     uow.emit(match_keys_of(event, match_secret), Topic.CUSTOMER_EVENTS)
         await state.save(uow)
+        if auto_merge is not None and auto_merge.rules and state.new_profiles:
+            await identity_service.merge_strong_matches(
+                uow,
+                sorted(state.new_profiles),
+                rules=auto_merge.rules,
+                survivorship_rules=auto_merge.survivorship,
+                match_secret=match_secret,
+            )
 
     outcome = await store.apply_batch(CONSUMER, events, work)
     _log_applied(events, outcome)
@@ -455,9 +479,20 @@ class Erasure:
     profile_fields: list[str]
     key_id: str | None
     dead_letter_originals: int
+    erasure_id: str = ""
+    """The erasure every service applies and confirms (crm.customer.erased.v1): GET /v1/erasures/{erasure_id}."""
+    pseudonym: str = ""
+    merged_profiles: int = 0
+    """Profiles merged into this customer before, erased with it."""
 
 
-async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Principal) -> Erasure | None:
+async def erase_personal_data(
+    store: Store,
+    customer_id: str,
+    *,
+    seen_by: Principal,
+    services: Sequence[str] = identity_service.PRIVACY_SERVICES,
+) -> Erasure | None:
     """Destroy the customer's key (every sealed copy of their personal fields becomes unreadable), remove name,
     email and phone from the profile and the originals of the customer's kept dead letters, and publish that no
     match key of theirs is left, in one transaction.
@@ -468,6 +503,12 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
         profile = await repository.get_profile(uow, customer_id, where=_seen_by(seen_by, customer_id))
         if profile is None and not seen_by.sees_all_records:
             return None
+        doc = await uow.db[repository.CUSTOMERS].find_one({"_id": customer_id}, {"merged_into": 1}, session=uow.session)
+        if doc is not None and doc.get("merged_into"):
+            raise identity_service.MergeRefused(
+                f"customer {customer_id} was merged into {doc['merged_into']}: erase {doc['merged_into']}, which "
+                "erases the profiles merged into it too, or undo the merge first"
+            )
         at = as_stored(utc_now())
         key_id = await repository.destroy_personal_key(uow, customer_id)
         erased_fields: list[str] = []
@@ -477,6 +518,17 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
                 erased_fields = profile.details.personal_fields
                 await repository.save_profile(uow, after)
             await profiles.erase_extras(uow, customer_id)
+        # The profiles merged into this customer are kept for an unmerge: they are the person's too.
+        merged = [
+            d["_id"] async for d in uow.db[repository.CUSTOMERS].find({"merged_into": customer_id}, session=uow.session)
+        ]
+        for merged_id in merged:
+            await repository.destroy_personal_key(uow, merged_id)
+            old = await repository.get_profile(uow, merged_id)
+            if old is not None:
+                await repository.save_profile(uow, domain.erase_personal_data(old, at))
+            await profiles.erase_extras(uow, merged_id)
+        request = await identity_service.request_erasure(uow, customer_id, at, services)
         originals = await repository.erase_dead_letter_originals(uow, customer_id, at)
         # No match key is left: a service that matched new records against this customer stops.
         gone = CustomerMatchKeysChanged(customer_id=customer_id, match_keys=[], reason="erased")
@@ -486,7 +538,9 @@ async def erase_personal_data(store: Store, customer_id: str, *, seen_by: Princi
             ),
             Topic.CUSTOMER_EVENTS,
         )
-        return Erasure(customer_id, at, erased_fields, key_id, originals)
+        return Erasure(
+            customer_id, at, erased_fields, key_id, originals, request["_id"], request["pseudonym"], len(merged)
+        )
 
     erasure = await store.transaction(work)
     if erasure is not None:

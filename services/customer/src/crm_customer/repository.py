@@ -14,6 +14,7 @@ from pymongo.errors import BulkWriteError
 from crm_customer.domain import Assignment, Details, Interaction, PersonalKey, Profile, Referral, TimelineEntry
 from crm_customer.insights.timeline import depths_by_time
 from crm_customer.profiles.domain import name_prefixes
+from crm_shared import identity
 from crm_shared.api import cursor_id, cursor_time, decode_cursor, encode_cursor, invalid_cursor
 from crm_shared.events import CloudEvent, CustomerReferred, InteractionLogged, utc_now
 from crm_shared.matching import normalise_email, normalise_phone
@@ -154,6 +155,7 @@ def consent_history_entry(
     return {
         "_id": f"{event.id}:{purpose}:{channel}",
         "customer_id": event.customer_id,
+        **identity.origin_fields(event),
         "channel": channel,
         "purpose": purpose,
         "granted": granted,
@@ -256,7 +258,13 @@ def interaction_to_document(interaction: Interaction) -> dict[str, Any]:
         **interaction.logged.model_dump(mode="python", exclude={"interaction_id"}),
         "logged_at": interaction.logged_at,
         "event_id": interaction.event_id,
+        **_origin(interaction.logged.customer_id, interaction.origin),
     }
+
+
+def _origin(customer_id: str, origin: str | None) -> dict[str, str]:
+    """The id a record was first filed under, when not its customer's (crm_shared.identity)."""
+    return {identity.ORIGIN: origin} if origin and origin != customer_id else {}
 
 
 def interaction_from_document(doc: dict[str, Any]) -> Interaction:
@@ -297,6 +305,7 @@ def referral_to_document(referral: Referral) -> dict[str, Any]:
         **referral.referred.model_dump(mode="python", exclude={"referral_id"}),
         "referred_at": referral.referred_at,
         "event_id": referral.event_id,
+        **_origin(referral.referred.customer_id, referral.origin),
     }
 
 
@@ -341,6 +350,7 @@ def entry_to_document(entry: TimelineEntry) -> dict[str, Any]:
         "summary": entry.summary,
         "data": _storable(dict(entry.data)),
         "cause": entry.cause,
+        **_origin(entry.customer_id, entry.origin),
     }
 
 
@@ -366,6 +376,7 @@ def entry_from_document(doc: dict[str, Any]) -> TimelineEntry:
         summary=doc["summary"],
         data=doc.get("data", {}),
         cause=doc.get("cause"),
+        origin=doc.get(identity.ORIGIN),
     )
 
 

@@ -236,6 +236,10 @@ class FullProfileView(BaseModel):
     external_ids: dict[str, str]
     attributes: dict[str, Any]
     profile_updated_at: datetime | None = Field(description="When the extras last changed; null: never.")
+    merged_into: str | None = Field(
+        default=None,
+        description="The customer this one was merged into (GET /v1/customers/{customer_id}/merges); null: none.",
+    )
 
     @classmethod
     def of(cls, full: service.FullProfile) -> FullProfileView:
@@ -263,6 +267,7 @@ class FullProfileView(BaseModel):
             external_ids=dict(x.external_ids),
             attributes={name: public_value(v) for name, v in sorted(x.attributes.items())},
             profile_updated_at=full.updated_at,
+            merged_into=full.merged_into,
         )
 
 
@@ -532,7 +537,8 @@ async def search_customers(
         cursor=cursor,
         newest_first=True,
     )
-    items = [FullProfileView.of(service.full_profile(d)) for d in docs]
+    # A customer merged into another is found as the survivor (a page may hold fewer items for it).
+    items = [FullProfileView.of(service.full_profile(d)) for d in docs if not d.get("merged_into")]
     return Page[FullProfileView](items=items, next_cursor=next_cursor)
 
 
@@ -557,7 +563,8 @@ class CandidateView(BaseModel):
 @router.get(
     "/customers/{customer_id}/duplicates",
     response_model=list[CandidateView],
-    summary="Customers who may be the same person or organisation, strongest first, with the evidence",
+    summary="Customers who may be the same person or organisation, strongest first, with the evidence; confirm "
+    "one with POST /v1/customers/{customer_id}/merges",
     description="Strong: the same normalised email or phone, or the same external id. Proposed: names at least "
     "`name_threshold` alike (CRM_CUSTOMER_DUPLICATE_NAME_THRESHOLD by default) and a shared postcode, city or "
     "organisation. Only customers the caller sees are compared.",
@@ -584,7 +591,8 @@ async def duplicate_candidates(
     for lookup in lookups:
         found = collection.find(service.seen_by(principal, {**lookup, "_id": {"$ne": customer_id}}))
         for doc in await found.limit(CANDIDATES_PER_RULE).to_list(None):
-            others[doc["_id"]] = doc
+            if not doc.get("merged_into"):  # merged already: its survivor is the candidate
+                others[doc["_id"]] = doc
     ids = [customer_id, *others]
     accounts: dict[str, set[str]] = {}
     async for link in store.db[extras_store.ACCOUNT_CONTACTS].find({"contact_id": {"$in": ids}}):

@@ -42,6 +42,7 @@ class FullProfile:
     owner_id: str | None
     territory: str | None
     updated_at: datetime | None
+    merged_into: str | None = None
 
 
 def full_profile(doc: Mapping[str, Any]) -> FullProfile:
@@ -51,6 +52,7 @@ def full_profile(doc: Mapping[str, Any]) -> FullProfile:
         owner_id=doc.get("owner_id"),
         territory=doc.get("territory"),
         updated_at=doc.get("profile_updated_at"),
+        merged_into=doc.get("merged_into"),
     )
 
 

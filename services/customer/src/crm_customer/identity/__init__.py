@@ -1,0 +1,1 @@
+"""Identity resolution: merges that every service follows and that can be undone, privacy export and erasure."""
