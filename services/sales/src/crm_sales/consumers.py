@@ -4,9 +4,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_sales.customers import handlers as customers
+from crm_sales.identity import HOLDER
 from crm_sales.leads import handlers as leads
 from crm_sales.orders import handlers as orders
 from crm_sales.settings import sales_settings
+from crm_shared import identity
 from crm_shared.events import AnyEvent, CloudEvent, CustomerRegisteredEvent, DeadLetter, OrderIngest, SalesEvent
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
@@ -53,6 +55,9 @@ def register(runtime: Runtime) -> None:
         "and phone, none once erased), the newest kept, so a new lead who is a customer already is refused and a "
         "conversion links the customer instead of registering them again. Other event types are ignored.",
     )
+
+    # Merges, unmerges, erasures and export requests, in a consumer group of their own.
+    identity.subscribe(runtime, "sales", HOLDER)
 
     runtime.publishes(
         Topic.SALES_EVENTS,

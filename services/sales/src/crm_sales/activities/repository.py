@@ -61,4 +61,6 @@ async def insert_activity(uow: UnitOfWork, activity: Activity) -> None:
 
 
 async def save_activity(uow: UnitOfWork, activity: Activity) -> None:
-    await uow.db[ACTIVITIES].replace_one({"_id": activity.activity_id}, to_document(activity), session=uow.session)
+    # Set, not replaced: what an identity merge noted on it (origin_customer_id) stays.
+    fields = {k: v for k, v in to_document(activity).items() if k != "_id"}
+    await uow.db[ACTIVITIES].update_one({"_id": activity.activity_id}, {"$set": fields}, session=uow.session)

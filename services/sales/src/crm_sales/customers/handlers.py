@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_sales.customers import repository
+from crm_shared import identity
 from crm_shared.events import CloudEvent, CustomerMatchKeysChangedEvent
 from crm_shared.matching import keys_of
 from crm_shared.store import Batch, BatchOutcome, Store, UnitOfWork
@@ -48,10 +49,14 @@ async def customers_matching(
     uow: UnitOfWork, secret: bytes | None, people: Iterable[tuple[str | None, str | None]]
 ) -> list[str | None]:
     """For each (normalised email, normalised phone), the customer with that email or phone (email first), in
-    one lookup; all None without a secret."""
+    one lookup; all None without a secret. A customer merged into another is that one: the merged id's keys are
+    kept as they were (an unmerge needs them back) and read as the survivor's."""
     wanted = list(people)
     if secret is None:
         return [None] * len(wanted)
     keyed = [keys_of(secret, [("email", email), ("phone", phone)]) for email, phone in wanted]
     owner = await repository.customers_of(uow, (k for keys in keyed for k in keys))
+    if owner:
+        survivors = await identity.resolve(uow.db, owner.values(), session=uow.session)
+        owner = {k: survivors.get(customer, customer) for k, customer in owner.items()}
     return [next((owner[k] for k in keys if k in owner), None) for keys in keyed]

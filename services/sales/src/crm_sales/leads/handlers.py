@@ -19,6 +19,7 @@ from crm_sales.orders.handlers import CONSUMER
 from crm_sales.territories import domain as territories
 from crm_sales.territories import handlers as assignment
 from crm_sales.territories.repository import load_territories
+from crm_shared import identity
 from crm_shared.api import keyset_page
 from crm_shared.events import CloudEvent, LeadQualifiedEvent, new_event_id
 from crm_shared.logging import get_logger
@@ -110,6 +111,7 @@ async def apply_marketing_events(store: Store, events: Sequence[CloudEvent[Any]]
         }
         known = await repository.known_leads(uow, [domain.duplicate_keys(lead) for lead in taken])
         fresh: dict[str, domain.Lead] = {}
+        origins: dict[str, dict[str, str]] = {}
         lead_of: dict[str, str] = {}
         for event, lead in zip(batch.events, taken, strict=True):
             if lead.lead_id in existing or lead.lead_id in fresh:
@@ -118,10 +120,11 @@ async def apply_marketing_events(store: Store, events: Sequence[CloudEvent[Any]]
                 lead_of[event.id] = duplicate
             else:
                 fresh[lead.lead_id] = lead
+                origins[lead.lead_id] = identity.origin_fields(event)
                 known.add(lead.lead_id, domain.duplicate_keys(lead))
                 lead_of[event.id] = lead.lead_id
         assigned = {lead.lead_id: lead for lead in await assign_arrivals(uow, list(fresh.values()))}
-        await repository.insert_leads(uow, assigned.values())
+        await repository.insert_leads(uow, assigned.values(), origins)
         others = set(lead_of.values()) - set(assigned) - set(existing)
         existing.update(
             (d["_id"], repository.lead_from_document(d)) for d in await uow.find_ids(repository.LEADS, others)

@@ -112,9 +112,13 @@ def lead_from_document(doc: Mapping[str, Any]) -> Lead:
     )
 
 
-async def insert_leads(uow: UnitOfWork, leads: Iterable[Lead]) -> None:
-    """Insert new leads in one bulk write (a duplicate email or phone raises, rolling the transaction back)."""
-    documents = [lead_to_document(lead) for lead in leads]
+async def insert_leads(
+    uow: UnitOfWork, leads: Iterable[Lead], origins: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Insert new leads in one bulk write (a duplicate email or phone raises, rolling the transaction back).
+    `origins` by lead id: what a lead taken for an event keeps of the customer id it named
+    (crm_shared.identity.origin_fields)."""
+    documents = [{**lead_to_document(lead), **(origins or {}).get(lead.lead_id, {})} for lead in leads]
     if documents:
         await uow.db[LEADS].insert_many(documents, ordered=False, session=uow.session)
 

@@ -187,9 +187,9 @@ async def insert_opportunity(uow: UnitOfWork, opportunity: Opportunity) -> None:
 
 
 async def save_opportunity(uow: UnitOfWork, opportunity: Opportunity) -> None:
-    await uow.db[OPPORTUNITIES].replace_one(
-        {"_id": opportunity.opportunity_id}, to_document(opportunity), session=uow.session
-    )
+    # Set, not replaced: what an identity merge noted on it (origin_customer_id) stays.
+    fields = {k: v for k, v in to_document(opportunity).items() if k != "_id"}
+    await uow.db[OPPORTUNITIES].update_one({"_id": opportunity.opportunity_id}, {"$set": fields}, session=uow.session)
 
 
 async def closed_outcomes(

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_sales.orders import domain, repository
+from crm_shared import identity
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
@@ -80,6 +81,7 @@ async def apply_order_events(store: Store, events: Sequence[CloudEvent[Any]], ra
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         orders = await repository.get_orders(uow, (e.data.order_id for e in batch.events))
         changed: dict[str, domain.Order] = {}
+        origins: dict[str, dict[str, str]] = {}
         for event in batch.events:
             order_id = event.data.order_id
             before = orders.get(order_id)
@@ -95,6 +97,9 @@ async def apply_order_events(store: Store, events: Sequence[CloudEvent[Any]], ra
             batch.done(event, after)
             if after == before:
                 continue
+            if before is None:
+                # Filed under a survivor for an event naming a merged id: an unmerge gives the order back.
+                origins[order_id] = identity.origin_fields(event)
             orders[order_id] = changed[order_id] = after
             outgoing = _OUTGOING[type(event.data)]
             # The business time stays the channel's; the id is derived so a retry emits the same event.
@@ -104,7 +109,7 @@ async def apply_order_events(store: Store, events: Sequence[CloudEvent[Any]], ra
                 ),
                 Topic.SALES_EVENTS,
             )
-        await repository.save_orders(uow, changed.values())
+        await repository.save_orders(uow, changed.values(), origins)
 
     return await store.apply_batch(CONSUMER, events, work)
 

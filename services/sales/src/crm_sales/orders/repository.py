@@ -1,9 +1,9 @@
 """The sales database's `orders` collection: one document per order, its facts inside."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 
 from crm_sales.orders.domain import Attribution, MoneyFact, Order, Shipment
 from crm_shared.events import OrderPlaced
@@ -74,8 +74,17 @@ async def get_order(uow: UnitOfWork, order_id: str) -> Order | None:
     return from_document(doc) if doc else None
 
 
+def _saving(order: Order, origin: Mapping[str, str] | None = None) -> UpdateOne:
+    """The write of an order: its fields set, not the document replaced, so what an identity merge noted on it
+    (`origin_customer_id`) stays; `origin`, the customer id the event creating it named, only on insert."""
+    update: dict[str, Any] = {"$set": {k: v for k, v in to_document(order).items() if k != "_id"}}
+    if origin:
+        update["$setOnInsert"] = dict(origin)
+    return UpdateOne({"_id": order.order_id}, update, upsert=True)
+
+
 async def save_order(uow: UnitOfWork, order: Order) -> None:
-    await uow.db[ORDERS].replace_one({"_id": order.order_id}, to_document(order), upsert=True, session=uow.session)
+    await save_orders(uow, [order])
 
 
 async def get_orders(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, Order]:
@@ -84,8 +93,10 @@ async def get_orders(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[str, Ord
     return {doc["_id"]: from_document(doc) for doc in docs}
 
 
-async def save_orders(uow: UnitOfWork, orders: Iterable[Order]) -> None:
-    """Write the orders in one bulk write."""
-    writes = [ReplaceOne({"_id": o.order_id}, to_document(o), upsert=True) for o in orders]
+async def save_orders(
+    uow: UnitOfWork, orders: Iterable[Order], origins: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Write the orders in one bulk write; `origins` by order id, for the orders the batch creates (see _saving)."""
+    writes = [_saving(o, (origins or {}).get(o.order_id)) for o in orders]
     if writes:
         await uow.db[ORDERS].bulk_write(writes, ordered=False, session=uow.session)

@@ -226,7 +226,9 @@ async def insert_quote(uow: UnitOfWork, quote: Quote) -> None:
 
 
 async def save_quote(uow: UnitOfWork, quote: Quote) -> None:
-    await uow.db[QUOTES].replace_one({"_id": quote.quote_id}, quote_to_document(quote), session=uow.session)
+    # Set, not replaced: what an identity merge noted on it (origin_customer_id) stays.
+    fields = {k: v for k, v in quote_to_document(quote).items() if k != "_id"}
+    await uow.db[QUOTES].update_one({"_id": quote.quote_id}, {"$set": fields}, session=uow.session)
 
 
 def quotes_from(docs: Iterable[Mapping[str, Any]]) -> list[Quote]:
