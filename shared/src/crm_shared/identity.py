@@ -325,8 +325,8 @@ def export_parts(records: Mapping[str, Sequence[dict[str, Any]]]) -> list[dict[s
 
 async def erase_plumbing(uow: UnitOfWork, customer_id: str) -> Erased:
     """What every service keeps about a customer beside its own data: the records about them its outbox sent
-    (kept a week for inspection) and the originals of their dead letters (the letters, which hold no personal
-    data, stay with their reason)."""
+    (kept a week for inspection), the originals of their dead letters (the letters, which hold no personal
+    data, stay with their reason) and the aliases naming them."""
     s = uow.session
     sent = await uow.db[OUTBOX].update_many(
         {"records.key": customer_id, "sent_at": {"$ne": None}}, {"$pull": {"records": {"key": customer_id}}}, session=s
@@ -344,6 +344,9 @@ async def erase_plumbing(uow: UnitOfWork, customer_id: str) -> Erased:
         },
         session=s,
     )
+    # The ids merged into the customer, and its own alias: nothing is filed under an erased id any more.
+    await uow.db[ALIASES].delete_many({"into": customer_id}, session=s)
+    await uow.db[ALIASES].delete_many({"_id": customer_id}, session=s)
     return Erased(cleared=int(sent.modified_count) + int(letters.modified_count))
 
 

@@ -4,12 +4,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from crm_shared import identity
 from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SupportEvent, TicketIngest
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
 from crm_shared.topics import Topic
 from crm_support import handlers
 from crm_support.domain import SlaTargets
+from crm_support.identity import HOLDER
 
 
 def register(runtime: Runtime, targets: SlaTargets, nps_interval: timedelta | None = None) -> None:
@@ -38,6 +40,9 @@ def register(runtime: Runtime, targets: SlaTargets, nps_interval: timedelta | No
         "SLA policies match on it, so better customers get faster service; a customer's first tier enrols them "
         "in the periodic NPS survey. Other dimensions are ignored.",
     )
+
+    # Merges, unmerges, erasures and export requests of the customer service, in a consumer group of their own.
+    identity.subscribe(runtime, "support", HOLDER)
 
     runtime.publishes(
         Topic.SUPPORT_EVENTS,

@@ -41,6 +41,9 @@ class SlaTargets:
 
 DEFAULT_SLA = SlaTargets()
 
+ERASED_TEXT = "(erased)"
+"""What a text removed on its customer's erasure reads as: a complaint's summary, a ticket's subject or post."""
+
 
 @dataclass(frozen=True)
 class Complaint:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
+from crm_shared import identity
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     CloudEvent,
@@ -120,6 +121,9 @@ async def apply_ticket_events(
         opened: list[Ticket] = []
         new_complaints: list[domain.Complaint] = []
         new_surveys: list[domain.SurveyAnswer] = []
+        # What is filed for an event naming a merged id keeps that id, so an unmerge gives it back.
+        complaint_origins: dict[str, dict[str, str]] = {}
+        survey_origins: dict[str, dict[str, str]] = {}
         for event in batch.events:
             try:
                 after = _apply(event, complaints, surveys, targets, rules, tiers, known_tickets)
@@ -133,20 +137,26 @@ async def apply_ticket_events(
                     continue
                 complaints[after.complaint_id] = after
                 new_complaints.append(after)
+                if origin := identity.origin_fields(event):
+                    complaint_origins[after.complaint_id] = origin
                 _emit_accepted(uow, ComplaintFiledEvent, event)
                 # A complaint is a ticket too: the case an agent works, under the complaint's id.
                 if after.complaint_id not in known_tickets:
                     tier = tiers.get(after.customer_id)
-                    opened.append(tickets.open_complaint_ticket(uow, after.filed, after.filed_at, rules, tier))
+                    opened.append(
+                        tickets.open_complaint_ticket(uow, after.filed, after.filed_at, rules, tier, cause=event)
+                    )
             else:
                 if after.survey_id in surveys:
                     continue
                 surveys[after.survey_id] = after
                 new_surveys.append(after)
+                if origin := identity.origin_fields(event):
+                    survey_origins[after.survey_id] = origin
                 _emit_accepted(uow, SurveyAnsweredEvent, event)
-        await repository.insert_complaints(uow, new_complaints)
-        await repository.insert_surveys(uow, new_surveys)
-        await ticket_store.insert_tickets(uow, opened)
+        await repository.insert_complaints(uow, new_complaints, complaint_origins)
+        await repository.insert_surveys(uow, new_surveys, survey_origins)
+        await ticket_store.insert_tickets(uow, opened, complaint_origins)
         await escalation.schedule(uow, opened, rules, as_stored(utc_now()))
 
     return await store.apply_batch(CONSUMER, events, work)
@@ -221,10 +231,15 @@ async def apply_segment_events(
 ) -> BatchOutcome:
     """Keep each customer's newest value tier from scoring's segment changes, what SLA policies match on, and
     re-match their open tickets; a customer seen for the first time is enrolled in the periodic NPS survey
-    (when `nps_interval` is given). The other dimensions and event types are not support's concern."""
+    (when `nps_interval` is given). The other dimensions and event types are not support's concern, nor is a
+    tier scoring gave a customer since merged away: it is not the survivor's (scoring publishes that one)."""
 
     def relevant(event: CloudEvent[Any]) -> bool:
-        return isinstance(event, SegmentChangedEvent) and event.data.dimension == "value_tier"
+        return (
+            isinstance(event, SegmentChangedEvent)
+            and event.data.dimension == "value_tier"
+            and not identity.origin_fields(event)
+        )
 
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         newest: dict[str, tuple[str, datetime]] = {}
@@ -238,7 +253,7 @@ async def apply_segment_events(
         await sla_store.save_newest_tiers(uow, newest)
         if nps_interval is not None:
             await nps.enrol(uow, first.items(), nps_interval)
-        await _rematch_open_tickets(uow, newest.keys())
+        await rematch_open_tickets(uow, newest.keys())
 
     return await store.apply_batch(TIERS_CONSUMER, events, work, relevant=relevant)
 
@@ -246,7 +261,7 @@ async def apply_segment_events(
 TIER_CHANGE = Actor("system", "value-tier-changed")
 
 
-async def _rematch_open_tickets(uow: UnitOfWork, customer_ids: Iterable[str]) -> None:
+async def rematch_open_tickets(uow: UnitOfWork, customer_ids: Iterable[str]) -> None:
     """The open tickets of customers whose tier changed get the policy their new tier picks, and their timers
     rescheduled. The clock counts from the ticket's history under the policy in force, so the time already
     spent (and paused) carries over; only the targets change. A tier older than the one stored changes nothing:

@@ -4,14 +4,14 @@ A complaint document carries `group` and `assignee_id` at its top level, the fie
 documents written before complaints had them read as unrouted and unassigned.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from crm_shared.events import ComplaintFiled, SurveyAnswered
 from crm_shared.store import IndexSpec, UnitOfWork
-from crm_support.domain import Complaint, SurveyAnswer
+from crm_support.domain import ERASED_TEXT, Complaint, SurveyAnswer
 
 COMPLAINTS = "complaints"
 SURVEYS = "surveys"
@@ -45,7 +45,8 @@ def complaint_to_document(complaint: Complaint) -> dict[str, Any]:
 
 def complaint_from_document(doc: dict[str, Any]) -> Complaint:
     return Complaint(
-        filed=ComplaintFiled.model_validate(doc["filed"]),
+        # A complaint kept after its customer's erasure has no summary left (crm_support.identity).
+        filed=ComplaintFiled.model_validate({"summary": ERASED_TEXT, **doc["filed"]}),
         filed_at=doc["filed_at"],
         sla_due_at=doc["sla_due_at"],
         status=doc["status"],
@@ -87,9 +88,13 @@ async def get_complaints(uow: UnitOfWork, complaint_ids: Iterable[str]) -> dict[
     return {doc["_id"]: complaint_from_document(doc) for doc in docs}
 
 
-async def insert_complaints(uow: UnitOfWork, complaints: Iterable[Complaint]) -> None:
-    """Insert the new complaints in one write (a complaint is filed once: never replaced)."""
-    documents = [complaint_to_document(c) for c in complaints]
+async def insert_complaints(
+    uow: UnitOfWork, complaints: Iterable[Complaint], origins: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Insert the new complaints in one write (a complaint is filed once: never replaced); `origins` holds, by
+    complaint id, the id a complaint filed under a merge's survivor named (`crm_shared.identity.origin_fields`)."""
+    origins = origins or {}
+    documents = [{**complaint_to_document(c), **origins.get(c.complaint_id, {})} for c in complaints]
     if documents:
         await uow.db[COMPLAINTS].insert_many(documents, session=uow.session)
 
@@ -100,8 +105,12 @@ async def get_surveys(uow: UnitOfWork, survey_ids: Iterable[str]) -> dict[str, S
     return {doc["_id"]: survey_from_document(doc) for doc in docs}
 
 
-async def insert_surveys(uow: UnitOfWork, answers: Iterable[SurveyAnswer]) -> None:
-    """Insert the new survey answers in one write (an answer is recorded once: never replaced)."""
-    documents = [survey_to_document(a) for a in answers]
+async def insert_surveys(
+    uow: UnitOfWork, answers: Iterable[SurveyAnswer], origins: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Insert the new survey answers in one write (an answer is recorded once: never replaced); `origins` as for
+    complaints, by survey id."""
+    origins = origins or {}
+    documents = [{**survey_to_document(a), **origins.get(a.survey_id, {})} for a in answers]
     if documents:
         await uow.db[SURVEYS].insert_many(documents, session=uow.session)

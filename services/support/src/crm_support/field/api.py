@@ -108,7 +108,11 @@ async def put_contract(
         contract_id=contract_id, **{**body.__dict__, "products": frozenset(body.products)}
     )
     document = repository.contract_to_document(contract, as_stored(utc_now()))
-    result = await store.db[repository.SERVICE_CONTRACTS].replace_one({"_id": contract_id}, document, upsert=True)
+    del document["_id"]
+    # Set, not replaced: the id a contract moved on a merge was first filed under stays (crm_shared.identity).
+    result = await store.db[repository.SERVICE_CONTRACTS].update_one(
+        {"_id": contract_id}, {"$set": document}, upsert=True
+    )
     response.status_code = status.HTTP_201_CREATED if result.upserted_id is not None else status.HTTP_200_OK
     return ContractView.of(contract)
 

@@ -179,10 +179,11 @@ async def change_visit(
         )
         if after == before:
             return before
-        written = await uow.db[repository.VISITS].replace_one(
-            {"_id": visit_id, "status": before.status},
-            {**repository.visit_to_document(after), "group": doc.get("group")},
-            session=uow.session,
+        # Set, not replaced: the visit's group and the id it was first filed under (crm_shared.identity) stay.
+        document = repository.visit_to_document(after)
+        del document["_id"]
+        written = await uow.db[repository.VISITS].update_one(
+            {"_id": visit_id, "status": before.status}, {"$set": document}, session=uow.session
         )
         if written.matched_count != 1:
             raise domain.FieldRefused(f"visit {visit_id} changed meanwhile: read it again")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from crm_shared.events import ComplaintFiled, utc_now
+from crm_shared.events import CloudEvent, ComplaintFiled, utc_now
 from crm_shared.logging import get_logger
 from crm_shared.security import GROUPED, Principal
 from crm_shared.store import Store, UnitOfWork, as_stored
@@ -154,12 +154,18 @@ def ticket_of_complaint(fact: ComplaintFiled, at: datetime, rules: SlaRules, val
 
 
 def open_complaint_ticket(
-    uow: UnitOfWork, fact: ComplaintFiled, at: datetime, rules: SlaRules, value_tier: str | None
+    uow: UnitOfWork,
+    fact: ComplaintFiled,
+    at: datetime,
+    rules: SlaRules,
+    value_tier: str | None,
+    cause: CloudEvent[Any] | None = None,
 ) -> domain.Ticket:
     """In a batch's unit of work: the ticket a newly filed complaint opens, its events emitted now (so they
-    follow the complaint's own on its customer's key); the caller inserts it with the batch's others."""
+    follow the complaint's own on its customer's key), caused by the complaint's `cause`; the caller inserts it
+    with the batch's others."""
     ticket = ticket_of_complaint(fact, at, rules, value_tier)
-    for event in published(None, ticket):
+    for event in published(None, ticket, cause=cause):
         uow.emit(event, Topic.SUPPORT_EVENTS)
     return ticket
 

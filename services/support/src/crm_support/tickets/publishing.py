@@ -28,9 +28,12 @@ def _event_id(ticket_id: str, what: str) -> str:
     return derived_event_id(SOURCE, f"ticket:{ticket_id}:{what}")
 
 
-def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudEvent[Any]]:
+def published(
+    before: domain.Ticket | None, after: domain.Ticket, *, cause: CloudEvent[Any] | None = None
+) -> list[CloudEvent[Any]]:
     """The events of what changed from `before` to `after` (every change of the ticket), ids derived from the
-    ticket and the change, so a retried transaction publishes the same ones."""
+    ticket and the change, so a retried transaction publishes the same ones; `cause` is the event that changed
+    it, when one did (a complaint filed: its correlation, and the id it named before a merge, carry on)."""
     events: list[CloudEvent[Any]] = []
     customer, ticket_id = after.customer_id, after.ticket_id
     if before is None:
@@ -47,7 +50,9 @@ def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudE
             sla_policy_id=after.policy_id,
         )
         events.append(
-            TicketOpenedEvent.create(opened, source=SOURCE, id=_event_id(ticket_id, "opened"), time=after.created_at)
+            TicketOpenedEvent.create(
+                opened, source=SOURCE, id=_event_id(ticket_id, "opened"), time=after.created_at, cause=cause
+            )
         )
     # The description a ticket opens with is part of the opening, not a reply of its own.
     old_posts = {p.post_id for p in (before or after).posts}
@@ -59,7 +64,7 @@ def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudE
             customer_id=customer, ticket_id=ticket_id, post_id=post.post_id, author=author, public=post.public
         )
         event_id = _event_id(ticket_id, f"post:{post.post_id}")
-        events.append(TicketRepliedEvent.create(data, source=SOURCE, id=event_id, time=post.at))
+        events.append(TicketRepliedEvent.create(data, source=SOURCE, id=event_id, time=post.at, cause=cause))
     known = len(before.statuses) if before else 1
     for index in range(known, len(after.statuses)):
         (_, old), (at, new) = after.statuses[index - 1], after.statuses[index]
@@ -74,7 +79,7 @@ def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudE
             by=by,
         )
         event_id = _event_id(ticket_id, f"status:{index}")
-        events.append(TicketStatusChangedEvent.create(data_changed, source=SOURCE, id=event_id, time=at))
+        events.append(TicketStatusChangedEvent.create(data_changed, source=SOURCE, id=event_id, time=at, cause=cause))
         if new == "resolved":
             # Each resolution asks for one CSAT answer about it (a reopened, resolved again ticket asks again).
             resolutions = sum(1 for _, status in after.statuses[: index + 1] if status == "resolved")
@@ -86,12 +91,12 @@ def published(before: domain.Ticket | None, after: domain.Ticket) -> list[CloudE
                 agent_id=after.assignee_id,
             )
             request_id = _event_id(ticket_id, f"csat:{resolutions}")
-            events.append(SurveyRequestedEvent.create(request, source=SOURCE, id=request_id, time=at))
+            events.append(SurveyRequestedEvent.create(request, source=SOURCE, id=request_id, time=at, cause=cause))
     if before is not None and (before.group, before.assignee_id) != (after.group, after.assignee_id):
         at = next(c.at for c in reversed(after.history) if c.action == "assigned")
         data_assigned = TicketAssigned(
             customer_id=customer, ticket_id=ticket_id, group=after.group, assignee_id=after.assignee_id
         )
         event_id = _event_id(ticket_id, f"assigned:{len(after.history)}")
-        events.append(TicketAssignedEvent.create(data_assigned, source=SOURCE, id=event_id, time=at))
+        events.append(TicketAssignedEvent.create(data_assigned, source=SOURCE, id=event_id, time=at, cause=cause))
     return events

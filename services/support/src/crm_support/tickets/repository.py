@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from crm_shared.store import IndexSpec, UnitOfWork
+from crm_support.domain import ERASED_TEXT
 from crm_support.tickets.domain import Actor, Change, Post, Ticket
 
 TICKETS = "tickets"
@@ -68,12 +69,16 @@ def to_document(ticket: Ticket, version: int) -> dict[str, Any]:
 
 
 def from_document(doc: Mapping[str, Any]) -> Ticket:
-    fields: dict[str, Any] = {f: doc.get(f) for f in _FIELDS}
+    # A ticket kept after its customer's erasure has no subject and no post texts left (crm_support.identity).
+    fields: dict[str, Any] = {f: doc.get(f) for f in _FIELDS} | {"subject": doc.get("subject", ERASED_TEXT)}
     return Ticket(
         ticket_id=doc["_id"],
         **fields,
         statuses=tuple((s["at"], s["status"]) for s in doc["statuses"]),
-        posts=tuple(Post(p["post_id"], p["at"], _actor(p["author"]), p["body"], p["public"]) for p in doc["posts"]),
+        posts=tuple(
+            Post(p["post_id"], p["at"], _actor(p["author"]), p.get("body", ERASED_TEXT), p["public"])
+            for p in doc["posts"]
+        ),
         history=tuple(Change(c["at"], _actor(c["actor"]), c["action"], c.get("detail", {})) for c in doc["history"]),
     )
 
@@ -88,16 +93,24 @@ async def get_tickets(uow: UnitOfWork, ticket_ids: Iterable[str]) -> dict[str, T
     return {d["_id"]: from_document(d) for d in await uow.find_ids(TICKETS, ticket_ids)}
 
 
-async def insert_tickets(uow: UnitOfWork, tickets: Iterable[Ticket]) -> None:
-    documents = [to_document(t, 1) for t in tickets]
+async def insert_tickets(
+    uow: UnitOfWork, tickets: Iterable[Ticket], origins: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Insert the new tickets; `origins` holds, by ticket id, the id a ticket opened under a merge's survivor
+    named (`crm_shared.identity.origin_fields`)."""
+    origins = origins or {}
+    documents = [{**to_document(t, 1), **origins.get(t.ticket_id, {})} for t in tickets]
     if documents:
         await uow.db[TICKETS].insert_many(documents, session=uow.session)
 
 
 async def save_ticket(uow: UnitOfWork, ticket: Ticket, version: int) -> None:
-    """Write the changed ticket over the version read; ConcurrentChange when another write came between."""
-    written = await uow.db[TICKETS].replace_one(
-        {"_id": ticket.ticket_id, "version": version}, to_document(ticket, version + 1), session=uow.session
+    """Write the changed ticket over the version read; ConcurrentChange when another write came between. Fields
+    the aggregate does not hold (the id it was first filed under, crm_shared.identity) stay as they were."""
+    document = to_document(ticket, version + 1)
+    del document["_id"]
+    written = await uow.db[TICKETS].update_one(
+        {"_id": ticket.ticket_id, "version": version}, {"$set": document}, session=uow.session
     )
     if written.matched_count != 1:
         raise ConcurrentChange(ticket.ticket_id)
