@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from bson import Decimal128, ObjectId
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from crm_shared.service import Runtime
 
 log = get_logger(__name__)
+E = TypeVar("E")
 
 ALIASES = "customer_aliases"
 ORIGIN = "origin_customer_id"
@@ -114,26 +115,38 @@ async def merged_into(db: Any, customer_id: str, *, session: Any = None) -> list
     return owned
 
 
-async def redirect(store: Store, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+def _redirectable(event: Any) -> bool:
+    """A catalog event about a customer that is not an identity request, and not pinned to its subject (an
+    `originalsubject` equal to it: its publisher resolved the id itself, e.g. after an unmerge)."""
+    return (
+        isinstance(event, CloudEvent)
+        and not isinstance(event, NOT_REDIRECTED)
+        and event.originalsubject != event.subject
+    )
+
+
+async def redirect(store: Store, events: Sequence[E]) -> list[E]:
     """The events, each one naming a merged id filed under its survivor instead (`originalsubject` keeps the
     id it named). One read when the service holds no alias, which is the usual case."""
     if not events or await store.db[ALIASES].find_one({}, {"_id": 1}) is None:
         return list(events)
-    candidates = [e for e in events if not isinstance(e, NOT_REDIRECTED)]
-    survivors = await resolve(store.db, (e.subject for e in candidates))
+    candidates = [e for e in events if _redirectable(e)]
+    survivors = await resolve(store.db, (e.subject for e in candidates))  # type: ignore[attr-defined]
     if not survivors:
         return list(events)
     return [
-        _filed_under(e, survivors[e.subject]) if e.subject in survivors and not isinstance(e, NOT_REDIRECTED) else e
+        _filed_under(e, survivors[e.subject]) if _redirectable(e) and e.subject in survivors else e  # type: ignore[attr-defined]
         for e in events
     ]
 
 
-def _filed_under(event: CloudEvent[Any], survivor: str) -> CloudEvent[Any]:
+def _filed_under(event: E, survivor: str) -> E:
+    assert isinstance(event, CloudEvent)
     data = event.data.model_copy(update={"customer_id": survivor})
-    return event.model_copy(
+    filed = event.model_copy(
         update={"subject": survivor, "data": data, "originalsubject": event.originalsubject or event.subject}
     )
+    return filed
 
 
 def origin_fields(event: CloudEvent[Any]) -> dict[str, str]:

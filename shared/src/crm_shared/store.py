@@ -324,6 +324,10 @@ class Store:
         record, so they are refused again when they come again. Transient failures are retried as in
         `transaction`; another copy of the batch committing first makes this one find its duplicates.
         """
+        from crm_shared import identity
+
+        # An event naming a merged customer is filed under the survivor, whether it came from a topic or an API.
+        events = await self.retrying(lambda: identity.redirect(self, events), what="aliases")
         outcome = BatchOutcome()
         seen: set[str] = set()
         unique: list[E] = []
