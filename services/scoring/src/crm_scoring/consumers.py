@@ -4,6 +4,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_scoring import domain, handlers
+from crm_scoring.identity import ScoringHolder
+from crm_shared import identity
 from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, SegmentChangedEvent
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
@@ -56,16 +58,21 @@ def register(runtime: Runtime, thresholds: domain.Thresholds) -> None:
         "contradictory records go to crm.deadletter with the reason.",
     )
 
+    # Merges, unmerges, erasures and exports, in a consumer group of their own; a merge rescores the survivor
+    # with the same thresholds as the events do.
+    identity.subscribe(runtime, "scoring", ScoringHolder(thresholds))
+
     runtime.publishes(
         Topic.SCORING_SEGMENTS,
         title="crm.scoring.segments",
         description="One crm.segment.changed.v1 each time a customer crosses a boundary on a dimension "
         "(value_tier, lifecycle_stage, rfm_segment, churn_risk_band), with the old and new segment, the scores "
         "behind the decision and what caused it: the id of an order, ticket, interaction or referral event, "
-        "'decay:<date>' when time alone moved the lifecycle stage (at_risk, lost), or 'population:<version>' when "
-        "recomputed population statistics (80/20 threshold, RFM quintiles, fitted models) moved it; never "
-        "published when nothing changed. Marketing automation triggers journeys on these (welcome, high-value "
-        "thank-you, service recovery). Key: customer id.",
+        "'decay:<date>' when time alone moved the lifecycle stage (at_risk, lost), 'population:<version>' when "
+        "recomputed population statistics (80/20 threshold, RFM quintiles, fitted models) moved it, or the id of "
+        "the merge or unmerge of customers (crm.customer.merged|unmerged.v1) that moved the survivor's or the "
+        "restored customer's segments; never published when nothing changed. Marketing automation triggers "
+        "journeys on these (welcome, high-value thank-you, service recovery). Key: customer id.",
         schema=SegmentChangedEvent,
     )
     runtime.publishes(

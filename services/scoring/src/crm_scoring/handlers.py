@@ -12,8 +12,9 @@ from typing import Any, Literal
 import numpy as np
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from crm_scoring import domain, fitting, lifetime, population, repository
+from crm_scoring import domain, fitting, lifetime, merging, population, repository
 from crm_scoring.repository import CustomerScores
+from crm_shared import identity
 from crm_shared.consumer import Rejected
 from crm_shared.events import (
     ActivityCompleted,
@@ -118,7 +119,7 @@ def snapshot(scores: domain.Scores) -> ScoreSnapshot:
     )
 
 
-def _change_document(event: SegmentChangedEvent) -> dict[str, Any]:
+def change_document(event: SegmentChangedEvent) -> dict[str, Any]:
     change = event.data
     return {
         "_id": event.id,
@@ -137,6 +138,49 @@ CONSUMER = "scoring"
 ORDER_FACTS = (domain.Placed, domain.Cancelled, domain.Refunded, domain.Paid)
 
 
+def segment_change_events(
+    customer_id: str,
+    old_segments: domain.Segments,
+    scores: domain.Scores,
+    cause: CloudEvent[Any],
+    *id_parts: str,
+) -> list[SegmentChangedEvent]:
+    """One crm.segment.changed.v1 per dimension that moved from `old_segments`, caused by `cause` (at its time),
+    with ids derived from (*`id_parts`, dimension)."""
+    return [
+        SegmentChangedEvent.create(
+            SegmentChanged(
+                customer_id=customer_id,
+                dimension=dimension,
+                old=old,
+                new=new,
+                scores=snapshot(scores),
+                model_version=domain.MODEL_VERSION,
+                changed_at=cause.time,
+                caused_by=cause.id,
+            ),
+            source=SOURCE,
+            id=derived_event_id(SOURCE, *id_parts, dimension),
+            time=cause.time,
+            cause=cause,
+        )
+        for dimension, old, new in domain.segment_changes(old_segments, scores.segments)
+    ]
+
+
+def scored_customer(
+    facts: domain.CustomerFacts,
+    as_of: datetime,
+    thresholds: domain.Thresholds,
+    pop: population.Population | None,
+    origins: merging.Origins,
+) -> CustomerScores:
+    """The customer's document scored from `facts` as of `as_of` (pure but for the update time)."""
+    scores = domain.score(facts, as_of, thresholds, pop)
+    version = pop.version if pop else None
+    return CustomerScores(facts, scores, scores.segments, as_of, utc_now(), population_version=version, origins=origins)
+
+
 def score_event(
     before: CustomerScores | None,
     event: CloudEvent[Any],
@@ -144,7 +188,8 @@ def score_event(
     thresholds: domain.Thresholds,
     pop: population.Population | None,
 ) -> Scored:
-    """The customer after `fact` and the segment changes it causes (pure). Raises Rejected on a contradiction."""
+    """The customer after `fact` and the segment changes it causes (pure). Raises Rejected on a contradiction. A
+    fact from an event that named a merged id (filed under the survivor) is remembered as that id's."""
     known = before.facts if before else domain.CustomerFacts(event.customer_id)
     try:
         facts = domain.record(known, fact)
@@ -156,31 +201,10 @@ def score_event(
     # before the time the customer was last scored as of (a decay pass), so a stage is not undone by a
     # late event that is older than the pass.
     as_of = max(facts.latest_at or event.time, before.scored_as_of if before else event.time)
-    scores = domain.score(facts, as_of, thresholds, pop)
-    customer = CustomerScores(
-        facts, scores, scores.segments, as_of, utc_now(), population_version=pop.version if pop else None
-    )
+    origins = merging.attribute(before.origins if before else {}, known, facts, event.origin_customer_id)
+    customer = scored_customer(facts, as_of, thresholds, pop, origins)
     old_segments = before.segments if before else domain.initial_segments(thresholds)
-    changes = [
-        SegmentChangedEvent.create(
-            SegmentChanged(
-                customer_id=event.customer_id,
-                dimension=dimension,
-                old=old,
-                new=new,
-                scores=snapshot(scores),
-                model_version=domain.MODEL_VERSION,
-                changed_at=event.time,
-                caused_by=event.id,
-            ),
-            source=SOURCE,
-            id=derived_event_id(SOURCE, event.id, dimension),
-            time=event.time,
-            cause=event,
-        )
-        for dimension, old, new in domain.segment_changes(old_segments, scores.segments)
-    ]
-    return Scored(customer, changes)
+    return Scored(customer, segment_change_events(event.customer_id, old_segments, customer.scores, event, event.id))
 
 
 async def apply_events(
@@ -208,17 +232,20 @@ async def apply_events(
             facts[event.id] = fact
         if not facts:
             return
-        customers = await repository.get_customers(uow, (e.customer_id for e in batch.events if e.id in facts))
+        named = {e.customer_id for e in batch.events if e.id in facts}
+        customers = await repository.get_customers(uow, named)
+        filed = await _filed_under_survivors(uow, [e for e in batch.events if e.id in facts], named - customers.keys())
+        if survivors := {e.customer_id for e in filed} - named:
+            customers |= await repository.get_customers(uow, survivors)
         owners = await repository.get_order_owners(
             uow, (f.order_id for f in facts.values() if isinstance(f, ORDER_FACTS))
         )
         pop = await repository.get_population(uow)
         claimed: dict[str, str] = {}
+        claimed_for: dict[str, str] = {}
         changed: dict[str, CustomerScores] = {}
         change_documents: list[dict[str, Any]] = []
-        for event in batch.events:
-            if event.id not in facts:
-                continue
+        for event in filed:
             fact, customer_id = facts[event.id], event.customer_id
             before = customers.get(customer_id)
             try:
@@ -233,14 +260,16 @@ async def apply_events(
             # The first event of the batch to claim an order owns it, as when the events are applied one by one.
             if isinstance(fact, ORDER_FACTS) and fact.order_id not in owners:
                 owners[fact.order_id] = claimed[fact.order_id] = customer_id
+                if event.origin_customer_id != customer_id:
+                    claimed_for[fact.order_id] = event.origin_customer_id
             batch.done(event, scored)
             if scored.customer is not None and scored.customer is not before:
                 customers[customer_id] = changed[customer_id] = scored.customer
             for change in scored.changes:
-                change_documents.append(_change_document(change))
+                change_documents.append(change_document(change))
                 uow.emit(change, Topic.SCORING_SEGMENTS)
         await repository.save_customers(uow, changed.values())
-        await repository.claim_orders(uow, claimed)
+        await repository.claim_orders(uow, claimed, claimed_for)
         await repository.insert_segment_changes(uow, change_documents)
 
     outcome = await store.apply_batch(CONSUMER, events, work, relevant=relevant)
@@ -256,6 +285,31 @@ async def apply_events(
                 new=change.data.new,
             )
     return outcome
+
+
+async def _filed_under_survivors(
+    uow: UnitOfWork, events: list[CloudEvent[Any]], unknown: set[str]
+) -> list[CloudEvent[Any]]:
+    """The events, each naming an id merged away filed under its survivor, as the batch consumer files them
+    (crm_shared.identity.redirect), but in this transaction: a merge that committed after the consumer looked
+    would otherwise leave an event for the merged id to bring its document back. Only an id with no document
+    (`unknown`) can be merged away: a merge moves the document out with the alias it writes."""
+    aliases = uow.db[identity.ALIASES]
+    if not unknown or await aliases.find_one({}, {"_id": 1}, session=uow.session) is None:
+        return events
+    survivors = await identity.resolve(uow.db, unknown, session=uow.session)
+    if not survivors:
+        return events
+    filed: list[CloudEvent[Any]] = []
+    for event in events:
+        survivor = survivors.get(event.subject)
+        if survivor is None or isinstance(event, identity.NOT_REDIRECTED):
+            filed.append(event)
+            continue
+        data = event.data.model_copy(update={"customer_id": survivor})
+        original = event.originalsubject or event.subject
+        filed.append(event.model_copy(update={"subject": survivor, "data": data, "originalsubject": original}))
+    return filed
 
 
 def is_sales_fact(event: CloudEvent[Any]) -> bool:
@@ -358,7 +412,15 @@ async def _rescore(
                 if scores == before.scores and as_of == before.scored_as_of and version == before.population_version:
                     continue
                 saved.append(
-                    CustomerScores(before.facts, scores, scores.segments, as_of, utc_now(), population_version=version)
+                    CustomerScores(
+                        before.facts,
+                        scores,
+                        scores.segments,
+                        as_of,
+                        utc_now(),
+                        population_version=version,
+                        origins=before.origins,
+                    )
                 )
                 for dimension, old, new in domain.segment_changes(before.segments, scores.segments):
                     changes.append(
@@ -379,7 +441,7 @@ async def _rescore(
                         )
                     )
             await repository.save_customers(uow, saved)
-            await repository.insert_segment_changes(uow, [_change_document(c) for c in changes])
+            await repository.insert_segment_changes(uow, [change_document(c) for c in changes])
             for change in changes:
                 uow.emit(change, Topic.SCORING_SEGMENTS)
             return changes

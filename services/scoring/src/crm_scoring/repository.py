@@ -1,10 +1,12 @@
 """The scoring database: `customers` (facts, scores and segments per customer), `segment_changes`,
 `order_owners` (which customer each order id belongs to, so an order id reused by another customer is refused),
-`population` (the statistics in force, one document) and `model_params` (every model fit: adopted, kept out because
-it moved less than the tolerance, or refused with its reasons)."""
+`population` (the statistics in force, one document), `model_params` (every model fit: adopted, kept out because
+it moved less than the tolerance, or refused with its reasons) and `merged_customers` (the documents of customers
+merged into another, as they were at the merge, for an unmerge: out of `customers`, so no population, decay pass,
+rebuild or API listing sees them)."""
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +28,9 @@ from crm_scoring.domain import (
 )
 from crm_scoring.fitting import BaseFit
 from crm_scoring.lifetime import FitQuality, GammaGammaParams, MbgNbdParams
+from crm_scoring.merging import Origin, Origins
 from crm_scoring.population import FittedModels, Population
+from crm_shared.identity import ORIGIN
 from crm_shared.store import IndexSpec, UnitOfWork
 
 CUSTOMERS = "customers"
@@ -34,6 +38,7 @@ SEGMENT_CHANGES = "segment_changes"
 ORDER_OWNERS = "order_owners"
 POPULATION = "population"
 MODEL_PARAMS = "model_params"
+MERGED_CUSTOMERS = "merged_customers"
 CURRENT = "current"
 
 INDEXES = (
@@ -59,6 +64,8 @@ class CustomerScores:
     updated_at: datetime
     model_version: str = MODEL_VERSION
     population_version: str | None = None
+    origins: Origins = field(default_factory=dict)
+    """Which facts came from the ids merged into this customer (crm_scoring.merging), for an unmerge."""
 
 
 # Facts are stored as lists sorted by key: ids may contain '.', which MongoDB field names should not.
@@ -103,7 +110,30 @@ def facts_from_document(customer_id: str, doc: dict[str, Any]) -> CustomerFacts:
     )
 
 
+# A list, not a map by customer id: ids may contain '.' too.
+def origins_to_document(origins: Origins) -> list[dict[str, Any]]:
+    return [
+        {
+            "customer_id": origin.customer_id,
+            "keys": sorted(origin.keys),
+            "set_aside": facts_to_document(origin.set_aside),
+        }
+        for origin in (origins[k] for k in sorted(origins))
+    ]
+
+
+def origins_from_document(docs: Iterable[dict[str, Any]]) -> dict[str, Origin]:
+    return {
+        d["customer_id"]: Origin(
+            d["customer_id"], frozenset(d["keys"]), facts_from_document(d["customer_id"], d.get("set_aside", {}))
+        )
+        for d in docs
+    }
+
+
 def to_document(customer: CustomerScores) -> dict[str, Any]:
+    """The stored document; `origins` only on a customer others were merged into."""
+    origins = {"origins": origins_to_document(customer.origins)} if customer.origins else {}
     return {
         "_id": customer.facts.customer_id,
         "facts": facts_to_document(customer.facts),
@@ -114,6 +144,7 @@ def to_document(customer: CustomerScores) -> dict[str, Any]:
         "model_version": customer.model_version,
         "population_version": customer.population_version,
         "next_review_at": customer.scores.next_review_at,
+        **origins,
     }
 
 
@@ -126,6 +157,7 @@ def from_document(doc: dict[str, Any]) -> CustomerScores:
         updated_at=doc["updated_at"],
         model_version=doc.get("model_version", MODEL_VERSION),
         population_version=doc.get("population_version"),
+        origins=origins_from_document(doc.get("origins", [])),
     )
 
 
@@ -148,10 +180,15 @@ async def get_order_owners(uow: UnitOfWork, order_ids: Iterable[str]) -> dict[st
     return {doc["_id"]: str(doc["customer_id"]) for doc in docs}
 
 
-async def claim_orders(uow: UnitOfWork, owners: Mapping[str, str]) -> None:
-    """Record the owner of orders not known before (order id -> customer id), in one insert."""
+async def claim_orders(uow: UnitOfWork, owners: Mapping[str, str], origins: Mapping[str, str] | None = None) -> None:
+    """Record the owner of orders not known before (order id -> customer id), in one insert; `origins` gives the
+    merged id an order was claimed for when its event named one (the order goes back to it on an unmerge)."""
     if owners:
-        documents = [{"_id": order_id, "customer_id": customer_id} for order_id, customer_id in owners.items()]
+        named = origins or {}
+        documents = [
+            {"_id": order_id, "customer_id": customer_id, **({ORIGIN: named[order_id]} if order_id in named else {})}
+            for order_id, customer_id in owners.items()
+        ]
         await uow.db[ORDER_OWNERS].insert_many(documents, ordered=False, session=uow.session)
 
 
