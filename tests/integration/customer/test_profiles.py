@@ -240,3 +240,32 @@ async def test_duplicate_candidates_come_with_their_evidence(api: tuple[httpx.As
     ]
     assert (await http.get(f"/v1/customers/C-none-{run}/duplicates")).status_code == 404
     assert (await http.get(f"/v1/customers/{ada}/duplicates", params={"name_threshold": 10})).status_code == 422
+
+
+async def test_name_email_and_phone_change_with_their_search_keys_and_never_travel_in_the_event(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, store = api
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+    await register(http, customer, "Ada Byron", phone="+44 20 7946 0000")
+    changed = await ok(
+        http.patch(
+            f"/v1/customers/{customer}", json={"name": "Ada Lovelace", "email": "ada@lovelace.example", "phone": None}
+        )
+    )
+    assert (changed["name"], changed["email"], changed["phone"]) == ("Ada Lovelace", "ada@lovelace.example", None)
+    found = await ok(http.get("/v1/customers", params={"email": "ADA@lovelace.example"}))
+    assert [c["customer_id"] for c in found["items"]] == [customer]
+    assert (await ok(http.get("/v1/customers", params={"email": f"{customer.lower()}@example.com"})))["items"] == []
+    assert [c["customer_id"] for c in (await ok(http.get("/v1/customers", params={"q": "lovel"})))["items"]] == [
+        customer
+    ]
+    assert (await ok(http.get("/v1/customers", params={"phone": "+44 20 7946 0000"})))["items"] == []
+    [record] = await outbox_records(store.db, {"type": "crm.customer.profile_updated.v1", "key": customer})
+    assert json.loads(record["value"])["data"]["changed"] == ["email", "name", "phone"]
+    assert b"lovelace" not in record["value"].lower() and b"Ada" not in record["value"]
+    # The same values again change nothing and publish nothing.
+    await ok(http.patch(f"/v1/customers/{customer}", json={"name": "Ada Lovelace"}))
+    assert len(await outbox_records(store.db, {"type": "crm.customer.profile_updated.v1", "key": customer})) == 1
+    bad = await http.patch(f"/v1/customers/{customer}", json={"email": "not an address"})
+    assert bad.status_code == 422

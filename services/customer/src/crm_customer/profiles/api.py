@@ -22,6 +22,7 @@ from crm_customer.profiles.attributes import (
     public_value,
 )
 from crm_customer.profiles.duplicates import DEFAULT_NAME_THRESHOLD
+from crm_customer.settings import match_secret_of
 from crm_shared.api import Cursor, IdInPath, Limit, Page, keyset_page
 from crm_shared.events import EntityId, Line, utc_now
 from crm_shared.matching import normalise_email, normalise_phone
@@ -175,6 +176,9 @@ class ProfileChangeBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: Annotated[Line, Field(min_length=1, max_length=200)] | None = None
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    phone: Annotated[str, Field(max_length=40, pattern=r"^\+?[0-9()][0-9 ()./-]{2,39}$")] | None = None
     tags: list[Tag] | None = Field(default=None, max_length=100)
     industry: ShortText | None = None
     company_type: ShortText | None = None
@@ -210,6 +214,7 @@ class ProfileChangeBody(BaseModel):
             personal_events=tuple(domain.PersonalEvent(e.kind, e.on, e.label) for e in self.personal_events or ()),
             external_ids=dict(self.external_ids or {}),
             attributes=dict(self.attributes or {}),
+            contact={n: getattr(self, n) for n in domain.CONTACT_DETAILS if n in self.model_fields_set},
         )
 
 
@@ -289,19 +294,30 @@ CHANGE_EXAMPLE = {
 @router.patch(
     "/customers/{customer_id}",
     response_model=FullProfileView,
-    summary="Change a profile's tags, company facts, addresses, birthday, events, external ids or attributes",
+    summary="Change a profile's name, email, phone, tags, company facts, addresses, birthday, events, external ids "
+    "or attributes",
     description="Publishes crm.customer.profile_updated.v1 with the names of the fields changed and the values "
-    "that are not personal data. Name, email, phone and consents change through their own operations.",
+    "that are not personal data (never the name, email or phone); a new email or phone publishes the customer's "
+    "match keys again. Consents change through their own operation. A customer merged into another is changed "
+    "through its survivor (422).",
     responses={404: {"description": NOT_SEEN}, 422: {"description": "Invalid, or an attribute value its type refuses"}},
 )
 async def change_profile(
     principal: CustomerWriter,
     store: StoreDep,
+    request: Request,
     customer_id: IdInPath,
     body: Annotated[ProfileChangeBody, Body(examples=[CHANGE_EXAMPLE])],
 ) -> FullProfileView:
     try:
-        full, _ = await service.update_profile(store, customer_id, body.change(), utc_now(), by=principal)
+        full, _ = await service.update_profile(
+            store,
+            customer_id,
+            body.change(),
+            utc_now(),
+            by=principal,
+            match_secret=match_secret_of(get_runtime(request).settings),
+        )
     except service.CustomerNotFound as exc:
         raise _no_customer(customer_id) from exc
     except domain.ProfileRefused as exc:

@@ -28,6 +28,8 @@ ContactRole = Literal["buyer", "decision_maker", "technical_contact", "billing",
 CONTACT_ROLES: tuple[ContactRole, ...] = get_args(ContactRole)
 ORGANISATION_ONLY = ("industry", "company_type", "company_size")
 PERSON_ONLY = ("birthday", "personal_events")
+CONTACT_DETAILS = ("name", "email", "phone")
+"""Changed by a profile change too, but held in the sign-up's details (crm_customer.domain.Details)."""
 PERSONAL_EXTRAS = ("addresses", "birthday", "personal_events", "external_ids")
 """Personal data of the extras: removed by an erasure, never published."""
 MIN_PREFIX, MAX_PREFIX = 2, 20
@@ -84,6 +86,8 @@ class ProfileChange:
     personal_events: tuple[PersonalEvent, ...] = ()
     external_ids: Mapping[str, str | None] = field(default_factory=dict)
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    contact: Mapping[str, str | None] = field(default_factory=dict)
+    """New name, email or phone (None removes one), by field, for those in `sent`."""
 
 
 def _merged(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +115,7 @@ def change_profile(
     except ValueError as exc:
         raise ProfileRefused(str(exc)) from exc
     after = extras
-    for name in change.sent - {"attributes", "external_ids"}:
+    for name in change.sent - {"attributes", "external_ids", *CONTACT_DETAILS}:
         value = getattr(change, name)
         if name == "tags":
             value = tuple(sorted(set(value)))
@@ -120,7 +124,9 @@ def change_profile(
         after = replace(after, external_ids=_merged(extras.external_ids, change.external_ids))
     if "attributes" in change.sent:
         after = replace(after, attributes=_merged(extras.attributes, attributes))
-    changed = [name for name in sorted(change.sent) if getattr(after, name) != getattr(extras, name)]
+    changed = [
+        name for name in sorted(change.sent - set(CONTACT_DETAILS)) if getattr(after, name) != getattr(extras, name)
+    ]
     return after, changed
 
 

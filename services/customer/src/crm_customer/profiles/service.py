@@ -4,7 +4,7 @@ transaction with its event on crm.customer.events; search profiles."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +16,13 @@ from crm_customer.profiles.attributes import AttributeDefinition, public_value
 from crm_shared.events import (
     AccountContactChanged,
     AccountContactChangedEvent,
+    CustomerMatchKeysChanged,
+    CustomerMatchKeysChangedEvent,
     CustomerProfileUpdated,
     CustomerProfileUpdatedEvent,
     derived_event_id,
 )
+from crm_shared.matching import match_keys
 from crm_shared.security import OWNED, Principal
 from crm_shared.store import Store, UnitOfWork, as_stored
 from crm_shared.topics import Topic
@@ -65,21 +68,56 @@ def published_attributes(extras: domain.Extras, definitions: Mapping[str, Attrib
 
 
 async def update_profile(
-    store: Store, customer_id: str, change: domain.ProfileChange, at: datetime, *, by: Principal
+    store: Store,
+    customer_id: str,
+    change: domain.ProfileChange,
+    at: datetime,
+    *,
+    by: Principal,
+    match_secret: bytes | None = None,
 ) -> tuple[FullProfile, list[str]]:
-    """Apply the change to the profile the principal sees and publish what changed (the fields that are not
-    personal data); ([], unchanged) for no change. Raises CustomerNotFound, or ProfileRefused."""
+    """Apply the change to the profile the principal sees and publish what changed (the names of the fields, and
+    the values that are not personal data); ([], unchanged) for no change. A new email or phone publishes the
+    customer's match keys again (with the secret). Raises CustomerNotFound, or ProfileRefused (a customer merged
+    into another changes through its survivor)."""
     at = as_stored(at)
 
     async def work(uow: UnitOfWork) -> tuple[FullProfile, list[str]]:
         doc = await uow.db[customers.CUSTOMERS].find_one(seen_by(by, {"_id": customer_id}), session=uow.session)
         if doc is None:
             raise CustomerNotFound(customer_id)
+        if doc.get("merged_into"):
+            raise domain.ProfileRefused(
+                f"customer {customer_id} was merged into {doc['merged_into']}: change {doc['merged_into']}"
+            )
         before = full_profile(doc)
         definitions = await extras_store.definitions(uow.db, uow)
         after, changed = domain.change_profile(before.extras, before.profile.details.kind, change, definitions)
+        details = before.profile.details
+        contact = {n: v for n, v in change.contact.items() if n in change.sent and getattr(details, n) != v}
+        if contact:
+            new_details = replace(
+                details,
+                name=contact.get("name", details.name),
+                email=contact.get("email", details.email),
+                phone=contact.get("phone", details.phone),
+            )
+            profile = replace(before.profile, details=new_details)
+        else:
+            profile = before.profile
+        changed = sorted([*changed, *contact])
         if not changed:
             return before, []
+        if contact:
+            await customers.save_profile(uow, profile)
+            if match_secret is not None and {"email", "phone"} & set(contact):
+                keys = match_keys(match_secret, email=profile.details.email, phone=profile.details.phone)
+                data_keys = CustomerMatchKeysChanged(customer_id=customer_id, match_keys=keys, reason="registered")
+                key_id = derived_event_id(SOURCE, f"match-keys:{customer_id}:{at.isoformat()}")
+                uow.emit(
+                    CustomerMatchKeysChangedEvent.create(data_keys, source=SOURCE, id=key_id, time=at),
+                    Topic.CUSTOMER_EVENTS,
+                )
         await extras_store.save_extras(uow, customer_id, after, at)
         data = CustomerProfileUpdated(
             customer_id=customer_id,
@@ -92,7 +130,7 @@ async def update_profile(
         )
         event_id = derived_event_id(SOURCE, f"profile:{customer_id}:{at.isoformat()}:{','.join(changed)}")
         uow.emit(CustomerProfileUpdatedEvent.create(data, source=SOURCE, id=event_id, time=at), Topic.CUSTOMER_EVENTS)
-        return FullProfile(before.profile, after, before.owner_id, before.territory, at), changed
+        return FullProfile(profile, after, before.owner_id, before.territory, at), changed
 
     return await store.transaction(work)
 
