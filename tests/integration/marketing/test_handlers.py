@@ -139,15 +139,14 @@ async def test_a_skipped_enrolment_event_parses_as_published(new_store: NewStore
     assert parse_event(record["value"]).data.channel is None
 
 
-async def test_the_index_refuses_a_second_enrolment_in_the_same_episode(new_store: NewStore) -> None:
+async def test_a_second_enrolment_in_the_same_episode_is_refused(new_store: NewStore) -> None:
     store = await new_store("marketing", repository.INDEXES)
     customer = customer_id()
     event = became_high_value(customer)
     await handlers.apply_segment_change(store, event, DEFAULT_JOURNEYS, NO_HOLDOUT)
-    # Same customer, journey and episode, reached through another upstream event.
+    # Same customer, journey and episode, reached through another upstream event: the same enrolment id.
     skipped = domain.Decision("skipped", reason="no consent on record")
     again = domain.enrol(customer, "high-value-thank-you", "high-value-thank-you", event.id, "another", skipped, T0)
-    again = domain.Enrolment(**{**again.__dict__, "enrolment_id": "another-id"})
 
     async def work(uow: UnitOfWork) -> None:
         await repository.write(uow, {repository.ENROLMENTS: [repository.enrolment_write(again)]})

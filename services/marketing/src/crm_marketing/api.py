@@ -525,7 +525,7 @@ async def customer_engagement(store: StoreDep, settings: SettingsDep, customer_i
         else []
     )
     current = engagement.current_engagement(facts, rule)
-    lead = await store.db[repository.LEADS].find_one({"_id": engagement.lead_id(customer_id)})
+    lead = await repository.engagement_lead_of(store.db, customer_id)
     return EngagementView(
         customer_id=customer_id,
         score=current.score,

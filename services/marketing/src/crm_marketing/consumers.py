@@ -4,7 +4,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_marketing import handlers
+from crm_marketing.identity import HOLDER
 from crm_marketing.settings import MarketingSettings
+from crm_shared import identity
 from crm_shared.events import AnyEvent, CloudEvent, DeadLetter, MarketingEvent, SegmentChangedEvent
 from crm_shared.service import Runtime
 from crm_shared.store import BatchOutcome
@@ -65,6 +67,8 @@ def register(runtime: Runtime, settings: MarketingSettings) -> None:
         description="Orders (crm.order.placed.v1), attributed as conversions to the customer's enrolments "
         "(contacted or held out) within the attribution window. Other event types are ignored.",
     )
+
+    identity.subscribe(runtime, "marketing", HOLDER)
 
     runtime.publishes(
         Topic.MARKETING_EVENTS,

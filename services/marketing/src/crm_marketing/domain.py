@@ -213,6 +213,9 @@ class Enrolment:
     enrolled_at: datetime
     cost: Decimal = Decimal(0)
     frequency_capped: bool = True
+    origin_customer_id: str | None = None
+    """The id the enrolment was filed under first, when it is now a survivor's (a merge, or a trigger that
+    named the merged id)."""
 
 
 def enrolment_id(customer_id: str, journey: str, episode: str) -> str:
@@ -261,6 +264,7 @@ def enrol(
     at: datetime,
     cost: Decimal = Decimal(0),
     frequency_capped: bool = True,
+    origin_customer_id: str | None = None,
 ) -> Enrolment:
     return Enrolment(
         enrolment_id=enrolment_id(customer_id, journey, episode),
@@ -275,6 +279,7 @@ def enrol(
         enrolled_at=at,
         cost=cost if decision.status == "contacted" else Decimal(0),
         frequency_capped=frequency_capped,
+        origin_customer_id=origin_customer_id,
     )
 
 

@@ -21,6 +21,7 @@ from crm_marketing import domain, engagement, repository
 from crm_marketing.journeys import DEFAULT_JOURNEYS, Journey, journeys_for_complaint, journeys_triggered
 from crm_marketing.segments import Group, to_filter
 from crm_marketing.working_set import Engagements, Ledger
+from crm_shared import identity
 from crm_shared.events import (
     CampaignContacted,
     CampaignContactedEvent,
@@ -76,7 +77,13 @@ async def apply_customer_events(
     async def work(uow: UnitOfWork, batch: Batch[CloudEvent[Any]]) -> None:
         consents = [e for e in batch.events if not isinstance(e, InteractionLoggedEvent)]
         interactions = [e for e in batch.events if isinstance(e, InteractionLoggedEvent)]
-        preferences = await repository.preferences_of(uow, (e.customer_id for e in consents))
+        # A sign-up is filed under the id it names even when merged away (crm_shared.identity): that id's
+        # consents are then kept with its documents put aside, for an unmerge, so it counts nowhere meanwhile.
+        signed_up = [e.customer_id for e in consents if isinstance(e, CustomerRegisteredEvent)]
+        aside = set(await identity.resolve(uow.db, signed_up, session=uow.session)) if signed_up else set()
+        filed_ids = (e.customer_id for e in consents if e.customer_id not in aside)
+        preferences = await repository.preferences_of(uow, filed_ids)
+        preferences |= await repository.preferences_of(uow, aside, repository.MERGED_PREFERENCES)
         engagements = await Engagements.load(uow, interactions, rule)
         changed: dict[str, domain.ContactPreferences] = {}
         for event in batch.events:
@@ -91,11 +98,15 @@ async def apply_customer_events(
             if after != before:
                 preferences[event.customer_id] = changed[event.customer_id] = after
             batch.done(event, after)
+        filed = [p for c, p in changed.items() if c not in aside]
+        put_aside = [p for c, p in changed.items() if c in aside]
         await repository.write(
             uow,
             {
-                repository.CONTACT_PREFERENCES: [repository.preferences_write(p) for p in changed.values()],
-                repository.ATTRIBUTES: [repository.consents_write(p) for p in changed.values()],
+                repository.CONTACT_PREFERENCES: [repository.preferences_write(p) for p in filed],
+                repository.ATTRIBUTES: [repository.consents_write(p) for p in filed],
+                repository.MERGED_PREFERENCES: [repository.preferences_write(p) for p in put_aside],
+                repository.MERGED_ATTRIBUTES: [repository.consents_write(p) for p in put_aside],
             },
         )
         await engagements.write(uow)
@@ -123,7 +134,8 @@ def _count_interaction(
     """Keep the interaction; a prospect whose engagement reaches the threshold is handed to sales, once ever."""
     logged = event.data
     interaction = engagement.Interaction(logged.interaction_id, logged.kind, event.time)
-    if not engagements.record_interaction(logged.customer_id, interaction, logged.channel, event.id):
+    origin = identity.origin_fields(event)
+    if not engagements.record_interaction(logged.customer_id, interaction, logged.channel, event.id, origin):
         return None
     standing = engagements.standing_of(logged.customer_id)
     if not engagement.is_prospect(standing.get("lifecycle_stage"), standing.get("last_order_at") is not None):
@@ -147,6 +159,7 @@ def _count_interaction(
         qualifying.ends_at,
         qualifying.score,
         [i.interaction_id for i in qualifying.counted],
+        origin,
     )
     if not handed_over:
         return None
@@ -187,6 +200,8 @@ def _conversion(enrolment: domain.Enrolment, order: dict[str, Any]) -> dict[str,
         "revenue": order["total"],
         "enrolled_at": enrolment.enrolled_at,
         "ordered_at": order["ordered_at"],
+        # An unmerge gives the conversion back with its enrolment.
+        **({identity.ORIGIN: enrolment.origin_customer_id} if enrolment.origin_customer_id else {}),
     }
 
 
@@ -199,7 +214,7 @@ def _convert(
         return False
     uow.emit(
         CampaignConvertedEvent.create(
-            CampaignConverted(**{k: v for k, v in conversion.items() if k != "_id"}),
+            CampaignConverted(**{k: v for k, v in conversion.items() if k not in ("_id", identity.ORIGIN)}),
             source=SOURCE,
             id=derived_event_id(SOURCE, "converted", conversion["_id"]),
             time=conversion["ordered_at"],
@@ -260,6 +275,7 @@ def _enrol(
         at,
         cost,
         occasion.frequency_capped,
+        identity.origin_fields(cause).get(identity.ORIGIN) if cause else None,
     )
     ledger.add_enrolment(enrolment)
     uow.emit(
@@ -317,7 +333,7 @@ def _enrol_in_journey(
     policy: domain.Policy,
 ) -> domain.Enrolment | None:
     """Enrol in the journey's episode, unless already enrolled, under the planned campaign running it if any."""
-    if ledger.enrolled(domain.enrolment_id(customer_id, journey.name, episode)):
+    if ledger.enrolled(customer_id, journey.name, episode):
         return None
     ledger.ensure_journey_campaign(journey)
     campaign = ledger.active_campaign(journey.name, cause.time)
@@ -357,9 +373,7 @@ async def _enrol_batch(
             policy,
             customers=list(dict.fromkeys(event.customer_id for event, _, _ in enrolling)),
             times=[event.time for event, _, _ in enrolling],
-            enrolment_ids=(
-                domain.enrolment_id(event.customer_id, j.name, episode) for event, js, episode in enrolling for j in js
-            ),
+            episodes=((event.customer_id, j.name, episode) for event, js, episode in enrolling for j in js),
             campaign_ids=(j.campaign for j in journeys.values()),
             journeys=journeys,
             scored=list(dict.fromkeys(e.customer_id for e in batch.events if isinstance(e, SegmentChangedEvent))),
@@ -466,7 +480,8 @@ async def apply_sales_events(
         for event in batch.events:
             if isinstance(event, OrderCancelledEvent):
                 cancelled = event.data
-                batch.done(event, -ledger.cancel_order(cancelled.order_id, cancelled.customer_id, event.time))
+                origin = identity.origin_fields(event)
+                batch.done(event, -ledger.cancel_order(cancelled.order_id, cancelled.customer_id, event.time, origin))
                 continue
             order_placed = event.data
             order = ledger.record_order(
@@ -475,6 +490,7 @@ async def apply_sales_events(
                 order_placed.currency,
                 order_placed.total,
                 event.time,
+                identity.origin_fields(event),
             )
             ledger.record_last_order(order_placed.customer_id, event.time)
             converted = 0
@@ -547,19 +563,31 @@ async def launch_campaign(
                 at=at,
             )
 
-            async def work(uow: UnitOfWork, customer_id: str = customer_id, occasion: Occasion = occasion) -> str:
+            applies = f"marketing:launch:{campaign_id}:{customer_id}"
+
+            async def work(
+                uow: UnitOfWork, customer_id: str = customer_id, occasion: Occasion = occasion, applies: str = applies
+            ) -> str:
                 ledger = await Ledger.for_enrolments(
-                    uow, policy, customers=[customer_id], times=[at], campaign_ids=[campaign_id]
+                    uow,
+                    policy,
+                    customers=[customer_id],
+                    times=[at],
+                    episodes=[(customer_id, campaign_id, campaign_id)],
+                    campaign_ids=[campaign_id],
                 )
                 live = ledger.live_campaign(campaign_id)
                 if live is None:
                     raise CampaignArchived(campaign_id)
+                if ledger.enrolled(customer_id, campaign_id, campaign_id):
+                    # Enrolled under an id merged into this one: the customer was enrolled once already.
+                    raise AlreadyApplied(applies)
                 status = _enrol(ledger, uow, customer_id, occasion, live, policy).status
                 await ledger.write(uow)
                 return status
 
             try:
-                status = await store.transaction(work, applies=f"marketing:launch:{campaign_id}:{customer_id}")
+                status = await store.transaction(work, applies=applies)
             except AlreadyApplied:
                 already += 1
             else:
@@ -596,8 +624,11 @@ async def hand_over_leads(
                 lifecycle_stage=doc.get("lifecycle_stage"),
             )
 
-            async def work(uow: UnitOfWork, lead: LeadQualified = lead) -> None:
-                await repository.record_lead(uow, lead.lead_id, lead.customer_id, segment_id, at)
+            applies = f"marketing:lead:{lead.lead_id}"
+
+            async def work(uow: UnitOfWork, lead: LeadQualified = lead, applies: str = applies) -> None:
+                if not await repository.record_lead(uow, lead.lead_id, lead.customer_id, segment_id, at):
+                    raise AlreadyApplied(applies)  # handed over under an id merged into this one
                 uow.emit(
                     LeadQualifiedEvent.create(
                         lead, source=SOURCE, id=derived_event_id(SOURCE, "lead", lead.lead_id), time=at
@@ -606,7 +637,7 @@ async def hand_over_leads(
                 )
 
             try:
-                await store.transaction(work, applies=f"marketing:lead:{lead.lead_id}")
+                await store.transaction(work, applies=applies)
             except AlreadyApplied:
                 already += 1
             else:

@@ -9,6 +9,8 @@ definitions), `customer_attributes` (what segment rules read: scores, consents, 
 `leads` (the qualified leads handed to sales), `interactions` (the logged interactions engagement
 counts, one per customer and interaction id) and `engagement` (one per customer, written with each
 new interaction so two concurrent interactions of one customer conflict and neither is missed).
+`merged_contact_preferences` and `merged_customer_attributes` hold the documents of customers merged into
+another, put aside until an unmerge (crm_marketing.identity).
 
 A consumer batch reads with the `*_of` / `*_for` functions below, one read per collection over the
 batch's customers, orders and campaigns, and writes with `write`: the operations the `*_write`
@@ -29,6 +31,7 @@ from crm_marketing.domain import Consent, ContactPreferences, Enrolment, Fact, P
 from crm_marketing.engagement import ENGAGEMENT_SEGMENT, Interaction
 from crm_marketing.journeys import Journey
 from crm_shared.events import ScoreSnapshot
+from crm_shared.identity import ORIGIN
 from crm_shared.store import IndexSpec, UnitOfWork, find_any
 
 CONTACT_PREFERENCES = "contact_preferences"
@@ -42,21 +45,17 @@ LEADS = "leads"
 ATTRIBUTES = "customer_attributes"
 INTERACTIONS = "interactions"
 ENGAGEMENT = "engagement"
+MERGED_PREFERENCES = "merged_contact_preferences"
+MERGED_ATTRIBUTES = "merged_customer_attributes"
 
 INDEXES = (
-    # Exactly once per customer, journey and episode, whatever path the enrolment came by.
-    IndexSpec(
-        ENROLMENTS,
-        IndexModel(
-            [("customer_id", ASCENDING), ("journey", ASCENDING), ("episode", ASCENDING)],
-            unique=True,
-            name="one_per_episode",
-        ),
-    ),
     IndexSpec(
         ENROLMENTS,
         IndexModel([("campaign_id", ASCENDING), ("enrolled_at", DESCENDING), ("_id", DESCENDING)], name="by_campaign"),
     ),
+    # Once per customer, journey and episode: the enrolment's id derives from the three, whatever path it came
+    # by. Nothing unique on the three: a survivor of a merge keeps its own enrolment and the merged id's in one
+    # episode (both happened); a new enrolment looks the customer's up first (Ledger.enrolled), by this index.
     IndexSpec(
         ENROLMENTS,
         IndexModel([("customer_id", ASCENDING), ("enrolled_at", DESCENDING), ("_id", DESCENDING)], name="by_customer"),
@@ -66,15 +65,32 @@ INDEXES = (
     IndexSpec(CONVERSIONS, IndexModel([("campaign_id", ASCENDING), ("group", ASCENDING)], name="by_campaign")),
     # A batch finds the conversions of its orders (to know which exist, and which a cancellation withdraws).
     IndexSpec(CONVERSIONS, IndexModel([("order_id", ASCENDING)], name="by_order")),
+    # A merge, an unmerge and an erasure find a customer's conversions.
+    IndexSpec(CONVERSIONS, IndexModel([("customer_id", ASCENDING)], name="by_customer")),
     IndexSpec(ATTRIBUTES, IndexModel([("value_tier", ASCENDING)], name="by_value_tier")),
     IndexSpec(ATTRIBUTES, IndexModel([("lifecycle_stage", ASCENDING)], name="by_lifecycle_stage")),
     IndexSpec(INTERACTIONS, IndexModel([("customer_id", ASCENDING), ("at", ASCENDING)], name="by_customer")),
+    # A customer is handed over once per segment, also when it took over a merged id's lead.
+    IndexSpec(LEADS, IndexModel([("customer_id", ASCENDING), ("segment_id", ASCENDING)], name="by_customer")),
 )
+
+RETIRED_INDEXES = ((ENROLMENTS, "one_per_episode"),)
+"""Indexes dropped at start-up: unique on customer, journey and episode, it refused a merge (see above)."""
 
 Write = InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]] | UpdateOne | UpdateMany
 """One operation of a bulk write."""
 
 WRITE_CONFLICT = 112
+
+
+async def drop_retired_indexes(db: AsyncDatabase[dict[str, Any]]) -> list[str]:
+    """Drop the RETIRED_INDEXES still there; the names of those dropped."""
+    dropped = []
+    for collection, name in RETIRED_INDEXES:
+        if name in await db[collection].index_information():
+            await db[collection].drop_index(name)
+            dropped.append(f"{collection}.{name}")
+    return dropped
 
 
 async def _find(
@@ -146,10 +162,12 @@ def preferences_from_document(doc: dict[str, Any]) -> ContactPreferences:
     )
 
 
-async def preferences_of(uow: UnitOfWork, customer_ids: Iterable[str]) -> dict[str, ContactPreferences]:
-    """The preferences marketing knows of these customers, by customer."""
+async def preferences_of(
+    uow: UnitOfWork, customer_ids: Iterable[str], collection: str = CONTACT_PREFERENCES
+) -> dict[str, ContactPreferences]:
+    """The preferences marketing knows of these customers, by customer (of merged ones: MERGED_PREFERENCES)."""
     ids = _ids(customer_ids)
-    docs = await _find(uow, CONTACT_PREFERENCES, [{"_id": {"$in": ids}}] if ids else [])
+    docs = await _find(uow, collection, [{"_id": {"$in": ids}}] if ids else [])
     return {d["_id"]: preferences_from_document(d) for d in docs}
 
 
@@ -257,6 +275,7 @@ def enrolment_to_document(enrolment: Enrolment) -> dict[str, Any]:
         "enrolled_at": enrolment.enrolled_at,
         "cost": enrolment.cost,
         "frequency_capped": enrolment.frequency_capped,
+        **({ORIGIN: enrolment.origin_customer_id} if enrolment.origin_customer_id else {}),
     }
 
 
@@ -274,35 +293,46 @@ def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
         enrolled_at=doc["enrolled_at"],
         cost=doc.get("cost", Decimal(0)),
         frequency_capped=doc.get("frequency_capped", True),
+        origin_customer_id=doc.get(ORIGIN),
     )
 
 
 async def enrolments_for(
     uow: UnitOfWork,
-    enrolment_ids: Iterable[str],
+    episodes: Iterable[tuple[str, str, str]],
     customer_ids: Iterable[str],
     statuses: Sequence[str],
     start: datetime,
     end: datetime,
 ) -> list[Enrolment]:
-    """These enrolments, and the customers' enrolments in `statuses` from `start` to `end`."""
-    ids, customers = _ids(enrolment_ids), _ids(customer_ids)
-    clauses: list[dict[str, Any]] = []
-    if ids:
-        clauses.append({"_id": {"$in": ids}})
+    """The enrolments in these episodes (customer, journey, episode), and the customers' enrolments in
+    `statuses` from `start` to `end`."""
+    wanted, customers = set(episodes), _ids(customer_ids)
+    found: dict[str, dict[str, Any]] = {}
+    if wanted:
+        # By customer and journey (a few enrolments each), not by id: a survivor's enrolment in an episode may
+        # be one filed under a merged id first, whose id derives from that id.
+        in_journeys = {
+            "customer_id": {"$in": _ids(c for c, _, _ in wanted)},
+            "journey": {"$in": _ids(j for _, j, _ in wanted)},
+        }
+        for doc in await _find(uow, ENROLMENTS, [in_journeys]):
+            if (doc["customer_id"], doc["journey"], doc["episode"]) in wanted:
+                found[doc["_id"]] = doc
     if customers:
-        clauses.append(
-            {
-                "customer_id": {"$in": customers},
-                "status": {"$in": list(statuses)},
-                "enrolled_at": {"$gte": start, "$lte": end},
-            }
-        )
-    return [enrolment_from_document(d) for d in await _find(uow, ENROLMENTS, clauses)]
+        clause = {
+            "customer_id": {"$in": customers},
+            "status": {"$in": list(statuses)},
+            "enrolled_at": {"$gte": start, "$lte": end},
+        }
+        for doc in await _find(uow, ENROLMENTS, [clause]):
+            found.setdefault(doc["_id"], doc)
+    return [enrolment_from_document(d) for d in found.values()]
 
 
 def enrolment_write(enrolment: Enrolment) -> Write:
-    """An insert, never checked first: the unique index refuses a second enrolment in the same episode."""
+    """An insert, never checked first: the id, derived from customer, journey and episode, refuses a second
+    enrolment in the same episode."""
     return InsertOne(enrolment_to_document(enrolment))
 
 
@@ -395,11 +425,15 @@ def last_order_write(customer_id: str, at: datetime) -> Write:
     return UpdateOne({"_id": customer_id}, {"$max": {"last_order_at": at}}, upsert=True)
 
 
-async def record_lead(uow: UnitOfWork, lead_id: str, customer_id: str, segment_id: str, at: datetime) -> None:
+async def record_lead(uow: UnitOfWork, lead_id: str, customer_id: str, segment_id: str, at: datetime) -> bool:
+    """Keep the lead; False when the customer was handed over for the segment before (under a merged id too)."""
+    if await uow.db[LEADS].find_one({"customer_id": customer_id, "segment_id": segment_id}, session=uow.session):
+        return False
     await uow.db[LEADS].insert_one(
         {"_id": lead_id, "customer_id": customer_id, "segment_id": segment_id, "handed_over_at": at},
         session=uow.session,
     )
+    return True
 
 
 # ---------------------------------------------------------------- engagement
@@ -427,8 +461,10 @@ async def interactions_for(
     return await _find(uow, INTERACTIONS, clauses)
 
 
-def interaction_write(customer_id: str, interaction: Interaction, channel: str, event_id: str) -> Write:
-    """The interaction kept as a fact, once."""
+def interaction_write(
+    customer_id: str, interaction: Interaction, channel: str, event_id: str, origin: Mapping[str, str]
+) -> Write:
+    """The interaction kept as a fact, once; `origin`: `identity.origin_fields` of its event."""
     return UpdateOne(
         {"_id": interaction_key(customer_id, interaction.interaction_id)},
         {
@@ -439,6 +475,7 @@ def interaction_write(customer_id: str, interaction: Interaction, channel: str, 
                 "channel": channel,
                 "at": interaction.at,
                 "event_id": event_id,
+                **origin,
             }
         },
         upsert=True,
@@ -475,14 +512,27 @@ async def latest_interaction_at(db: AsyncDatabase[dict[str, Any]], customer_id: 
     return doc.get("latest_at") if doc else None
 
 
-async def lead_ids_among(uow: UnitOfWork, lead_ids: Iterable[str]) -> set[str]:
-    """Which of these leads were handed over before."""
-    ids = _ids(lead_ids)
-    return {d["_id"] for d in await _find(uow, LEADS, [{"_id": {"$in": ids}}] if ids else [], {"_id": 1})}
+async def handed_over_by_engagement(uow: UnitOfWork, customer_ids: Iterable[str]) -> set[str]:
+    """Which of these customers hold an engagement lead (their own, or one of an id merged into them)."""
+    ids = _ids(customer_ids)
+    clauses = [{"customer_id": {"$in": ids}, "segment_id": ENGAGEMENT_SEGMENT}] if ids else []
+    return {d["customer_id"] for d in await _find(uow, LEADS, clauses, {"customer_id": 1})}
+
+
+async def engagement_lead_of(db: AsyncDatabase[dict[str, Any]], customer_id: str) -> dict[str, Any] | None:
+    """The customer's first engagement lead (a survivor of a merge may hold the merged id's too)."""
+    docs = await (
+        db[LEADS]
+        .find({"customer_id": customer_id, "segment_id": ENGAGEMENT_SEGMENT})
+        .sort([("handed_over_at", ASCENDING), ("_id", ASCENDING)])
+        .limit(1)
+        .to_list(1)
+    )
+    return docs[0] if docs else None
 
 
 def engagement_lead_write(
-    lead_id: str, customer_id: str, at: datetime, score: int, interaction_ids: list[str]
+    lead_id: str, customer_id: str, at: datetime, score: int, interaction_ids: list[str], origin: Mapping[str, str]
 ) -> Write:
     """The lead, kept once: an insert-if-absent, so a customer is handed over once."""
     return UpdateOne(
@@ -494,6 +544,7 @@ def engagement_lead_write(
                 "handed_over_at": at,
                 "engagement_score": score,
                 "interaction_ids": interaction_ids,
+                **origin,
             }
         },
         upsert=True,

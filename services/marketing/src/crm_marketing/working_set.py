@@ -11,7 +11,7 @@ it down per event.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,6 +25,7 @@ from crm_shared.events import InteractionLoggedEvent, ScoreSnapshot
 from crm_shared.store import UnitOfWork
 
 TREATED_OR_HELD_OUT = ("contacted", "holdout")
+EMPTY: Mapping[str, str] = {}
 
 
 def _first_appearance(values: Iterable[str]) -> list[str]:
@@ -42,6 +43,7 @@ class Ledger:
     scores_at: dict[str, datetime | None] = field(default_factory=dict)
     enrolments: dict[str, Enrolment] = field(default_factory=dict)
     _of_customer: dict[str, list[Enrolment]] = field(default_factory=dict)
+    _episodes: set[tuple[str, str, str]] = field(default_factory=set)
     _new_enrolments: list[Enrolment] = field(default_factory=list)
     _new_conversions: list[dict[str, Any]] = field(default_factory=list)
     _locks: Counter[str] = field(default_factory=Counter)
@@ -61,12 +63,13 @@ class Ledger:
         *,
         customers: Sequence[str],
         times: Sequence[datetime],
-        enrolment_ids: Iterable[str] = (),
+        episodes: Iterable[tuple[str, str, str]] = (),
         campaign_ids: Iterable[str] = (),
         journeys: Iterable[str] = (),
         scored: Sequence[str] = (),
     ) -> Ledger:
-        """What enrolling `customers` at `times` reads; the scores' times of `scored`."""
+        """What enrolling `customers` at `times` in `episodes` (customer, journey, episode) reads; the scores'
+        times of `scored`."""
         ledger = cls()
         if scored:
             found = await repository.attributes_of(uow, scored, ["scores_at"])
@@ -76,9 +79,7 @@ class Ledger:
         first, last = min(times), max(times)
         ledger.preferences = await repository.preferences_of(uow, customers)
         ledger._add_loaded(
-            await repository.enrolments_for(
-                uow, enrolment_ids, customers, ["contacted"], first - policy.cap_period, last
-            )
+            await repository.enrolments_for(uow, episodes, customers, ["contacted"], first - policy.cap_period, last)
         )
         ledger.campaigns = await repository.campaigns_for(uow, campaign_ids, journeys, first, last)
         ledger.orders = await repository.orders_for(
@@ -116,8 +117,12 @@ class Ledger:
 
     def _add_loaded(self, enrolments: Iterable[Enrolment]) -> None:
         for enrolment in enrolments:
-            self.enrolments[enrolment.enrolment_id] = enrolment
-            self._of_customer.setdefault(enrolment.customer_id, []).append(enrolment)
+            self._add(enrolment)
+
+    def _add(self, enrolment: Enrolment) -> None:
+        self.enrolments[enrolment.enrolment_id] = enrolment
+        self._of_customer.setdefault(enrolment.customer_id, []).append(enrolment)
+        self._episodes.add((enrolment.customer_id, enrolment.journey, enrolment.episode))
 
     # ---------------------------------------------------------------- campaigns
 
@@ -169,8 +174,9 @@ class Ledger:
 
     # ---------------------------------------------------------------- enrolments
 
-    def enrolled(self, enrolment_id: str) -> bool:
-        return enrolment_id in self.enrolments
+    def enrolled(self, customer_id: str, journey: str, episode: str) -> bool:
+        """Whether the customer holds an enrolment in the episode: its own, or one of an id merged into it."""
+        return (customer_id, journey, episode) in self._episodes
 
     def lock_contacts(self, customer_id: str) -> None:
         self._locks[customer_id] += 1
@@ -184,8 +190,7 @@ class Ledger:
         )
 
     def add_enrolment(self, enrolment: Enrolment) -> None:
-        self.enrolments[enrolment.enrolment_id] = enrolment
-        self._of_customer.setdefault(enrolment.customer_id, []).append(enrolment)
+        self._add(enrolment)
         self._new_enrolments.append(enrolment)
 
     def attributable_enrolments(self, customer_id: str, ordered_at: datetime, window: timedelta) -> list[Enrolment]:
@@ -214,22 +219,33 @@ class Ledger:
         return sorted(found, key=lambda o: (o["ordered_at"], str(o["_id"])))
 
     def record_order(
-        self, order_id: str, customer_id: str, currency: str, total: Decimal, at: datetime
+        self,
+        order_id: str,
+        customer_id: str,
+        currency: str,
+        total: Decimal,
+        at: datetime,
+        origin: Mapping[str, str] = EMPTY,
     ) -> dict[str, Any]:
-        """The order as marketing knows it now (a cancellation may have arrived first)."""
+        """The order as marketing knows it now (a cancellation may have arrived first); `origin`:
+        `identity.origin_fields` of its event."""
         order = {
             **self.orders.get(order_id, {"_id": order_id}),
             "customer_id": customer_id,
             "currency": currency,
             "total": total,
             "ordered_at": at,
+            **origin,
         }
         self._change_order(order)
         return order
 
-    def cancel_order(self, order_id: str, customer_id: str, at: datetime) -> int:
+    def cancel_order(self, order_id: str, customer_id: str, at: datetime, origin: Mapping[str, str] = EMPTY) -> int:
         """Mark the order cancelled, and its conversions with it; how many conversions it withdrew."""
-        order = {**self.orders.get(order_id, {"_id": order_id, "customer_id": customer_id}), "cancelled_at": at}
+        order = {
+            **self.orders.get(order_id, {"_id": order_id, "customer_id": customer_id, **origin}),
+            "cancelled_at": at,
+        }
         self._change_order(order)
         withdrawn = 0
         for conversion in self.conversions.values():
@@ -299,11 +315,11 @@ class Engagements:
     """The logged interactions, standing and engagement leads of a batch's customers."""
 
     standing: dict[str, dict[str, Any]] = field(default_factory=dict)
-    leads: set[str] = field(default_factory=set)
+    handed_over: set[str] = field(default_factory=set)
     _kept: set[str] = field(default_factory=set)
     _of_customer: dict[str, list[Interaction]] = field(default_factory=dict)
-    _new_interactions: list[tuple[str, Interaction, str, str]] = field(default_factory=list)
-    _new_leads: list[tuple[str, str, datetime, int, list[str]]] = field(default_factory=list)
+    _new_interactions: list[tuple[str, Interaction, str, str, Mapping[str, str]]] = field(default_factory=list)
+    _new_leads: list[tuple[str, str, datetime, int, list[str], Mapping[str, str]]] = field(default_factory=list)
 
     @classmethod
     async def load(
@@ -325,21 +341,31 @@ class Engagements:
         )
         for doc in docs:
             found._kept.add(doc["_id"])
+            # A merged id's interaction, now the survivor's, still has the merged id in its key.
+            found._kept.add(repository.interaction_key(doc["customer_id"], doc["interaction_id"]))
             found._of_customer.setdefault(doc["customer_id"], []).append(repository.interaction_from_document(doc))
         found.standing = await repository.attributes_of(
             uow, customers, ["lifecycle_stage", "value_tier", "last_order_at"]
         )
-        found.leads = await repository.lead_ids_among(uow, (engagement.lead_id(c) for c in customers))
+        found.handed_over = await repository.handed_over_by_engagement(uow, customers)
         return found
 
-    def record_interaction(self, customer_id: str, interaction: Interaction, channel: str, event_id: str) -> bool:
-        """Keep the interaction as a fact; False when it was kept before (a duplicate counts once)."""
+    def record_interaction(
+        self,
+        customer_id: str,
+        interaction: Interaction,
+        channel: str,
+        event_id: str,
+        origin: Mapping[str, str] = EMPTY,
+    ) -> bool:
+        """Keep the interaction as a fact; False when it was kept before (a duplicate counts once). `origin`:
+        `identity.origin_fields` of its event."""
         key = repository.interaction_key(customer_id, interaction.interaction_id)
         if key in self._kept:
             return False
         self._kept.add(key)
         self._of_customer.setdefault(customer_id, []).append(interaction)
-        self._new_interactions.append((customer_id, interaction, channel, event_id))
+        self._new_interactions.append((customer_id, interaction, channel, event_id, origin))
         return True
 
     def standing_of(self, customer_id: str) -> dict[str, Any]:
@@ -351,17 +377,26 @@ class Engagements:
         found = [i for i in self._of_customer.get(customer_id, ()) if start <= i.at <= end]
         return sorted(found, key=lambda i: (i.at, i.interaction_id))
 
-    def hand_over(self, lead_id: str, customer_id: str, at: datetime, score: int, interaction_ids: list[str]) -> bool:
-        """True when the lead is new: a customer is handed over once."""
-        if lead_id in self.leads:
+    def hand_over(
+        self,
+        lead_id: str,
+        customer_id: str,
+        at: datetime,
+        score: int,
+        interaction_ids: list[str],
+        origin: Mapping[str, str] = EMPTY,
+    ) -> bool:
+        """True when the lead is new: a customer is handed over once (a survivor of a merge that holds the merged
+        id's lead was handed over)."""
+        if customer_id in self.handed_over:
             return False
-        self.leads.add(lead_id)
-        self._new_leads.append((lead_id, customer_id, at, score, interaction_ids))
+        self.handed_over.add(customer_id)
+        self._new_leads.append((lead_id, customer_id, at, score, interaction_ids, origin))
         return True
 
     async def write(self, uow: UnitOfWork) -> None:
         counted: dict[str, tuple[int, datetime]] = {}
-        for customer_id, interaction, _, _ in self._new_interactions:
+        for customer_id, interaction, *_ in self._new_interactions:
             n, latest = counted.get(customer_id, (0, interaction.at))
             counted[customer_id] = (n + 1, max(latest, interaction.at))
         await repository.write(
