@@ -100,7 +100,7 @@ def register(runtime: Runtime) -> None:
         schema=IdentityAnswer,
         handler=on_answers,
         group_id=f"{group}-answers",
-        title="crm.identity.answers:customer",
+        title="crm.identity.answers:customer-answers",
         description="What every service did about a merge, an unmerge or an erasure (crm.identity.applied.v1), "
         "shown by GET /v1/merges/{merge_id} and GET /v1/erasures/{erasure_id}, and the parts of its answer to an "
         "export request (crm.identity.exported.v1), gathered for GET /v1/exports/{request_id}.",
