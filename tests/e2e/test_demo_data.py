@@ -45,3 +45,13 @@ async def test_the_demo_data_fills_each_view_once_however_often_it_is_loaded(
     assert [(v["technician_id"], v["installed_product"]) for v in visits] == [("tech-1", "ATM-200-SN-0001")]
     found = (await http.get(f"{support}/v1/kb/search", params={"q": "descaling slow coffee"})).json()
     assert "demo-descale" in [f["article"]["article_id"] for f in found]
+
+    # The web shop's sign-up of Ada under W-1001 was merged into C-1001 at once, and its order is C-1001's.
+    web = (await http.get(f"{platform.url('customer')}/v1/customers/W-1001")).json()
+    assert web["merged_into"] == "C-1001"
+    merges = (await http.get(f"{platform.url('customer')}/v1/customers/C-1001/merges")).json()
+    assert [(m["merged_id"], m["decided_by"], m["evidence"]) for m in merges] == [
+        ("W-1001", "automatic", ["the same email"])
+    ]
+    orders = (await http.get(f"{sales}/v1/customers/C-1001/orders")).json()["items"]
+    assert "O-9005" in [o["order_id"] for o in orders]

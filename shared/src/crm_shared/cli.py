@@ -243,10 +243,35 @@ def load_demo_data(platform: Platform, api_key: str) -> None:
             api_key=api_key,
         )
     _load_demo_sales(platform, api_key)
+    _load_demo_duplicate(platform, api_key)
     _say(
         "demo data loaded: customers C-1001, C-1002, C-1003; a territory, two leads, an opportunity and a call; "
         "SLA policies on office hours, a knowledge-base article, a technician, a service contract and a ticket "
-        "with a visit booked"
+        "with a visit booked; W-1001, the web shop's id of C-1001, merged into it with an order"
+    )
+
+
+def _load_demo_duplicate(platform: Platform, api_key: str) -> None:
+    """The web shop signs Ada up again under its own id, with her email in capitals: the customer service merges
+    the new id into C-1001 at once, and the order the shop then places for W-1001 is C-1001's."""
+    http_json(
+        "POST",
+        f"{platform.url('customer')}/v1/customers",
+        {"customer_id": "W-1001", "name": "Ada Demo", "email": "C-1001@Example.com", "channel": "web", "consents": []},
+        api_key=api_key,
+    )
+    # Sales files the order under C-1001 once it has applied the merge (crm.customer.merged.v1).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, merges = http_json("GET", f"{platform.url('customer')}/v1/customers/C-1001/merges", api_key=api_key)
+        if status == 200 and merges and "sales" in merges[0].get("applied", {}).get("merge", {}):
+            break
+        time.sleep(0.5)
+    http_json(
+        "POST",
+        f"{platform.url('sales')}/v1/orders",
+        {"order_id": "O-9005", "customer_id": "W-1001", "currency": "EUR", "total": "42.00"},
+        api_key=api_key,
     )
 
 

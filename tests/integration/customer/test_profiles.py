@@ -223,9 +223,11 @@ async def test_duplicate_candidates_come_with_their_evidence(api: tuple[httpx.As
     run = uuid.uuid4().hex[:6]
     ada, same_email, alike, far = (f"C-{n}-{run}" for n in ("ada", "mail", "alike", "far"))
     await register(http, ada, "Ada Lovelace")
-    # The same email as Ada's, written differently: a strong candidate.
-    body = {"customer_id": same_email, "name": "A. King", "email": f"{ada.upper()}@EXAMPLE.com"}
+    # The same email as Ada's, written differently, given later (at sign-up it would have merged them at once):
+    # a strong candidate.
+    body = {"customer_id": same_email, "name": "A. King", "email": f"king-{run}@example.com"}
     await ok(http.post("/v1/customers", json=body), 201)
+    await ok(http.patch(f"/v1/customers/{same_email}", json={"email": f"{ada.upper()}@EXAMPLE.com"}))
     await register(http, alike, "Lovelace Ada")
     await register(http, far, "Ada Lovelace")
     leeds = [{"kind": "home", "postcode": "LS1 4AB", "city": "Leeds"}]

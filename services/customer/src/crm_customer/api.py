@@ -12,7 +12,7 @@ from crm_customer.identity import service as identity_service
 from crm_customer.insights.timeline import kind_of
 from crm_customer.insights.timeline_query import KIND_LIST, TimelineQuery
 from crm_customer.profiles import api as profiles_api
-from crm_customer.settings import match_secret_of
+from crm_customer.settings import CustomerSettings, match_secret_of
 from crm_shared.api import (
     Accepted,
     Cursor,
@@ -51,6 +51,14 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 
 def _match_secret(request: Request) -> bytes | None:
     return match_secret_of(get_runtime(request).settings)
+
+
+def _auto_merge(request: Request) -> handlers.AutoMerge:
+    """The strong identifiers that merge a new sign-up into an existing customer (CRM_CUSTOMER_AUTO_MERGE)."""
+    settings = get_runtime(request).settings
+    if isinstance(settings, CustomerSettings):
+        return handlers.AutoMerge(settings.auto_merge_rules, settings.survivorship_rules)
+    return handlers.AutoMerge()
 
 
 MatchSecret = Annotated[bytes | None, Depends(_match_secret)]
@@ -278,6 +286,8 @@ EventType = Annotated[
     response_model=profiles_api.FullProfileView,
     status_code=status.HTTP_201_CREATED,
     summary="Register a customer (same payload as crm.customer.registered.v1 data); unassigned until assigned",
+    description="A new customer with the normalised email or phone of an existing one (CRM_CUSTOMER_AUTO_MERGE) "
+    "is merged into it at once: the answer shows `merged_into`.",
     dependencies=[requires("customers:write")],
     responses={
         200: {"description": "Already registered with these details"},
@@ -288,6 +298,7 @@ EventType = Annotated[
 async def register_customer(
     store: StoreDep,
     secret: MatchSecret,
+    request: Request,
     response: Response,
     customer: Annotated[CustomerRegistered, Body(examples=[CUSTOMER_EXAMPLE])],
     idempotency_key: IdempotencyKey = None,
@@ -305,7 +316,7 @@ async def register_customer(
         response,
         what="registration",
         conflict="Registration refused",
-        recording=handlers.register_customer(store, event, match_secret=secret),
+        recording=handlers.register_customer(store, event, match_secret=secret, auto_merge=_auto_merge(request)),
         existing_if_same=same_profile,
     )
     # The whole profile, as GET answers it (a sign-up again shows what was added since).
@@ -414,7 +425,8 @@ async def submit_event(
     else:
         # The same rule as the routes: a person changes only a customer they see; a sign-up has no owner yet.
         await _must_see(store, principal, event.customer_id)
-    return await accept_event(event.id, handlers.apply_ingest(store, event, match_secret=secret))
+    applying = handlers.apply_ingest(store, event, match_secret=secret, auto_merge=_auto_merge(request))
+    return await accept_event(event.id, applying)
 
 
 @router.get(

@@ -314,18 +314,26 @@ def _log_applied(events: Sequence[CloudEvent[Any]], outcome: BatchOutcome) -> No
             _log_consent(result, event.id, event.data)
 
 
-async def apply_ingest(store: Store, event: CloudEvent[Any], *, match_secret: bytes | None = None) -> Outcome[Any]:
+async def apply_ingest(
+    store: Store, event: CloudEvent[Any], *, match_secret: bytes | None = None, auto_merge: AutoMerge | None = None
+) -> Outcome[Any]:
     """One ingest event (the API): its Outcome; raises AlreadyApplied, UnknownCustomer or Rejected."""
-    result: Outcome[Any] = (await apply_ingest_events(store, [event], match_secret=match_secret)).result_of(event)
+    outcome = await apply_ingest_events(store, [event], match_secret=match_secret, auto_merge=auto_merge)
+    result: Outcome[Any] = outcome.result_of(event)
     return result
 
 
 async def register_customer(
-    store: Store, event: CustomerRegisteredEvent, *, match_secret: bytes | None = None
+    store: Store,
+    event: CustomerRegisteredEvent,
+    *,
+    match_secret: bytes | None = None,
+    auto_merge: AutoMerge | None = None,
 ) -> Outcome[domain.Profile]:
     """Store the profile and publish the sign-up, its personal fields sealed (and its match keys, with the
-    secret); the same details again change nothing and emit nothing."""
-    return await apply_ingest(store, event, match_secret=match_secret)
+    secret); the same details again change nothing and emit nothing. With `auto_merge`, a new customer sharing
+    a strong identifier with an existing one is merged into it."""
+    return await apply_ingest(store, event, match_secret=match_secret, auto_merge=auto_merge)
 
 
 async def log_interaction(store: Store, event: InteractionLoggedEvent) -> Outcome[domain.Interaction]:
