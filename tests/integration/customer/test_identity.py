@@ -282,3 +282,32 @@ async def test_an_export_gathers_the_answers_into_one_document(service: tuple[ht
     assert profile["email"] == person["email"] and profile["_id"] == person["customer_id"]
     assert view["answered"] == {"customer": "1/1"}
     assert (await http.post("/v1/customers/C-none/exports")).status_code == 404
+
+
+async def test_a_rejected_proposal_is_not_proposed_again_until_withdrawn(
+    service: tuple[httpx.AsyncClient, Store],
+) -> None:
+    http, _ = service
+    marker = uuid.uuid4().hex[:6]
+    one, other = f"R-{marker}-1", f"R-{marker}-2"
+    leeds = [{"kind": "home", "postcode": "LS1 4AB"}]
+    for customer_id in (one, other):
+        body = {"customer_id": customer_id, "name": f"Rob Twin{marker}", "email": f"{customer_id}@example.com"}
+        assert (await http.post("/v1/customers", json=body)).status_code == 201
+        await http.patch(f"/v1/customers/{customer_id}", json={"addresses": leeds})
+
+    async def proposed() -> list[str]:
+        return [c["customer_id"] for c in (await http.get(f"/v1/customers/{one}/duplicates")).json()]
+
+    assert await proposed() == [other]
+    rejected = await http.post(f"/v1/customers/{one}/duplicates/{other}/rejection", json={"reason": "twins"})
+    assert rejected.status_code == 201, rejected.text
+    assert rejected.json()["customers"] == sorted([one, other]) and rejected.json()["reason"] == "twins"
+    assert await proposed() == []
+    # Either way round it is the same pair.
+    assert [c["customer_id"] for c in (await http.get(f"/v1/customers/{other}/duplicates")).json()] == []
+    assert (await http.delete(f"/v1/customers/{other}/duplicates/{one}/rejection")).status_code == 204
+    assert await proposed() == [other]
+    assert (await http.delete(f"/v1/customers/{other}/duplicates/{one}/rejection")).status_code == 404
+    assert (await http.post(f"/v1/customers/{one}/duplicates/{one}/rejection")).status_code == 422
+    assert (await http.post(f"/v1/customers/{one}/duplicates/C-none/rejection")).status_code == 404

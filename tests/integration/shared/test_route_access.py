@@ -80,6 +80,8 @@ SCOPE_OF: dict[str, dict[str, str]] = {
         "GET /v1/customers/{customer_id}/erasures": "customers:erase",
         "POST /v1/customers/{customer_id}/exports": "customers:export",
         "GET /v1/exports/{request_id}": "customers:export",
+        "POST /v1/customers/{customer_id}/duplicates/{other_id}/rejection": "customers:merge",
+        "DELETE /v1/customers/{customer_id}/duplicates/{other_id}/rejection": "customers:merge",
         "PUT /v1/attributes/{name}": "attributes:write",
         "GET /v1/attributes": "customers:read",
         "DELETE /v1/attributes/{name}": "attributes:write",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Request, status
+from fastapi import APIRouter, Body, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_customer import handlers
@@ -294,3 +294,65 @@ async def get_export(principal: Exporter, store: StoreDep, request_id: IdInPath)
     if found is None or not await handlers.sees_customer(store, principal, found[0]["customer_id"]):
         raise Problem(404, "Not found", f"no export {request_id}")
     return _export_view(*found)
+
+
+# ---------------------------------------------------------------- duplicate proposals rejected
+
+
+class RejectionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
+        default=None, description="Why they are not one, for the next person who looks (no personal data)."
+    )
+
+
+class RejectionView(BaseModel):
+    customers: list[str]
+    reason: str | None
+    rejected_by: str | None
+    rejected_at: datetime
+
+
+@router.post(
+    "/customers/{customer_id}/duplicates/{other_id}/rejection",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RejectionView,
+    summary="Say that a proposed duplicate is not this customer: it is not proposed again",
+    description="GET /v1/customers/{customer_id}/duplicates leaves the pair out from then on; DELETE withdraws "
+    "the rejection. A merge of the two stays possible.",
+    dependencies=[Depends(audited)],
+    responses={404: {"description": NOT_SEEN}, 422: {"description": "The same customer twice"}},
+)
+async def reject_proposal(
+    principal: Merger,
+    store: StoreDep,
+    customer_id: IdInPath,
+    other_id: IdInPath,
+    body: Annotated[RejectionBody | None, Body()] = None,
+) -> RejectionView:
+    for seen in (customer_id, other_id):
+        if await handlers.find_profile(store, seen, seen_by=principal) is None:
+            raise Problem(404, "Customer not found", f"no customer {seen}")
+    try:
+        record = await service.reject_proposal(
+            store, customer_id, other_id, reason=body.reason if body else None, by=principal.id
+        )
+    except service.MergeRefused as exc:
+        raise _refused(exc) from exc
+    return RejectionView(**{k: v for k, v in record.items() if k != "_id"})
+
+
+@router.delete(
+    "/customers/{customer_id}/duplicates/{other_id}/rejection",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Withdraw a rejection: the pair may be proposed again",
+    dependencies=[Depends(audited)],
+    responses={404: {"description": "No such rejection"}},
+)
+async def withdraw_rejection(principal: Merger, store: StoreDep, customer_id: IdInPath, other_id: IdInPath) -> Response:
+    if await handlers.find_profile(
+        store, customer_id, seen_by=principal
+    ) is None or not await service.withdraw_rejection(store, customer_id, other_id):
+        raise Problem(404, "Not found", f"no rejection of {customer_id} and {other_id}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

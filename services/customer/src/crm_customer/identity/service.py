@@ -53,7 +53,7 @@ from crm_shared.events import (
 from crm_shared.logging import get_logger
 from crm_shared.matching import match_keys, normalise_email, normalise_phone
 from crm_shared.security import OWNED, Principal
-from crm_shared.store import Batch, BatchOutcome, IndexSpec, Store, UnitOfWork, as_stored
+from crm_shared.store import Batch, BatchOutcome, IndexSpec, Store, UnitOfWork, as_stored, find_any
 from crm_shared.topics import Topic
 
 log = get_logger(__name__)
@@ -63,6 +63,8 @@ MERGES = "merges"
 ERASURES = "erasures"
 EXPORTS = "exports"
 EXPORT_PARTS = "export_parts"
+REJECTIONS = "merge_rejections"
+"""Pairs of customers a person said are not one (`_id`: the two ids sorted, joined by `|`)."""
 EXPORT_KEPT = timedelta(days=30)
 """An export (personal data) is kept this long after it was asked for, then MongoDB removes it."""
 PRIVACY_SERVICES: tuple[IdentityService, ...] = ("customer", "sales", "support", "scoring", "marketing")
@@ -463,6 +465,44 @@ async def merges_of(store: Store, customer_id: str) -> list[dict[str, Any]]:
     return sorted(docs, key=lambda d: (d["merged_at"], d["_id"]))
 
 
+# ---------------------------------------------------------------- duplicate proposals a person rejected
+
+
+def pair_id(one: str, other: str) -> str:
+    return "|".join(sorted((one, other)))
+
+
+async def reject_proposal(
+    store: Store, customer_id: str, other_id: str, *, reason: str | None, by: str | None
+) -> dict[str, Any]:
+    """Record that `customer_id` and `other_id` are not the same customer: /duplicates stops proposing them."""
+    if customer_id == other_id:
+        raise MergeRefused("a customer is not a duplicate of itself", 422)
+    record = {
+        "_id": pair_id(customer_id, other_id),
+        "customers": sorted((customer_id, other_id)),
+        "reason": reason,
+        "rejected_by": by,
+        "rejected_at": as_stored(utc_now()),
+    }
+    await store.db[REJECTIONS].replace_one({"_id": record["_id"]}, record, upsert=True)
+    log.info("duplicate_proposal_rejected", customers=record["customers"])
+    return record
+
+
+async def withdraw_rejection(store: Store, customer_id: str, other_id: str) -> bool:
+    return (await store.db[REJECTIONS].delete_one({"_id": pair_id(customer_id, other_id)})).deleted_count == 1
+
+
+async def rejected_among(store: Store, customer_id: str, others: Iterable[str]) -> set[str]:
+    """The ids among `others` a person said are not `customer_id`."""
+    pairs = {pair_id(customer_id, other): other for other in others}
+    if not pairs:
+        return set()
+    found = await find_any(store.db[REJECTIONS], [{"_id": {"$in": sorted(pairs)}}], {"_id": 1})
+    return {pairs[d["_id"]] for d in found}
+
+
 # ---------------------------------------------------------------- erasure
 
 
@@ -494,6 +534,7 @@ async def request_erasure(uow: UnitOfWork, customer_id: str, at: datetime, servi
             },
             session=uow.session,
         )
+    await uow.db[REJECTIONS].delete_many({"customers": customer_id}, session=uow.session)
     await uow.db[EXPORTS].delete_many({"customer_id": customer_id}, session=uow.session)
     await uow.db[EXPORT_PARTS].delete_many({"customer_id": customer_id}, session=uow.session)
     event = CustomerErasedEvent.create(

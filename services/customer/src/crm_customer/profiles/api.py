@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crm_customer import repository as customers
+from crm_customer.identity import service as identity_service
 from crm_customer.profiles import domain, duplicates, service
 from crm_customer.profiles import repository as extras_store
 from crm_customer.profiles.attributes import (
@@ -583,7 +584,8 @@ class CandidateView(BaseModel):
     "one with POST /v1/customers/{customer_id}/merges",
     description="Strong: the same normalised email or phone, or the same external id. Proposed: names at least "
     "`name_threshold` alike (CRM_CUSTOMER_DUPLICATE_NAME_THRESHOLD by default) and a shared postcode, city or "
-    "organisation. Only customers the caller sees are compared.",
+    "organisation. Only customers the caller sees are compared; customers merged already, and pairs a person "
+    "rejected (POST .../duplicates/{other_id}/rejection), are left out.",
     responses={404: {"description": NOT_SEEN}},
 )
 async def duplicate_candidates(
@@ -609,6 +611,8 @@ async def duplicate_candidates(
         for doc in await found.limit(CANDIDATES_PER_RULE).to_list(None):
             if not doc.get("merged_into"):  # merged already: its survivor is the candidate
                 others[doc["_id"]] = doc
+    for rejected in await identity_service.rejected_among(store, customer_id, others):
+        del others[rejected]  # a person said they are not one
     ids = [customer_id, *others]
     accounts: dict[str, set[str]] = {}
     async for link in store.db[extras_store.ACCOUNT_CONTACTS].find({"contact_id": {"$in": ids}}):
