@@ -266,8 +266,11 @@ async def _erasure_complete(http: httpx.AsyncClient, erasure_id: str) -> dict[st
 
 async def test_an_export_gathers_the_answers_into_one_document(service: tuple[httpx.AsyncClient, Store]) -> None:
     http, _ = service
-    person = _person("X")
-    assert (await http.post("/v1/customers", json=person)).status_code == 201
+    person, twin = _person("X"), _person("Y")
+    for body in (person, twin):
+        assert (await http.post("/v1/customers", json=body)).status_code == 201
+    merged = await http.post(f"/v1/customers/{person['customer_id']}/merges", json={"merged_id": twin["customer_id"]})
+    assert merged.status_code == 201
     asked = await http.post(f"/v1/customers/{person['customer_id']}/exports")
     assert asked.status_code == 202, asked.text
     assert asked.json()["status"] == "gathering" and asked.json()["pending"] == ["customer"]
@@ -280,6 +283,8 @@ async def test_an_export_gathers_the_answers_into_one_document(service: tuple[ht
     view = await eventually(complete, what="the export complete")
     [profile] = view["document"]["customer"]["profile"]
     assert profile["email"] == person["email"] and profile["_id"] == person["customer_id"]
+    [kept] = view["document"]["customer"]["merged_profiles"]  # the profile merged into it is the person's too
+    assert kept["_id"] == twin["customer_id"] and kept["email"] == twin["email"]
     assert view["answered"] == {"customer": "1/1"}
     assert (await http.post("/v1/customers/C-none/exports")).status_code == 404
 

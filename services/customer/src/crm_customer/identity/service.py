@@ -120,10 +120,13 @@ class CustomerRecords:
     async def export(self, uow: UnitOfWork, customer_id: str) -> dict[str, list[dict[str, Any]]]:
         records = await HELD.export(uow, customer_id)
         profile = await uow.db[repository.CUSTOMERS].find_one({"_id": customer_id}, session=uow.session)
+        # The profiles merged into this customer are the person's too (kept for an undo).
+        merged = uow.db[repository.CUSTOMERS].find({"merged_into": customer_id}, session=uow.session)
         contacts = uow.db[extras_store.ACCOUNT_CONTACTS].find({"contact_id": customer_id}, session=uow.session)
         merges = uow.db[MERGES].find({"survivor_id": customer_id}, {"survivor_before": 0, "merged_before": 0})
         return {
             "profile": [identity.as_json(_without_search_keys(profile))] if profile else [],
+            "merged_profiles": [identity.as_json(_without_search_keys(d)) async for d in merged],
             "account_contacts": [identity.as_json(d) async for d in contacts],
             "merges": [identity.as_json(d) async for d in merges],
             **records,
