@@ -432,3 +432,26 @@ async def test_the_unique_index_on_customer_journey_and_episode_is_dropped(new_s
     assert await repository.drop_retired_indexes(store.db) == ["enrolments.one_per_episode"]
     assert await repository.drop_retired_indexes(store.db) == []
     assert "one_per_episode" not in await store.db[repository.ENROLMENTS].index_information()
+
+
+async def test_consents_published_after_an_unmerge_that_arrive_before_it_are_not_overwritten(
+    api: tuple[httpx.AsyncClient, Store],
+) -> None:
+    """The customer service pins the consents it publishes with an unmerge to the merged id; marketing's main
+    consumer may apply them before its identity consumer applies the unmerge. The newer refusal must stay."""
+    _, store = api
+    survivor, merged_id = customer_id(), customer_id()
+    await handlers.apply_customer_events(
+        store, [registered(survivor, {"email": True}), registered(merged_id, {"email": True})]
+    )
+    await apply(store, merged(survivor, merged_id))
+    refusal = ConsentChangedEvent.create(
+        ConsentChanged(customer_id=merged_id, channel="email", granted=False), source="/crm/customer", time=NOW
+    ).model_copy(update={"originalsubject": merged_id})
+    [filed] = await identity.redirect(store, [refusal])
+    assert filed.customer_id == merged_id  # pinned: not filed under the survivor, whose alias is still held
+    await handlers.apply_customer_event(store, filed)
+    await apply(store, unmerged(survivor, merged_id))
+    [prefs] = await store.db[repository.CONTACT_PREFERENCES].find({"_id": merged_id}).to_list(None)
+    assert "email" not in repository.preferences_from_document(prefs).granted
+    assert await store.db[repository.MERGED_PREFERENCES].count_documents({"_id": merged_id}) == 0

@@ -107,6 +107,11 @@ async def _move_documents(uow: UnitOfWork, customer_id: str, *, aside: bool) -> 
         doc = await uow.db[source].find_one({"_id": customer_id}, session=uow.session)
         if doc is None:
             continue
+        if not aside and await uow.db[target].find_one({"_id": customer_id}, {"_id": 1}, session=uow.session):
+            # Filed again before the unmerge got here: facts the customer service published about the customer
+            # after the unmerge (pinned to it, every channel's consent). They are newer than what was put aside.
+            await uow.db[source].delete_one({"_id": customer_id}, session=uow.session)
+            continue
         await uow.db[target].replace_one({"_id": customer_id}, doc, upsert=True, session=uow.session)
         await uow.db[source].delete_one({"_id": customer_id}, session=uow.session)
         moved += 1
