@@ -115,6 +115,13 @@ async def merged_into(db: Any, customer_id: str, *, session: Any = None) -> list
     return owned
 
 
+async def filed_under(db: Any, customer_id: str, *, session: Any = None) -> tuple[str, dict[str, str]]:
+    """Where a record a request creates for `customer_id` goes (a ticket or an opportunity opened through an API):
+    the survivor when it was merged, with the origin fields the record keeps so an unmerge gives it back."""
+    survivor = (await resolve(db, [customer_id], session=session)).get(customer_id)
+    return (survivor, {ORIGIN: customer_id}) if survivor else (customer_id, {})
+
+
 def _redirectable(event: Any) -> bool:
     """A catalog event about a customer that is not an identity request, and not pinned to its subject (an
     `originalsubject` equal to it: its publisher resolved the id itself, e.g. after an unmerge)."""

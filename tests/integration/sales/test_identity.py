@@ -27,6 +27,7 @@ from crm_sales.expenses.domain import Expense
 from crm_sales.leads import handlers as leads
 from crm_sales.leads import repository as lead_store
 from crm_sales.leads.domain import Lead
+from crm_sales.opportunities import handlers as opportunity_handlers
 from crm_sales.opportunities import repository as opportunities
 from crm_sales.opportunities.domain import Opportunity
 from crm_sales.orders import handlers as orders
@@ -465,3 +466,22 @@ async def test_an_export_lists_the_customers_orders_and_the_rest_of_what_sales_h
     # The account the customer is a contact of, without the other contacts.
     assert [(d["_id"], d["name"], "contacts" in d) for d in records["accounts"]] == [("ACC-1", "ACC-1 Ltd", False)]
     assert "C-yan" not in json.dumps(records) and "O-Y1" not in json.dumps(records)
+
+
+async def test_an_opportunity_opened_for_a_merged_id_is_the_survivors_until_the_unmerge(store: Store) -> None:
+    await apply(store, merged("C-sv", "C-mg", "m-api"))
+    new = opportunity_handlers.NewOpportunity(
+        customer_id="C-mg", name="Second machine", amount=Decimal("4800.00"), currency="EUR"
+    )
+    opened, created = await opportunity_handlers.open_opportunity(store, new, "OP-api-1", T0, rates=RATES)
+    assert created and opened.customer_id == "C-sv"
+    # The same request again answers the same opportunity, filed under the survivor.
+    again, created_again = await opportunity_handlers.open_opportunity(store, new, "OP-api-1", T0, rates=RATES)
+    assert not created_again and again.opportunity_id == "OP-api-1"
+    doc = await store.db[opportunities.OPPORTUNITIES].find_one({"_id": "OP-api-1"})
+    assert doc is not None and doc[identity.ORIGIN] == "C-mg"
+    [event] = [parse_event(r["value"]) for r in await outbox_records(store.db, {"type": "crm.opportunity.opened.v1"})]
+    assert (event.customer_id, event.originalsubject) == ("C-sv", "C-mg")
+    await apply(store, unmerged("C-sv", "C-mg", "m-api"))
+    back = await store.db[opportunities.OPPORTUNITIES].find_one({"_id": "OP-api-1"})
+    assert back is not None and back["customer_id"] == "C-mg"

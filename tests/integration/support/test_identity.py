@@ -35,6 +35,7 @@ from crm_shared.events import (
     parse_event,
     utc_now,
 )
+from crm_shared.security import Principal
 from crm_shared.store import Store, UnitOfWork, outbox_records
 from crm_shared.topics import Topic
 from crm_support import domain, handlers, nps, repository
@@ -46,6 +47,7 @@ from crm_support.sla import escalation
 from crm_support.sla import repository as sla_store
 from crm_support.sla.policies import Conditions, SlaPolicy, Target
 from crm_support.tickets import domain as ticket_domain
+from crm_support.tickets import handlers as ticket_handlers
 from crm_support.tickets import repository as ticket_store
 
 NewStore = Callable[..., Awaitable[Store]]
@@ -390,3 +392,22 @@ async def test_an_export_lists_the_customers_tickets_with_their_conversation(new
     assert [d["_id"] for d in records[nps.NPS_REQUESTS]] == [customer]
     assert escalation.SLA_TIMERS not in records
     assert other not in json.dumps(records)
+
+
+async def test_a_ticket_opened_through_the_api_for_a_merged_id_is_the_survivors_until_the_unmerge(
+    new_store: NewStore,
+) -> None:
+    store = await support_store(new_store)
+    survivor, merged_id = new_id("C"), new_id("C")
+    await apply(store, merged(survivor, merged_id, "m-api"))
+    agent = Principal(kind="token", id="agent-1", scopes=frozenset({"admin"}))
+    new = ticket_handlers.NewTicket(customer_id=merged_id, kind="request", subject="Where is my parcel?", channel="web")
+    ticket, created = await ticket_handlers.open_ticket(store, new, "TK-api-1", T0 + timedelta(days=1), by=agent)
+    assert created and ticket.customer_id == survivor
+    doc = await store.db[ticket_store.TICKETS].find_one({"_id": "TK-api-1"})
+    assert doc is not None and doc[identity.ORIGIN] == merged_id
+    opened = [parse_event(r["value"]) for r in await outbox_records(store.db, {"type": "crm.ticket.opened.v1"})]
+    assert [(e.customer_id, e.originalsubject) for e in opened] == [(survivor, merged_id)]
+    await apply(store, unmerged(survivor, merged_id, "m-api"))
+    back = await store.db[ticket_store.TICKETS].find_one({"_id": "TK-api-1"})
+    assert back is not None and back["customer_id"] == merged_id

@@ -6,7 +6,7 @@ the stage default."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from crm_sales.opportunities import domain, repository
 from crm_sales.orders import domain as orders_domain
 from crm_sales.orders import handlers as orders
+from crm_shared import identity
 from crm_shared.events import (
     Channel,
     LeadSource,
@@ -193,6 +194,10 @@ async def open_in(
     opened before with this id, False) when it exists and is the same request. Raises UnknownPipeline,
     OpportunityRefused, OpportunityIdTaken or CurrencyNotAccepted."""
     at = as_stored(at)
+    # An opportunity for a customer merged into another is the survivor's; an unmerge gives it back.
+    customer_id, origin = await identity.filed_under(uow.db, new.customer_id, session=uow.session)
+    named = new.customer_id
+    new = replace(new, customer_id=customer_id)
     found = await repository.get_opportunity(uow, {"_id": opportunity_id})
     if found is not None:
         if not _same_request(found, new):
@@ -219,7 +224,7 @@ async def open_in(
         source=new.source,
         lines=new.lines,
     )
-    await repository.insert_opportunity(uow, opportunity)
+    await repository.insert_opportunity(uow, opportunity, origin)
     data = OpportunityOpened(
         customer_id=opportunity.customer_id,
         opportunity_id=opportunity_id,
@@ -236,10 +241,8 @@ async def open_in(
         lead_id=opportunity.lead_id,
         source=opportunity.source,
     )
-    uow.emit(
-        OpportunityOpenedEvent.create(data, source=SOURCE, id=event_id("opened", opportunity_id), time=at),
-        Topic.SALES_EVENTS,
-    )
+    opened = OpportunityOpenedEvent.create(data, source=SOURCE, id=event_id("opened", opportunity_id), time=at)
+    uow.emit(opened.model_copy(update={"originalsubject": named}) if origin else opened, Topic.SALES_EVENTS)
     return opportunity, True
 
 

@@ -182,8 +182,11 @@ async def get_opportunity(uow: UnitOfWork, query: dict[str, Any]) -> Opportunity
     return from_document(doc) if doc else None
 
 
-async def insert_opportunity(uow: UnitOfWork, opportunity: Opportunity) -> None:
-    await uow.db[OPPORTUNITIES].insert_one(to_document(opportunity), session=uow.session)
+async def insert_opportunity(
+    uow: UnitOfWork, opportunity: Opportunity, origin: Mapping[str, str] | None = None
+) -> None:
+    """Insert the opportunity; `origin`: the id it was asked for when it is filed under a merge's survivor."""
+    await uow.db[OPPORTUNITIES].insert_one({**to_document(opportunity), **(origin or {})}, session=uow.session)
 
 
 async def save_opportunity(uow: UnitOfWork, opportunity: Opportunity) -> None:

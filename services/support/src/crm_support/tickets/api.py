@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Self
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from crm_shared import identity
 from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
 from crm_shared.events import Channel, CustomerId, Dimension, EntityId, Line, Text, utc_now
 from crm_shared.problems import Problem
@@ -234,8 +235,10 @@ async def open_ticket(
     except handlers.ContractRefused as exc:
         raise Problem(422, "Contract does not cover the ticket", str(exc)) from exc
     if not created:
+        # Opened for a customer merged since into another, the ticket is the survivor's.
+        customer_id, _ = await identity.filed_under(store.db, body.customer_id)
         same = (ticket.customer_id, ticket.subject, ticket.kind, ticket.channel) == (
-            body.customer_id,
+            customer_id,
             body.subject,
             body.kind,
             body.channel,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from crm_shared import identity
 from crm_shared.events import CloudEvent, ComplaintFiled, utc_now
 from crm_shared.logging import get_logger
 from crm_shared.security import GROUPED, Principal
@@ -104,16 +105,19 @@ async def open_ticket(
         found = await repository.get_ticket(uow, {"_id": ticket_id})
         if found is not None:
             return found[0], False
-        opened = _opened(new, ticket_id, at, actor_of(by))
+        # A ticket for a customer merged into another is the survivor's; an unmerge gives it back.
+        customer_id, origin = await identity.filed_under(uow.db, new.customer_id, session=uow.session)
+        opened = _opened(replace(new, customer_id=customer_id), ticket_id, at, actor_of(by))
         if new.contract_id is not None:
             opened = replace(opened, contract_policy_id=await _contract_policy(uow, new, at))
         rules = await sla_store.load_rules(uow.db, uow)
-        tiers = await sla_store.tiers_of(uow, [new.customer_id])
-        ticket = with_policy(opened, rules, tiers.get(new.customer_id), at)
-        await repository.insert_tickets(uow, [ticket])
+        tiers = await sla_store.tiers_of(uow, [customer_id])
+        ticket = with_policy(opened, rules, tiers.get(customer_id), at)
+        await repository.insert_tickets(uow, [ticket], {ticket_id: origin})
         await escalation.schedule(uow, [ticket], rules, at)
         for event in published(None, ticket):
-            uow.emit(event, Topic.SUPPORT_EVENTS)
+            named = {"originalsubject": new.customer_id} if origin else {}
+            uow.emit(event.model_copy(update=named), Topic.SUPPORT_EVENTS)
         return ticket, True
 
     return await store.transaction_racing(work)
