@@ -11,6 +11,7 @@ from crm_customer import domain, handlers, repository
 from crm_customer.identity import service as identity_service
 from crm_customer.insights.timeline import kind_of
 from crm_customer.insights.timeline_query import KIND_LIST, TimelineQuery
+from crm_customer.problems import no_customer
 from crm_customer.profiles import api as profiles_api
 from crm_customer.settings import CustomerSettings, match_secret_of
 from crm_shared.api import (
@@ -505,7 +506,7 @@ async def change_consent(
             purpose=update.purpose,
         )
     except ValidationError as exc:
-        raise _no_customer(customer_id) from exc
+        raise no_customer(customer_id) from exc
     await _must_see(store, principal, customer_id)
     event_id = command_event_id(f"customer/consents/{customer_id}/{update.purpose}/{channel}", idempotency_key)
     try:
@@ -513,7 +514,7 @@ async def change_consent(
     except AlreadyApplied:
         pass
     except handlers.UnknownCustomer as exc:
-        raise _no_customer(customer_id) from exc
+        raise no_customer(customer_id) from exc
     except Rejected as exc:
         raise Problem(409, "Consent refused", str(exc)) from exc
     return ConsentsView.of(await _profile(store, customer_id))
@@ -534,7 +535,7 @@ async def assign_customer(
 ) -> AssignmentView:
     assignment = domain.Assignment(owner_id=update.owner_id, territory=update.territory)
     if not await handlers.assign_customer(store, customer_id, assignment, seen_by=principal):
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
     return AssignmentView(customer_id=customer_id, owner_id=update.owner_id, territory=update.territory)
 
 
@@ -637,7 +638,7 @@ async def erase_personal_data(
     except identity_service.MergeRefused as exc:
         raise Problem(409, "Merged customer", str(exc)) from exc
     if erasure is None:
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
     return ErasureView.model_validate(
         {
             "customer_id": erasure.customer_id,
@@ -666,18 +667,13 @@ def _same_details(profile: domain.Profile, registered: CustomerRegistered) -> bo
         return False
 
 
-def _no_customer(customer_id: str) -> Problem:
-    """The one answer for a customer that is missing and for one the caller may not see."""
-    return Problem(404, "Customer not found", f"no customer {customer_id}")
-
-
 async def _must_see(store: StoreDep, principal: Principal, customer_id: str) -> None:
     if not await handlers.sees_customer(store, principal, customer_id):
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
 
 
 async def _profile(store: StoreDep, customer_id: str, principal: Principal | None = None) -> domain.Profile:
     profile = await handlers.find_profile(store, customer_id, seen_by=principal)
     if profile is None:
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
     return profile

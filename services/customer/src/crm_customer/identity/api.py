@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crm_customer import handlers
 from crm_customer.identity import service
 from crm_customer.identity.survivorship import DEFAULTS, Rules
+from crm_customer.problems import no_customer
 from crm_customer.settings import CustomerSettings, match_secret_of
 from crm_shared.api import IdInPath
 from crm_shared.events import CustomerId
@@ -181,7 +182,7 @@ async def list_merges(
     principal: CustomerReader, store: StoreDep, request: Request, customer_id: IdInPath
 ) -> list[MergeView]:
     if await handlers.find_profile(store, customer_id, seen_by=principal) is None:
-        raise Problem(404, "Customer not found", f"no customer {customer_id}")
+        raise no_customer(customer_id)
     return [MergeView.of(d, _services(request)) for d in await service.merges_of(store, customer_id)]
 
 
@@ -278,7 +279,7 @@ def _export_view(status_doc: dict[str, Any], document: dict[str, Any] | None) ->
 )
 async def request_export(principal: Exporter, store: StoreDep, request: Request, customer_id: IdInPath) -> ExportView:
     if await handlers.find_profile(store, customer_id, seen_by=principal) is None:
-        raise Problem(404, "Customer not found", f"no customer {customer_id}")
+        raise no_customer(customer_id)
     record = await service.request_export(store, customer_id, _services(request), principal.id)
     return _export_view(service.export_status(record), None)
 
@@ -333,7 +334,7 @@ async def reject_proposal(
 ) -> RejectionView:
     for seen in (customer_id, other_id):
         if await handlers.find_profile(store, seen, seen_by=principal) is None:
-            raise Problem(404, "Customer not found", f"no customer {seen}")
+            raise no_customer(seen)
     try:
         record = await service.reject_proposal(
             store, customer_id, other_id, reason=body.reason if body else None, by=principal.id

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crm_customer import repository as customers
 from crm_customer.identity import service as identity_service
+from crm_customer.problems import no_customer
 from crm_customer.profiles import domain, duplicates, service
 from crm_customer.profiles import repository as extras_store
 from crm_customer.profiles.attributes import (
@@ -39,10 +40,6 @@ CustomerWriter = Annotated[Principal, requires("customers:write")]
 NOT_SEEN = "No such customer, or not one the caller sees"
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,][^,]*$")]
 ShortText = Annotated[Line, Field(min_length=1, max_length=200)]
-
-
-def _no_customer(customer_id: str) -> Problem:
-    return Problem(404, "Customer not found", f"no customer {customer_id}")
 
 
 # ---------------------------------------------------------------- attribute declarations
@@ -280,7 +277,7 @@ class FullProfileView(BaseModel):
 async def read_full_profile(store: StoreDep, customer_id: str, principal: Principal | None) -> FullProfileView:
     doc = await store.db[customers.CUSTOMERS].find_one(service.seen_by(principal, {"_id": customer_id}))
     if doc is None:
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
     return FullProfileView.of(service.full_profile(doc))
 
 
@@ -320,7 +317,7 @@ async def change_profile(
             match_secret=match_secret_of(get_runtime(request).settings),
         )
     except service.CustomerNotFound as exc:
-        raise _no_customer(customer_id) from exc
+        raise no_customer(customer_id) from exc
     except domain.ProfileRefused as exc:
         raise Problem(422, "Profile change refused", str(exc)) from exc
     return FullProfileView.of(full)
@@ -359,7 +356,7 @@ async def _set_contact(
     try:
         return await service.set_contact(store, account_id, contact_id, roles, utc_now(), by=principal)
     except service.CustomerNotFound as exc:
-        raise _no_customer(str(exc)) from exc
+        raise no_customer(str(exc)) from exc
     except domain.ProfileRefused as exc:
         raise Problem(422, "Contact refused", str(exc)) from exc
 
@@ -400,7 +397,7 @@ async def _links(
         await store.db[customers.CUSTOMERS].find_one(service.seen_by(principal, {"_id": customer_id}), {"_id": 1})
         is None
     ):
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
     docs, next_cursor = await keyset_page(
         store.db[extras_store.ACCOUNT_CONTACTS],
         {field: customer_id},
@@ -600,7 +597,7 @@ async def duplicate_candidates(
     collection = store.db[customers.CUSTOMERS]
     subject = await collection.find_one(service.seen_by(principal, {"_id": customer_id}))
     if subject is None:
-        raise _no_customer(customer_id)
+        raise no_customer(customer_id)
     lookups = [*duplicates.strong_queries(subject)]
     blocks = duplicates.blocking_keys(subject.get("name"))
     if blocks:
