@@ -17,6 +17,7 @@ import pytest
 from crm_sales import identity as sales_identity
 from crm_sales.accounts import repository as accounts
 from crm_sales.accounts.domain import Account
+from crm_sales.activities import handlers as activity_handlers
 from crm_sales.activities import repository as activities
 from crm_sales.activities.domain import Activity
 from crm_sales.analytics.handlers import account_revenue
@@ -63,6 +64,7 @@ from crm_shared.events import (
     parse_event,
 )
 from crm_shared.matching import match_keys
+from crm_shared.security import Principal
 from crm_shared.store import Store, UnitOfWork, outbox_records
 from crm_shared.topics import Topic
 
@@ -484,4 +486,21 @@ async def test_an_opportunity_opened_for_a_merged_id_is_the_survivors_until_the_
     assert (event.customer_id, event.originalsubject) == ("C-sv", "C-mg")
     await apply(store, unmerged("C-sv", "C-mg", "m-api"))
     back = await store.db[opportunities.OPPORTUNITIES].find_one({"_id": "OP-api-1"})
+    assert back is not None and back["customer_id"] == "C-mg"
+
+
+async def test_an_activity_planned_for_a_merged_id_is_the_survivors_until_the_unmerge(store: Store) -> None:
+    await apply(store, merged("C-sv", "C-mg", "m-act"))
+    rep = Principal(kind="token", id="rep-1", scopes=frozenset({"admin"}))
+    new = activity_handlers.NewActivity(
+        kind="call", title="Call about the machine", due_at=T0 + timedelta(days=1), customer_id="C-mg"
+    )
+    planned, created = await activity_handlers.schedule(store, new, "A-api-1", T0, principal=rep)
+    assert created and planned.customer_id == "C-sv"
+    doc = await store.db[activities.ACTIVITIES].find_one({"_id": "A-api-1"})
+    assert doc is not None and doc[identity.ORIGIN] == "C-mg"
+    [event] = [parse_event(r["value"]) for r in await outbox_records(store.db, {"type": "crm.activity.scheduled.v1"})]
+    assert (event.customer_id, event.originalsubject) == ("C-sv", "C-mg")
+    await apply(store, unmerged("C-sv", "C-mg", "m-act"))
+    back = await store.db[activities.ACTIVITIES].find_one({"_id": "A-api-1"})
     assert back is not None and back["customer_id"] == "C-mg"

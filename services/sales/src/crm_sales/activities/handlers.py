@@ -14,6 +14,7 @@ from crm_sales.activities import domain, repository
 from crm_sales.leads.repository import LEADS
 from crm_sales.opportunities.repository import OPPORTUNITIES
 from crm_sales.orders.handlers import SOURCE
+from crm_shared import identity
 from crm_shared.events import (
     ActivityCompleted,
     ActivityCompletedEvent,
@@ -117,6 +118,12 @@ async def schedule(
                 raise ActivityIdTaken(f"activity {activity_id} exists with other content")
             return found, False
         linked = await _linked(uow, new, principal)
+        # An activity with a customer merged into another is the survivor's; an unmerge gives it back.
+        customer_id, origin = (
+            await identity.filed_under(uow.db, linked.customer_id, session=uow.session)
+            if linked.customer_id is not None
+            else (None, {})
+        )
         activity = domain.plan(
             activity_id=activity_id,
             kind=new.kind,
@@ -126,13 +133,13 @@ async def schedule(
             duration_minutes=new.duration_minutes,
             owner_id=linked.owner_id,
             territory=linked.territory,
-            customer_id=linked.customer_id,
+            customer_id=customer_id,
             lead_id=new.lead_id,
             opportunity_id=new.opportunity_id,
             account_id=new.account_id,
             notes=new.notes,
         )
-        await repository.insert_activity(uow, activity)
+        await repository.insert_activity(uow, activity, origin)
         if activity.customer_id is not None:
             data = ActivityScheduled(
                 customer_id=activity.customer_id,
@@ -145,8 +152,11 @@ async def schedule(
                 opportunity_id=activity.opportunity_id,
                 account_id=activity.account_id,
             )
+            scheduled = ActivityScheduledEvent.create(
+                data, source=SOURCE, id=event_id("scheduled", activity_id), time=at
+            )
             uow.emit(
-                ActivityScheduledEvent.create(data, source=SOURCE, id=event_id("scheduled", activity_id), time=at),
+                scheduled.model_copy(update={"originalsubject": linked.customer_id}) if origin else scheduled,
                 Topic.SALES_EVENTS,
             )
         return activity, True

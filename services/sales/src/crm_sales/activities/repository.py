@@ -56,8 +56,9 @@ async def get_activity(uow: UnitOfWork, query: dict[str, Any]) -> Activity | Non
     return from_document(doc) if doc else None
 
 
-async def insert_activity(uow: UnitOfWork, activity: Activity) -> None:
-    await uow.db[ACTIVITIES].insert_one(to_document(activity), session=uow.session)
+async def insert_activity(uow: UnitOfWork, activity: Activity, origin: Mapping[str, str] | None = None) -> None:
+    """Insert the activity; `origin`: the id it was asked for when it is filed under a merge's survivor."""
+    await uow.db[ACTIVITIES].insert_one({**to_document(activity), **(origin or {})}, session=uow.session)
 
 
 async def save_activity(uow: UnitOfWork, activity: Activity) -> None:

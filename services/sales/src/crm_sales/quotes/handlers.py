@@ -15,6 +15,7 @@ from crm_sales.opportunities.repository import OPPORTUNITIES
 from crm_sales.orders import domain as orders_domain
 from crm_sales.orders import handlers as orders
 from crm_sales.quotes import domain, pricing, repository
+from crm_shared import identity
 from crm_shared.events import (
     Channel,
     QuoteAccepted,
@@ -208,6 +209,8 @@ async def create_quote(
         existing = await repository.get_quote(uow, new.quote_id)
         if existing is not None:
             return _same(existing, new), False
+        # A quote for a customer merged into another is the survivor's; an unmerge gives it back.
+        customer_id, origin = await identity.filed_under(uow.db, new.customer_id, session=uow.session)
         request = new if new.lines else replace(new, lines=await _opportunity_lines(uow, new, principal))
         choice = await _book_for(
             uow,
@@ -231,7 +234,7 @@ async def create_quote(
         owner_id, territory = await _owner_of(uow, new, principal)
         quote = domain.Quote(
             quote_id=new.quote_id,
-            customer_id=new.customer_id,
+            customer_id=customer_id,
             currency=new.currency,
             price_book_id=choice.book.book_id,
             price_book_reason=choice.reason,
@@ -253,7 +256,7 @@ async def create_quote(
         except ValidationError as exc:
             reasons = "; ".join(e["msg"] for e in exc.errors())
             raise QuoteInvalid(f"the quote could not become an order: {reasons}") from exc
-        await repository.insert_quote(uow, quote)
+        await repository.insert_quote(uow, quote, origin)
         return quote, True
 
     try:

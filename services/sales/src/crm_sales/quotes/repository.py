@@ -220,9 +220,10 @@ async def get_quote(uow: UnitOfWork, quote_id: str) -> Quote | None:
     return quote_from_document(doc) if doc else None
 
 
-async def insert_quote(uow: UnitOfWork, quote: Quote) -> None:
-    """Raises DuplicateKeyError when the id is taken (the same Idempotency-Key)."""
-    await uow.db[QUOTES].insert_one(quote_to_document(quote), session=uow.session)
+async def insert_quote(uow: UnitOfWork, quote: Quote, origin: Mapping[str, str] | None = None) -> None:
+    """Raises DuplicateKeyError when the id is taken (the same Idempotency-Key). `origin`: the id the quote was
+    asked for when it is filed under a merge's survivor."""
+    await uow.db[QUOTES].insert_one({**quote_to_document(quote), **(origin or {})}, session=uow.session)
 
 
 async def save_quote(uow: UnitOfWork, quote: Quote) -> None:
