@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from crm_shared.embedded import EmbeddedServers, free_port
+from crm_shared.events import ScoreSnapshot, SegmentChanged, SegmentChangedEvent
 from crm_shared.security.keys import key_sha256
 
 ADMIN_KEY = "crm_bootstrap_test-admin-key-of-the-test-suite-0123456789"
@@ -127,3 +130,29 @@ class TopicReader:
             for messages in batch.values():
                 self.records.extend(messages)
         return self.records
+
+
+def tier_changed(customer: str, tier: str, at: datetime) -> SegmentChangedEvent:
+    """Scoring's segment change giving the customer its first value tier `tier` at `at`."""
+    scores = ScoreSnapshot(
+        recency_days=1,
+        frequency=1,
+        monetary=Decimal("100.00"),
+        average_order_value=Decimal("100.00"),
+        value_tier=tier,
+        lifecycle_stage="new",
+        churn_risk=0.1,
+        churn_risk_band="low",
+        satisfaction=None,
+    )
+    change = SegmentChanged(
+        customer_id=customer,
+        dimension="value_tier",
+        old=None,
+        new=tier,
+        scores=scores,
+        model_version="v1",
+        changed_at=at,
+        caused_by="e-order",
+    )
+    return SegmentChangedEvent.create(change, source="/crm/scoring", time=at)

@@ -9,7 +9,6 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from crm_shared import identity
@@ -27,9 +26,6 @@ from crm_shared.events import (
     CustomerUnmergedEvent,
     ExportAnsweredEvent,
     IdentityAppliedEvent,
-    ScoreSnapshot,
-    SegmentChanged,
-    SegmentChangedEvent,
     SurveyAnswered,
     SurveyAnsweredEvent,
     parse_event,
@@ -49,6 +45,8 @@ from crm_support.sla.policies import Conditions, SlaPolicy, Target
 from crm_support.tickets import domain as ticket_domain
 from crm_support.tickets import handlers as ticket_handlers
 from crm_support.tickets import repository as ticket_store
+
+from helpers import tier_changed
 
 NewStore = Callable[..., Awaitable[Store]]
 # Far enough back that NPS requests two intervals on are not in the future.
@@ -83,31 +81,6 @@ def survey_answered(customer: str, survey_id: str, comment: str) -> SurveyAnswer
     return SurveyAnsweredEvent.create(data, source="/channels/survey", time=T0)
 
 
-def tier_changed(customer: str, tier: str, at: datetime = T0) -> SegmentChangedEvent:
-    scores = ScoreSnapshot(
-        recency_days=1,
-        frequency=1,
-        monetary=Decimal("100.00"),
-        average_order_value=Decimal("100.00"),
-        value_tier=tier,
-        lifecycle_stage="new",
-        churn_risk=0.1,
-        churn_risk_band="low",
-        satisfaction=None,
-    )
-    change = SegmentChanged(
-        customer_id=customer,
-        dimension="value_tier",
-        old=None,
-        new=tier,
-        scores=scores,
-        model_version="v1",
-        changed_at=at,
-        caused_by="e-order",
-    )
-    return SegmentChangedEvent.create(change, source="/crm/scoring", time=at)
-
-
 def merged(survivor: str, merged_id: str, merge_id: str) -> CustomerMergedEvent:
     data = CustomerMerged(customer_id=survivor, merged_id=merged_id, merge_id=merge_id, decided_by="confirmed")
     return CustomerMergedEvent.create(data, source="/crm/customer")
@@ -134,7 +107,7 @@ async def seed_customer(store: Store, customer: str, tier: str = "gold") -> dict
     """A complaint (and the ticket it opens, with its SLA timer), a customer's reply on it, an NPS answer with a
     comment, a service contract, a visit with notes, a value tier and an NPS schedule: the ids, by kind."""
     ids = {"complaint": new_id("T"), "survey": new_id("S"), "contract": new_id("K"), "visit": new_id("V")}
-    await handlers.apply_segment_events(store, [tier_changed(customer, tier)], NPS_INTERVAL)
+    await handlers.apply_segment_events(store, [tier_changed(customer, tier, T0)], NPS_INTERVAL)
     outcome = await handlers.apply_ticket_events(
         store,
         [
@@ -297,7 +270,7 @@ async def test_a_merge_gives_the_merged_ids_open_tickets_the_policy_of_the_survi
     await store.db[sla_store.SLA_POLICIES].insert_one(sla_store.policy_to_document(gold, T0))
     a, b = new_id("C"), new_id("C")
     a_ids = await seed_customer(store, a, "bronze")
-    await handlers.apply_segment_events(store, [tier_changed(b, "gold")], NPS_INTERVAL)
+    await handlers.apply_segment_events(store, [tier_changed(b, "gold", T0)], NPS_INTERVAL)
 
     def policy_of(doc: dict[str, Any] | None) -> tuple[str, str]:
         assert doc is not None
@@ -321,7 +294,7 @@ async def test_an_erasure_keeps_the_tickets_for_the_reports_without_a_word_of_th
     erased, other, before_merged = new_id("C"), new_id("C"), new_id("C")
     ids = await seed_customer(store, erased)
     await seed_customer(store, other)
-    await handlers.apply_segment_events(store, [tier_changed(before_merged, "silver")], NPS_INTERVAL)
+    await handlers.apply_segment_events(store, [tier_changed(before_merged, "silver", T0)], NPS_INTERVAL)
     await apply(store, merged(erased, before_merged, "m-1"))
     others = {c: [d for d in docs if other in json.dumps(d, default=str)] for c, docs in (await state(store)).items()}
     ticket_before = await store.db[ticket_store.TICKETS].find_one({"_id": ids["complaint"]})

@@ -7,13 +7,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 
 from crm_shared.events import (
-    ScoreSnapshot,
-    SegmentChanged,
-    SegmentChangedEvent,
     SurveyAnswered,
     SurveyAnsweredEvent,
     utc_now,
@@ -22,33 +18,10 @@ from crm_shared.store import Store, as_stored, outbox_records
 from crm_support import handlers, nps
 from crm_support.app import INDEXES
 
+from helpers import tier_changed
+
 NewStore = Callable[..., Awaitable[Store]]
 INTERVAL = timedelta(days=90)
-
-
-def tier_changed(customer: str, tier: str, at: datetime) -> SegmentChangedEvent:
-    scores = ScoreSnapshot(
-        recency_days=1,
-        frequency=1,
-        monetary=Decimal("100.00"),
-        average_order_value=Decimal("100.00"),
-        value_tier=tier,
-        lifecycle_stage="new",
-        churn_risk=0.1,
-        churn_risk_band="low",
-        satisfaction=None,
-    )
-    change = SegmentChanged(
-        customer_id=customer,
-        dimension="value_tier",
-        old=None,
-        new=tier,
-        scores=scores,
-        model_version="v1",
-        changed_at=at,
-        caused_by="e-order",
-    )
-    return SegmentChangedEvent.create(change, source="/crm/scoring", time=at)
 
 
 async def requested(store: Store, customer: str) -> list[str]:
