@@ -30,15 +30,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crm_shared.embedded import EmbeddedError, EmbeddedServers, ensure_topics
-from crm_shared.platform import Platform, http_json, service_port
+from crm_shared.platform import Platform, http_json, instance_ports, service_port
 from crm_shared.security.keys import BOOTSTRAP_KEY_ID, key_sha256, new_key
 from crm_shared.settings import SERVICES
-from crm_shared.topics import ALL_TOPICS, Topic
+from crm_shared.topics import ALL_TOPICS, DEFAULT_PARTITIONS, Topic
 from crm_shared.transport import kafka_options_from_env
 
 DEFAULT_EMBEDDED_KAFKA_PORT = 19092
 DEFAULT_EMBEDDED_MONGO_PORT = 27019
 DEADLETTER_QUIET_POLLS = 3
+MAX_INSTANCES = 4
 
 
 def _say(message: str) -> None:
@@ -52,7 +53,7 @@ def _wait_for_stop(platform: Platform) -> None:
     while not stop.wait(1.0):
         dead = platform.dead_services()
         if dead:
-            _say(f"service(s) stopped unexpectedly: {', '.join(dead)}; see {platform.log_dir}/<service>.log")
+            _say(f"service(s) stopped unexpectedly: {', '.join(dead)}; see {platform.log_dir}/<name>.log")
             return
 
 
@@ -113,8 +114,63 @@ def _admin_key(data_dir: str) -> str | None:
     return key or None
 
 
+def _instance_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of instances, got {value!r}") from None
+    if not 1 <= count <= MAX_INSTANCES:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_INSTANCES} instances per service, got {count}")
+    return count
+
+
+async def _fewest_partitions(bootstrap: str) -> tuple[str, int]:
+    """The topic the services consume in groups with the fewest partitions, and how many it has."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_options_from_env())
+    await consumer.start()
+    try:
+        await consumer.topics()
+        # Every instance reads the keys topic whole, by assignment: its partitions are not shared out.
+        counts = {
+            topic: len(consumer.partitions_for_topic(topic) or ())
+            for topic in ALL_TOPICS
+            if topic != Topic.SECURITY_KEYS
+        }
+    finally:
+        await consumer.stop()
+    fewest = min(counts, key=lambda topic: counts[topic])
+    return fewest, counts[fewest]
+
+
+def _warn_if_partitions_are_short(kafka: str, instances: int) -> None:
+    """A group shares a topic's partitions out among its instances: one instance more than partitions stands by."""
+    if instances == 1:
+        return
+    try:
+        topic, partitions = asyncio.run(_fewest_partitions(kafka))
+        where = f"{topic} has {partitions} partition(s)"
+    except Exception as exc:
+        # Only a warning hangs on it: the services start all the same.
+        partitions = DEFAULT_PARTITIONS
+        where = f"the topics are made with {partitions} partitions (the broker did not say how many: {exc!r})"
+    if instances > partitions:
+        _say(
+            f"warning: {instances} instances per service, but {where}: in each consumer group "
+            f"{instances - partitions} instance(s) get no partition and stand by (they answer the REST API, and "
+            "take partitions over when another instance stops)"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
+    ports = {name: service_port(name) for name in SERVICES}
+    try:
+        instance_ports(ports, args.instances)
+    except ValueError as exc:
+        _say(f"crm run: {exc}")
+        return 2
     env = dict(os.environ)
     api_key: str | None
     if env.get("CRM_AUTH_ADMIN_KEY_SHA256"):
@@ -146,8 +202,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             servers.start_broker()
             kafka = servers.kafka_bootstrap
         asyncio.run(ensure_topics(kafka, ALL_TOPICS, kafka_options=kafka_options_from_env()))
-        _say("starting the five services ...")
-        platform = Platform(kafka, mongo, {name: service_port(name) for name in SERVICES}, data_dir / "logs")
+        _warn_if_partitions_are_short(kafka, args.instances)
+        each = f", {args.instances} instances of each" if args.instances > 1 else ""
+        _say(f"starting the five services{each} ...")
+        platform = Platform(kafka, mongo, ports, data_dir / "logs", instances=args.instances)
         platform.start(env=env)
         if new_match_key:
             _publish_existing_match_keys(env, mongo, data_dir / MATCH_KEY_FILE)
@@ -174,8 +232,9 @@ def _print_addresses(platform: Platform, api_key: str | None, key_file: Path) ->
     _say("CRM platform is up. Ctrl-C stops everything.")
     _say(f"  Kafka bootstrap : {platform.kafka_bootstrap}")
     _say(f"  MongoDB URI     : {platform.mongo_uri}")
-    for name in SERVICES:
-        _say(f"  {name:<16}: {platform.url(name)}   (API docs {platform.url(name)}/docs)")
+    for service in SERVICES:
+        for name, url in zip(platform.instance_names(service), platform.urls(service), strict=True):
+            _say(f"  {name:<16}: {url}   (API docs {url}/docs)")
     _say(f"  logs            : {platform.log_dir}")
     if api_key and key_file.exists():
         _say(f"  admin API key   : {api_key}")
@@ -584,6 +643,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start everything (embedded servers unless CRM_KAFKA_BOOTSTRAP/CRM_MONGO_URI)")
     run.add_argument("--data-dir", default=os.environ.get("CRM_DATA_DIR", "var"), help="where data and logs go")
     run.add_argument("--no-demo", action="store_true", help="do not load the demo customers")
+    run.add_argument(
+        "--instances",
+        type=_instance_count,
+        default=1,
+        metavar="N",
+        help=f"processes per service, 1 to {MAX_INSTANCES} (default 1); instance k listens on the service's port "
+        "+ 10*(k-1): sales on 8002, 8012, ...",
+    )
     run.set_defaults(func=cmd_run)
     topics = sub.add_parser("topics", help="create the contract's topics on CRM_KAFKA_BOOTSTRAP")
     topics.set_defaults(func=cmd_topics)

@@ -15,7 +15,7 @@ def _redact_personal_data(_: object, __: str, event_dict: structlog.types.EventD
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+def configure_logging(service: str, level: str = "INFO", *, instance: int = 1) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -43,7 +43,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("aiokafka", "pymongo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    structlog.contextvars.bind_contextvars(service=service)
+    structlog.contextvars.bind_contextvars(service=service, instance=instance)
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -46,6 +46,11 @@ OUTBOX_RELAY_SECONDS = Histogram(
     ["database"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+LEASE_HELD = Gauge(
+    "crm_lease_held",
+    "1 while this process holds the lease (of a periodic job, or the outbox relay), else 0",
+    ["database", "lease"],
+)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -16,11 +16,14 @@ import asyncio
 import contextlib
 from typing import Any
 
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 
 from crm_shared import metrics
 from crm_shared.events import utc_now
+from crm_shared.leases import DEFAULT_TTL_SECONDS, HOLDER, Lease, keep
 from crm_shared.logging import get_logger
+from crm_shared.redelivery import LogWatch
 from crm_shared.store import CLOUDEVENTS_CONTENT_TYPE, IN_CHUNK, OUTBOX, Store, unsent_records
 
 log = get_logger(__name__)
@@ -28,6 +31,10 @@ log = get_logger(__name__)
 PAGE = IN_CHUNK
 """Outbox documents per round: each holds a transaction's records, often hundreds."""
 MAX_BACKOFF_SECONDS = 5.0
+LEASE = "outbox-relay"
+"""The lease of the one relay that publishes a service's outbox (crm_shared.leases)."""
+LEASE_POLL_SECONDS = 1.0
+"""How often a relay that does not hold the lease tries to take it."""
 
 
 def records_of(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -37,19 +44,35 @@ def records_of(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class OutboxRelay:
-    def __init__(self, store: Store, broker: KafkaBroker, *, poll_seconds: float = 0.5) -> None:
+    watch: LogWatch | None = None
+    """Set by the service: notices a broker that lost what it acknowledged, and publishes it again."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: KafkaBroker,
+        *,
+        poll_seconds: float = 0.5,
+        lease_seconds: float = DEFAULT_TTL_SECONDS,
+        holder: str = HOLDER,
+    ) -> None:
         self._store = store
         self._broker = broker
         self._poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.healthy = True
+        self.lease = Lease(store.db, LEASE, holder=holder, ttl_seconds=lease_seconds)
 
     def start(self) -> None:
+        """Relay in the background: publish while this instance holds the relay's lease, else wait for it. One
+        relay per service database publishes at a time, however many instances share it; the holder also
+        publishes what the others commit, polling every `poll_seconds`."""
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self, *, flush_timeout: float = 10.0) -> None:
-        """Publish what is committed (within `flush_timeout`), then stop."""
+        """Publish what is committed (within `flush_timeout`) if this instance holds the lease, release it (another
+        instance's relay takes over at once), then stop."""
         self._stopping.set()
         self._store.outbox_written.set()
         if self._task is not None:
@@ -66,6 +89,8 @@ class OutboxRelay:
         outbox = self._store.db[OUTBOX]
         database = self._store.db.name
         sent = 0
+        if self.watch is not None:
+            await self.watch.redeliver_if_lost()
         while True:
             documents: list[dict[str, Any]] = (
                 await outbox.find({"sent_at": None}).sort("seq", 1).limit(PAGE).to_list(PAGE)
@@ -94,6 +119,10 @@ class OutboxRelay:
                 if failure is not None:
                     break
             results = await asyncio.gather(*acks, return_exceptions=True)
+            if self.watch is not None:
+                await self.watch.acknowledged(
+                    (r.topic, r.partition, r.offset) for r in results if isinstance(r, RecordMetadata)
+                )
             acknowledged = next((i for i, r in enumerate(results) if isinstance(r, BaseException)), len(results))
             if acknowledged < len(results):
                 failure = failure or results[acknowledged]
@@ -120,6 +149,21 @@ class OutboxRelay:
                 metrics.OUTBOX_BACKLOG.labels(database).set(await unsent_records(self._store.db))
 
     async def _run(self) -> None:
+        # The lease is renewed from a side task every third of its TTL, not at each round (a round follows
+        # every commit); a relay that loses it stops at once, mid-round: what it had not marked sent, the new
+        # holder publishes again.
+        await keep(
+            self.lease,
+            self._relay,
+            poll_seconds=min(LEASE_POLL_SECONDS, self.lease.renew_seconds),
+            until=self._stopping,
+        )
+
+    async def _relay(self) -> None:
+        """Rounds until stopped, a round at each commit (at least every `poll_seconds`), the last one a flush."""
+        if self.watch is not None:
+            # Another instance may have published, and saved its marks, while this one did not hold the lease.
+            self.watch.forget()
         backoff = self._poll_seconds
         while True:
             # Cleared before reading, so a commit during the publish wakes the next round at once.

@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,9 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crm_shared import metrics
 from crm_shared.batching import BatchConsumer, BatchHandler, Subscription
 from crm_shared.events import configure_time_window
+from crm_shared.leases import HOLDER
 from crm_shared.logging import configure_logging, get_logger
 from crm_shared.outbox import OutboxRelay
 from crm_shared.problems import Problem as Problem  # re-exported: routes import it from here
+from crm_shared.redelivery import LogWatch
 from crm_shared.security import Guard
 from crm_shared.security import admin as security_admin
 from crm_shared.security.audit import AUDIT_INDEXES, AuditTrail
@@ -47,6 +51,8 @@ log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 GRACEFUL_TIMEOUT_SECONDS = 15.0
+DATABASE_RETRY_AFTER = "5"
+"""Seconds a client is asked to wait when the database is unreachable (a restart takes a few)."""
 
 
 def problem_response(
@@ -287,7 +293,7 @@ class Runtime:
             BatchConsumer(
                 subscription,
                 bootstrap=settings.kafka_bootstrap,
-                client_id=f"crm-{settings.service_name}",
+                client_id=settings.client_id,
                 service=settings.service_name,
                 store_ref=self.require_store,
                 broker=self.broker,
@@ -316,7 +322,7 @@ def _log_worker_end(task: asyncio.Task[None]) -> None:
 def build_broker(settings: ServiceSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap,
-        client_id=f"crm-{settings.service_name}",
+        client_id=settings.client_id,
         acks="all",
         # Tansu has no idempotent producer (InitProducerId); consumers deduplicate instead.
         enable_idempotence=False,
@@ -361,7 +367,17 @@ def create_app(
         )
         runtime.store = store
         await store.ensure_indexes(runtime.indexes)
-        relay = OutboxRelay(store, runtime.broker, poll_seconds=settings.relay_poll_seconds)
+        relay = OutboxRelay(
+            store, runtime.broker, poll_seconds=settings.relay_poll_seconds, lease_seconds=settings.lease_seconds
+        )
+        if settings.outbox_redeliver_hours > 0:
+            relay.watch = LogWatch(
+                store,
+                bootstrap=settings.kafka_bootstrap,
+                client_id=settings.client_id,
+                window=timedelta(hours=settings.outbox_redeliver_hours),
+                kafka_options=kafka_client_options(settings),
+            )
         runtime.relay = relay
         await runtime.broker.start()
         await runtime.start_consumers()
@@ -371,11 +387,11 @@ def create_app(
             runtime.guard.keys,
             store,
             bootstrap=settings.kafka_bootstrap,
-            client_id=f"crm-{settings.service_name}",
+            client_id=settings.client_id,
             kafka_options=kafka_client_options(settings),
         )
         await runtime.key_feed.start()
-        log.info("service_started", port=settings.port, database=settings.database_name)
+        log.info("service_started", port=settings.port, database=settings.database_name, holder=HOLDER)
         try:
             yield
         finally:
@@ -383,6 +399,8 @@ def create_app(
             await runtime.stop_workers()
             await runtime.stop_consumers()
             await relay.stop()
+            if relay.watch is not None:
+                await relay.watch.close()
             await runtime.broker.stop()
             await store.close()
             log.info("service_stopped")
@@ -414,7 +432,21 @@ def create_app(
 
     @app.exception_handler(TransientFailure)
     async def _unavailable(request: Request, exc: TransientFailure) -> JSONResponse:
-        return problem_response(503, "Database unavailable", str(exc), request.url.path)
+        return problem_response(
+            503, "Database unavailable", str(exc), request.url.path, headers={"Retry-After": DATABASE_RETRY_AFTER}
+        )
+
+    @app.exception_handler(ConnectionFailure)
+    async def _unreachable(request: Request, exc: ConnectionFailure) -> JSONResponse:
+        # A read outside the store's retries: the database is down or restarting, not the request at fault.
+        log.warning("database_unreachable", path=request.url.path, error=str(exc)[:300])
+        return problem_response(
+            503,
+            "Database unavailable",
+            "the database is unreachable; try again shortly",
+            request.url.path,
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
 
     @app.exception_handler(Exception)
     async def _failed(request: Request, exc: Exception) -> JSONResponse:
@@ -582,5 +614,5 @@ StoreDep = Annotated[Store, Depends(get_store)]
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run one service until SIGINT/SIGTERM."""
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, instance=settings.instance)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -49,8 +49,24 @@ class ServiceSettings(TransportSettings, AuthSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    instance: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=_shared("INSTANCE"),
+        description="Which instance of the service this process is (`crm run --instances`): it tells instances "
+        "apart in the logs and in the broker's client ids; every instance shares the consumer groups and database.",
+    )
     db: str = Field(default="", description="This service's own MongoDB database; defaults to crm_<service>.")
     relay_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    outbox_redeliver_hours: float = Field(
+        default=24,
+        ge=0,
+        le=7 * 24,
+        validation_alias=_shared("OUTBOX_REDELIVER_HOURS"),
+        description="When the broker lost records it had acknowledged (the embedded broker after a restart), the "
+        "outbox records sent in these last hours are published again; 0 turns the check off. At most the 7 days "
+        "sent records are kept.",
+    )
     consumer_retry_attempts: int = Field(default=5, ge=1, le=20)
     consumer_retry_base_seconds: float = Field(default=0.5, gt=0, le=30)
     consumer_batch_max_records: int = Field(
@@ -84,6 +100,15 @@ class ServiceSettings(TransportSettings, AuthSettings):
         le=86400,
         validation_alias=_shared("MAX_CLOCK_SKEW_SECONDS"),
         description="How far ahead of this service's clock an event's time may be.",
+    )
+    lease_seconds: float = Field(
+        default=15,
+        ge=3,
+        le=600,
+        allow_inf_nan=False,
+        validation_alias=_shared("LEASE_SECONDS"),
+        description="How long the lease of a periodic job or of the outbox relay lasts (crm_shared.leases): the "
+        "holder renews it every third of this; another instance takes over this long after the holder died.",
     )
 
     @field_validator("kafka_bootstrap")
@@ -120,3 +145,9 @@ class ServiceSettings(TransportSettings, AuthSettings):
     @property
     def consumer_group(self) -> str:
         return f"crm-{self.service_name}"
+
+    @property
+    def client_id(self) -> str:
+        """The Kafka client id; instance 1 keeps the plain one, so quotas and tooling set on it still apply."""
+        base = f"crm-{self.service_name}"
+        return base if self.instance == 1 else f"{base}-{self.instance}"

@@ -27,7 +27,8 @@ def create_service(settings: CustomerSettings | None = None) -> FastAPI:
     settings = settings or CustomerSettings()
     runtime = Runtime.for_service(settings, indexes=INDEXES)
     consumers.register(runtime)
-    # Profiles stored before search keys existed get theirs, once, in the background.
+    # Profiles stored before search keys existed get theirs, once, in the background. Every instance runs it, with
+    # no lease (crm_shared.leases): each update is conditional and the keys are a function of the profile.
     runtime.run_in_background("search-keys", _backfill_search_keys)
     return create_app(
         runtime,

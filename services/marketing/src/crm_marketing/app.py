@@ -15,6 +15,8 @@ def create_service(settings: MarketingSettings | None = None) -> FastAPI:
     settings = settings or MarketingSettings()
     runtime = Runtime.for_service(settings, indexes=repository.INDEXES)
     consumers.register(runtime, settings)
+    # Every instance, at start-up, with no lease (crm_shared.leases): dropping is idempotent; of two instances
+    # starting together, one may find an index gone under it, log it, and leave the rest to the other.
     runtime.run_in_background("retired-indexes", _drop_retired_indexes)
     return create_app(
         runtime,

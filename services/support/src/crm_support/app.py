@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from crm_shared.leases import leased
 from crm_shared.service import Runtime, create_app
 from crm_support import analysis_api, api, consumers, nps, repository
 from crm_support.field import api as field_api
@@ -30,12 +31,20 @@ def create_service(settings: SupportSettings | None = None) -> FastAPI:
     settings = settings or SupportSettings()
     runtime = Runtime.for_service(settings, indexes=INDEXES)
     consumers.register(runtime, settings.sla_targets, settings.nps_interval)
-    poll = settings.sla_poll_seconds
-    runtime.run_in_background("sla-escalation", lambda store: escalation.run(store, poll))
+    # Each in one instance at a time, under a lease of its name: both are safe to run twice (conditional
+    # updates), but two instances would only race each other.
+    poll, lease_seconds = settings.sla_poll_seconds, settings.lease_seconds
+    runtime.run_in_background(
+        "sla-escalation",
+        leased("sla-escalation", lambda store: escalation.run(store, poll), ttl_seconds=lease_seconds),
+    )
     nps_interval = settings.nps_interval
     if nps_interval is not None:
         nps_poll = settings.nps_poll_seconds
-        runtime.run_in_background("nps-requests", lambda store: nps.run(store, nps_interval, nps_poll))
+        runtime.run_in_background(
+            "nps-requests",
+            leased("nps-requests", lambda store: nps.run(store, nps_interval, nps_poll), ttl_seconds=lease_seconds),
+        )
     app = create_app(
         runtime,
         title="CRM support",
