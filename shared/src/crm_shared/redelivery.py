@@ -3,9 +3,9 @@
 Kafka with replication and `acks=all` keeps every record it acknowledged; the embedded broker (Tansu, in
 memory) keeps nothing across a restart, and a topic deleted and created again starts empty. Either way the
 records a service published and that no consumer had read yet would be gone, and with them the changes they
-carry. So the relay remembers, per topic partition, the highest offset the broker acknowledged to it
-(`relay_marks`, in the service's own database, so a restarted service still knows). Every few seconds, and
-whenever an acknowledgement comes back with a lower offset than remembered, it compares: a log that ends
+carry. So the relay remembers, per topic partition, an offset the broker acknowledged to it (`relay_marks`,
+in the service's own database, so a restarted service still knows). Every few seconds, and whenever an
+acknowledgement comes back with an offset not above the one remembered, it compares: a log that ends at or
 before an offset it was given has lost records. The relay then marks the outbox documents sent within the
 redelivery window unsent again, and publishes them in commit order with the rest; consumers deduplicate on
 the event id, so what had been read already changes nothing.
@@ -78,10 +78,17 @@ class LogWatch:
         self._marks = None
 
     async def acknowledged(self, offsets: Iterable[tuple[str, int, int]]) -> None:
-        """Note the (topic, partition, offset) of each acknowledgement of a round."""
+        """Note the (topic, partition, offset) of each acknowledgement of a round.
+
+        A partition's mark is the lowest offset of its latest round: the first record of a produce request, which
+        any log that still holds the round ends after. (Tansu reports the end of a log as the first offset of its
+        last batch plus one, so the round's highest offset may lie beyond the end it reports.)"""
         marks = await self._loaded()
+        lowest: dict[TopicPartition, int] = {}
         for topic, partition, offset in offsets:
             tp = TopicPartition(topic, partition)
+            lowest[tp] = min(offset, lowest.get(tp, offset))
+        for tp, offset in lowest.items():
             known = marks.get(tp)
             if known is not None and offset <= known:
                 # The broker handed out an offset it had already given: its log started again.

@@ -6,18 +6,23 @@ its own (so restarting it disturbs no other test) and the session's real databas
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from crm_sales.app import create_service
 from crm_sales.settings import SalesSettings
 from crm_shared.embedded import EmbeddedServers, free_port
-from crm_shared.redelivery import RELAY_MARKS
-from crm_shared.store import OUTBOX, unsent_records
+from crm_shared.events import utc_now
+from crm_shared.redelivery import RELAY_MARKS, LogWatch
+from crm_shared.store import OUTBOX, Store, unsent_records
 from crm_shared.topics import Topic
 
 from helpers import ADMIN_HEADERS, TopicReader, broker_of_its_own, eventually
@@ -118,3 +123,29 @@ async def test_nothing_is_published_again_while_the_broker_keeps_its_log(backend
             assert await store.db[OUTBOX].count_documents({"sent_at": None}) == 0
             await place(app, "O-NR-2", "C-NR")
             assert await placed_orders(broker.kafka_bootstrap, "C-NR", 2) == ["O-NR-1", "O-NR-2"]
+
+
+async def test_a_round_of_many_records_in_one_batch_is_no_loss(
+    new_store: Callable[..., Awaitable[Store]], tmp_path: Path
+) -> None:
+    """Tansu reports a log's end as its last batch's first offset + 1: the check must not take that for a loss."""
+    store = await new_store("logwatch")
+    with broker_of_its_own(tmp_path) as broker:
+        watch = LogWatch(store, bootstrap=broker.kafka_bootstrap, client_id="test", window=timedelta(hours=1))
+        producer = AIOKafkaProducer(bootstrap_servers=broker.kafka_bootstrap, acks="all", linger_ms=20)
+        await producer.start()
+        try:
+            for _ in range(3):
+                sent = [await producer.send(Topic.SALES_EVENTS, b"{}", partition=0) for _ in range(5)]
+                acks = await asyncio.gather(*sent)
+                await watch.acknowledged((a.topic, a.partition, a.offset) for a in acks)
+                watch._checked_at = 0.0
+                assert await watch.redeliver_if_lost() == 0
+            await store.db[OUTBOX].insert_one({"_id": "sent-1", "sent_at": utc_now(), "seq": "1", "records": []})
+            broker.stop_broker()
+            broker.start_broker()
+            watch._checked_at = 0.0
+            assert await eventually(watch.redeliver_if_lost, what="the lost log to be noticed") == 1
+        finally:
+            await producer.stop()
+            await watch.close()
