@@ -58,7 +58,8 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     if os.environ.get("CRM_TEST_BACKEND", "embedded") == "containers":
         yield from _containers()
         return
-    servers = EmbeddedServers(tmp_path_factory.mktemp("servers"), free_port(), free_port())
+    # Never killed, so its commits need no fsync (tests/faults kills servers of its own, which do).
+    servers = EmbeddedServers(tmp_path_factory.mktemp("servers"), free_port(), free_port(), sync_on_commit=False)
     servers.start()
     try:
         yield Backend(servers.kafka_bootstrap, servers.mongo_uri, servers)
@@ -86,5 +87,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     for item in items:
         parts = Path(str(item.fspath)).relative_to(root).parts
-        if parts and parts[0] in ("integration", "e2e"):
+        if parts and parts[0] in ("integration", "e2e", "faults"):
             item.add_marker(getattr(pytest.mark, parts[0]))
