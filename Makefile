@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := -e 'shared[embedded]' -e services/customer -e services/sales -e services/support -e services/scoring -e services/marketing
 
-.PHONY: install run test lint format docs docs-check bench clean
+.PHONY: install run test test-faults lint format docs docs-check bench clean
 
 $(STAMP): shared/pyproject.toml services/*/pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 # pytest exits 5 when it collected no test: a run with no tests is not green.
 test: install
 	$(BIN)/pytest; status=$$?; if [ $$status -eq 5 ]; then echo "pytest ran no tests"; exit 1; fi; exit $$status
+
+# The fault-injection suite alone (make test runs it too): kills and restarts the servers and the services.
+test-faults: install
+	$(BIN)/pytest tests/faults
 
 lint: install
 	$(BIN)/ruff check shared services tests benchmarks
