@@ -19,6 +19,8 @@ from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 from crm_shared.leases import HOLDER, LEASES, Lease, LeaseLost, holder_id, holding, keep
 from crm_shared.settings import ServiceSettings
 
+from helpers import eventually
+
 
 @dataclass
 class Written:
@@ -129,15 +131,20 @@ async def test_a_release_deletes_the_lease_only_where_this_holder_has_it() -> No
 
 async def test_a_round_longer_than_the_ttl_renews_the_lease_as_it_runs() -> None:
     leases = FakeLeases()
-    lease = lease_on(leases)
+    lease = lease_on(leases, ttl_seconds=0.9)
     assert await lease.acquire()
 
     async def long_round() -> str:
-        await asyncio.sleep(0.5)
+        # Runs until four renewals (one every 0.3 s) came in meanwhile, however slow the machine is; a holder that
+        # did not renew during the round would leave it waiting out the deadline.
+        async def renewed() -> bool:
+            return leases.writes >= 1 + 4
+
+        await eventually(renewed, timeout=10, what="four renewals during the round")
         return "done"
 
     assert await holding(lease, long_round) == "done"
-    assert leases.writes >= 1 + 4  # a renewal every 0.1 s
+    assert leases.writes >= 1 + 4
     assert lease.held
 
 
@@ -208,7 +215,11 @@ async def test_keep_stops_waiting_for_a_lease_another_holds_when_told_to() -> No
         ran = True
 
     task = asyncio.create_task(keep(lease_on(leases), work, poll_seconds=0.05, until=until))
-    await asyncio.sleep(0.2)
+
+    async def tried() -> bool:  # it keeps trying, however slow the machine
+        return leases.writes >= 3
+
+    await eventually(tried, timeout=10, what="three attempts at the lease")
     until.set()
     await asyncio.wait_for(task, 1)
     assert not ran and leases.writes >= 3 and leases.deletes == []
