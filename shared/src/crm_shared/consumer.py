@@ -110,7 +110,10 @@ def build_dead_letter(raw: Record, reason: str, *, service: str, consumer_group:
         text, redacted = None, False
     truncated = text is not None and len(text) > MAX_TEXT_CHARS
     return DeadLetter(
-        letter_id=f"{raw.topic}:{raw.partition}:{raw.offset}:{consumer_group or service}",
+        # The value's digest too: a broker that started its log again (the embedded one, after a restart) hands
+        # the same offset to another record, whose letter must not pass for the first one's.
+        letter_id=f"{raw.topic}:{raw.partition}:{raw.offset}:{consumer_group or service}:"
+        f"{hashlib.sha256(value).hexdigest()[:16]}",
         reason=reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…",
         service=service,
         consumer_group=consumer_group,

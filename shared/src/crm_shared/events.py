@@ -1518,7 +1518,10 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    letter_id: str = Field(description="<topic>:<partition>:<offset>:<consumer group>; unique per rejected record.")
+    letter_id: str = Field(
+        description="<topic>:<partition>:<offset>:<consumer group>:<first 16 hex digits of the value's SHA-256>; "
+        "unique per rejected record, the same for a redelivery of it."
+    )
     reason: str = Field(max_length=2000)
     service: str
     consumer_group: str | None

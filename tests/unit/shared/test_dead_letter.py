@@ -113,3 +113,13 @@ def test_the_kafka_key_must_be_the_subject(key: bytes | None, subject: str, expe
 
 def test_a_record_that_is_no_envelope_is_left_to_validation() -> None:
     assert key_mismatch(b"C-9", envelope_hints(b"{not json")) is None
+
+
+def test_a_letter_is_told_apart_from_another_records_at_the_same_offset() -> None:
+    """A broker that started its log again (the embedded one restarted) gives an offset out twice."""
+    first = build_dead_letter(message(b"{not json"), "r", service="sales", consumer_group="crm-sales")
+    again = build_dead_letter(message(b"{not json"), "r", service="sales", consumer_group="crm-sales")
+    other = build_dead_letter(message(b"{also not json"), "r", service="sales", consumer_group="crm-sales")
+    assert first.letter_id == again.letter_id  # a redelivery of the record is parked once
+    assert first.letter_id != other.letter_id
+    assert first.letter_id.startswith("crm.ingest.orders:2:41:crm-sales:")
