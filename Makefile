@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := -e 'shared[embedded]' -e services/customer -e services/sales -e services/support -e services/scoring -e services/marketing
+PACKAGES := -e 'shared[embedded]' -e services/customer -e services/sales -e services/support -e services/scoring -e services/marketing -e services/console
 
 .PHONY: install run test test-faults lint format docs docs-check bench clean
 

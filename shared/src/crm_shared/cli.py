@@ -30,7 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crm_shared.embedded import EmbeddedError, EmbeddedServers, ensure_topics
-from crm_shared.platform import Platform, http_json, instance_ports, service_port
+from crm_shared.platform import CONSOLE_PORT, Platform, http_json, instance_ports, service_port
+from crm_shared.security.development import DEMO_USERS, DevelopmentIdentity
 from crm_shared.security.keys import BOOTSTRAP_KEY_ID, key_sha256, new_key
 from crm_shared.settings import SERVICES
 from crm_shared.topics import ALL_TOPICS, DEFAULT_PARTITIONS, Topic
@@ -183,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not env.get("CRM_MATCH_KEY_SECRET"):
         new_match_key = not (data_dir / MATCH_KEY_FILE).exists()
         env["CRM_MATCH_KEY_SECRET"] = development_match_key_secret(data_dir)
+    console_password = _console_identity(args, data_dir, env)
     kafka = os.environ.get("CRM_KAFKA_BOOTSTRAP")
     mongo = os.environ.get("CRM_MONGO_URI")
     servers = EmbeddedServers(
@@ -205,7 +207,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         _warn_if_partitions_are_short(kafka, args.instances)
         each = f", {args.instances} instances of each" if args.instances > 1 else ""
         _say(f"starting the five services{each} ...")
-        platform = Platform(kafka, mongo, ports, data_dir / "logs", instances=args.instances)
+        platform = Platform(
+            kafka,
+            mongo,
+            ports,
+            data_dir / "logs",
+            instances=args.instances,
+            console_port=None if args.no_console else int(env.get("CRM_CONSOLE_PORT", CONSOLE_PORT)),
+        )
         platform.start(env=env)
         if new_match_key:
             _publish_existing_match_keys(env, mongo, data_dir / MATCH_KEY_FILE)
@@ -213,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             load_demo_data(platform, api_key)
         elif not args.no_demo:
             _say("demo data not loaded: CRM_AUTH_ADMIN_KEY_SHA256 is set, so give its key as CRM_API_KEY")
-        _print_addresses(platform, api_key, data_dir / ADMIN_KEY_FILE)
+        _print_addresses(platform, api_key, data_dir / ADMIN_KEY_FILE, console_password, data_dir)
         _wait_for_stop(platform)
         return 0
     except EmbeddedError as exc:
@@ -227,7 +236,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("stopped.")
 
 
-def _print_addresses(platform: Platform, api_key: str | None, key_file: Path) -> None:
+def _console_identity(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> str | None:
+    """The console's session secret; and, unless tokens come from an identity provider already, the development
+    identity: a signing key the services trust and a few users, whose password this returns."""
+    if args.no_console:
+        return None
+    identity = DevelopmentIdentity.under(data_dir)
+    own_provider = any(env.get(f"CRM_AUTH_{name}") for name in ("JWKS_URL", "JWT_PUBLIC_KEY_FILE", "JWT_SECRET"))
+    password = None if own_provider else identity.ensure()
+    if password is not None:
+        env.update(identity.service_env())
+    env.update(identity.console_env(sign_in=password is not None))
+    return password
+
+
+def _print_addresses(
+    platform: Platform,
+    api_key: str | None,
+    key_file: Path,
+    console_password: str | None = None,
+    data_dir: Path | None = None,
+) -> None:
     _say("")
     _say("CRM platform is up. Ctrl-C stops everything.")
     _say(f"  Kafka bootstrap : {platform.kafka_bootstrap}")
@@ -235,6 +264,13 @@ def _print_addresses(platform: Platform, api_key: str | None, key_file: Path) ->
     for service in SERVICES:
         for name, url in zip(platform.instance_names(service), platform.urls(service), strict=True):
             _say(f"  {name:<16}: {url}   (API docs {url}/docs)")
+    if platform.console_port is not None:
+        _say(f"  {'console':<16}: {platform.console_url}   (the web console: sign in in a browser)")
+        if console_password is not None and data_dir is not None:
+            users = ", ".join(user["username"] for user in DEMO_USERS)
+            kept = DevelopmentIdentity.under(data_dir).password_file
+            _say(f"                    users {users}; password {console_password}")
+            _say(f"                    (development only; kept in {kept})")
     _say(f"  logs            : {platform.log_dir}")
     if api_key and key_file.exists():
         _say(f"  admin API key   : {api_key}")
@@ -643,6 +679,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start everything (embedded servers unless CRM_KAFKA_BOOTSTRAP/CRM_MONGO_URI)")
     run.add_argument("--data-dir", default=os.environ.get("CRM_DATA_DIR", "var"), help="where data and logs go")
     run.add_argument("--no-demo", action="store_true", help="do not load the demo customers")
+    run.add_argument(
+        "--no-console",
+        action="store_true",
+        help=f"do not start the web console (CRM_CONSOLE_PORT, default {CONSOLE_PORT})",
+    )
     run.add_argument(
         "--instances",
         type=_instance_count,

@@ -39,6 +39,10 @@ def service_port(name: str, env: Mapping[str, str] = os.environ) -> int:
     return int(env.get(f"CRM_{name.upper()}_PORT", SERVICES[name]))
 
 
+CONSOLE = "console"
+"""The web console's process name: a deployable beside the five services, with no data of its own."""
+CONSOLE_PORT = 8000
+
 INSTANCE_PORT_STEP = 10
 """Instance k of a service listens on its port + 10*(k-1) by default (sales: 8002, 8012, 8022, ...)."""
 
@@ -149,6 +153,8 @@ class Platform:
     instances: int = 1
     further_ports: Mapping[str, Sequence[int]] | PortScheme = "offset"
     """Where instances 2..N listen: see `instance_ports`."""
+    console_port: int | None = None
+    """Start the web console too, on this port, once the services are ready: it calls instance 1 of each."""
     _instances: dict[str, Instance] = field(init=False, repr=False)
     _env: dict[str, str] = field(init=False, repr=False, default_factory=dict)
     _spawner: ThreadPoolExecutor | None = field(init=False, repr=False, default=None)
@@ -159,9 +165,19 @@ class Platform:
             for service, ports in instance_ports(self.ports, self.instances, self.further_ports).items()
             for instance in (Instance(service, k, port) for k, port in enumerate(ports, start=1))
         }
+        if self.console_port is not None:
+            if any(i.port == self.console_port for i in self._instances.values()):
+                raise ValueError(f"the console's port {self.console_port} is a service's")
+            self._instances[CONSOLE] = Instance(CONSOLE, 1, self.console_port)
 
     def url(self, service: str, instance: int = 1) -> str:
         return f"http://{self.host}:{self._instance(instance_name(service, instance)).port}"
+
+    @property
+    def console_url(self) -> str:
+        if self.console_port is None:
+            raise KeyError("this platform has no console (console_port is None)")
+        return self._url(CONSOLE)
 
     def urls(self, service: str) -> list[str]:
         return [self._url(name) for name in self.instance_names(service)]
@@ -182,9 +198,14 @@ class Platform:
     def start(self, env: Mapping[str, str] = os.environ, ready_timeout: float = 90) -> None:
         self._env = dict(env)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in self._instances:
+        services = [name for name in self._instances if name != CONSOLE]
+        for name in services:
             self._spawn(name)
-        self.wait_ready(ready_timeout)
+        self.wait_ready(ready_timeout, services)
+        if self.console_port is not None:
+            self._env.update({f"CRM_CONSOLE_{service.upper()}_URL": self.url(service) for service in self.ports})
+            self._spawn(CONSOLE)
+            self.wait_ready(ready_timeout, [CONSOLE])
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Send `sig` to instance `name`'s process group. After SIGKILL it returns once the process is gone, so

@@ -1,0 +1,17 @@
+"""The sales pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from crm_console.web import CurrentUser, render, requires
+
+router = APIRouter(
+    prefix="/sales", dependencies=[requires("opportunities:read", "activities:read", "forecasts:read", "quotes:read")]
+)
+
+
+@router.get("", response_class=HTMLResponse)
+async def index(request: Request, user: CurrentUser) -> HTMLResponse:
+    return render(request, "sales/index.html")
