@@ -39,7 +39,7 @@ async def sign_in(
         return _page(request, next, "Sign-in by password is not set up here: use a token or an API key.", 400)
     minted = identity.sign_in(username.strip(), password)
     if minted is None:
-        return _page(request, next, "That name and password do not match.", 401)
+        return _page(request, next, "That name and password do not match.", 401, username=username)
     token, name = minted
     return await _start(request, token, name, next, "token")
 
@@ -95,7 +95,9 @@ async def _start(request: Request, credential: str, name: str, next_path: str, k
     return response
 
 
-def _page(request: Request, next_path: str, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+def _page(
+    request: Request, next_path: str, error: str | None = None, status_code: int = 200, *, username: str = ""
+) -> HTMLResponse:
     identity: PasswordSignIn | None = request.app.state.password_sign_in
     return render(
         request,
@@ -104,4 +106,5 @@ def _page(request: Request, next_path: str, error: str | None = None, status_cod
         next=safe_next(next_path),
         error=error,
         roles=identity.roles() if identity else [],
+        username=username,
     )
