@@ -69,7 +69,29 @@ def variables_read_by(cls: type[BaseSettings]) -> set[str]:
 
 
 def test_every_service_and_only_those_are_deployed(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == set(SERVICES) | INFRASTRUCTURE
+    assert set(compose["services"]) == set(SERVICES) | INFRASTRUCTURE | {"console"}
+
+
+def test_the_console_is_built_like_a_service_and_calls_each_one_by_its_compose_name(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm_console.settings import ConsoleSettings
+
+    spec = compose["services"]["console"]
+    assert spec["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert spec["build"]["args"]["SERVICE"] == "console"
+    assert spec["ports"] == ["8000:8000"]
+    environment = {k: str(v) for k, v in spec["environment"].items()}
+    assert not set(environment) - variables_read_by(ConsoleSettings)
+    for name in list(os.environ):
+        if name.startswith("CRM_"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value))
+    settings = ConsoleSettings()
+    assert settings.host == "0.0.0.0" and settings.port == 8000
+    assert settings.service_urls() == {name: f"http://{name}:{port}" for name, port in SERVICES.items()}
+    assert not settings.password_sign_in
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

@@ -15,8 +15,12 @@ from crm_shared.settings import SERVICES
 class ApiError(Exception):
     """A service's answer that was not a success, or no answer: the problem+json fields, when there were some."""
 
-    def __init__(self, service: str, status: int, title: str, detail: str = "", errors: Any = None) -> None:
+    def __init__(
+        self, service: str, status: int, title: str, detail: str = "", errors: Any = None, *, answered: bool = True
+    ) -> None:
         super().__init__(f"{service}: {status} {title}: {detail}")
+        self.answered = answered
+        """False when the service gave no answer at all (refused, timed out): `status` is then the console's 503."""
         self.service = service
         self.status = status
         self.title = title
@@ -73,7 +77,7 @@ class Api:
                 method, f"{self.url(service)}{path}", params=query, json=json, headers=headers
             )
         except httpx.HTTPError as exc:
-            raise ApiError(service, 503, "Service unreachable", f"{type(exc).__name__}: {exc}") from exc
+            raise ApiError(service, 503, "Service unreachable", f"{type(exc).__name__}: {exc}", answered=False) from exc
         if response.status_code >= 400:
             raise ApiError.of(service, response)
         if not expect_json:
