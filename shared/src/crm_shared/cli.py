@@ -1,7 +1,7 @@
 """`crm`: the operators' command line.
 
 crm run       start the broker and database (embedded unless CRM_KAFKA_BOOTSTRAP / CRM_MONGO_URI
-              name real ones), create the topics, start the five services, load demo data
+              name real ones), create the topics, start the five services and the web console, load demo data
 crm topics    create the topics of the contract on CRM_KAFKA_BOOTSTRAP (idempotent)
 crm publish   publish a CloudEvent JSON file (or stdin) to a topic, keyed by its subject
 crm deadletters  print the records the services rejected, with the reasons
@@ -184,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not env.get("CRM_MATCH_KEY_SECRET"):
         new_match_key = not (data_dir / MATCH_KEY_FILE).exists()
         env["CRM_MATCH_KEY_SECRET"] = development_match_key_secret(data_dir)
-    console_password = _console_identity(args, data_dir, env)
+    console_password = console_identity(args, data_dir, env)
     kafka = os.environ.get("CRM_KAFKA_BOOTSTRAP")
     mongo = os.environ.get("CRM_MONGO_URI")
     servers = EmbeddedServers(
@@ -236,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("stopped.")
 
 
-def _console_identity(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> str | None:
+def console_identity(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> str | None:
     """The console's session secret; and, unless tokens come from an identity provider already, the development
     identity: a signing key the services trust and a few users, whose password this returns."""
     if args.no_console:

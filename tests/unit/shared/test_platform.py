@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from crm_shared.cli import build_parser
+from crm_shared.cli import build_parser, console_identity
 from crm_shared.platform import Platform, PortScheme, instance_name, instance_ports, service_env
 from crm_shared.settings import SERVICES, ServiceSettings
 
@@ -103,3 +103,36 @@ def test_crm_run_refuses_an_instance_count_out_of_1_to_4(value: str, capsys: pyt
 def test_crm_run_starts_one_instance_unless_told() -> None:
     assert build_parser().parse_args(["run"]).instances == 1
     assert build_parser().parse_args(["run", "--instances", "4"]).instances == 4
+
+
+def test_the_console_is_a_process_of_the_platform_on_a_port_of_its_own() -> None:
+    with_console = Platform("k:1", "m", dict(SERVICES), Path("unused"), console_port=8000)
+    assert with_console.console_url == "http://127.0.0.1:8000"
+    with pytest.raises(ValueError, match="service's"):
+        Platform("k:1", "m", dict(SERVICES), Path("unused"), console_port=SERVICES["sales"])
+    with pytest.raises(KeyError, match="no console"):
+        _ = platform(dict(SERVICES)).console_url
+
+
+def test_crm_run_makes_a_development_identity_the_services_trust(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
+    password = console_identity(build_parser().parse_args(["run"]), tmp_path, env)
+    assert password and (tmp_path / "console" / "password").read_text() == password
+    assert Path(env["CRM_AUTH_JWT_PUBLIC_KEY_FILE"]).is_file()
+    assert env["CRM_AUTH_JWT_ISSUER"] == env["CRM_CONSOLE_TOKEN_ISSUER"]
+    assert Path(env["CRM_CONSOLE_USERS_FILE"]).is_file()
+    assert len(env["CRM_CONSOLE_SESSION_SECRET"]) >= 32
+
+
+def test_crm_run_leaves_an_identity_provider_of_ones_own_alone(tmp_path: Path) -> None:
+    env = {"CRM_AUTH_JWKS_URL": "https://idp.example/jwks", "CRM_AUTH_JWT_ISSUER": "https://idp.example"}
+    assert console_identity(build_parser().parse_args(["run"]), tmp_path, env) is None
+    assert env["CRM_AUTH_JWT_ISSUER"] == "https://idp.example"
+    assert "CRM_AUTH_JWT_PUBLIC_KEY_FILE" not in env and "CRM_CONSOLE_USERS_FILE" not in env
+    assert "CRM_CONSOLE_SESSION_SECRET" in env
+
+
+def test_crm_run_without_the_console_makes_nothing_for_it(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
+    assert console_identity(build_parser().parse_args(["run", "--no-console"]), tmp_path, env) is None
+    assert env == {} and not (tmp_path / "console").exists()
