@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
@@ -134,15 +135,16 @@ def test_the_development_identity_is_made_once_and_kept_private(tmp_path: Path) 
     assert first not in identity.users_file.read_text()
 
 
-def test_a_service_that_does_not_answer_is_a_503_page_naming_it(console: Console) -> None:
-    console.sign_in_as("admin", "admin")
-
-    def down(request: object) -> object:
-        import httpx
-
+def test_sign_in_asks_the_next_service_when_one_does_not_answer(console: Console) -> None:
+    def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
     console.services.on("GET", "customer", WHOAMI, down)
+    console.services.on("GET", "sales", WHOAMI, (200, {"id": "rep-7", "scopes": []}))
+    assert console.client.post("/sign-in/token", data={"credential": "x"}).status_code == 303
+
+    for service in ("customer", "sales", "support", "scoring", "marketing"):
+        console.services.on("GET", service, WHOAMI, down)
     response = console.client.post("/sign-in/token", data={"credential": "x"})
     assert response.status_code == 503
-    assert "customer service did not answer" in response.text
+    assert "No service answered: customer (503 Service unreachable)" in response.text

@@ -8,7 +8,7 @@ starts, so the console never holds a credential they would refuse.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from crm_console.client import Api, ApiError
 from crm_console.identity import COOKIE, PasswordSignIn, User, new_csrf
 from crm_console.web import CurrentUser, check_csrf, render, safe_next, sessions
+from crm_shared.settings import SERVICES
 
 router = APIRouter()
 
@@ -68,12 +69,19 @@ async def sign_out(request: Request, user: CurrentUser) -> Response:
 
 async def _start(request: Request, credential: str, name: str, next_path: str, kind: str) -> Response:
     api = Api(request.app.state.http, request.app.state.urls, credential)
-    try:
-        who = await api.get("customer", "/v1/auth/whoami")
-    except ApiError as exc:
-        if exc.status in (401, 403):
-            return _page(request, next_path, f"The services did not accept it: {exc.detail or exc.title}", 401)
-        return _page(request, next_path, f"The customer service did not answer ({exc.status} {exc.title}).", 503)
+    who: dict[str, Any] | None = None
+    silent: list[str] = []
+    # Every service trusts the same identities: the first that answers says who this is.
+    for service in SERVICES:
+        try:
+            who = await api.get(service, "/v1/auth/whoami")
+            break
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                return _page(request, next_path, f"The services did not accept it: {exc.detail or exc.title}", 401)
+            silent.append(f"{service} ({exc.status} {exc.title})")
+    if who is None:
+        return _page(request, next_path, f"No service answered: {', '.join(silent)}.", 503)
     user = User(
         subject=str(who["id"]),
         display_name=name or str(who["id"]),
