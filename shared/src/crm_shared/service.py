@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm_shared import metrics
+from crm_shared import deadletters, metrics
 from crm_shared.batching import BatchConsumer, BatchHandler, Subscription
 from crm_shared.events import configure_time_window
 from crm_shared.leases import HOLDER
@@ -224,7 +224,7 @@ class Runtime:
         runtime = cls(
             settings=settings,
             broker=build_broker(settings),
-            indexes=(*indexes, *AUDIT_INDEXES),
+            indexes=(*indexes, *AUDIT_INDEXES, *deadletters.LETTER_INDEXES),
             spec=spec,
             guard=Guard(settings),
         )
@@ -351,6 +351,7 @@ def create_app(
 ) -> FastAPI:
     settings = runtime.settings
     configure_time_window(settings.time_window)
+    deadletters.declare_replays(runtime)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -491,7 +492,7 @@ def create_app(
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    for router in (*routers, security_admin.router):
+    for router in (*routers, security_admin.router, deadletters.router):
         app.include_router(router)
     build_openapi = app.openapi
 

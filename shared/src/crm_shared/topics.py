@@ -25,6 +25,10 @@ class Topic(StrEnum):
 
 
 ALL_TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)
+INGEST_TOPICS: frozenset[str] = frozenset(
+    {Topic.INGEST_ORDERS, Topic.INGEST_TICKETS, Topic.INGEST_INTERACTIONS, Topic.INGEST_CUSTOMERS}
+)
+"""The topics channel systems write: what an operator may replay a corrected record to (crm_shared.deadletters)."""
 
 # Three partitions keep one customer's events in order (key = customer id) while letting
 # a service run up to three consumers per group; enough for the embedded default.

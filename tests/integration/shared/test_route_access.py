@@ -51,6 +51,9 @@ ADMIN_API = {
     "POST /v1/admin/keys/{key_id}/rotate": ADMIN,
     "DELETE /v1/admin/keys/{key_id}": ADMIN,
     "GET /v1/admin/audit": ADMIN,
+    "GET /v1/admin/deadletters": ADMIN,
+    "GET /v1/admin/deadletters/{letter_id}": ADMIN,
+    "POST /v1/admin/deadletters/{letter_id}/replay": ADMIN,
 }
 SCOPE_OF: dict[str, dict[str, str]] = {
     "customer": {
