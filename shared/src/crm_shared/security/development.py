@@ -51,16 +51,24 @@ DEMO_USERS: tuple[dict[str, Any], ...] = (
     {
         "username": "manager-1",
         "display_name": "Max Manager",
-        "scopes": ["records:all", *SALES, *SALES_MORE, "forecasts:write", *SERVICE],
+        "scopes": [
+            "records:all",
+            *SALES,
+            *SALES_MORE,
+            "forecasts:write",
+            *SERVICE,
+            "consents:write",
+            "customers:merge",
+        ],
         "crm_team": ["rep-1"],
-        "role": "sales manager: every record, forecasts and quotas",
+        "role": "sales manager: every record, forecasts and quotas, consents and merges",
     },
     {
         "username": "agent-1",
         "display_name": "Aino Agent",
-        "scopes": ["records:all", *SERVICE],
+        "scopes": ["records:all", *SERVICE, "consents:write"],
         "crm_groups": ["support"],
-        "role": "service agent: the ticket queue",
+        "role": "service agent: the ticket queue, and a caller's consents",
     },
     {
         "username": "marketer-1",
