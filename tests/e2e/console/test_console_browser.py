@@ -107,6 +107,22 @@ async def test_move_an_opportunity_to_the_next_stage(crm_run: RunningCrm, laptop
     async with httpx.AsyncClient(headers=crm_run.admin_headers) as http:
         stored = (await http.get(f"{crm_run.urls['sales']}/v1/opportunities/{opportunity}")).json()
     assert stored["stage"] == wanted
+
+    # The demo opportunity has no expected close date, which the stage after needs: the sales API refuses the
+    # move, the card says why and stays where it is.
+    after = stages[stages.index(wanted) + 1]
+    needs = await laptop.locator(f"[data-testid=stage-column][data-stage='{after}'] header").text_content()
+    assert "expected close" in needs and not stored.get("expected_close")
+    await moved.locator("[data-testid=advance]").click()
+    refused = laptop.locator(f"[data-opportunity-id='{opportunity}'] [data-testid=refusal]")
+    await refused.wait_for()
+    assert "close" in (await refused.text_content()).lower()
+    stayed = f"[data-testid=stage-column][data-stage='{wanted}'] [data-opportunity-id='{opportunity}']"
+    assert await laptop.locator(stayed).count() == 1
+    await screenshot(laptop, "06b-pipeline-refused")
+    async with httpx.AsyncClient(headers=crm_run.admin_headers) as http:
+        stored = (await http.get(f"{crm_run.urls['sales']}/v1/opportunities/{opportunity}")).json()
+        assert stored["stage"] == wanted
     assert laptop.script_errors == []
 
 
