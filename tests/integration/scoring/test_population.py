@@ -11,7 +11,14 @@ from crm_scoring import handlers, repository
 from crm_scoring.app import create_service
 from crm_scoring.domain import Thresholds
 from crm_scoring.settings import ScoringSettings
-from crm_shared.events import OrderPlaced, OrderPlacedEvent, SurveyAnswered, SurveyAnsweredEvent
+from crm_shared.events import (
+    OrderCancelled,
+    OrderCancelledEvent,
+    OrderPlaced,
+    OrderPlacedEvent,
+    SurveyAnswered,
+    SurveyAnsweredEvent,
+)
 from crm_shared.store import Store, outbox_records
 
 from helpers import ADMIN_HEADERS
@@ -153,6 +160,129 @@ async def test_the_population_shows_csat_and_nps_from_the_stored_answers(new_sto
     assert (by_dimension["product"]["nps"], by_dimension["product"]["csat_percent"]) == (-10.0, None)
     assert (by_dimension["people"]["csat_percent"], by_dimension["people"]["csat_answers"]) == (66.67, 3)
     assert (by_dimension["service"]["csat_percent"], by_dimension["service"]["nps_answers"]) == (0.0, 0)
+
+
+def cancel(customer: str, order_id: str, at: datetime) -> OrderCancelledEvent:
+    return OrderCancelledEvent.create(OrderCancelled(customer_id=customer, order_id=order_id), source="/x", time=at)
+
+
+def move(old: str | None, new: str, kind: str, customers: int) -> dict[str, object]:
+    return {"from": old, "to": new, "move": kind, "customers": customers}
+
+
+async def test_tier_movements_count_the_moves_between_value_tiers_per_period(new_store: NewStore) -> None:
+    store = await new_store("scoring_pop", repository.INDEXES)
+    # September: 25 first orders, potential to low_value (900.00 is under the fixed 1000 threshold).
+    tops, others = await seed(store)
+    # October: the 80/20 threshold (900.00) makes the five top spenders high_value.
+    await handlers.refresh_population(store, THRESHOLDS, datetime(2026, 10, 5, 12, tzinfo=UTC))
+    nov = datetime(2026, 11, 3, 9, tzinfo=UTC)
+    # November: two cancelled first orders drop to potential; others[1] drops, buys again and drops again (one
+    # customer, the same move twice); a newcomer's 950.00 goes straight to high_value.
+    newcomer = f"{others[0]}-new"
+    for event in [
+        cancel(tops[0], f"O-{tops[0]}", nov),
+        cancel(others[0], f"O-{others[0]}", nov),
+        cancel(others[1], f"O-{others[1]}", nov + timedelta(days=1)),
+        order(others[1], f"O-{others[1]}-2", "50.00", nov + timedelta(days=2)),
+        cancel(others[1], f"O-{others[1]}-2", nov + timedelta(days=3)),
+        order(newcomer, f"O-{newcomer}", "950.00", nov + timedelta(days=4)),
+    ]:
+        await handlers.apply_event(store, event, THRESHOLDS)
+    # A change from no tier (the event schema allows it) is an entry, neither up nor down; other dimensions and
+    # unknown tiers are not counted.
+    await store.db[repository.SEGMENT_CHANGES].insert_many(
+        [
+            {
+                "_id": "entered",
+                "customer_id": "C-x",
+                "dimension": "value_tier",
+                "old": None,
+                "new": "low_value",
+                "changed_at": nov + timedelta(days=5),
+            },
+            {
+                "_id": "unknown",
+                "customer_id": "C-y",
+                "dimension": "value_tier",
+                "old": "low_value",
+                "new": "gold",
+                "changed_at": nov + timedelta(days=5),
+            },
+        ]
+    )
+    app = create_service(ScoringSettings())
+    app.state.runtime.store = store
+
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://scoring"
+    ) as http:
+        monthly = await http.get("/v1/population/tier-movements")
+        weekly = await http.get(
+            "/v1/population/tier-movements", params={"period": "week", "from": "2026-10-01T00:00:00Z"}
+        )
+        # 2026-11-01T00:00+01:00 is 31 October 23:00 UTC: the range is November 1 to 3 (exclusive 4) in UTC.
+        daily = await http.get(
+            "/v1/population/tier-movements",
+            params={"period": "day", "from": "2026-11-01T00:00:00+01:00", "to": "2026-11-04T00:00:00Z"},
+        )
+        naive = await http.get("/v1/population/tier-movements", params={"from": "2026-11-01T00:00:00"})
+        backwards = await http.get(
+            "/v1/population/tier-movements", params={"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+        )
+        unknown_period = await http.get("/v1/population/tier-movements", params={"period": "year"})
+
+    assert monthly.status_code == 200, monthly.text
+    november = {
+        "upgrades": 2,
+        "downgrades": 3,
+        "entered": 1,
+        "moves": [
+            move(None, "low_value", "entered", 1),
+            move("potential", "low_value", "upgrade", 1),
+            move("potential", "high_value", "upgrade", 1),
+            move("low_value", "potential", "downgrade", 2),
+            move("high_value", "potential", "downgrade", 1),
+        ],
+    }
+    assert monthly.json() == [
+        {
+            "period": "2026-09",
+            "upgrades": 25,
+            "downgrades": 0,
+            "entered": 0,
+            "moves": [move("potential", "low_value", "upgrade", 25)],
+        },
+        {
+            "period": "2026-10",
+            "upgrades": 5,
+            "downgrades": 0,
+            "entered": 0,
+            "moves": [move("low_value", "high_value", "upgrade", 5)],
+        },
+        {"period": "2026-11", **november},
+    ]
+    assert weekly.json() == [
+        {
+            "period": "2026-W41",
+            "upgrades": 5,
+            "downgrades": 0,
+            "entered": 0,
+            "moves": [move("low_value", "high_value", "upgrade", 5)],
+        },
+        {"period": "2026-W45", **november},
+    ]
+    assert daily.json() == [
+        {
+            "period": "2026-11-03",
+            "upgrades": 0,
+            "downgrades": 2,
+            "entered": 0,
+            "moves": [move("low_value", "potential", "downgrade", 1), move("high_value", "potential", "downgrade", 1)],
+        },
+    ]
+    assert (naive.status_code, backwards.status_code, unknown_period.status_code) == (422, 422, 422)
+    assert "offset" in naive.json()["detail"] and "after" in backwards.json()["detail"]
 
 
 def answered(customer: str, survey_id: str, kind: str, score: int, dimension: str) -> SurveyAnsweredEvent:

@@ -311,3 +311,13 @@ def test_any_order_with_duplicates_gives_the_same_scores(data: st.DataObject, po
     as_of = reference.latest_at or T0
     assert other.latest_at == reference.latest_at
     assert domain.score(other, as_of, DEFAULT) == domain.score(reference, as_of, DEFAULT)
+
+
+def test_a_tier_move_is_up_or_down_by_the_tiers_order_and_an_entry_from_no_tier() -> None:
+    assert domain.VALUE_TIERS == ("potential", "low_value", "high_value")
+    assert domain.tier_move("potential", "low_value") == "upgrade"
+    assert domain.tier_move("potential", "high_value") == "upgrade"
+    assert domain.tier_move("low_value", "high_value") == "upgrade"
+    assert domain.tier_move("high_value", "low_value") == "downgrade"
+    assert domain.tier_move("low_value", "potential") == "downgrade"
+    assert domain.tier_move(None, "high_value") == "entered"

@@ -6,12 +6,12 @@ checked: scoring knows customers by id from events, not who owns them, so it has
 
 from collections import Counter
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crm_scoring import domain, handlers, population, repository
 from crm_scoring.population import Population
@@ -845,4 +845,117 @@ async def movements(
     return [
         MovementView(period=k, new=v["new"], lost=v["lost"], reactivated=v["reactivated"])
         for k, v in sorted(rows.items())
+    ]
+
+
+class TierMoveView(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_tier: domain.ValueTier | None = Field(
+        alias="from", description="The tier left; None when the customer had no tier before (an entry)."
+    )
+    to_tier: domain.ValueTier = Field(alias="to", description="The tier reached.")
+    move: domain.TierMove = Field(
+        description="upgrade or downgrade by the tiers' order, potential < low_value < high_value (potential to a "
+        "higher tier is a first counted order); entered for a move from no tier."
+    )
+    customers: int = Field(description="Distinct customers who made this move in the period.")
+
+
+class TierMovementView(BaseModel):
+    """The moves between value tiers in one period (UTC); a period without a value-tier change is left out."""
+
+    period: str = Field(examples=["2026-11"], description="YYYY-MM-DD, YYYY-Www (ISO week) or YYYY-MM, in UTC.")
+    upgrades: int = Field(
+        description="Sum of `customers` over the moves up: a customer who moved up twice in the period "
+        "(potential to low_value to high_value) counts twice."
+    )
+    downgrades: int = Field(description="Sum of `customers` over the moves down.")
+    entered: int = Field(description="Sum of `customers` over the moves from no tier; neither up nor down.")
+    moves: list[TierMoveView] = Field(description="Every move made in the period, by the tiers' order (from, to).")
+
+
+PERIOD_FORMATS = {"day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+"""$dateToString formats giving the same period keys as /population/movements."""
+INVALID_RANGE = "Invalid range"
+
+
+def _as_utc(at: datetime | None, name: str) -> datetime | None:
+    if at is None:
+        return None
+    if at.utcoffset() is None:
+        raise Problem(422, INVALID_RANGE, f"`{name}` is an RFC 3339 time with an offset (e.g. Z)")
+    try:
+        return at.astimezone(UTC)
+    except OverflowError as exc:
+        raise Problem(422, INVALID_RANGE, f"`{name}` is a time between the years 1 and 9999, in UTC") from exc
+
+
+@population_router.get(
+    "/population/tier-movements",
+    response_model=list[TierMovementView],
+    summary="Moves between value tiers per period, oldest first, from the value-tier changes",
+    responses={422: {"description": "An unknown period, a time without offset, or `to` not after `from`"}},
+    dependencies=[requires("scores:read")],
+)
+async def tier_movements(
+    store: StoreDep,
+    period: Annotated[Literal["day", "week", "month"], Query(description="The period to count by (UTC).")] = "month",
+    start: Annotated[
+        datetime | None, Query(alias="from", description="Changes at or after this time, RFC 3339 with an offset.")
+    ] = None,
+    end: Annotated[
+        datetime | None, Query(alias="to", description="Changes before this time, RFC 3339 with an offset.")
+    ] = None,
+) -> list[TierMovementView]:
+    begin, finish = _as_utc(start, "from"), _as_utc(end, "to")
+    if begin is not None and finish is not None and finish <= begin:
+        raise Problem(422, INVALID_RANGE, "`to` must be after `from`")
+    when: dict[str, datetime] = {}
+    if begin is not None:
+        when["$gte"] = begin
+    if finish is not None:
+        when["$lt"] = finish
+    tiers: list[str | None] = list(domain.VALUE_TIERS)
+    pipeline: list[dict[str, Any]] = [
+        # The tier filter is a stage of its own: SecantusDB plans a collection scan for a $match naming fields
+        # outside by_dimension, and uses the index for one on (dimension, changed_at) alone.
+        {"$match": {"dimension": "value_tier", **({"changed_at": when} if when else {})}},
+        {"$match": {"new": {"$in": tiers}, "old": {"$in": [None, *tiers]}}},
+        {
+            "$group": {
+                "_id": {
+                    "period": {"$dateToString": {"format": PERIOD_FORMATS[period], "date": "$changed_at"}},
+                    "old": {"$ifNull": ["$old", None]},
+                    "new": "$new",
+                },
+                "customers": {"$addToSet": "$customer_id"},
+            }
+        },
+        {"$project": {"customers": {"$size": "$customers"}}},
+    ]
+    rows: dict[str, list[TierMoveView]] = {}
+    async for row in await store.db[repository.SEGMENT_CHANGES].aggregate(pipeline):
+        old, new = row["_id"]["old"], row["_id"]["new"]
+        if old == new:
+            continue
+        move = TierMoveView(from_tier=old, to_tier=new, move=domain.tier_move(old, new), customers=row["customers"])
+        rows.setdefault(row["_id"]["period"], []).append(move)
+
+    def rank(move: TierMoveView) -> tuple[int, int]:
+        before = -1 if move.from_tier is None else domain.VALUE_TIERS.index(move.from_tier)
+        return before, domain.VALUE_TIERS.index(move.to_tier)
+
+    def total(moves: list[TierMoveView], kind: domain.TierMove) -> int:
+        return sum(m.customers for m in moves if m.move == kind)
+
+    return [
+        TierMovementView(
+            period=key,
+            upgrades=total(moves, "upgrade"),
+            downgrades=total(moves, "downgrade"),
+            entered=total(moves, "entered"),
+            moves=sorted(moves, key=rank),
+        )
+        for key, moves in sorted(rows.items())
     ]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from crm_shared.money import ExchangeRates
 MODEL_VERSION = "rules-v1"
 
 ValueTier = Literal["potential", "low_value", "high_value"]
+VALUE_TIERS: tuple[ValueTier, ...] = get_args(ValueTier)
+"""The value tiers from lowest to highest: a move to a later one is an upgrade."""
+TierMove = Literal["upgrade", "downgrade", "entered"]
 LifecycleStage = Literal["prospect", "first_time_buyer", "repeat", "stable", "at_risk", "lost", "reactivated"]
 LoyaltyStage = Literal["stranger", "prospect", "buyer", "satisfied", "advocate"]
 ChurnRiskBand = Literal["low", "medium", "high"]
@@ -755,6 +758,14 @@ def initial_segments(thresholds: Thresholds) -> Segments:
         lifecycle_stage((), datetime.min, thresholds),
         churn_risk_band(churn_risk(empty, 0, thresholds)),
     )
+
+
+def tier_move(old: ValueTier | None, new: ValueTier) -> TierMove:
+    """A value-tier change by VALUE_TIERS' order; entered when the customer had no tier before (old None).
+    potential to low_value or high_value, a first counted order, is an upgrade."""
+    if old is None:
+        return "entered"
+    return "upgrade" if VALUE_TIERS.index(new) > VALUE_TIERS.index(old) else "downgrade"
 
 
 def segment_changes(before: Segments, after: Segments) -> list[tuple[SegmentDimension, str | None, str]]:
