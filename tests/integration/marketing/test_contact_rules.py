@@ -371,6 +371,8 @@ async def test_an_order_after_enrolment_is_a_conversion_with_its_revenue(api: tu
     }
     assert (results["holdout_group"]["converted"], results["holdout_group"]["revenue"]) == (1, "50.00")
     assert results["uplift"] == 0.0
+    # 1 of 1 against 1 of 1: each Wilson interval is 0.2065 to 1, so the difference's is 0 +/- 0.7935.
+    assert (round(results["uplift_ci_low"], 4), round(results["uplift_ci_high"], 4)) == (-0.7935, 0.7935)
     assert (results["cost"], results["incremental_revenue"]) == ("0.40", "150.00")
     assert results["roi"] == pytest.approx((150 - 0.40) / 0.40)
 

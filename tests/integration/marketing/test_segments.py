@@ -1,7 +1,9 @@
 """Segments on the real database: kept current from segment changes, consents and orders; counted and exported."""
 
+import base64
 import csv
 import io
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
@@ -424,3 +426,92 @@ async def test_archiving_a_campaign_during_its_launch_stops_the_launch(new_store
     with pytest.raises(handlers.CampaignArchived):
         await handlers.launch_campaign(store, campaign, audience, NOW, NO_HOLDOUT)
     assert await store.db[repository.ENROLMENTS].count_documents({"campaign_id": f"vip-{tag}"}) == 0
+
+
+RULE_HIGH = {"field": "value_tier", "op": "eq", "value": "high_value"}
+
+
+async def test_the_segments_are_listed_by_id_in_pages_each_with_its_count_now(new_store: NewStore) -> None:
+    # A database of its own: the list is every segment there is.
+    store = await new_store("marketing_segment_list", repository.INDEXES)
+    app = create_service()
+    app.state.runtime.store = store
+    tag = uuid.uuid4().hex[:6]
+    tiers = {f"C-{tag}-{i}": tier for i, tier in enumerate(["high_value"] * 3 + ["potential"] * 2)}
+    defined = {
+        "a-high": ({"all": [RULE_HIGH]}, 3),
+        "b-email": ({"all": [{"field": "consent", "op": "contains", "value": "email"}]}, 4),
+        "c-high-without-email": (
+            {"all": [RULE_HIGH, {"field": "consent", "op": "not_contains", "value": "email"}]},
+            0,
+        ),
+        # A dot in the id: the counts are keyed by position, never by the id as a field name.
+        "e.potential": ({"any": [{"field": "value_tier", "op": "in", "value": ["potential"]}]}, 2),
+    }
+    async with httpx.AsyncClient(
+        headers=ADMIN_HEADERS, transport=httpx.ASGITransport(app=app), base_url="http://marketing"
+    ) as http:
+        assert (await http.get("/v1/segments")).json() == {"items": [], "next_cursor": None}
+        # No customer known yet: counted 0, not missing.
+        body = {"segment_id": "a-high", "name": "A-HIGH", "definition": {"all": [RULE_HIGH]}}
+        assert (await http.post("/v1/segments", json=body)).status_code == 201
+        assert [s["count"] for s in (await http.get("/v1/segments")).json()["items"]] == [0]
+
+        for customer, tier in tiers.items():
+            await register(store, customer, {"email": tier == "high_value" or customer.endswith("-3")})
+            await handlers.apply_segment_change(
+                store, tier_change(customer, "low_value", tier, NOW - timedelta(days=3)), DEFAULT_JOURNEYS, NO_HOLDOUT
+            )
+        for segment_id, (definition, _) in defined.items():
+            body = {"segment_id": segment_id, "name": segment_id.upper(), "definition": definition}
+            assert (await http.post("/v1/segments", json=body)).status_code in (200, 201)
+        # What an earlier version stored, no longer accepted: listed with why, not counted, not failing the page.
+        await store.db[repository.SEGMENTS].insert_one({"_id": "d-old", "name": "Old", "definition": OUT_OF_WINDOW})
+
+        everything = await http.get("/v1/segments")
+        assert everything.status_code == 200, everything.text
+        assert everything.json()["next_cursor"] is None
+        listed = {s["segment_id"]: s for s in everything.json()["items"]}
+        assert list(listed) == ["a-high", "b-email", "c-high-without-email", "d-old", "e.potential"]
+        assert {i: s["count"] for i, s in listed.items() if i != "d-old"} == {i: c for i, (_, c) in defined.items()}
+        for segment_id in defined:
+            one = (await http.get(f"/v1/segments/{segment_id}")).json()
+            assert {k: v for k, v in listed[segment_id].items() if k not in ("as_of", "unusable")} == {
+                k: v for k, v in one.items() if k != "as_of"
+            }
+            assert listed[segment_id]["unusable"] is None
+        old = listed["d-old"]
+        assert (old["name"], old["count"], old["definition"]) == ("Old", None, None)
+        assert "is before 1900-01-01" in old["unusable"]
+
+        seen: list[tuple[str, int | None]] = []
+        cursor = None
+        pages = 0
+        while True:
+            params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = (await http.get("/v1/segments", params=params)).json()
+            pages += 1
+            assert len(page["items"]) <= 2
+            seen += [(s["segment_id"], s["count"]) for s in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == 3
+        assert seen == [("a-high", 3), ("b-email", 4), ("c-high-without-email", 0), ("d-old", None), ("e.potential", 2)]
+
+        # A customer moving in is counted on the next read: the counts are live, not kept.
+        await handlers.apply_segment_change(
+            store,
+            tier_change(f"C-{tag}-4", "potential", "high_value", NOW - timedelta(days=1)),
+            DEFAULT_JOURNEYS,
+            NO_HOLDOUT,
+        )
+        first = (await http.get("/v1/segments", params={"limit": 1})).json()
+        assert [(s["segment_id"], s["count"]) for s in first["items"]] == [("a-high", 4)]
+
+        assert (await http.get("/v1/segments", params={"limit": 101})).status_code == 422
+        assert (await http.get("/v1/segments", params={"limit": 0})).status_code == 422
+        operator = base64.urlsafe_b64encode(json.dumps({"segment_id": {"$gt": ""}}).encode()).decode()
+        for bad_cursor in ("not base64!", operator):
+            bad = await http.get("/v1/segments", params={"cursor": bad_cursor})
+            assert bad.status_code == 400 and bad.json()["title"] == "Invalid cursor"

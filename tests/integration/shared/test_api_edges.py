@@ -56,6 +56,7 @@ LIST_ENDPOINTS = [
     ("sales", "/v1/accounts", "at"),
     ("marketing", "/v1/campaigns", "campaign_id"),
     ("marketing", "/v1/segments/edges/members", "customer_id"),
+    ("marketing", "/v1/segments", "segment_id"),
     ("sales", "/v1/admin/deadletters", "at"),
 ]
 

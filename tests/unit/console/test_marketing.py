@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from crm_console.pages.marketing import campaign_status, uplift_interval, wilson
+from crm_console.pages.marketing import campaign_status
 
 from .conftest import Console, FakeServices
 
@@ -82,7 +82,18 @@ VIP = {
     "definition": {"all": [{"field": "value_tier", "op": "eq", "value": "high_value"}], "any": None},
     "count": 137,
     "as_of": "2026-12-03T10:00:00Z",
+    "unusable": None,
 }
+OLD = {
+    "segment_id": "old-rules",
+    "name": "Old",
+    "description": None,
+    "definition": None,
+    "count": None,
+    "as_of": "2026-12-03T10:00:00Z",
+    "unusable": "definition.all.0.rule: is before 1900-01-01",
+}
+UNTARGETED = {**VIP, "segment_id": "lapsed", "name": "Lapsed", "count": 0}
 
 
 def group(enrolled: int, converted: int, revenue: str, rate: float | None, per: str | None) -> dict[str, object]:
@@ -106,6 +117,9 @@ RESULTS = {
     "treated_group": group(70, 56, "2800.00", 0.8, "40.00"),
     "holdout_group": group(80, 48, "1600.00", 0.6, "20.00"),
     "uplift": 0.2,
+    # Newcombe's interval of 56/70 - 48/80, as marketing gives it.
+    "uplift_ci_low": 0.0524,
+    "uplift_ci_high": 0.3339,
     "incremental_revenue": "1400.00",
     "cost": "28.00",
     "roi": 49.0,
@@ -118,6 +132,8 @@ NO_CONTACTS = {
     "treated_group": group(0, 0, "0", None, None),
     "holdout_group": group(0, 0, "0", None, None),
     "uplift": None,
+    "uplift_ci_low": None,
+    "uplift_ci_high": None,
     "incremental_revenue": None,
     "cost": "0",
     "roi": None,
@@ -132,23 +148,7 @@ def index_answers(services: FakeServices) -> None:
         (200, {"items": [ON_SEGMENT, PLANNED, JOURNEY_CAMPAIGN], "next_cursor": "abc"}),
     )
     services.on("GET", "marketing", "/v1/journeys", (200, JOURNEYS))
-    services.on("GET", "marketing", "/v1/segments/vip", (200, VIP))
-
-
-# ---------------------------------------------------------------- the uplift's interval
-
-
-def test_the_uplift_interval_is_newcombes_hybrid_score_interval() -> None:
-    # Newcombe (1998), Statistics in Medicine 17:873, table II example (a): 56/70 - 48/80, method 10.
-    low, high = uplift_interval(56, 70, 48, 80) or (0.0, 0.0)
-    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
-
-
-def test_the_interval_holds_at_no_conversions_and_is_none_without_a_group() -> None:
-    low, high = uplift_interval(0, 10, 0, 10) or (1.0, -1.0)
-    assert low < 0 < high
-    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
-    assert uplift_interval(0, 0, 3, 10) is None and uplift_interval(3, 10, 0, 0) is None
+    services.on("GET", "marketing", "/v1/segments", (200, {"items": [UNTARGETED, OLD, VIP], "next_cursor": "seg2"}))
 
 
 def test_a_campaigns_status_follows_its_dates() -> None:
@@ -162,7 +162,7 @@ def test_a_campaigns_status_follows_its_dates() -> None:
 # ---------------------------------------------------------------- the index
 
 
-def test_the_index_lists_campaigns_journeys_and_the_targeted_segments_counts(console: Console) -> None:
+def test_the_index_lists_campaigns_journeys_and_every_segment_with_its_count(console: Console) -> None:
     console.sign_in_as("marketer", *MARKETER)
     index_answers(console.services)
     page = console.client.get("/marketing")
@@ -176,8 +176,16 @@ def test_the_index_lists_campaigns_journeys_and_the_targeted_segments_counts(con
     assert 'badge good">running' in page.text and 'badge warn">planned' in page.text
     assert f"{NOW - timedelta(days=3):%Y-%m-%d}" in page.text
     assert page.text.count('data-testid="journey-row"') == 2 and "a complaint is filed" in page.text
-    assert 'data-testid="segment-count">137<' in page.text
-    assert console.services.sent("GET", "marketing", "/v1/segments/vip")
+    (listed,) = console.services.sent("GET", "marketing", "/v1/segments")
+    assert listed.headers["authorization"] == "Bearer token-1"
+    assert parse_qs(listed.url.query.decode()) == {"limit": ["20"]}
+    # Every segment, targeted by a campaign or not, in the service's order, with the service's count.
+    assert page.text.count('data-testid="segment-row"') == 3
+    assert page.text.index(">Lapsed</a>") < page.text.index(">Old</a>") < page.text.index(">VIPs</a>")
+    assert 'data-testid="segment-count">0<' in page.text and 'data-testid="segment-count">137<' in page.text
+    assert not console.services.sent("GET", "marketing", "/v1/segments/vip")
+    assert '/marketing?segments_cursor=seg2">More segments' in page.text
+    assert 'hx-get="/marketing" hx-trigger="every 30s"' in page.text
     assert '/marketing?cursor=abc">More campaigns' in page.text
 
 
@@ -190,35 +198,85 @@ def test_the_next_page_of_campaigns_passes_the_cursor(console: Console) -> None:
     ]
 
 
-def test_the_htmx_refresh_returns_only_the_segments(console: Console) -> None:
+def test_the_next_page_of_segments_passes_its_cursor_and_keeps_the_campaigns_page(console: Console) -> None:
     console.sign_in_as("marketer", *MARKETER)
     index_answers(console.services)
-    fragment = console.htmx("GET", "/marketing")
+    page = console.client.get("/marketing?segments_cursor=seg2&cursor=abc")
+    assert page.status_code == 200
+    (listed,) = console.services.sent("GET", "marketing", "/v1/segments")
+    assert parse_qs(listed.url.query.decode()) == {"limit": ["20"], "cursor": ["seg2"]}
+    assert parse_qs(console.services.sent("GET", "marketing", "/v1/campaigns")[0].url.query.decode())["cursor"] == [
+        "abc"
+    ]
+    # The refresh counts this page again; each "More" link keeps the other list's page.
+    assert 'hx-get="/marketing?segments_cursor=seg2"' in page.text
+    assert '/marketing?segments_cursor=seg2&amp;cursor=abc">More segments' in page.text
+    assert '/marketing?cursor=abc&amp;segments_cursor=seg2">More campaigns' in page.text
+
+
+def test_the_last_page_of_segments_has_no_more_link_and_none_says_so(console: Console) -> None:
+    console.sign_in_as("marketer", *MARKETER)
+    index_answers(console.services)
+    console.services.on("GET", "marketing", "/v1/segments", (200, {"items": [], "next_cursor": None}))
+    page = console.client.get("/marketing")
+    assert page.status_code == 200
+    assert "No segment is defined yet." in page.text and "More segments" not in page.text
+
+
+def test_the_htmx_refresh_counts_the_same_page_of_segments_again_and_nothing_else(console: Console) -> None:
+    console.sign_in_as("marketer", *MARKETER)
+    index_answers(console.services)
+    fragment = console.htmx("GET", "/marketing?segments_cursor=seg2")
     assert fragment.status_code == 200
     assert "<html" not in fragment.text and 'data-testid="segment-count">137<' in fragment.text
+    (listed,) = console.services.sent("GET", "marketing", "/v1/segments")
+    assert parse_qs(listed.url.query.decode())["cursor"] == ["seg2"]
+    assert not console.services.sent("GET", "marketing", "/v1/campaigns")
+    assert not console.services.sent("GET", "marketing", "/v1/journeys")
 
 
 def test_a_segment_that_cannot_be_counted_says_why_and_the_rest_shows(console: Console) -> None:
     console.sign_in_as("marketer", *MARKETER)
     index_answers(console.services)
-    console.services.on(
-        "GET",
-        "marketing",
-        "/v1/segments/vip",
-        (409, {"title": "Segment definition unusable", "detail": "stored under older rules"}),
-    )
     page = console.client.get("/marketing")
     assert page.status_code == 200
-    assert 'class="problem">marketing: 409 Segment definition unusable: stored under older rules' in page.text
+    assert 'data-testid="segment-unusable">Stored under rules no longer accepted' in page.text
+    assert "is before 1900-01-01" in page.text
+    assert page.text.count('data-testid="segment-count"') == 2
+    assert page.text.count('data-testid="campaign-row"') == 3
+
+
+def test_a_refused_or_failed_segment_list_empties_only_its_card(console: Console) -> None:
+    console.sign_in_as("marketer", *MARKETER)
+    index_answers(console.services)
+    console.services.on("GET", "marketing", "/v1/segments", (403, {"title": "Forbidden"}))
+    page = console.client.get("/marketing")
+    assert page.status_code == 200
+    assert "Not allowed: the segments need the scope segments:read." in page.text
+    assert page.text.count('data-testid="campaign-row"') == 3
+    console.services.on("GET", "marketing", "/v1/segments", (503, {"title": "Database unavailable"}))
+    page = console.client.get("/marketing")
+    assert page.status_code == 200
+    assert 'class="problem">marketing: 503 Database unavailable' in page.text
     assert page.text.count('data-testid="campaign-row"') == 3
 
 
 def test_a_user_with_segments_only_sees_no_campaign_card(console: Console) -> None:
     console.sign_in_as("analyst", "segments:read")
+    index_answers(console.services)
     page = console.client.get("/marketing")
     assert page.status_code == 200
     assert not console.services.sent("GET", "marketing", "/v1/campaigns")
-    assert 'data-testid="campaigns"' not in page.text and "Segments" in page.text
+    assert 'data-testid="campaigns"' not in page.text and 'data-testid="segment-count">137<' in page.text
+
+
+def test_a_user_with_campaigns_only_is_not_shown_or_asked_for_segments(console: Console) -> None:
+    console.sign_in_as("planner", "campaigns:read")
+    index_answers(console.services)
+    page = console.client.get("/marketing")
+    assert page.status_code == 200
+    assert not console.services.sent("GET", "marketing", "/v1/segments")
+    assert 'id="segments"' not in page.text and page.text.count('data-testid="campaign-row"') == 3
 
 
 def test_the_marketing_pages_need_a_marketing_scope(console: Console) -> None:
@@ -244,7 +302,12 @@ def test_a_campaigns_page_shows_its_facts_and_results(console: Console) -> None:
     assert 'data-testid="treated-contacts">70<' in text and 'data-testid="holdout-contacts">80<' in text
     assert "80.0 %" in text and "60.0 %" in text and "2,800.00 EUR" in text and "1,600.00 EUR" in text
     assert "+20.0 points" in text
+    # The service's interval, shown as it is given: the console computes none of its own.
     assert "+5.2 to +33.4 points" in text and "treated converts better" in text
+    interval = {**RESULTS, "uplift_ci_low": -0.01, "uplift_ci_high": 0.41}
+    console.services.on("GET", "marketing", "/v1/campaigns/win-back-q4/results", (200, interval))
+    shown = console.client.get("/marketing/campaigns/win-back-q4").text
+    assert "-1.0 to +41.0 points" in shown and "no clear difference" in shown
     assert 'data-testid="roi">4900.0 %' in text
     assert '<canvas data-testid="results-chart"' in text
     assert 'data-src="/marketing/campaigns/win-back-q4/results.json"' in text
@@ -260,6 +323,7 @@ def test_a_campaign_without_contacts_shows_zeros_and_no_interval(console: Consol
     page = console.client.get("/marketing/campaigns/win-back-q4")
     assert page.status_code == 200
     assert 'data-testid="treated-contacts">0<' in page.text and "needs contacts in both groups" in page.text
+    assert 'data-testid="uplift-interval">\u2013</dd>' in page.text
     assert 'data-testid="results-chart"' in page.text
 
 
@@ -439,19 +503,60 @@ MOVEMENTS = [
 DISTRIBUTION = {"customers": 40, "value_tier": {"high_value": 8, "low_value": 20, "potential": 12}}
 
 
+def tier_move(old: str | None, new: str, kind: str, customers: int) -> dict[str, object]:
+    return {"from": old, "to": new, "move": kind, "customers": customers}
+
+
+TIER_MOVEMENTS = [
+    {
+        "period": "2026-10",
+        "upgrades": 30,
+        "downgrades": 0,
+        "entered": 0,
+        "moves": [
+            tier_move("potential", "low_value", "upgrade", 25),
+            tier_move("low_value", "high_value", "upgrade", 5),
+        ],
+    },
+    {
+        "period": "2026-11",
+        "upgrades": 2,
+        "downgrades": 3,
+        "entered": 1,
+        "moves": [
+            tier_move(None, "low_value", "entered", 1),
+            tier_move("potential", "high_value", "upgrade", 1),
+            tier_move("low_value", "high_value", "upgrade", 1),
+            tier_move("low_value", "potential", "downgrade", 2),
+            tier_move("high_value", "potential", "downgrade", 1),
+        ],
+    },
+]
+
+
 def test_the_population_page_shows_the_pareto_curve_and_the_movements(console: Console) -> None:
     console.sign_in_as("marketer", *MARKETER)
     console.services.on("GET", "scoring", "/v1/population/pareto", (200, PARETO))
     console.services.on("GET", "scoring", "/v1/population/movements", (200, MOVEMENTS))
+    console.services.on("GET", "scoring", "/v1/population/tier-movements", (200, TIER_MOVEMENTS))
     console.services.on("GET", "scoring", "/v1/population", (200, DISTRIBUTION))
     page = console.client.get("/marketing/population?period=week")
     assert page.status_code == 200
     (asked,) = console.services.sent("GET", "scoring", "/v1/population/movements")
     assert asked.url.params["period"] == "week"
+    (asked_tiers,) = console.services.sent("GET", "scoring", "/v1/population/tier-movements")
+    assert asked_tiers.url.params["period"] == "week"
     assert "75.1 %" in page.text and "12,000.00 EUR" in page.text
     assert 'data-src="/marketing/population/pareto.json"' in page.text
     assert 'data-src="/marketing/population/movements.json?period=week"' in page.text
+    assert 'data-src="/marketing/population/tier-movements.json?period=week"' in page.text
     assert "<td>2026-11</td>" in page.text and "<td>high_value</td>" in page.text
+    # The table under the value-tier chart: the totals and every move of the period.
+    tier_table = page.text.split('data-testid="tier-movements-table"')[1].split("</table>")[0]
+    assert '<td class="num">2</td><td class="num">3</td><td class="num">1</td>' in tier_table
+    assert "no tier → low_value: 1; potential → high_value: 1;" in tier_table
+    assert "potential → low_value: 25; low_value → high_value: 5" in tier_table
+    assert "keeps no history" not in page.text
 
 
 def test_the_population_json_endpoints_feed_the_charts(console: Console) -> None:
@@ -472,11 +577,47 @@ def test_the_population_json_endpoints_feed_the_charts(console: Console) -> None
     assert console.client.get("/marketing/population/movements.json?period=year").status_code == 422
 
 
+def test_the_tier_movements_json_stacks_the_moves_by_kind_and_tier_reached(console: Console) -> None:
+    console.sign_in_as("marketer", *MARKETER)
+    console.services.on("GET", "scoring", "/v1/population/tier-movements", (200, TIER_MOVEMENTS))
+    tiers = console.client.get("/marketing/population/tier-movements.json?period=week").json()
+    assert console.services.sent("GET", "scoring", "/v1/population/tier-movements")[0].url.params["period"] == "week"
+    assert tiers == {
+        "period": "week",
+        "periods": ["2026-10", "2026-11"],
+        "upgrades": [30, 2],
+        "downgrades": [0, 3],
+        "entered": [0, 1],
+        # Upgrades, then downgrades, then entries; each by the tier reached, lowest first. The two upgrades to
+        # high_value of November (from potential and from low_value) are one stack segment.
+        "series": [
+            {"move": "upgrade", "to": "low_value", "customers": [25, 0]},
+            {"move": "upgrade", "to": "high_value", "customers": [5, 2]},
+            {"move": "downgrade", "to": "potential", "customers": [0, 3]},
+            {"move": "entered", "to": "low_value", "customers": [0, 1]},
+        ],
+    }
+    assert console.client.get("/marketing/population/tier-movements.json?period=year").status_code == 422
+
+
+def test_the_tier_movements_json_passes_on_a_refusal_and_an_empty_history_says_so(console: Console) -> None:
+    console.sign_in_as("marketer", *MARKETER)
+    console.services.on("GET", "scoring", "/v1/population/tier-movements", (403, {"title": "Forbidden"}))
+    refused = console.client.get("/marketing/population/tier-movements.json")
+    assert (refused.status_code, refused.json()["title"], refused.json()["service"]) == (403, "Forbidden", "scoring")
+    console.services.on("GET", "scoring", "/v1/population/tier-movements", (200, []))
+    console.services.on("GET", "scoring", "/v1/population", (200, DISTRIBUTION))
+    page = console.client.get("/marketing/population")
+    assert "No customer has changed value tier yet." in page.text
+    assert "tier-movements-chart" not in page.text
+
+
 def test_without_scores_read_the_population_cards_say_not_allowed(console: Console) -> None:
     console.sign_in_as("marketer", "campaigns:read", "segments:read")
     page = console.client.get("/marketing/population")
     assert page.status_code == 200
-    assert page.text.count('data-testid="not-allowed"') == 3
+    assert page.text.count('data-testid="not-allowed"') == 4
+    assert not console.services.sent("GET", "scoring", "/v1/population/tier-movements")
     assert not console.services.sent("GET", "scoring", "/v1/population/pareto")
 
 

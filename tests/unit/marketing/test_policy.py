@@ -152,3 +152,27 @@ def test_without_a_holdout_or_a_cost_there_is_no_uplift_or_roi() -> None:
     nobody = domain.GroupOutcome(enrolled=0, converted=0, orders=0, revenue=Decimal(0))
     results = domain.CampaignResults(treated, nobody, Decimal(0))
     assert (results.uplift, results.incremental_revenue, results.roi) == (None, None, None)
+    assert results.uplift_interval is None
+    assert domain.CampaignResults(nobody, treated, Decimal(0)).uplift_interval is None
+
+
+def test_the_uplifts_interval_is_newcombes_hybrid_score_interval() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:873, table II, example (a) by method 10: 56/70 - 48/80.
+    results = domain.CampaignResults(
+        treated=domain.GroupOutcome(enrolled=70, converted=56, orders=56, revenue=Decimal("0")),
+        holdout=domain.GroupOutcome(enrolled=80, converted=48, orders=48, revenue=Decimal("0")),
+        cost=Decimal(0),
+    )
+    assert results.uplift == pytest.approx(0.2)
+    low, high = results.uplift_interval or (0.0, 0.0)
+    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
+
+
+def test_the_interval_holds_at_no_and_at_every_conversion() -> None:
+    # Wilson's upper bound at 0 of n is z^2 / (n + z^2): 0.2775 at n = 10, where a normal interval is 0 wide.
+    assert domain.wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=5e-5))
+    assert domain.wilson_interval(10, 10) == (pytest.approx(0.7225, abs=5e-5), pytest.approx(1.0))
+    low, high = domain.difference_interval(0, 10, 0, 10) or (1.0, -1.0)
+    assert (round(low, 4), round(high, 4)) == (-0.2775, 0.2775)
+    low, high = domain.difference_interval(10, 10, 0, 10) or (0.0, 0.0)
+    assert (round(low, 4), round(high, 4)) == (0.6075, 1.0)

@@ -179,6 +179,17 @@ class ResultsView(BaseModel):
     treated_group: GroupView
     holdout_group: GroupView
     uplift: float | None = Field(description="Treated minus holdout conversion rate; null without a holdout.")
+    uplift_ci_low: float | None = Field(
+        description="Lower bound of the uplift's 95% confidence interval: Newcombe's hybrid score interval (1998, "
+        "method 10) of the difference of the two conversion rates, from each group's Wilson score interval; null "
+        "without contacts in both groups.",
+        examples=[0.0524],
+    )
+    uplift_ci_high: float | None = Field(
+        description="Upper bound of the uplift's 95% confidence interval (Newcombe's hybrid score interval); null "
+        "without contacts in both groups.",
+        examples=[0.3339],
+    )
     incremental_revenue: Decimal | None = Field(
         description="(Treated - holdout revenue per customer) x contacted customers."
     )
@@ -326,7 +337,7 @@ async def archive_campaign(store: StoreDep, settings: SettingsDep, campaign_id: 
 @router.get(
     "/campaigns/{campaign_id}/results",
     response_model=ResultsView,
-    summary="Contacted vs holdout: conversions, revenue, conversion rates, uplift, cost and ROI",
+    summary="Contacted vs holdout: conversions, revenue, conversion rates, uplift with its 95% interval, cost and ROI",
     responses={404: {"description": "No such campaign"}},
     dependencies=[requires("campaigns:read")],
 )
@@ -371,6 +382,7 @@ async def campaign_results(store: StoreDep, settings: SettingsDep, campaign_id: 
     results = domain.CampaignResults(
         outcome("treated", counts["contacted"]), outcome("holdout", counts["holdout"]), cost
     )
+    interval = results.uplift_interval
     return ResultsView(
         campaign_id=campaign_id,
         currency=currency,
@@ -381,6 +393,8 @@ async def campaign_results(store: StoreDep, settings: SettingsDep, campaign_id: 
         treated_group=GroupView.of(results.treated),
         holdout_group=GroupView.of(results.holdout),
         uplift=results.uplift,
+        uplift_ci_low=interval[0] if interval else None,
+        uplift_ci_high=interval[1] if interval else None,
         incremental_revenue=results.incremental_revenue,
         cost=cost,
         roi=results.roi,
@@ -587,6 +601,25 @@ class SegmentView(SegmentDefinition):
     as_of: datetime
 
 
+class SegmentListItem(BaseModel):
+    """A segment as GET /v1/segments/{segment_id} shows it; one stored under rules no longer accepted is listed
+    with why, and no definition or count, so it can be found and deleted."""
+
+    segment_id: str
+    name: str
+    description: str | None = None
+    definition: Group | None = Field(description="Null when the stored definition is no longer accepted.")
+    count: int | None = Field(description="Customers in the segment now; null when its definition is unusable.")
+    as_of: datetime = Field(description="When the page was counted (every segment of a page at the same time).")
+    unusable: str | None = Field(
+        default=None,
+        description="Why the stored definition is no longer accepted: delete the segment and define it again.",
+    )
+
+
+SegmentLimit = Annotated[int, Query(ge=1, le=100, description="Page size: each segment of the page is counted.")]
+
+
 class MemberView(BaseModel):
     customer_id: str
     value_tier: str | None = None
@@ -622,6 +655,22 @@ def _segment_filter(segment: SegmentDefinition, now: datetime) -> dict[str, Any]
     return query
 
 
+class UnusableSegment(Exception):
+    """A segment stored under older rules (or limits) that no longer hold; the message says which."""
+
+
+def _stored_segment(doc: dict[str, Any], now: datetime) -> tuple[SegmentDefinition, dict[str, Any]]:
+    """The stored segment checked again as if defined now, with its filter; UnusableSegment when it fails."""
+    try:
+        segment = SegmentDefinition(segment_id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+        return segment, _segment_filter(segment, now)
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors() if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
+        raise UnusableSegment(
+            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:3])
+        ) from None
+
+
 async def _segment(store: Store, segment_id: str) -> SegmentDefinition:
     """The stored segment, checked again as if defined now: one stored under older rules (or limits) that no
     longer hold answers 409, saying why, rather than failing every read; it can still be deleted."""
@@ -629,15 +678,12 @@ async def _segment(store: Store, segment_id: str) -> SegmentDefinition:
     if doc is None:
         raise Problem(404, "Segment not found", f"no segment {segment_id}")
     try:
-        segment = SegmentDefinition(segment_id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
-        _segment_filter(segment, utc_now())
-    except (ValidationError, ValueError) as exc:
-        errors = exc.errors() if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
-        reason = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:3])
+        segment, _ = _stored_segment(doc, utc_now())
+    except UnusableSegment as exc:
         raise Problem(
             409,
             "Segment definition unusable",
-            f"segment {segment_id} is stored with a definition that is no longer accepted ({reason}); "
+            f"segment {segment_id} is stored with a definition that is no longer accepted ({exc}); "
             f"delete it (DELETE /v1/segments/{segment_id}) and define it again",
         ) from None
     return segment
@@ -686,6 +732,49 @@ async def define_segment(
             ) from None
         response.status_code = status.HTTP_200_OK
     return await _segment_view(store, segment)
+
+
+@router.get(
+    "/segments",
+    response_model=Page[SegmentListItem],
+    summary="The segments by id, a page at a time, each with how many customers are in it now",
+    description="Counts are live, computed for each page when it is read: one pass over the customers counts "
+    "every segment of the page, so a page is at most 100 segments (20 by default). A segment stored under rules "
+    "no longer accepted is listed with `unusable` saying why, and no count.",
+    dependencies=[requires("segments:read")],
+)
+async def segments(store: StoreDep, limit: SegmentLimit = 20, cursor: Cursor = None) -> Page[SegmentListItem]:
+    query: dict[str, Any] = {}
+    after = decode_cursor(cursor)
+    if after is not None:
+        query["_id"] = {"$gt": cursor_id(after, "segment_id")}
+    docs = await store.db[repository.SEGMENTS].find(query).sort("_id", 1).limit(limit + 1).to_list(limit + 1)
+    now = utc_now()
+    checked: list[tuple[dict[str, Any], SegmentDefinition | None, str | None]] = []
+    filters: dict[str, dict[str, Any]] = {}
+    for doc in docs[:limit]:
+        try:
+            segment, filters[doc["_id"]] = _stored_segment(doc, now)
+            checked.append((doc, segment, None))
+        except UnusableSegment as exc:
+            checked.append((doc, None, str(exc)))
+    counts = await repository.count_matching(store.db, repository.ATTRIBUTES, filters)
+    items = [
+        SegmentListItem(**segment.model_dump(), count=counts[segment.segment_id], as_of=now)
+        if segment is not None
+        else SegmentListItem(
+            segment_id=doc["_id"],
+            name=str(doc.get("name", "")),
+            description=doc["description"] if isinstance(doc.get("description"), str) else None,
+            definition=None,
+            count=None,
+            as_of=now,
+            unusable=reason,
+        )
+        for doc, segment, reason in checked
+    ]
+    next_cursor = encode_cursor({"segment_id": items[-1].segment_id}) if len(docs) > limit else None
+    return Page[SegmentListItem](items=items, next_cursor=next_cursor)
 
 
 @router.get(

@@ -14,6 +14,7 @@ atomically). Only a contacted enrolment reaches the customer and spends the budg
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -309,6 +310,32 @@ class GroupOutcome:
         return self.revenue / self.enrolled if self.enrolled else None
 
 
+Z_95 = 1.959964
+"""The standard normal quantile of a two-sided 95% interval."""
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson's score interval of a proportion (n > 0): sound at 0 and n successes, where the normal one collapses."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def difference_interval(
+    successes_1: int, n_1: int, successes_2: int, n_2: int, z: float = Z_95
+) -> tuple[float, float] | None:
+    """Newcombe's hybrid score interval (1998, his method 10) of p1 - p2, from the Wilson interval of each
+    proportion; None when a group is empty."""
+    if n_1 <= 0 or n_2 <= 0:
+        return None
+    p1, p2 = successes_1 / n_1, successes_2 / n_2
+    l1, u1 = wilson_interval(successes_1, n_1, z)
+    l2, u2 = wilson_interval(successes_2, n_2, z)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
 @dataclass(frozen=True)
 class CampaignResults:
     treated: GroupOutcome
@@ -320,6 +347,12 @@ class CampaignResults:
         """Treated minus holdout conversion rate (absolute); None without both groups."""
         t, h = self.treated.conversion_rate, self.holdout.conversion_rate
         return t - h if t is not None and h is not None else None
+
+    @property
+    def uplift_interval(self) -> tuple[float, float] | None:
+        """The uplift's 95% confidence interval (Newcombe's hybrid score interval); None without both groups."""
+        t, h = self.treated, self.holdout
+        return difference_interval(t.converted, t.enrolled, h.converted, h.enrolled)
 
     @property
     def incremental_revenue(self) -> Decimal | None:

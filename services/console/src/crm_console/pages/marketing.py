@@ -1,15 +1,14 @@
 """The marketer's pages: segments with their live counts, the journeys and campaigns, a campaign's results (treated
-against holdout, uplift with its confidence interval, ROI) and the population's Pareto curve and movements.
+against holdout, uplift with its confidence interval, ROI) and the population's Pareto curve, lifecycle movements
+and value-tier movements.
 
-Every figure comes from the marketing and scoring services; the console only computes the uplift's confidence
-interval from the counts marketing returns (marketing gives the uplift, not its interval).
+Every figure comes from the marketing and scoring services, the uplift's confidence interval included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,8 +27,7 @@ router = APIRouter(prefix="/marketing", dependencies=[requires("campaigns:read",
 
 Period = Literal["day", "week", "month"]
 MAX_DEFINITION = 20_000
-Z_95 = 1.959964
-"""The standard normal quantile of a two-sided 95% interval."""
+SEGMENTS_PER_PAGE = 20
 
 SEGMENT_EXAMPLE = {
     "all": [
@@ -72,31 +70,6 @@ def _path_id(value: str) -> str:
     return quote(value, safe="")
 
 
-# ---------------------------------------------------------------- the uplift's interval
-
-
-def wilson(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson's score interval of a proportion: sound at 0 and n successes, where the normal one collapses."""
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def uplift_interval(
-    treated_converted: int, treated: int, holdout_converted: int, holdout: int, z: float = Z_95
-) -> tuple[float, float] | None:
-    """Newcombe's hybrid score interval (his method 10) of the difference of two conversion rates, treated minus
-    holdout; None when a group is empty."""
-    if treated <= 0 or holdout <= 0:
-        return None
-    p1, p2 = treated_converted / treated, holdout_converted / holdout
-    l1, u1 = wilson(treated_converted, treated, z)
-    l2, u2 = wilson(holdout_converted, holdout, z)
-    d = p1 - p2
-    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-
-
 # ---------------------------------------------------------------- campaigns
 
 
@@ -123,48 +96,43 @@ def _with_status(campaigns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-async def _segments_of(api: Api, campaigns: list[dict[str, Any]]) -> list[Card]:
-    """The segments the campaigns target, each with its count now: marketing has no route listing every segment."""
-    ids = sorted({c["segment_id"] for c in campaigns if c.get("segment_id")})
-    cards = await asyncio.gather(*(_card(api.get("marketing", f"/v1/segments/{_path_id(i)}")) for i in ids))
-    for segment_id, card in zip(ids, cards, strict=True):
-        if card.data is None:
-            card.data = {"segment_id": segment_id}
-    return list(cards)
+async def _segments(api: Api, cursor: str) -> Card:
+    """A page of the segments, each counted by marketing when the page is read."""
+    return await _card(api.get("marketing", "/v1/segments", limit=SEGMENTS_PER_PAGE, cursor=cursor or None))
 
 
 @router.get("", response_class=HTMLResponse)
-async def index(request: Request, user: CurrentUser, api: UserApi, cursor: str = "") -> HTMLResponse:
+async def index(
+    request: Request, user: CurrentUser, api: UserApi, cursor: str = "", segments_cursor: str = ""
+) -> HTMLResponse:
+    may_segments = user.may("segments:read")
+    pages = {"cursor": cursor, "segments_cursor": segments_cursor}
+    if is_htmx(request):
+        # The live refresh: the same page of segments, counted again; the campaigns are not asked for.
+        segments = await _segments(api, segments_cursor) if may_segments else None
+        return render(request, "marketing/_segments.html", segments=segments, pages=pages)
     may_campaigns = user.may("campaigns:read")
-    campaigns, journeys = await asyncio.gather(
+    campaigns, journeys, segments = await asyncio.gather(
         _card(api.get("marketing", "/v1/campaigns", limit=100, cursor=cursor or None)) if may_campaigns else _nothing(),
         _card(api.get("marketing", "/v1/journeys")) if may_campaigns else _nothing(),
+        _segments(api, segments_cursor) if may_segments else _nothing(),
     )
     listed = _with_status(campaigns.data["items"]) if campaigns is not None and campaigns.ok else []
-    segments = await _segments_of(api, listed) if user.may("segments:read") else None
-    template = "marketing/_segments.html" if is_htmx(request) else "marketing/index.html"
     return render(
         request,
-        template,
+        "marketing/index.html",
         campaigns=campaigns,
         campaign_rows=listed,
         next_cursor=campaigns.data.get("next_cursor") if campaigns is not None and campaigns.ok else None,
         journeys=journeys,
         segments=segments,
+        pages=pages,
     )
 
 
 def _results_view(campaign: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The results as the page and the chart show them, with the uplift's interval."""
-    treated, holdout = results["treated_group"], results["holdout_group"]
-    interval = uplift_interval(treated["converted"], treated["enrolled"], holdout["converted"], holdout["enrolled"])
-    return {
-        **results,
-        "uplift_low": interval[0] if interval else None,
-        "uplift_high": interval[1] if interval else None,
-        "budget": campaign.get("budget"),
-        "spent": campaign.get("spent"),
-    }
+    """The results as the page shows them, with the campaign's budget and spending."""
+    return {**results, "budget": campaign.get("budget"), "spent": campaign.get("spent")}
 
 
 async def _results(api: Api, campaign_id: str) -> dict[str, Any] | None:
@@ -330,21 +298,50 @@ async def _movements(api: Api, period: Period) -> Any:
     return await api.get("scoring", "/v1/population/movements", period=period)
 
 
+async def _tier_movements(api: Api, period: Period) -> Any:
+    return await api.get("scoring", "/v1/population/tier-movements", period=period)
+
+
+TIER_MOVES = ("upgrade", "downgrade", "entered")
+TIERS = ("potential", "low_value", "high_value")
+"""Scoring's value tiers, lowest first: the order the chart stacks each kind of move by."""
+
+
+def tier_series(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chart's datasets: per kind of move (upgrade, downgrade, entered) and tier reached, the customers per
+    period; the kinds and tiers that no period has are left out."""
+    sums: dict[tuple[str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        for move in row["moves"]:
+            sums.setdefault((move["move"], move["to"]), [0] * len(rows))[i] += move["customers"]
+
+    def position(names: tuple[str, ...], name: str) -> int:
+        # A kind or tier scoring adds later goes last rather than failing the chart.
+        return names.index(name) if name in names else len(names)
+
+    keys = sorted(sums, key=lambda k: (position(TIER_MOVES, k[0]), position(TIERS, k[1]), k))
+    return [{"move": kind, "to": tier, "customers": sums[kind, tier]} for kind, tier in keys]
+
+
 @router.get("/population", response_class=HTMLResponse)
 async def population(
     request: Request, user: CurrentUser, api: UserApi, period: Annotated[Period, Query()] = "month"
 ) -> HTMLResponse:
     if user.may("scores:read"):
-        pareto, movements, tiers = await asyncio.gather(
-            _card(_pareto(api)), _card(_movements(api, period)), _card(api.get("scoring", "/v1/population"))
+        pareto, movements, tier_movements, tiers = await asyncio.gather(
+            _card(_pareto(api)),
+            _card(_movements(api, period)),
+            _card(_tier_movements(api, period)),
+            _card(api.get("scoring", "/v1/population")),
         )
     else:
-        pareto, movements, tiers = Card(forbidden=True), Card(forbidden=True), Card(forbidden=True)
+        pareto, movements, tier_movements, tiers = (Card(forbidden=True) for _ in range(4))
     return render(
         request,
         "marketing/population.html",
         pareto=pareto,
         movements=movements,
+        tier_movements=tier_movements,
         tiers=tiers,
         period=period,
         periods=("day", "week", "month"),
@@ -382,5 +379,25 @@ async def movements_json(user: CurrentUser, api: UserApi, period: Annotated[Peri
             "new": [r["new"] for r in rows],
             "reactivated": [r["reactivated"] for r in rows],
             "lost": [r["lost"] for r in rows],
+        }
+    )
+
+
+@router.get("/population/tier-movements.json")
+async def tier_movements_json(
+    user: CurrentUser, api: UserApi, period: Annotated[Period, Query()] = "month"
+) -> Response:
+    try:
+        rows = await _tier_movements(api, period)
+    except ApiError as exc:
+        return _problem_json(exc)
+    return JSONResponse(
+        {
+            "period": period,
+            "periods": [r["period"] for r in rows],
+            "upgrades": [r["upgrades"] for r in rows],
+            "downgrades": [r["downgrades"] for r in rows],
+            "entered": [r["entered"] for r in rows],
+            "series": tier_series(rows),
         }
     )

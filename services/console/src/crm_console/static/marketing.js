@@ -98,6 +98,45 @@
         },
       };
     },
+
+    tierMovements(data) {
+      // One bar of upgrades and one of downgrades per period (entries from no tier beside them), each stacked by
+      // the tier reached: darker for the higher tier of an upgrade, the lower one of a downgrade.
+      const shades = {
+        upgrade: { low_value: "#6cbf8f", high_value: COLOURS.good },
+        downgrade: { low_value: "#e08a84", potential: COLOURS.bad },
+      };
+      const words = { upgrade: "up to", downgrade: "down to", entered: "entered" };
+      return {
+        type: "bar",
+        data: {
+          labels: data.periods,
+          datasets: data.series.map((s) => ({
+            label: `${words[s.move] || s.move} ${s.to}`,
+            data: s.customers,
+            stack: s.move,
+            backgroundColor: (shades[s.move] || {})[s.to] || COLOURS.holdout,
+            maxBarThickness: 60,
+          })),
+        },
+        options: {
+          scales: {
+            x: { stacked: true, title: { display: true, text: data.period } },
+            y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "customers" } },
+          },
+          plugins: {
+            tooltip: {
+              callbacks: {
+                footer: (items) => {
+                  const i = items[0].dataIndex;
+                  return `${data.upgrades[i]} up, ${data.downgrades[i]} down, ${data.entered[i]} entered`;
+                },
+              },
+            },
+          },
+        },
+      };
+    },
   };
 
   function say(canvas, text) {
