@@ -244,14 +244,23 @@ async def test_the_operator_sees_health_lag_and_replays_a_dead_letter(crm_run: R
 
 
 async def test_the_pages_fit_a_phone(crm_run: RunningCrm, phone: Any) -> None:
-    await sign_in(phone, crm_run, "manager-1")
-    for path, name in (
-        ("/", "12-phone-home"),
-        ("/customers/C-1001", "13-phone-customer-360"),
-        ("/sales/pipeline", "14-phone-pipeline"),
-        ("/service", "15-phone-ticket-queue"),
-    ):
-        await phone.goto(f"{crm_run.console}{path}")
-        await phone.wait_for_load_state("networkidle")
-        await screenshot(phone, name)
-        assert await _no_horizontal_scroll(phone), path
+    pages = {
+        "manager-1": (
+            ("/", "12-phone-home"),
+            ("/customers/C-1001", "13-phone-customer-360"),
+            ("/sales/pipeline", "14-phone-pipeline"),
+            ("/service", "15-phone-ticket-queue"),
+            ("/sales/forecast", "16-phone-forecast"),
+            ("/sales/quotes/new", "17-phone-quote-editor"),
+        ),
+        "marketer-1": (("/marketing", "18-phone-marketing"), ("/marketing/population", "19-phone-population")),
+        "admin": (("/operator", "20-phone-operator"),),
+    }
+    for username, paths in pages.items():
+        await sign_in(phone, crm_run, username)
+        for path, name in paths:
+            await phone.goto(f"{crm_run.console}{path}")
+            await phone.wait_for_load_state("networkidle")
+            assert "/sign-in" not in phone.url, path
+            await screenshot(phone, name)
+            assert await _no_horizontal_scroll(phone), path
