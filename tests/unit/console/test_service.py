@@ -7,8 +7,6 @@ from typing import Any
 
 import httpx
 
-from crm_console.pages.service import next_timer
-
 from .conftest import Console
 
 AGENT_SCOPES = ("tickets:read", "tickets:write", "customers:read", "records:all")
@@ -50,6 +48,8 @@ def _ticket(ticket_id: str, **more: Any) -> dict[str, Any]:
         "resolved_at": None,
         "sla_policy_id": "demo-standard",
         "value_tier": None,
+        "sla_due_at": None,
+        "sla_next": None,
         "timers": None,
         "posts": None,
         "history": None,
@@ -138,91 +138,118 @@ def _on_ticket(console: Console, ticket: dict[str, Any], suggestions: list[Any] 
 # The queue
 
 
-def _queue_services(console: Console, by_status: dict[str, list[dict[str, Any]]]) -> None:
-    def listing(request: httpx.Request) -> httpx.Response:
-        items = by_status.get(request.url.params.get("status", ""), [])
-        return httpx.Response(200, json={"items": items, "next_cursor": None})
+def _due(kind: str, status: str, due_at: str) -> dict[str, Any]:
+    """A ticket's `sla_next`, as the support service lists it."""
+    return {
+        "kind": kind,
+        "status": status,
+        "target_hours": 8.0,
+        "business_hours": True,
+        "started_at": "2026-12-01T09:00:00Z",
+        "due_at": due_at,
+        "warn_at": None,
+        "cycle": 1,
+    }
 
-    console.services.on("GET", "support", "/v1/tickets", listing)
+
+def _queue_services(console: Console, items: list[dict[str, Any]], next_cursor: str | None = None) -> None:
+    console.services.on("GET", "support", "/v1/tickets", (200, {"items": items, "next_cursor": next_cursor}))
     console.services.on("GET", "customer", "/v1/customers/C-1002", (200, {"customer_id": "C-1002", "name": "Bo Demo"}))
 
 
-def test_the_next_timer_is_the_earliest_due_of_those_still_counting() -> None:
-    met = _timer("first_response", "met", None)
-    late = _timer("resolution", "running", "2026-12-05T17:00:00Z")
-    soon = _timer("next_response", "breached", "2026-12-02T10:00:00Z")
-    paused = _timer("resolution", "paused", None)
-    assert next_timer([met, late, soon]) is soon
-    assert next_timer([met, paused]) is paused
-    assert next_timer([met]) is None
+def _asked(console: Console) -> httpx.Request:
+    (asked,) = console.services.sent("GET", "support", "/v1/tickets")
+    return asked
+
+
+def _no_ticket_read(console: Console) -> bool:
+    return not [r for r in console.services.requests if r.url.path.startswith("/v1/tickets/")]
 
 
 def test_the_queue_lists_open_tickets_by_sla_due_time_with_running_timers(console: Console) -> None:
     console.sign_in_as("agent-1", *AGENT_SCOPES)
-    later = _ticket("TK-LATER", created_at="2026-12-01T08:00:00Z")
-    sooner = _ticket("TK-SOONER", status="open", priority="urgent", assignee_id="agent-1")
+    sooner = _ticket(
+        "TK-SOONER",
+        status="open",
+        priority="urgent",
+        assignee_id="agent-1",
+        sla_due_at="2026-12-01T10:00:00Z",
+        sla_next=_due("first_response", "breached", "2026-12-01T10:00:00Z"),
+    )
+    later = _ticket(
+        "TK-LATER",
+        created_at="2026-12-01T08:00:00Z",
+        sla_due_at="2026-12-03T09:00:00Z",
+        sla_next=_due("resolution", "running", "2026-12-03T09:00:00Z"),
+    )
     no_policy = _ticket("TK-NONE", status="pending", sla_policy_id=None, created_at="2026-11-01T08:00:00Z")
-    _queue_services(console, {"new": [later], "open": [sooner], "pending": [no_policy]})
-    console.services.on(
-        "GET",
-        "support",
-        "/v1/tickets/TK-LATER",
-        (200, {**later, "timers": [_timer("first_response", "running", "2026-12-03T09:00:00Z")]}),
-    )
-    console.services.on(
-        "GET",
-        "support",
-        "/v1/tickets/TK-SOONER",
-        (200, {**sooner, "timers": [_timer("first_response", "breached", "2026-12-01T10:00:00Z")]}),
-    )
-    console.services.on("GET", "support", "/v1/tickets/TK-NONE", (200, {**no_policy, "timers": []}))
+    _queue_services(console, [sooner, later, no_policy])
 
     page = console.client.get("/service")
 
     assert page.status_code == 200
-    asked = sorted(r.url.params["status"] for r in console.services.sent("GET", "support", "/v1/tickets"))
-    assert asked == ["new", "open", "pending"]
+    params = _asked(console).url.params
+    assert params.get_list("status") == ["new", "open", "pending"]
+    assert (params["sort"], params["limit"], "priority" in params, "assignee_id" in params) == (
+        "sla_due",
+        "100",
+        False,
+        False,
+    )
+    assert _no_ticket_read(console)
     order = re.findall(r'data-testid="ticket-row" data-ticket-id="([^"]+)"', page.text)
-    assert order == ["TK-SOONER", "TK-LATER", "TK-NONE"]
+    assert order == ["TK-SOONER", "TK-LATER", "TK-NONE"]  # the service's order
     assert 'data-timer-state="breached" data-timer-due="2026-12-01T10:00:00Z"' in page.text
     assert 'data-timer-state="running" data-timer-due="2026-12-03T09:00:00Z"' in page.text
+    rows = page.text.split('data-testid="ticket-row"')
+    assert "first response" in rows[1] and "resolution" in rows[2]
     assert "no SLA policy" in page.text and "Bo Demo" in page.text and "(you)" in page.text
     assert 'hx-trigger="every 10s"' in page.text and 'class="table-wrap"' in page.text
+    assert 'data-testid="queue-truncated"' not in page.text
 
 
 def test_the_queue_filters_by_status_priority_and_assignee(console: Console) -> None:
     console.sign_in_as("agent-1", *AGENT_SCOPES)
-    urgent = _ticket("TK-U", status="pending", priority="urgent")
-    low = _ticket("TK-L", status="pending", priority="low")
-    _queue_services(console, {"pending": [urgent, low]})
-    console.services.on("GET", "support", "/v1/tickets/TK-U", (200, {**urgent, "timers": []}))
+    urgent = _ticket("TK-U", status="pending", priority="urgent", assignee_id="agent-1")
+    _queue_services(console, [urgent])
 
     page = console.client.get("/service?status=pending&priority=urgent&mine=1")
 
-    (asked,) = console.services.sent("GET", "support", "/v1/tickets")
-    assert asked.url.params["status"] == "pending" and asked.url.params["assignee_id"] == "agent-1"
-    assert 'data-ticket-id="TK-U"' in page.text and 'data-ticket-id="TK-L"' not in page.text
-    assert not console.services.sent("GET", "support", "/v1/tickets/TK-L")
+    params = _asked(console).url.params
+    assert params.get_list("status") == ["pending"] and params["priority"] == "urgent"
+    assert (params["assignee_id"], params["sort"]) == ("agent-1", "sla_due")
+    assert 'data-ticket-id="TK-U"' in page.text and "paused while pending" in page.text
+    assert _no_ticket_read(console)
     assert 'hx-get="/service?status=pending&amp;priority=urgent&amp;mine=1"' in page.text
 
 
 def test_the_queue_polls_for_its_table_alone(console: Console) -> None:
     console.sign_in_as("agent-1", *AGENT_SCOPES)
-    _queue_services(console, {"new": [_ticket("TK-1")]})
-    console.services.on("GET", "support", "/v1/tickets/TK-1", (200, WHOLE))
+    _queue_services(
+        console, [_ticket("TK-1", sla_due_at=FIRST_DUE, sla_next=_due("first_response", "running", FIRST_DUE))]
+    )
     part = console.htmx("GET", "/service")
     assert part.status_code == 200
     assert "<html" not in part.text and 'data-ticket-id="TK-1"' in part.text
     assert f'data-timer-due="{FIRST_DUE}"' in part.text
+    assert len(console.services.sent("GET", "support", "/v1/tickets")) == 1 and _no_ticket_read(console)
+
+
+def test_a_queue_longer_than_a_page_says_only_the_first_are_shown(console: Console) -> None:
+    console.sign_in_as("agent-1", *AGENT_SCOPES)
+    _queue_services(console, [_ticket("TK-1")], next_cursor="eyJwYXJ0IjogInJlc3QifQ==")
+    page = console.client.get("/service")
+    assert 'data-testid="queue-truncated"' in page.text and "Only the 1 due first are shown" in page.text
+    assert "nothing due" in page.text
 
 
 def test_an_unknown_filter_value_reads_the_open_tickets(console: Console) -> None:
     console.sign_in_as("agent-1", *AGENT_SCOPES)
-    _queue_services(console, {})
+    _queue_services(console, [])
     page = console.client.get("/service?status=%24where&priority=huge")
     assert page.status_code == 200 and "No ticket open" in page.text
-    asked = sorted(r.url.params["status"] for r in console.services.sent("GET", "support", "/v1/tickets"))
-    assert asked == ["new", "open", "pending"]
+    params = _asked(console).url.params
+    assert params.get_list("status") == ["new", "open", "pending"] and "priority" not in params
 
 
 def test_the_queue_needs_tickets_read(console: Console) -> None:

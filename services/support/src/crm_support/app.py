@@ -3,7 +3,9 @@
 from fastapi import FastAPI
 
 from crm_shared.leases import leased
+from crm_shared.logging import get_logger
 from crm_shared.service import Runtime, create_app
+from crm_shared.store import Store
 from crm_support import analysis_api, api, consumers, nps, repository
 from crm_support.field import api as field_api
 from crm_support.field import repository as field_repository
@@ -14,7 +16,10 @@ from crm_support.sla import api as sla_api
 from crm_support.sla import escalation
 from crm_support.sla import repository as sla_repository
 from crm_support.tickets import api as tickets_api
+from crm_support.tickets import handlers as tickets_handlers
 from crm_support.tickets import repository as tickets_repository
+
+log = get_logger(__name__)
 
 INDEXES = (
     *repository.INDEXES,
@@ -38,6 +43,9 @@ def create_service(settings: SupportSettings | None = None) -> FastAPI:
         "sla-escalation",
         leased("sla-escalation", lambda store: escalation.run(store, poll), ttl_seconds=lease_seconds),
     )
+    # Tickets stored before what is due next was kept get it, once, in the background. Every instance runs it, with
+    # no lease: each write is conditional, and the value a function of the ticket and its policy.
+    runtime.run_in_background("sla-due", _backfill_sla_due)
     nps_interval = settings.nps_interval
     if nps_interval is not None:
         nps_poll = settings.nps_poll_seconds
@@ -54,3 +62,10 @@ def create_service(settings: SupportSettings | None = None) -> FastAPI:
     )
     app.state.sla_targets = settings.sla_targets
     return app
+
+
+async def _backfill_sla_due(store: Store) -> None:
+    try:
+        await tickets_handlers.backfill_sla_due(store)
+    except Exception as exc:  # the next start tries again; meanwhile those tickets list as having nothing due
+        log.error("sla_due_backfill_failed", error=repr(exc))

@@ -285,6 +285,7 @@ async def rematch_open_tickets(uow: UnitOfWork, customer_ids: Iterable[str]) -> 
     changed = []
     for ticket, version in stale:
         after = tickets.with_policy(ticket, rules, tiers[ticket.customer_id], now, by=TIER_CHANGE)
+        after = escalation.with_next_due(after, rules, now)
         await ticket_store.save_ticket(uow, after, version)
         changed.append(after)
     await escalation.schedule(uow, changed, rules, now)

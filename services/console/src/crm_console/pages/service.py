@@ -7,16 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
-from crm_console.web import Csrf, CurrentUser, UserApi, is_htmx, parse_time, render, requires
+from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, render, requires
 
 router = APIRouter(prefix="/service", dependencies=[requires("tickets:read")])
 
@@ -35,7 +34,7 @@ NEXT_STATUSES: dict[str, tuple[str, ...]] = {
 """The moves the page offers (the support service's lifecycle); the service decides, and says why it refuses."""
 TIMER_LABELS = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 QUEUE_PAGE = 100
-"""Tickets read per status: the support service lists newest first, so the queue sorts what it read."""
+"""Tickets the queue shows: the first of the support service's list by SLA due time."""
 CONCURRENT_READS = 10
 REFUSALS = (400, 409, 422)
 PostKind = Literal["reply", "note", "customer"]
@@ -60,30 +59,19 @@ class QueueFilter:
 @dataclass
 class QueueRow:
     ticket: dict[str, Any]
-    next_timer: dict[str, Any] | None
-    """The SLA target the ticket must meet next: the earliest due of those running or breached, else a paused one."""
     customer_name: str | None = None
 
     @property
-    def sort_key(self) -> tuple[int, datetime | str]:
-        due = parse_time(self.next_timer.get("due_at")) if self.next_timer else None
-        if due is not None and self.next_timer and self.next_timer["status"] in ("running", "breached"):
-            return (0, due)
-        return (1 if self.next_timer else 2, str(self.ticket.get("created_at") or ""))
+    def next_timer(self) -> dict[str, Any] | None:
+        """The SLA target the ticket must meet next (`sla_next`: running, or breached), as the service keeps it."""
+        timer: dict[str, Any] | None = self.ticket.get("sla_next")
+        return timer
 
 
 @dataclass
 class Queue:
     rows: list[QueueRow] = field(default_factory=list)
     truncated: bool = False
-
-
-def next_timer(timers: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The timer to watch: running or breached with the earliest due time; else paused; else None (all met or none)."""
-    counting = [t for t in timers if t.get("status") in ("running", "breached") and parse_time(t.get("due_at"))]
-    if counting:
-        return min(counting, key=lambda t: parse_time(t["due_at"]) or datetime.max)
-    return next((t for t in timers if t.get("status") == "paused"), None)
 
 
 async def _bounded(tasks: Iterable[Awaitable[T]]) -> list[T]:
@@ -96,45 +84,30 @@ async def _bounded(tasks: Iterable[Awaitable[T]]) -> list[T]:
     return list(await asyncio.gather(*(one(t) for t in tasks)))
 
 
-async def _timers_of(api: Api, ticket_id: str) -> list[dict[str, Any]]:
-    """Each SLA timer of the ticket now: only the read of one ticket computes them."""
-    whole = await api.get_or_none("support", f"/v1/tickets/{quote(ticket_id, safe='')}")
-    return list((whole or {}).get("timers") or [])
-
-
 async def _customer_name(api: Api, customer_id: str) -> str | None:
     try:
-        customer = await api.get_or_none("customer", f"/v1/customers/{quote(customer_id, safe='')}")
+        customer = await api.get_or_none("customer", f"/v1/customers/{in_path(customer_id)}")
     except ApiError:
         return None  # the name is a courtesy: the queue works without it
     return (customer or {}).get("name")
 
 
 async def read_queue(api: Api, user: User, wanted: QueueFilter) -> Queue:
-    pages = await asyncio.gather(
-        *(
-            api.get(
-                "support",
-                "/v1/tickets",
-                status=status,
-                assignee_id=user.subject if wanted.mine else None,
-                limit=QUEUE_PAGE,
-            )
-            for status in wanted.statuses
-        )
+    """One read of the support service's queue order: by SLA due time, breached first, nothing due last."""
+    page = await api.get(
+        "support",
+        "/v1/tickets",
+        status=list(wanted.statuses),
+        priority=wanted.priority or None,
+        assignee_id=user.subject if wanted.mine else None,
+        sort="sla_due",
+        limit=QUEUE_PAGE,
     )
-    queue = Queue(truncated=any(page.get("next_cursor") for page in pages))
-    tickets = [t for page in pages for t in page.get("items", [])]
-    if wanted.priority:
-        tickets = [t for t in tickets if t.get("priority") == wanted.priority]
-    timers = await _bounded(_timers_of(api, t["ticket_id"]) for t in tickets)
+    tickets = list(page.get("items", []))
     customers = sorted({t["customer_id"] for t in tickets})
     names = dict(zip(customers, await _bounded(_customer_name(api, c) for c in customers), strict=True))
-    queue.rows = sorted(
-        (QueueRow(t, next_timer(ts), names.get(t["customer_id"])) for t, ts in zip(tickets, timers, strict=True)),
-        key=lambda row: row.sort_key,
-    )
-    return queue
+    rows = [QueueRow(t, names.get(t["customer_id"])) for t in tickets]
+    return Queue(rows=rows, truncated=bool(page.get("next_cursor")))
 
 
 @router.get("", response_class=HTMLResponse)
@@ -172,7 +145,7 @@ class Refusal:
 
 
 def _ticket_path(ticket_id: str) -> str:
-    return f"/v1/tickets/{quote(ticket_id, safe='')}"
+    return f"/v1/tickets/{in_path(ticket_id)}"
 
 
 async def _ticket_page(
@@ -189,7 +162,7 @@ async def _ticket_page(
     reply box)."""
     ticket = await api.get("support", _ticket_path(ticket_id))
     whole = not is_htmx(request)
-    customer = await api.get_or_none("customer", f"/v1/customers/{quote(ticket['customer_id'], safe='')}")
+    customer = await api.get_or_none("customer", f"/v1/customers/{in_path(ticket['customer_id'])}")
     suggestions: list[dict[str, Any]] = []
     suggestions_problem: ApiError | None = None
     if whole:
@@ -227,7 +200,7 @@ def _after_change(request: Request, ticket_id: str) -> Response | None:
     """A plain form post goes back to the ticket's page (post/redirect/get); an htmx one gets the live part."""
     if is_htmx(request):
         return None
-    return RedirectResponse(f"/service/tickets/{quote(ticket_id, safe='')}", status_code=303)
+    return RedirectResponse(f"/service/tickets/{in_path(ticket_id)}", status_code=303)
 
 
 @router.post("/tickets/{ticket_id}/posts", response_class=HTMLResponse, dependencies=[Csrf])
@@ -302,5 +275,5 @@ async def link_article(
             request, "service/_article_linked.html", exc.status, refusal=exc, article=None, ticket_id=ticket_id
         )
     if not is_htmx(request):
-        return RedirectResponse(f"/service/tickets/{quote(ticket_id, safe='')}", status_code=303)
+        return RedirectResponse(f"/service/tickets/{in_path(ticket_id)}", status_code=303)
     return render(request, "service/_article_linked.html", article=article, resolved=resolved, ticket_id=ticket_id)

@@ -22,7 +22,7 @@ The rules of the clock, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -70,6 +70,8 @@ class Timer:
     """When its warning is due (`warn_before` of counted time before the target), on the same terms."""
     cycle: int = 1
     """Next response: which wait this is (1 the first); the others, 1."""
+    counting: bool = False
+    """Its clock runs now: started, not stopped, and the ticket in a status that counts for it (breached or not)."""
 
 
 Span = tuple[datetime, datetime | None]
@@ -132,13 +134,14 @@ def _timer(
     elapsed = _elapsed(spans, calendar, stopped_at or now)
     due = _reaching(spans, calendar, target.duration)
     warn = _reaching(spans, calendar, max(target.duration - warn_before, timedelta(0)))
+    counting = bool(spans) and spans[-1][1] is None and spans[-1][0] <= now  # a stop ends the last span
     if started_at is None:
         status: TimerStatus = "not_started"
     elif elapsed > target.duration or (due is not None and due < (stopped_at or now)):
         status = "breached"
     elif stopped_at is not None:
         status = "met"
-    elif spans and spans[-1][1] is None and spans[-1][0] <= now:
+    elif counting:
         status = "running"
     else:
         status = "paused"
@@ -156,7 +159,16 @@ def _timer(
         due_at=due,
         warn_at=warn,
         cycle=cycle,
+        counting=counting,
     )
+
+
+def next_due(found: Iterable[Timer]) -> Timer | None:
+    """The timer a ticket must meet next: of those counting now, the one due first, a breached one being due in
+    the past; None when none counts (none started, all met, or paused: pending pauses resolution, resolved and
+    closed pause every timer, breached or not). Its due time moves only with the ticket's facts or its policy."""
+    counting = [(t.due_at, t.kind, t) for t in found if t.counting and t.due_at is not None]
+    return min(counting, key=lambda c: c[:2])[2] if counting else None
 
 
 def _agent_replies(history: TicketHistory) -> list[datetime]:

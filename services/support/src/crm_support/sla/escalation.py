@@ -62,6 +62,11 @@ def current_timers(ticket: domain.Ticket, rules: SlaRules, now: datetime) -> lis
     return list(timers(ticket.sla_history, policy, rules.calendar_of, now).values())
 
 
+def with_next_due(ticket: domain.Ticket, rules: SlaRules, now: datetime) -> domain.Ticket:
+    """The ticket with what is due next as its timers stand at `now`: every write of a ticket stores it."""
+    return domain.timed(ticket, current_timers(ticket, rules, now))
+
+
 async def schedule(uow: UnitOfWork, changed: Iterable[domain.Ticket], rules: SlaRules, now: datetime) -> None:
     """Record when each timer of the tickets warns and breaches, as their facts say now: one bulk write. A
     timer met, not started or paused before its target has nothing due."""
@@ -112,6 +117,11 @@ async def _fire(store: Store, doc: dict[str, Any], what: str, now: datetime) -> 
             return None
         ticket, version = found
         rules = await load_rules(uow.db, uow)
+        retimed = with_next_due(ticket, rules, now)
+        if retimed != ticket:
+            # A policy or calendar edited since moved its due times: the queue's order follows.
+            await tickets.save_ticket(uow, retimed, version)
+            ticket, version = retimed, version + 1
         timer = next(
             (t for t in current_timers(ticket, rules, now) if t.kind == doc["kind"] and t.cycle == doc["cycle"]),
             None,

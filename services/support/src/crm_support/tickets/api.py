@@ -8,9 +8,21 @@ from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymongo.asynchronous.collection import AsyncCollection
 
 from crm_shared import identity
-from crm_shared.api import Cursor, IdempotencyKey, IdInPath, Limit, Page, command_event_id, keyset_page
+from crm_shared.api import (
+    Cursor,
+    IdempotencyKey,
+    IdInPath,
+    Limit,
+    Page,
+    command_event_id,
+    decode_cursor,
+    encode_cursor,
+    invalid_cursor,
+    keyset_page,
+)
 from crm_shared.events import Channel, CustomerId, Dimension, EntityId, Line, Text, utc_now
 from crm_shared.problems import Problem
 from crm_shared.security import Principal, UserId, requires
@@ -119,6 +131,42 @@ class TimerView(BaseModel):
         )
 
 
+class DueTimerView(BaseModel):
+    """The timer due at the ticket's `sla_due_at`, as kept with the ticket."""
+
+    kind: TimerKind
+    status: Literal["running", "breached"] = Field(description="Now: breached once its due time has passed.")
+    target_hours: float
+    business_hours: bool
+    started_at: datetime
+    due_at: datetime = Field(description="When it breaches or breached (the ticket's `sla_due_at`).")
+    warn_at: datetime | None
+    cycle: int = Field(description="Next response: which wait this is; the others, 1.")
+
+    @classmethod
+    def of(cls, due: domain.SlaDue, now: datetime) -> DueTimerView:
+        return cls(
+            kind=due.kind,
+            status="breached" if due.due_at < now else "running",
+            target_hours=due.target.total_seconds() / 3600,
+            business_hours=due.business_hours,
+            started_at=due.started_at,
+            due_at=due.due_at,
+            warn_at=due.warn_at,
+            cycle=due.cycle,
+        )
+
+
+SLA_DUE_AT = (
+    "What is due next: the earliest `due_at` of the ticket's SLA timers counting as of its last change (started, "
+    "not met, and not paused: pending pauses resolution, resolved and closed pause every timer), a breached one "
+    "still counting being due in the past. Null when none counts: no policy, none started, all met or paused "
+    "(breached or not), or a ticket stored before the field and not changed since. Computed at every change on "
+    "the policy's calendar, so a pause and a resume move it; a policy or calendar edited later moves it at the "
+    "ticket's next change, or when the escalation worker reaches the timer. `sort=sla_due` orders by it."
+)
+
+
 class PostView(BaseModel):
     post_id: str
     at: datetime
@@ -153,12 +201,22 @@ class TicketView(BaseModel):
     resolved_at: datetime | None
     sla_policy_id: str | None = Field(description="The SLA policy in force; null when none matched.")
     value_tier: str | None = Field(description="The customer's value tier the policy was chosen on.")
+    sla_due_at: datetime | None = Field(default=None, description=SLA_DUE_AT)
+    sla_next: DueTimerView | None = Field(default=None, description="The timer due at `sla_due_at`; null with it.")
     timers: list[TimerView] | None = Field(default=None, description="Each SLA timer now (GET of one ticket).")
     posts: list[PostView] | None = Field(default=None, description="The conversation (GET of one ticket).")
     history: list[ChangeView] | None = Field(default=None, description="Who did what, when (GET of one ticket).")
 
     @classmethod
-    def of(cls, t: domain.Ticket, timers: dict[TimerKind, Timer] | None = None, *, whole: bool = False) -> TicketView:
+    def of(
+        cls,
+        t: domain.Ticket,
+        timers: dict[TimerKind, Timer] | None = None,
+        *,
+        whole: bool = False,
+        now: datetime | None = None,
+    ) -> TicketView:
+        due = t.sla_due
         return cls(
             ticket_id=t.ticket_id,
             customer_id=t.customer_id,
@@ -177,6 +235,8 @@ class TicketView(BaseModel):
             resolved_at=t.resolved_at,
             sla_policy_id=t.policy_id,
             value_tier=t.value_tier,
+            sla_due_at=due.due_at if due else None,
+            sla_next=DueTimerView.of(due, now or utc_now()) if due else None,
             timers=[TimerView.of(timer) for timer in timers.values()] if timers is not None else None,
             posts=[
                 PostView(
@@ -249,39 +309,91 @@ async def open_ticket(
     return TicketView.of(ticket)
 
 
+TicketOrder = Literal["newest", "sla_due"]
+SLA_DUE_PARTS = ("due", "rest")
+"""The two runs of `sort=sla_due`, each a keyset of its own: the tickets with something due by due time, then
+the others (nothing due, or stored before it was kept) oldest first. The cursor says which run it is in."""
+
+
+async def _sla_due_page(
+    tickets: AsyncCollection[dict[str, Any]], query: dict[str, Any], limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    after = decode_cursor(cursor)
+    part = "due" if after is None else after.get("part")
+    if part not in SLA_DUE_PARTS:
+        raise invalid_cursor("not one of `sort=sla_due`")
+    due = {**query, "sla_due_at": {"$type": "date"}}
+    rest = {**query, "sla_due_at": None}  # null, or missing on a ticket stored before the field
+    docs: list[dict[str, Any]] = []
+    resume: str | None = None
+    if part == "due":
+        docs, next_due = await keyset_page(
+            tickets, due, time_field="sla_due_at", limit=limit, cursor=cursor, newest_first=False
+        )
+        if next_due is not None:
+            return docs, _in_part(next_due, "due")
+        if len(docs) == limit:
+            more = await tickets.find_one(rest, {"_id": 1})
+            return docs, encode_cursor({"part": "rest"}) if more is not None else None
+    elif after is not None and "at" in after:
+        resume = cursor
+    others, next_rest = await keyset_page(
+        tickets, rest, time_field="created_at", limit=limit - len(docs), cursor=resume, newest_first=False
+    )
+    return docs + others, _in_part(next_rest, "rest") if next_rest is not None else None
+
+
+def _in_part(cursor: str, part: str) -> str:
+    return encode_cursor({**(decode_cursor(cursor) or {}), "part": part})
+
+
 @router.get(
     "/tickets",
     response_model=Page[TicketView],
-    summary="Tickets the caller sees, newest first, by status, group, assignee or customer",
+    summary="Tickets the caller sees, newest first or by SLA due time, by status, priority, group, assignee or "
+    "customer",
+    description="`status` and `priority` repeat for any of several. `sort=sla_due` lists the tickets with "
+    "something due first, earliest `sla_due_at` first (breached ones, due in the past, on top), then those with "
+    "nothing due, oldest first; its cursor pages on in that order.",
+    responses={400: {"description": "A cursor this listing did not return (or one of the other order)"}},
 )
 async def list_tickets(
     principal: TicketReader,
     store: StoreDep,
-    status_: Annotated[TicketStatus | None, Query(alias="status")] = None,
+    status_: Annotated[
+        list[TicketStatus] | None, Query(alias="status", max_length=5, description="Any of these statuses.")
+    ] = None,
+    priority: Annotated[list[domain.Priority] | None, Query(max_length=4, description="Any of these.")] = None,
     group: Annotated[str | None, Query(max_length=128)] = None,
     assignee_id: Annotated[str | None, Query(max_length=128)] = None,
     customer_id: Annotated[str | None, Query(max_length=128)] = None,
+    sort: Annotated[
+        TicketOrder, Query(description="newest: newest first; sla_due: earliest `sla_due_at` first, none last.")
+    ] = "newest",
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[TicketView]:
     query: dict[str, Any] = {}
-    for name, value in (
-        ("status", status_),
-        ("group", group),
-        ("assignee_id", assignee_id),
-        ("customer_id", customer_id),
-    ):
+    for name, values in (("status", status_), ("priority", priority)):
+        if values:
+            kept = sorted(set(values))
+            query[name] = kept[0] if len(kept) == 1 else {"$in": kept}
+    for name, value in (("group", group), ("assignee_id", assignee_id), ("customer_id", customer_id)):
         if value is not None:
             query[name] = value
-    docs, next_cursor = await keyset_page(
-        store.db[repository.TICKETS],
-        handlers.tickets_seen_by(principal, query),
-        time_field="created_at",
-        limit=limit,
-        cursor=cursor,
-        newest_first=True,
-    )
-    return Page[TicketView](items=[TicketView.of(repository.from_document(d)) for d in docs], next_cursor=next_cursor)
+    seen = handlers.tickets_seen_by(principal, query)
+    tickets = store.db[repository.TICKETS]
+    if sort == "sla_due":
+        docs, next_cursor = await _sla_due_page(tickets, seen, limit, cursor)
+    else:
+        if "part" in (decode_cursor(cursor) or {}):
+            raise invalid_cursor("one of `sort=sla_due`")
+        docs, next_cursor = await keyset_page(
+            tickets, seen, time_field="created_at", limit=limit, cursor=cursor, newest_first=True
+        )
+    now = utc_now()
+    items = [TicketView.of(repository.from_document(d), now=now) for d in docs]
+    return Page[TicketView](items=items, next_cursor=next_cursor)
 
 
 @router.get(

@@ -13,13 +13,13 @@ the ticket as it was, so a retried command changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, get_args
 
-from crm_support.sla.clock import Message, TicketHistory, TicketStatus
-from crm_support.sla.policies import TicketFacts
+from crm_support.sla.clock import Message, TicketHistory, TicketStatus, Timer, next_due
+from crm_support.sla.policies import TicketFacts, TimerKind
 
 TicketKind = Literal["request", "complaint", "question"]
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -75,6 +75,33 @@ class Change:
 
 
 @dataclass(frozen=True)
+class SlaDue:
+    """The SLA target a ticket must meet next (crm_support.sla.clock.next_due) as its timers stood at its last
+    change: kept with the ticket, so a queue sorts by it without computing timers on business-hours calendars."""
+
+    kind: TimerKind
+    due_at: datetime
+    warn_at: datetime | None
+    target: timedelta
+    business_hours: bool
+    started_at: datetime
+    cycle: int = 1
+
+    @classmethod
+    def of(cls, timer: Timer) -> SlaDue:
+        assert timer.due_at is not None and timer.started_at is not None, "a timer counting is started and due"
+        return cls(
+            kind=timer.kind,
+            due_at=timer.due_at,
+            warn_at=timer.warn_at,
+            target=timer.target,
+            business_hours=timer.business_hours,
+            started_at=timer.started_at,
+            cycle=timer.cycle,
+        )
+
+
+@dataclass(frozen=True)
 class Ticket:
     ticket_id: str
     customer_id: str
@@ -97,6 +124,9 @@ class Ticket:
     statuses: tuple[tuple[datetime, TicketStatus], ...] = ()
     posts: tuple[Post, ...] = ()
     history: tuple[Change, ...] = ()
+    sla_due: SlaDue | None = None
+    """What is due next, as of the last change (`timed`); None when no timer counts, or for a ticket stored
+    before it was kept."""
 
     @property
     def status(self) -> TicketStatus:
@@ -130,6 +160,13 @@ class Ticket:
             if status == "resolved":
                 return at
         return None
+
+
+def timed(ticket: Ticket, timers: Iterable[Timer]) -> Ticket:
+    """The ticket with what is due next as its timers now (`timers`, under the policy in force) say: set at every
+    change, since a reply, a pause or a resume moves the due times."""
+    due = next_due(timers)
+    return replace(ticket, sla_due=SlaDue.of(due) if due is not None else None)
 
 
 def open_ticket(

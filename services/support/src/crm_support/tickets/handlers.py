@@ -1,6 +1,7 @@
 """Use cases of tickets: open one (from the API, or from a complaint filed), reply or note, change its status
 or assignment; each in one transaction with the events it publishes on crm.support.events, and the SLA policy
-its facts pick. A ticket's timers are computed on read from its facts (crm_support.sla.clock)."""
+its facts pick. A ticket's timers are computed on read from its facts (crm_support.sla.clock); what is due next
+(`sla_due`, the queue's order) is computed at every write, with the timers' schedule."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+from pymongo import UpdateOne
 
 from crm_shared import identity
 from crm_shared.events import CloudEvent, ComplaintFiled, utc_now
@@ -112,7 +115,7 @@ async def open_ticket(
             opened = replace(opened, contract_policy_id=await _contract_policy(uow, new, at))
         rules = await sla_store.load_rules(uow.db, uow)
         tiers = await sla_store.tiers_of(uow, [customer_id])
-        ticket = with_policy(opened, rules, tiers.get(customer_id), at)
+        ticket = escalation.with_next_due(with_policy(opened, rules, tiers.get(customer_id), at), rules, at)
         await repository.insert_tickets(uow, [ticket], {ticket_id: origin})
         await escalation.schedule(uow, [ticket], rules, at)
         for event in published(None, ticket):
@@ -154,7 +157,7 @@ def ticket_of_complaint(fact: ComplaintFiled, at: datetime, rules: SlaRules, val
         description=fact.summary,
     )
     ticket = _opened(new, fact.complaint_id, at, domain.Actor("system", "complaint"))
-    return with_policy(ticket, rules, value_tier, at)
+    return escalation.with_next_due(with_policy(ticket, rules, value_tier, at), rules, at)
 
 
 def open_complaint_ticket(
@@ -193,10 +196,12 @@ async def change_ticket(
         after = change(before)
         if after == before:
             return before
+        rules, now = await sla_store.load_rules(uow.db, uow), as_stored(utc_now())
+        after = escalation.with_next_due(after, rules, now)
         await repository.save_ticket(uow, after, version)
         for event in published(before, after):
             uow.emit(event, Topic.SUPPORT_EVENTS)
-        await escalation.schedule(uow, [after], await sla_store.load_rules(uow.db, uow), as_stored(utc_now()))
+        await escalation.schedule(uow, [after], rules, now)
         return after
 
     for attempt in range(CONCURRENT_RETRIES):
@@ -223,3 +228,32 @@ async def timers_of(
     if policy is None:
         return None, {}
     return policy, timers(ticket.sla_history, policy, rules.calendar_of, now)
+
+
+BACKFILL_PAGE = 200
+
+
+async def backfill_sla_due(store: Store) -> int:
+    """Give the tickets still being worked that were stored before `sla_due` existed what is due next: one pass
+    in id order, a page at a time, idempotent (a function of the ticket and its policy), each write conditional
+    on the ticket being unchanged since read (a change stores its own). Resolved and closed tickets have nothing
+    due, which is how a missing value reads. The number of tickets updated."""
+    tickets = store.db[repository.TICKETS]
+    rules = await sla_store.load_rules(store.db)
+    done, last = 0, ""
+    while True:
+        missing = {"status": {"$in": list(OPEN_STATUSES)}, "sla_due_at": {"$exists": False}, "_id": {"$gt": last}}
+        page = await tickets.find(missing).sort("_id", 1).limit(BACKFILL_PAGE).to_list(None)
+        if not page:
+            break
+        now = as_stored(utc_now())
+        writes = []
+        for doc in page:
+            due = escalation.with_next_due(repository.from_document(doc), rules, now).sla_due
+            condition = {"_id": doc["_id"], "version": doc.get("version"), "sla_due_at": {"$exists": False}}
+            writes.append(UpdateOne(condition, {"$set": repository.sla_due_fields(due)}))
+        done += (await tickets.bulk_write(writes, ordered=False)).modified_count
+        last = page[-1]["_id"]
+    if done:
+        log.info("sla_due_backfilled", tickets=done)
+    return done

@@ -1,24 +1,30 @@
 """The support database's `tickets` collection: one document per ticket (`_id` the ticket id) holding the whole
 aggregate (its statuses, posts and history as arrays), the current `status` flat for queries, and a `version`
-that every write checks, so two changes of one ticket never overwrite each other."""
+that every write checks, so two changes of one ticket never overwrite each other. `sla_due_at` (flat, for the
+queue's order) and `sla_due` hold what is due next as of the last change; a ticket stored before them has
+neither, and reads as having nothing due until its next change or the start-up backfill
+(crm_support.tickets.handlers.backfill_sla_due)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from crm_shared.store import IndexSpec, UnitOfWork
 from crm_support.domain import ERASED_TEXT
-from crm_support.tickets.domain import Actor, Change, Post, Ticket
+from crm_support.tickets.domain import Actor, Change, Post, SlaDue, Ticket
 
 TICKETS = "tickets"
 _NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+_SLA_DUE_FIRST = [("sla_due_at", ASCENDING), ("_id", ASCENDING)]
 INDEXES = (
     IndexSpec(TICKETS, IndexModel(_NEWEST, name="newest_first")),
     IndexSpec(TICKETS, IndexModel([("customer_id", ASCENDING), *_NEWEST], name="by_customer")),
     IndexSpec(TICKETS, IndexModel([("status", ASCENDING), *_NEWEST], name="by_status")),
+    IndexSpec(TICKETS, IndexModel([("status", ASCENDING), *_SLA_DUE_FIRST], name="by_status_sla_due")),
     IndexSpec(TICKETS, IndexModel([("group", ASCENDING), *_NEWEST], name="by_group")),
     IndexSpec(TICKETS, IndexModel([("assignee_id", ASCENDING), *_NEWEST], name="by_assignee")),
 )
@@ -50,6 +56,35 @@ def _actor(doc: Mapping[str, Any]) -> Actor:
     return Actor(doc["kind"], doc["id"])
 
 
+def sla_due_fields(due: SlaDue | None) -> dict[str, Any]:
+    if due is None:
+        return {"sla_due_at": None, "sla_due": None}
+    kept = {
+        "kind": due.kind,
+        "cycle": due.cycle,
+        "warn_at": due.warn_at,
+        "target_seconds": due.target.total_seconds(),
+        "business_hours": due.business_hours,
+        "started_at": due.started_at,
+    }
+    return {"sla_due_at": due.due_at, "sla_due": kept}
+
+
+def _sla_due(doc: Mapping[str, Any]) -> SlaDue | None:
+    kept, due_at = doc.get("sla_due"), doc.get("sla_due_at")
+    if kept is None or due_at is None:
+        return None
+    return SlaDue(
+        kind=kept["kind"],
+        due_at=due_at,
+        warn_at=kept.get("warn_at"),
+        target=timedelta(seconds=kept["target_seconds"]),
+        business_hours=kept["business_hours"],
+        started_at=kept["started_at"],
+        cycle=kept.get("cycle", 1),
+    )
+
+
 def to_document(ticket: Ticket, version: int) -> dict[str, Any]:
     return {
         "_id": ticket.ticket_id,
@@ -64,6 +99,7 @@ def to_document(ticket: Ticket, version: int) -> dict[str, Any]:
             {"at": c.at, "actor": c.actor.__dict__, "action": c.action, "detail": dict(c.detail)}
             for c in ticket.history
         ],
+        **sla_due_fields(ticket.sla_due),
         "version": version,
     }
 
@@ -80,6 +116,7 @@ def from_document(doc: Mapping[str, Any]) -> Ticket:
             for p in doc["posts"]
         ),
         history=tuple(Change(c["at"], _actor(c["actor"]), c["action"], c.get("detail", {})) for c in doc["history"]),
+        sla_due=_sla_due(doc),
     )
 
 
