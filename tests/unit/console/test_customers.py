@@ -325,3 +325,10 @@ def test_churn_reasons_say_why_in_words() -> None:
     assert churn_reasons({"probability_alive": 0.2, "frequency": 5, "lifecycle_stage": "stable"}) == [
         "probability still active 20 %"
     ]
+
+
+def test_an_id_stays_one_segment_of_the_services_path(console: Console) -> None:
+    console.sign_in_as("rep", "customers:read")
+    console.client.get("/customers/C-1%3Fowner_id=x%23")
+    asked = [r.url.raw_path.decode() for r in console.services.requests]
+    assert asked == ["/v1/customers/C-1%3Fowner_id%3Dx%23"], asked

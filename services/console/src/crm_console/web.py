@@ -123,6 +123,11 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     )
 
 
+def in_path(value: str) -> str:
+    """An id as one segment of a service's path: a `/`, `?` or `..` in it cannot reach another route."""
+    return quote(value, safe="")
+
+
 def sign_in_url(next_path: str) -> str:
     return f"/sign-in?next={quote(safe_next(next_path), safe='/')}"
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
-from crm_console.web import Csrf, CurrentUser, UserApi, is_htmx, render, requires
+from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, render, requires
 from crm_shared.events import Channel
 
 router = APIRouter(prefix="/customers", dependencies=[requires("customers:read")])
@@ -72,7 +72,7 @@ async def _search(api: Api, text: str, cursor: str) -> tuple[list[dict[str, Any]
     exact = None
     if LOOKS_LIKE_ID.match(text) and not cursor:
         try:
-            exact = await api.get_or_none("customer", f"/v1/customers/{quote(text, safe='')}")
+            exact = await api.get_or_none("customer", f"/v1/customers/{in_path(text)}")
         except ApiError as exc:
             if exc.status != 422:  # not the shape of an id after all
                 raise
@@ -88,15 +88,16 @@ async def _search(api: Api, text: str, cursor: str) -> tuple[list[dict[str, Any]
 
 @router.get("/{customer_id}", response_class=HTMLResponse)
 async def customer(request: Request, user: CurrentUser, api: UserApi, customer_id: str) -> HTMLResponse:
-    profile = await api.get("customer", f"/v1/customers/{customer_id}")
+    path = f"/v1/customers/{in_path(customer_id)}"
+    profile = await api.get("customer", path)
     if profile.get("merged_into"):
         survivor = profile["merged_into"]
         return render(request, "customers/merged.html", profile=profile, survivor=survivor)
     card, scores, duplicates, consents = await asyncio.gather(
-        api.get_or_none("customer", f"/v1/customers/{customer_id}/summary"),
-        api.get_or_none("scoring", f"/v1/customers/{customer_id}/scores") if user.may("scores:read") else _none(),
-        api.get_or_none("customer", f"/v1/customers/{customer_id}/duplicates"),
-        api.get_or_none("customer", f"/v1/customers/{customer_id}/consents"),
+        api.get_or_none("customer", f"{path}/summary"),
+        api.get_or_none("scoring", f"{path}/scores") if user.may("scores:read") else _none(),
+        api.get_or_none("customer", f"{path}/duplicates"),
+        api.get_or_none("customer", f"{path}/consents"),
     )
     return render(
         request,
@@ -204,7 +205,7 @@ async def _timeline(api: Api, customer_id: str, selection: TimelineFilter, curso
     since = f"{selection.since}T00:00:00Z" if re.fullmatch(r"\d{4}-\d{2}-\d{2}", selection.since) else None
     page = await api.get(
         "customer",
-        f"/v1/customers/{customer_id}/timeline",
+        f"/v1/customers/{in_path(customer_id)}/timeline",
         kind=selection.kinds or None,
         channel=selection.channel or None,
         **{"from": since},
@@ -264,7 +265,7 @@ async def change_consent(
         try:
             await api.put(
                 "customer",
-                f"/v1/customers/{customer_id}/consents/{channel}",
+                f"/v1/customers/{in_path(customer_id)}/consents/{channel}",
                 {"granted": granted == "true", "purpose": purpose},
             )
         except ApiError as exc:
@@ -275,7 +276,7 @@ async def change_consent(
         if refusal:
             return render(request, "error.html", status, title="Consent not changed", detail=refusal, status=status)
         return RedirectResponse(f"/customers/{customer_id}#consents", status_code=303)
-    consents = await api.get_or_none("customer", f"/v1/customers/{customer_id}/consents")
+    consents = await api.get_or_none("customer", f"/v1/customers/{in_path(customer_id)}/consents")
     return render(
         request,
         "customers/_consents.html",
@@ -304,7 +305,7 @@ async def confirm_merge(
     try:
         merge = await api.post(
             "customer",
-            f"/v1/customers/{customer_id}/merges",
+            f"/v1/customers/{in_path(customer_id)}/merges",
             {"merged_id": merged_id, "evidence": [e[:200] for e in evidence or [] if e][:20]},
         )
     except ApiError as exc:
@@ -328,7 +329,7 @@ async def reject_candidate(
     try:
         await api.post(
             "customer",
-            f"/v1/customers/{customer_id}/duplicates/{other_id}/rejection",
+            f"/v1/customers/{in_path(customer_id)}/duplicates/{in_path(other_id)}/rejection",
             {"reason": reason.strip() or None},
         )
     except ApiError as exc:
@@ -352,7 +353,7 @@ async def _duplicates(
         if refusal:
             return render(request, "error.html", status, title="Refused", detail=refusal, status=status)
         return RedirectResponse(f"/customers/{customer_id}#duplicates", status_code=303)
-    duplicates = await api.get_or_none("customer", f"/v1/customers/{customer_id}/duplicates")
+    duplicates = await api.get_or_none("customer", f"/v1/customers/{in_path(customer_id)}/duplicates")
     return render(
         request,
         "customers/_duplicates.html",

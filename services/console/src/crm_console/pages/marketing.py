@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
-from crm_console.web import Csrf, CurrentUser, UserApi, is_htmx, parse_time, render, requires
+from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, parse_time, render, requires
 
 router = APIRouter(prefix="/marketing", dependencies=[requires("campaigns:read", "segments:read")])
 
@@ -64,10 +63,6 @@ async def _card(call: Awaitable[Any]) -> Card:
 
 async def _nothing() -> None:
     return None
-
-
-def _path_id(value: str) -> str:
-    return quote(value, safe="")
 
 
 # ---------------------------------------------------------------- campaigns
@@ -136,9 +131,7 @@ def _results_view(campaign: dict[str, Any], results: dict[str, Any]) -> dict[str
 
 
 async def _results(api: Api, campaign_id: str) -> dict[str, Any] | None:
-    results: dict[str, Any] | None = await api.get_or_none(
-        "marketing", f"/v1/campaigns/{_path_id(campaign_id)}/results"
-    )
+    results: dict[str, Any] | None = await api.get_or_none("marketing", f"/v1/campaigns/{in_path(campaign_id)}/results")
     return results or None
 
 
@@ -146,7 +139,7 @@ async def _campaign_page(
     request: Request, user: User, api: Api, campaign_id: str, status_code: int = 200, **extra: Any
 ) -> HTMLResponse:
     campaign, results = await asyncio.gather(
-        api.get("marketing", f"/v1/campaigns/{_path_id(campaign_id)}"), _results(api, campaign_id)
+        api.get("marketing", f"/v1/campaigns/{in_path(campaign_id)}"), _results(api, campaign_id)
     )
     return render(
         request,
@@ -154,7 +147,7 @@ async def _campaign_page(
         status_code,
         campaign={**campaign, "status": campaign_status(campaign, datetime.now(UTC))},
         results=_results_view(campaign, results) if results else None,
-        chart_src=f"/marketing/campaigns/{_path_id(campaign_id)}/results.json",
+        chart_src=f"/marketing/campaigns/{in_path(campaign_id)}/results.json",
         may_launch=user.may("campaigns:write") and bool(campaign.get("segment_id")),
         **extra,
     )
@@ -185,7 +178,7 @@ def _problem_json(exc: ApiError) -> JSONResponse:
 @router.get("/campaigns/{campaign_id}/results.json")
 async def campaign_results_json(user: CurrentUser, api: UserApi, campaign_id: str) -> Response:
     try:
-        results = await api.get("marketing", f"/v1/campaigns/{_path_id(campaign_id)}/results")
+        results = await api.get("marketing", f"/v1/campaigns/{in_path(campaign_id)}/results")
     except ApiError as exc:
         return _problem_json(exc)
     groups = (results["treated_group"], results["holdout_group"])
@@ -206,7 +199,7 @@ async def campaign_results_json(user: CurrentUser, api: UserApi, campaign_id: st
 @router.post("/campaigns/{campaign_id}/launch", response_class=HTMLResponse, dependencies=[Csrf])
 async def launch(request: Request, user: CurrentUser, api: UserApi, campaign_id: str) -> HTMLResponse:
     try:
-        launched = await api.post("marketing", f"/v1/campaigns/{_path_id(campaign_id)}/launch")
+        launched = await api.post("marketing", f"/v1/campaigns/{in_path(campaign_id)}/launch")
     except ApiError as exc:
         if exc.status not in (400, 409, 422):
             raise
@@ -223,7 +216,7 @@ async def launch(request: Request, user: CurrentUser, api: UserApi, campaign_id:
 async def find_segment(request: Request, user: CurrentUser, segment_id: str = "") -> Response:
     if not segment_id.strip():
         return RedirectResponse("/marketing", status_code=303)
-    return RedirectResponse(f"/marketing/segments/{_path_id(segment_id.strip())}", status_code=303)
+    return RedirectResponse(f"/marketing/segments/{in_path(segment_id.strip())}", status_code=303)
 
 
 def _new_segment_page(
@@ -267,12 +260,12 @@ async def define_segment(
         if exc.status not in (400, 409, 422):
             raise
         return _new_segment_page(request, exc.status, form, refusal=exc.detail or exc.title, errors=exc.errors)
-    return RedirectResponse(f"/marketing/segments/{_path_id(defined['segment_id'])}", status_code=303)
+    return RedirectResponse(f"/marketing/segments/{in_path(defined['segment_id'])}", status_code=303)
 
 
 @router.get("/segments/{segment_id}", response_class=HTMLResponse)
 async def segment(request: Request, user: CurrentUser, api: UserApi, segment_id: str) -> HTMLResponse:
-    found = await api.get("marketing", f"/v1/segments/{_path_id(segment_id)}")
+    found = await api.get("marketing", f"/v1/segments/{in_path(segment_id)}")
     template = "marketing/_segment_count.html" if is_htmx(request) else "marketing/segment.html"
     definition = json.dumps(_without_nulls(found.get("definition")), indent=2, ensure_ascii=False)
     return render(request, template, segment=found, definition=definition)

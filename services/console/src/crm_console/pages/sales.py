@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from itertools import zip_longest
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
-from crm_console.web import Csrf, CurrentUser, UserApi, is_htmx, render, requires
+from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, render, requires
 
 router = APIRouter(
     prefix="/sales", dependencies=[requires("opportunities:read", "activities:read", "forecasts:read", "quotes:read")]
@@ -47,10 +47,6 @@ def _refused(exc: ApiError) -> Refusal:
     if exc.status not in REFUSALS:
         raise exc
     return Refusal.of(exc)
-
-
-def _in_path(value: str) -> str:
-    return quote(value, safe="")
 
 
 # ---------------------------------------------------------------- the index
@@ -199,7 +195,7 @@ async def move(
     refusal: Refusal | None = None
     status = 200
     try:
-        await api.post("sales", f"/v1/opportunities/{_in_path(opportunity_id)}/stage", {"stage": stage})
+        await api.post("sales", f"/v1/opportunities/{in_path(opportunity_id)}/stage", {"stage": stage})
     except ApiError as exc:
         refusal, status = _refused(exc), exc.status
     if refusal is None and not is_htmx(request):
@@ -359,7 +355,7 @@ async def complete(
     activity_id: str,
     outcome: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    path = f"/v1/activities/{_in_path(activity_id)}"
+    path = f"/v1/activities/{in_path(activity_id)}"
     try:
         done = await api.post("sales", f"{path}/complete", {"outcome": outcome.strip() or None})
     except ApiError as exc:
@@ -512,12 +508,12 @@ async def create_quote(request: Request, user: CurrentUser, api: UserApi) -> Res
     except ApiError as exc:
         refusal = _refused(exc)
         return await _editor(request, api, draft, exc.status, refusal)
-    return RedirectResponse(f"/sales/quotes/{_in_path(quote_view['quote_id'])}", status_code=303)
+    return RedirectResponse(f"/sales/quotes/{in_path(quote_view['quote_id'])}", status_code=303)
 
 
 @router.get("/quotes/{quote_id}", response_class=HTMLResponse, dependencies=[requires("quotes:read")])
 async def quote_page(request: Request, user: CurrentUser, api: UserApi, quote_id: str) -> HTMLResponse:
-    found = await api.get("sales", f"/v1/quotes/{_in_path(quote_id)}")
+    found = await api.get("sales", f"/v1/quotes/{in_path(quote_id)}")
     return render(request, "sales/quote.html", q=found, actions=ACTIONS)
 
 
@@ -530,7 +526,7 @@ async def quote_action(
     action: QuoteAction,
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    path = f"/v1/quotes/{_in_path(quote_id)}"
+    path = f"/v1/quotes/{in_path(quote_id)}"
     body = {"reason": reason.strip() or None} if action == "reject" else None
     try:
         changed = await api.post("sales", f"{path}/{action}", body)
@@ -540,5 +536,5 @@ async def quote_action(
         template = "sales/_quote_row.html" if is_htmx(request) else "sales/quote.html"
         return render(request, template, exc.status, q=current, actions=ACTIONS, refusal=refusal)
     if not is_htmx(request):
-        return RedirectResponse(f"/sales/quotes/{_in_path(quote_id)}", status_code=303)
+        return RedirectResponse(f"/sales/quotes/{in_path(quote_id)}", status_code=303)
     return render(request, "sales/_quote_row.html", q=changed, actions=ACTIONS, done=action)
