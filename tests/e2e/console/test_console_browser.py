@@ -122,7 +122,19 @@ async def test_move_an_opportunity_to_the_next_stage(crm_run: RunningCrm, laptop
     await screenshot(laptop, "06b-pipeline-refused")
     async with httpx.AsyncClient(headers=crm_run.admin_headers) as http:
         stored = (await http.get(f"{crm_run.urls['sales']}/v1/opportunities/{opportunity}")).json()
-        assert stored["stage"] == wanted
+    assert stored["stage"] == wanted
+
+    # Won: the deal leaves the board.
+    card = laptop.locator(f"[data-testid=opportunity-card][data-opportunity-id='{opportunity}']")
+    await card.locator("[data-testid=close-deal] summary").click()
+    await card.locator("input[name=reason]").fill("Best service offer")
+    await card.locator("[data-testid=win]").click()
+    await laptop.wait_for_selector("[data-testid=closed]")
+    assert await laptop.locator(f"[data-opportunity-id='{opportunity}']").count() == 0
+    await screenshot(laptop, "06c-pipeline-won")
+    async with httpx.AsyncClient(headers=crm_run.admin_headers) as http:
+        stored = (await http.get(f"{crm_run.urls['sales']}/v1/opportunities/{opportunity}")).json()
+    assert stored["status"] == "won"
     assert laptop.script_errors == []
 
 

@@ -204,6 +204,57 @@ def test_a_move_without_htmx_goes_back_to_the_board(console: Console) -> None:
     assert answer.status_code == 303 and answer.headers["location"] == "/sales/pipeline?mine=1"
 
 
+def test_winning_places_the_order_and_the_card_leaves_the_board(console: Console) -> None:
+    console.sign_in_as("manager-1", *SALES_SCOPES)
+    open_ones = [opportunity("O-1", "develop")]
+    console.services.on("GET", "sales", "/v1/pipelines", (200, [PIPELINE]))
+    console.services.on(
+        "GET",
+        "sales",
+        "/v1/opportunities",
+        lambda r: httpx.Response(200, json={"items": open_ones, "next_cursor": None}),
+    )
+
+    def won(request: httpx.Request) -> httpx.Response:
+        open_ones.clear()
+        return httpx.Response(200, json={**opportunity("O-1", "develop"), "status": "won"})
+
+    console.services.on("POST", "sales", "/v1/opportunities/O-1/win", won)
+    answer = console.htmx(
+        "POST", "/sales/pipeline/O-1/close", data={"outcome": "won", "reason": " best offer ", "place_order": "1"}
+    )
+    assert answer.status_code == 200, answer.text
+    (sent,) = console.services.sent("POST", "sales", "/v1/opportunities/O-1/win")
+    assert console.services.body(sent) == {"reason": "best offer", "place_order": True}
+    assert 'data-testid="closed"' in answer.text and "Deal O-1 is won" in answer.text
+    assert 'data-opportunity-id="O-1"' not in answer.text
+
+
+def test_losing_without_a_reason_is_the_services_refusal_on_the_card(console: Console) -> None:
+    console.sign_in_as("manager-1", *SALES_SCOPES)
+    a_board(console, opportunity("O-1", "develop"))
+    problem = {
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "1 invalid field",
+        "errors": [{"location": "body.reason", "message": "String should have at least 1 character"}],
+    }
+    console.services.on("POST", "sales", "/v1/opportunities/O-1/lose", (422, problem))
+    answer = console.htmx("POST", "/sales/pipeline/O-1/close", data={"outcome": "lost", "reason": "  "})
+    assert answer.status_code == 422
+    (sent,) = console.services.sent("POST", "sales", "/v1/opportunities/O-1/lose")
+    assert console.services.body(sent) == {"reason": ""}
+    assert "body.reason" in answer.text and column_of(answer.text, "O-1") == "develop"
+
+
+def test_closing_needs_an_outcome_and_the_csrf_token(console: Console) -> None:
+    console.sign_in_as("manager-1", *SALES_SCOPES)
+    assert console.htmx("POST", "/sales/pipeline/O-1/close", data={"outcome": "maybe"}).status_code == 422
+    answer = console.client.post("/sales/pipeline/O-1/close", data={"outcome": "won"}, headers={"HX-Request": "true"})
+    assert answer.status_code == 400
+    assert not console.services.requests
+
+
 def test_a_move_needs_the_csrf_token(console: Console) -> None:
     console.sign_in_as("manager-1", *SALES_SCOPES)
     answer = console.client.post("/sales/pipeline/O-1/stage", data={"stage": "develop"}, headers={"HX-Request": "true"})

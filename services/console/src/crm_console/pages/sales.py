@@ -214,6 +214,52 @@ async def move(
     )
 
 
+@router.post(
+    "/pipeline/{opportunity_id}/close",
+    response_class=HTMLResponse,
+    dependencies=[Csrf, requires("opportunities:write")],
+)
+async def close(
+    request: Request,
+    user: CurrentUser,
+    api: UserApi,
+    opportunity_id: str,
+    outcome: Annotated[Literal["won", "lost"], Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
+    place_order: Annotated[str, Form(max_length=5)] = "",
+    pipeline_id: Annotated[str, Form(max_length=128)] = "",
+    mine: Annotated[str, Form(max_length=5)] = "",
+) -> Response:
+    """Win the opportunity (optionally placing its order) or lose it with the reason: it leaves the board."""
+    path = f"/v1/opportunities/{in_path(opportunity_id)}"
+    refusal: Refusal | None = None
+    status = 200
+    closed: dict[str, Any] | None = None
+    try:
+        if outcome == "won":
+            body = {"reason": reason.strip() or None, "place_order": bool(place_order)}
+            closed = await api.post("sales", f"{path}/win", body)
+        else:
+            closed = await api.post("sales", f"{path}/lose", {"reason": reason.strip()})
+    except ApiError as exc:
+        refusal, status = _refused(exc), exc.status
+    if refusal is None and not is_htmx(request):
+        query = urlencode({k: v for k, v in (("pipeline_id", pipeline_id), ("mine", mine)) if v})
+        return RedirectResponse(f"/sales/pipeline{'?' + query if query else ''}", status_code=303)
+    board = await load_board(api, user, pipeline_id, bool(mine))
+    template = "sales/_board.html" if is_htmx(request) else "sales/pipeline.html"
+    return render(
+        request,
+        template,
+        status,
+        board=board,
+        refusal=refusal,
+        refused_id=opportunity_id if refusal and board.has(opportunity_id) else None,
+        closed=closed,
+        closed_as=None if refusal else outcome,
+    )
+
+
 # ---------------------------------------------------------------- the forecast
 
 _YEAR = re.compile(r"^[0-9]{4}$")
