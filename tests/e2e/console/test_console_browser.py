@@ -135,6 +135,14 @@ async def test_move_an_opportunity_to_the_next_stage(crm_run: RunningCrm, laptop
     async with httpx.AsyncClient(headers=crm_run.admin_headers) as http:
         stored = (await http.get(f"{crm_run.urls['sales']}/v1/opportunities/{opportunity}")).json()
     assert stored["status"] == "won"
+
+    # The forecast counts it as closed won this year, in its table and in the chart drawn from the page's JSON.
+    await laptop.goto(f"{crm_run.console}/sales/forecast")
+    assert "4,800.00" in await laptop.text_content("[data-testid=forecast-summary]")
+    await laptop.wait_for_function(
+        "() => window.Chart && Chart.getChart(document.querySelector('canvas[data-testid=forecast-chart]'))"
+    )
+    await screenshot(laptop, "06d-forecast")
     assert laptop.script_errors == []
 
 

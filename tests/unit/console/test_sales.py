@@ -339,13 +339,25 @@ def test_the_forecast_shows_each_quarter_and_the_year_against_quota(console: Con
     assert "120,000.00" in page.text and "25.0 %" in page.text
     # Only the quotas of the periods shown.
     assert "2026-Q1" not in page.text
-    # The chart's data: in an attribute, for sales.js to draw (no inline script).
-    spec = json.loads(unescape(re.search(r"data-chart='([^']*)'", page.text).group(1)))  # type: ignore[union-attr]
+    # The chart's data: fetched by sales.js from the page's JSON endpoint (no inline script).
+    src = unescape(re.search(r'data-src="([^"]*)"', page.text).group(1))  # type: ignore[union-attr]
+    assert src == "/sales/forecast.json?period=2027&owner_id=rep-1"
+    spec = console.client.get(src).json()
     assert spec["labels"] == ["2027-Q1", "2027-Q2", "2027-Q3", "2027-Q4"]
     closed = next(d for d in spec["datasets"] if d["key"] == "closed")
     assert closed["data"] == [7500.0] * 4
     assert next(d for d in spec["datasets"] if d["key"] == "quota")["data"] == [30000.0] * 4
     assert "chart.umd.min.js" in page.text and "<script>" not in page.text
+
+
+def test_the_chart_data_refuses_a_non_period_and_passes_a_refusal_on(console: Console) -> None:
+    console.sign_in_as("manager-1", *SALES_SCOPES)
+    bad = console.client.get("/sales/forecast.json?period=soon")
+    assert bad.status_code == 422 and "quarter" in bad.json()["detail"]
+    console.services.on("GET", "sales", "/v1/forecasts", (403, {"title": "Forbidden", "status": 403, "detail": "no"}))
+    console.services.on("GET", "sales", "/v1/quotas", (200, []))
+    refused = console.client.get("/sales/forecast.json?period=2027-03")
+    assert refused.status_code == 403 and refused.json() == {"detail": "no"}
 
 
 def test_a_month_is_one_row(console: Console) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
@@ -334,9 +334,42 @@ async def forecast(
             rows=[],
             whole=None,
             quotas=[],
-            chart=None,
+            chart_src=None,
             unpriced=[],
         )
+    rows, whole, quotas = await _forecasts(api, period, parts, owner_id)
+    forecasts = [*rows, *([whole] if whole else [])]
+    return render(
+        request,
+        "sales/forecast.html",
+        period=period,
+        owner_id=owner_id,
+        rows=rows,
+        whole=whole,
+        quotas=quotas,
+        chart_src="/sales/forecast.json?" + urlencode({"period": period, "owner_id": owner_id}),
+        unpriced=sorted({o for f in forecasts for o in f.get("unpriced", [])}),
+    )
+
+
+@router.get("/forecast.json", dependencies=[requires("forecasts:read")])
+async def forecast_chart(api: UserApi, period: str = "", owner_id: str = "") -> JSONResponse:
+    """The chart's data, which the forecast page fetches: the categories stacked per period, quota beside."""
+    period = period.strip() or str(datetime.now(UTC).year)
+    parts = parts_of(period)
+    if parts is None:
+        return JSONResponse({"detail": "A period is a year (2027), a quarter (2027-Q1) or a month (2027-01)."}, 422)
+    try:
+        rows, _, _ = await _forecasts(api, period, parts, owner_id.strip())
+    except ApiError as exc:
+        return JSONResponse({"detail": exc.detail or exc.title}, exc.status)
+    return JSONResponse(chart_of(rows))
+
+
+async def _forecasts(
+    api: Api, period: str, parts: list[str], owner_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
+    """Per part of the period its forecast, the whole period's (when it has parts), and the quotas shown."""
     asked = parts if parts == [period] else [*parts, period]
     owner = owner_id or None
     answers = await asyncio.gather(
@@ -346,18 +379,7 @@ async def forecast(
     forecasts: list[dict[str, Any]] = list(answers[:-1])
     shown = set(asked)
     quotas = [q for q in answers[-1] if q.get("period") in shown]
-    rows = forecasts[: len(parts)]
-    return render(
-        request,
-        "sales/forecast.html",
-        period=period,
-        owner_id=owner_id,
-        rows=rows,
-        whole=forecasts[-1] if len(asked) > len(parts) else None,
-        quotas=quotas,
-        chart=chart_of(rows),
-        unpriced=sorted({o for f in forecasts for o in f.get("unpriced", [])}),
-    )
+    return forecasts[: len(parts)], forecasts[-1] if len(asked) > len(parts) else None, quotas
 
 
 # ---------------------------------------------------------------- my activities

@@ -71,8 +71,19 @@
 
   function drawForecast() {
     const canvas = document.querySelector("canvas[data-testid=forecast-chart]");
-    if (!canvas || !window.Chart || window.Chart.getChart(canvas)) return;
-    const spec = JSON.parse(canvas.dataset.chart);
+    if (!canvas || !canvas.dataset.src || !window.Chart || window.Chart.getChart(canvas)) return;
+    fetch(canvas.dataset.src, { headers: { Accept: "application/json" } })
+      .then((answer) => (answer.ok ? answer.json() : Promise.reject(new Error(`${answer.status}`))))
+      .then((spec) => chart(canvas, spec))
+      .catch((error) => {
+        const note = document.createElement("p");
+        note.className = "muted";
+        note.textContent = `The chart could not be drawn (${error.message}); the table below has the figures.`;
+        canvas.replaceWith(note);
+      });
+  }
+
+  function chart(canvas, spec) {
     const money = (value) =>
       Number(value).toLocaleString(undefined, { minimumFractionDigits: 0, maximumFractionDigits: 0 });
     new window.Chart(canvas, {
