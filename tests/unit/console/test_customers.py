@@ -332,3 +332,12 @@ def test_an_id_stays_one_segment_of_the_services_path(console: Console) -> None:
     console.client.get("/customers/C-1%3Fowner_id=x%23")
     asked = [r.url.raw_path.decode() for r in console.services.requests]
     assert asked == ["/v1/customers/C-1%3Fowner_id%3Dx%23"], asked
+
+
+def test_search_by_phone_asks_for_the_number(console: Console) -> None:
+    console.sign_in_as("rep", "customers:read")
+    console.services.on("GET", "customer", "/v1/customers", (200, {"items": [PROFILE], "next_cursor": None}))
+    page = console.client.get("/customers", params={"q": "+44 20 7946 0958"})
+    assert 'data-testid="customer-link" href="/customers/C-1"' in page.text
+    (asked,) = console.services.sent("GET", "customer", "/v1/customers")
+    assert asked.url.params["phone"] == "+44 20 7946 0958" and "q" not in asked.url.params

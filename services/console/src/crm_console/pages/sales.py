@@ -198,18 +198,15 @@ async def move(
         await api.post("sales", f"/v1/opportunities/{in_path(opportunity_id)}/stage", {"stage": stage})
     except ApiError as exc:
         refusal, status = _refused(exc), exc.status
-    if refusal is None and not is_htmx(request):
-        query = urlencode({k: v for k, v in (("pipeline_id", pipeline_id), ("mine", mine)) if v})
-        return RedirectResponse(f"/sales/pipeline{'?' + query if query else ''}", status_code=303)
-    board = await load_board(api, user, pipeline_id, bool(mine))
-    template = "sales/_board.html" if is_htmx(request) else "sales/pipeline.html"
-    return render(
+    return await _board_after(
         request,
-        template,
+        api,
+        user,
+        opportunity_id,
+        pipeline_id,
+        mine,
+        refusal,
         status,
-        board=board,
-        refusal=refusal,
-        refused_id=opportunity_id if refusal and board.has(opportunity_id) else None,
         moved_id=None if refusal else opportunity_id,
     )
 
@@ -243,6 +240,24 @@ async def close(
             closed = await api.post("sales", f"{path}/lose", {"reason": reason.strip()})
     except ApiError as exc:
         refusal, status = _refused(exc), exc.status
+    return await _board_after(
+        request, api, user, opportunity_id, pipeline_id, mine, refusal, status, closed=closed, closed_as=outcome
+    )
+
+
+async def _board_after(
+    request: Request,
+    api: Api,
+    user: User,
+    opportunity_id: str,
+    pipeline_id: str,
+    mine: str,
+    refusal: Refusal | None,
+    status: int,
+    **done: Any,
+) -> Response:
+    """After a change of a card: the board (the fragment for htmx), the refusal on the card; a plain form's
+    success goes back to the board."""
     if refusal is None and not is_htmx(request):
         query = urlencode({k: v for k, v in (("pipeline_id", pipeline_id), ("mine", mine)) if v})
         return RedirectResponse(f"/sales/pipeline{'?' + query if query else ''}", status_code=303)
@@ -255,8 +270,7 @@ async def close(
         board=board,
         refusal=refusal,
         refused_id=opportunity_id if refusal and board.has(opportunity_id) else None,
-        closed=closed,
-        closed_as=None if refusal else outcome,
+        **({} if refusal else done),
     )
 
 
