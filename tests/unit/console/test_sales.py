@@ -357,7 +357,8 @@ def test_the_chart_data_refuses_a_non_period_and_passes_a_refusal_on(console: Co
     console.services.on("GET", "sales", "/v1/forecasts", (403, {"title": "Forbidden", "status": 403, "detail": "no"}))
     console.services.on("GET", "sales", "/v1/quotas", (200, []))
     refused = console.client.get("/sales/forecast.json?period=2027-03")
-    assert refused.status_code == 403 and refused.json() == {"detail": "no"}
+    assert refused.status_code == 403
+    assert refused.json() == {"status": 403, "title": "Forbidden", "detail": "no", "service": "sales"}
 
 
 def test_a_month_is_one_row(console: Console) -> None:

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
-from crm_console.client import Api
+from crm_console.client import Api, ApiError
 from crm_console.identity import COOKIE, Sessions, User
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -120,6 +120,14 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         template,
         {"user": user, "sections": sections, "path": request.url.path, **context},
         status_code=status_code,
+    )
+
+
+def problem_json(exc: ApiError) -> JSONResponse:
+    """A service's refusal, for a page's script that fetched JSON (a chart's data): its status and words."""
+    return JSONResponse(
+        {"status": exc.status, "title": exc.title, "detail": exc.detail, "service": exc.service},
+        status_code=exc.status,
     )
 
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
-from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, parse_time, render, requires
+from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, parse_time, problem_json, render, requires
 
 router = APIRouter(prefix="/marketing", dependencies=[requires("campaigns:read", "segments:read")])
 
@@ -168,19 +168,12 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def _problem_json(exc: ApiError) -> JSONResponse:
-    return JSONResponse(
-        {"status": exc.status, "title": exc.title, "detail": exc.detail, "service": exc.service},
-        status_code=exc.status,
-    )
-
-
 @router.get("/campaigns/{campaign_id}/results.json")
 async def campaign_results_json(user: CurrentUser, api: UserApi, campaign_id: str) -> Response:
     try:
         results = await api.get("marketing", f"/v1/campaigns/{in_path(campaign_id)}/results")
     except ApiError as exc:
-        return _problem_json(exc)
+        return problem_json(exc)
     groups = (results["treated_group"], results["holdout_group"])
     return JSONResponse(
         {
@@ -346,7 +339,7 @@ async def pareto_json(user: CurrentUser, api: UserApi) -> Response:
     try:
         pareto = await _pareto(api)
     except ApiError as exc:
-        return _problem_json(exc)
+        return problem_json(exc)
     return JSONResponse(
         {
             "customers": pareto["customers"],
@@ -364,7 +357,7 @@ async def movements_json(user: CurrentUser, api: UserApi, period: Annotated[Peri
     try:
         rows = await _movements(api, period)
     except ApiError as exc:
-        return _problem_json(exc)
+        return problem_json(exc)
     return JSONResponse(
         {
             "period": period,
@@ -383,7 +376,7 @@ async def tier_movements_json(
     try:
         rows = await _tier_movements(api, period)
     except ApiError as exc:
-        return _problem_json(exc)
+        return problem_json(exc)
     return JSONResponse(
         {
             "period": period,

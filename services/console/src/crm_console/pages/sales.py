@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from crm_console.client import Api, ApiError
 from crm_console.identity import User
-from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, render, requires
+from crm_console.web import Csrf, CurrentUser, UserApi, in_path, is_htmx, problem_json, render, requires
 
 router = APIRouter(
     prefix="/sales", dependencies=[requires("opportunities:read", "activities:read", "forecasts:read", "quotes:read")]
@@ -376,7 +376,7 @@ async def forecast_chart(api: UserApi, period: str = "", owner_id: str = "") -> 
     try:
         rows, _, _ = await _forecasts(api, period, parts, owner_id.strip())
     except ApiError as exc:
-        return JSONResponse({"detail": exc.detail or exc.title}, exc.status)
+        return problem_json(exc)
     return JSONResponse(chart_of(rows))
 
 
